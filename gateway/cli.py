@@ -1,0 +1,126 @@
+"""The `gateway` command: check, replay, bench (and, as they land, run and discover)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from gateway import __version__
+from gateway.logs import setup_logging
+
+log = logging.getLogger("gateway")
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID_CONFIG = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level, args.log_format)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return EXIT_FAILED
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"gateway {__version__}")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", default="text", choices=["text", "json"],
+                        help="json: one JSON object per line (for journald)")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    check = commands.add_parser("check", help="validate a configuration file")
+    check.add_argument("-c", "--config", type=Path, required=True)
+    check.set_defaults(handler=cmd_check)
+
+    replay = commands.add_parser("replay", help="run one camera's analytics on a recorded video")
+    replay.add_argument("-c", "--config", type=Path, required=True)
+    replay.add_argument("--camera", required=True, help="camera id from the configuration")
+    replay.add_argument("--source", type=Path, required=True, help="any video file ffmpeg can read")
+    replay.add_argument("--counts-out", type=Path, help="JSON lines: persons per analysed frame")
+    replay.add_argument("--events-out", type=Path, help="JSON lines: alert payloads")
+    replay.add_argument("--snapshots", type=Path, metavar="DIR", help="write evidence JPEGs here")
+    replay.add_argument("--fps", type=float, help="override the camera's analysis fps")
+    replay.add_argument("--start-at", type=datetime.fromisoformat, metavar="ISO",
+                        help="wall-clock time of the file's first frame (default: now)")
+    replay.set_defaults(handler=cmd_replay)
+
+    bench = commands.add_parser("bench", help="benchmarks (figures printed as same-run ratios)")
+    bench_commands = bench.add_subparsers(title="benchmarks", metavar="BENCH")
+    bench_detector = bench_commands.add_parser(
+        "detector", help="bare onnxruntime session.run vs gateway replay throughput")
+    bench_detector.add_argument("-c", "--config", type=Path, default=Path("config/demo.yaml"))
+    bench_detector.add_argument("--camera", help="camera id (default: the first)")
+    bench_detector.add_argument("--source", type=Path, help="video (default: the camera's file)")
+    bench_detector.add_argument("--frames", type=int, default=0, help="limit (default: whole file)")
+    bench_detector.set_defaults(handler=cmd_bench_detector)
+    return parser
+
+
+def load_or_report(path: Path):
+    """The validated config, or None after printing every problem (file:line: key: message)."""
+    from gateway.config import check_config
+
+    config, issues = check_config(path)
+    for issue in issues:
+        print(issue, file=sys.stderr)
+    return config
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from gateway.config import summary
+
+    config = load_or_report(args.config)
+    if config is None:
+        return EXIT_INVALID_CONFIG
+    print(summary(config, args.config))
+    return EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from detectors import DetectorError
+    from gateway.detection import load_detector
+    from gateway.replay import replay
+    from gateway.video.decode import VideoOpenError
+
+    config = load_or_report(args.config)
+    if config is None:
+        return EXIT_INVALID_CONFIG
+    try:
+        config.camera(args.camera)
+        detector = load_detector(config.detector)
+        stats = replay(config, args.camera, args.source, detector, counts_out=args.counts_out,
+                       events_out=args.events_out, snapshots_dir=args.snapshots,
+                       start_at=args.start_at, fps=args.fps)
+    except (KeyError, DetectorError, VideoOpenError) as error:
+        print(f"gateway replay: {error.args[0] if isinstance(error, KeyError) else error}",
+              file=sys.stderr)
+        return EXIT_FAILED
+    print(f"replay {args.source}: {stats.frames_analysed} of {stats.frames_decoded} frames analysed "
+          f"in {stats.seconds:.1f} s ({stats.analysed_fps:.1f} fps); {stats.events_started} events, "
+          f"{stats.alert_messages} alert messages")
+    return EXIT_OK
+
+
+def cmd_bench_detector(args: argparse.Namespace) -> int:
+    return run_bench_script("bench_detector.py", args)
+
+
+def run_bench_script(name: str, args: argparse.Namespace) -> int:
+    """Run `bench/<name>`'s main(args): benchmarks live beside the package in a source checkout."""
+    import runpy
+
+    script = Path(__file__).resolve().parent.parent / "bench" / name
+    if not script.exists():
+        print(f"gateway bench: {script} not found: benchmarks run from a source checkout",
+              file=sys.stderr)
+        return EXIT_FAILED
+    return runpy.run_path(str(script))["main"](args)

@@ -1,0 +1,129 @@
+"""`gateway replay`: one camera's full analytics over a recorded file, as fast as the machine allows.
+
+The file's own timestamps are the clock: analysis fps, rule timers (for_s, clear_s, cooldown)
+and event times all follow video time, so a replay gives the same alerts however fast it runs.
+Wall-clock fields in payloads are `start_at + video time`.
+
+Outputs (JSON lines; the counts format is a contract other tools read, see DESIGN §3.1):
+  counts-out: {"camera", "frame", "t", "persons", "zones", "boxes": [[x1, y1, x2, y2, score, track_id]]}
+  events-out: the alert payloads a live run would publish, one per line, in order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO
+from zoneinfo import ZoneInfo
+
+from detectors import Detector
+from gateway.analytics import CameraAnalytics, FrameResult
+from gateway.config.models import GatewayConfig
+from gateway.video.decode import decode_frames, frame_rate, open_video
+from gateway.video.pacing import AnalysisPacer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReplayStats:
+    frames_decoded: int = 0
+    frames_analysed: int = 0
+    alert_messages: int = 0
+    events_started: int = 0
+    seconds: float = 0.0
+
+    @property
+    def analysed_fps(self) -> float:
+        return self.frames_analysed / self.seconds if self.seconds else 0.0
+
+
+def counts_line(camera_id: str, frame_index: int, t: float, result: FrameResult) -> str:
+    """One line of `--counts-out` (persons after masks; boxes in source-frame pixels)."""
+    boxes = [
+        [round(float(x1), 1), round(float(y1), 1), round(float(x2), 1), round(float(y2), 1),
+         round(float(score), 3), int(track)]
+        for (x1, y1, x2, y2), score, track in zip(
+            result.boxes.tolist(), result.scores.tolist(), result.track_ids.tolist())
+    ]
+    record = {"camera": camera_id, "frame": frame_index, "t": round(t, 3), "persons": len(boxes),
+              "zones": result.zone_counts, "boxes": boxes}
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+class AlertSink:
+    """Where replay puts alert messages: a JSON-lines file and/or evidence JPEGs in a directory."""
+
+    def __init__(self, events_out: IO[str] | None, snapshots_dir: Path | None):
+        self.events_out = events_out
+        self.snapshots_dir = snapshots_dir
+        if snapshots_dir:
+            snapshots_dir.mkdir(parents=True, exist_ok=True)
+
+    def write(self, messages: list, frame_index: int, stats: ReplayStats) -> None:
+        for message in messages:
+            stats.alert_messages += 1
+            stats.events_started += message.state == "start"
+            payload = message.payload
+            log.info("camera %s frame %d: %s %s (%s, seq %d)", payload["camera_id"], frame_index,
+                     payload["title_zh"], message.state, message.event_id[:8], message.seq)
+            if self.events_out:
+                self.events_out.write(json.dumps(payload, ensure_ascii=False) + "\n")
+            if self.snapshots_dir and message.snapshot_jpeg:
+                name = (f"{payload['camera_id']}_{frame_index:06d}_{payload['type']}_"
+                        f"{message.event_id[:8]}_{message.seq}.jpg")
+                (self.snapshots_dir / name).write_bytes(message.snapshot_jpeg)
+
+
+def replay(config: GatewayConfig, camera_id: str, source: Path, detector: Detector, *,
+           counts_out: Path | None = None, events_out: Path | None = None,
+           snapshots_dir: Path | None = None, start_at: datetime | None = None,
+           fps: float | None = None) -> ReplayStats:
+    """Analyse `source` as camera `camera_id` would be analysed live; write the outputs.
+
+    `fps` overrides the camera's analysis rate (e.g. every frame while tuning thresholds).
+    """
+    camera = config.camera(camera_id)
+    zone = ZoneInfo(config.gateway.timezone)
+    start_at = (start_at or datetime.now(zone)).astimezone(zone)
+    stats = ReplayStats()
+    began = time.perf_counter()
+    with ExitStack() as stack:
+        container = stack.enter_context(open_video(source))
+        counts = stack.enter_context(_open_text(counts_out)) if counts_out else None
+        events = stack.enter_context(_open_text(events_out)) if events_out else None
+        sink = AlertSink(events, snapshots_dir)
+        source_fps = frame_rate(container)
+        pacer = AnalysisPacer(fps or camera.fps, source_fps)
+        analytics: CameraAnalytics | None = None
+        t = 0.0
+        for decoded in decode_frames(container):
+            stats.frames_decoded += 1
+            t = decoded.t
+            if not pacer.due(t):
+                continue
+            image = decoded.bgr()
+            if analytics is None:
+                analytics = CameraAnalytics(camera, config.gateway, (image.shape[1], image.shape[0]))
+            masked = analytics.prepare(image)
+            result = analytics.process(detector.detect(masked), t=t,
+                                       now=start_at + timedelta(seconds=t), frame=masked)
+            stats.frames_analysed += 1
+            if counts:
+                counts.write(counts_line(camera.id, decoded.index, t, result) + "\n")
+            sink.write(result.events, decoded.index, stats)
+        if analytics is not None:
+            sink.write(analytics.close_all(t, start_at + timedelta(seconds=t)), stats.frames_decoded - 1,
+                       stats)
+    stats.seconds = time.perf_counter() - began
+    return stats
+
+
+def _open_text(path: Path) -> IO[str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.open("w", encoding="utf-8", buffering=1 << 16)

@@ -1,0 +1,1 @@
+"""Video ingest: decoding files and streams into timestamped BGR frames."""

@@ -1,0 +1,77 @@
+"""Timestamped frames out of anything FFmpeg reads (files and RTSP), through PyAV.
+
+One place decides how a stream is decoded: every frame, or keyframes only (the decoder then
+skips the P/B frames without decoding them, which is most of the CPU on a camera stream).
+Frames are converted to BGR arrays only when the caller asks: a decimating caller pays
+nothing for the frames it drops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+class VideoOpenError(Exception):
+    """The source could not be opened or holds no video stream (message names the source)."""
+
+
+@dataclass(slots=True)
+class DecodedFrame:
+    """One decoded picture: its 0-based index in decode order, its time and the PyAV frame."""
+
+    index: int
+    t: float
+    keyframe: bool
+    frame: av.VideoFrame
+
+    def bgr(self) -> np.ndarray:
+        """The picture as an H x W x 3 BGR uint8 array (converted on demand)."""
+        return self.frame.to_ndarray(format="bgr24")
+
+
+def open_video(source: str | Path, options: dict[str, str] | None = None,
+               timeout: float | tuple[float, float] | None = None,
+               display_name: str | None = None) -> av.container.InputContainer:
+    """Open `source` for reading; raise VideoOpenError naming it (use a redacted display name)."""
+    name = display_name or str(source)
+    try:
+        container = av.open(str(source), mode="r", options=options or {}, timeout=timeout)
+    except (av.FFmpegError, OSError) as error:
+        raise VideoOpenError(f"{name}: cannot open: {error}") from error
+    if not container.streams.video:
+        container.close()
+        raise VideoOpenError(f"{name}: no video stream in the source")
+    return container
+
+
+def frame_rate(container: av.container.InputContainer) -> float | None:
+    """The video stream's nominal frame rate, if the container declares one."""
+    rate = container.streams.video[0].average_rate or container.streams.video[0].guessed_rate
+    return float(rate) if rate else None
+
+
+def decode_frames(container: av.container.InputContainer,
+                  keyframes_only: bool = False) -> Iterator[DecodedFrame]:
+    """Decode the first video stream; `t` is the presentation time from the stream start.
+
+    Streams without timestamps (some AVI and raw H.264) fall back to index / frame rate.
+    Ends when the stream ends: for a live source that means it went away.
+    """
+    stream = container.streams.video[0]
+    codec = stream.codec_context
+    codec.skip_frame = "NONKEY" if keyframes_only else "DEFAULT"
+    time_base: Fraction | None = stream.time_base
+    start_pts = stream.start_time or 0
+    fps = frame_rate(container) or 25.0
+    for index, frame in enumerate(container.decode(stream)):
+        if frame.pts is not None and time_base is not None:
+            t = float((frame.pts - start_pts) * time_base)
+        else:
+            t = index / fps
+        yield DecodedFrame(index, t, bool(frame.key_frame), frame)
