@@ -8,30 +8,49 @@ Coordinates: polygons are in pixels of the camera's `resolution` (the frame the 
 on) unless the camera says `coordinates: normalized`, in which case every point is in 0..1 of the
 frame's width and height. At run time pixel polygons are scaled to the actual stream size, so a
 zone drawn on the main stream also works on the sub stream.
+
+Camera sources are told apart by their key: `rtsp:` (a URL), `nvr:` (vendor shorthand, flat:
+`{nvr: hikvision, host: 10.0.0.5, channel: 3, stream: sub}`), `onvif:` (a nested map) or `file:`
+(a recorded video). Rules are told apart by `type:`.
+
+The end of this module navigates the models by key path (`describe_loc`, `path_values`): the
+loader uses it to turn pydantic's error locations into YAML lines and to find `Path` fields.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     SecretStr,
+    Tag,
+    ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
+from pydantic_core.core_schema import ErrorType
 
 IDENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 """Ids end up in MQTT topics and URLs: no spaces, slashes, '+' or '#'."""
 
 Ident = Annotated[str, Field(pattern=IDENT_PATTERN)]
 Point = tuple[float, float]
-TIME_WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+TIME_WINDOW = re.compile(r"^(\d\d):(\d\d)-(\d\d):(\d\d)$")
 
 
 class StrictModel(BaseModel):
@@ -56,7 +75,9 @@ class GatewaySection(StrictModel):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)")
+            close = difflib.get_close_matches(value, sorted(available_timezones()), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "use an IANA name such as Asia/Shanghai"
+            raise ValueError(f"unknown time zone {value!r} ({hint})") from None
         return value
 
 
@@ -129,14 +150,32 @@ class Calibration(StrictModel):
     @model_validator(mode="after")
     def _same_length(self) -> Calibration:
         if len(self.image_points) != len(self.ground_points_m):
-            raise ValueError(
+            raise LocatedValueError(
+                "ground_points_m",
                 f"image_points has {len(self.image_points)} points but ground_points_m has "
-                f"{len(self.ground_points_m)}: they must pair up"
+                f"{len(self.ground_points_m)}: they must pair up",
             )
         return self
 
 
 # --------------------------------------------------------------------------- rules
+
+
+def _time_window(window: str) -> str:
+    """One 'HH:MM-HH:MM' window; checked per item so the error points at the item's line."""
+    match = TIME_WINDOW.match(window.strip())
+    if not match:
+        raise ValueError(f"time window {window!r} must look like '22:00-06:00' (24-hour clock)")
+    start_h, start_m, end_h, end_m = (int(part) for part in match.groups())
+    if start_h > 23 or start_m > 59 or end_m > 59 or end_h > 24 or (end_h == 24 and end_m):
+        raise ValueError(f"time window {window!r} has an impossible time (00:00..23:59, or 24:00 as end)")
+    if (start_h, start_m) == (end_h, end_m):
+        raise ValueError(f"time window {window!r} is empty (start equals end)")
+    return window.strip()
+
+
+TimeWindow = Annotated[str, AfterValidator(_time_window)]
+"""'22:00-06:00' spans midnight; '24:00' is allowed as an end time only."""
 
 
 class RuleUpdates(StrictModel):
@@ -152,22 +191,11 @@ class RuleBase(StrictModel):
     for_s: float = Field(default=5, ge=0, description="Condition must hold this long to start.")
     clear_s: float = Field(default=5, ge=0, description="Condition must be false this long to end.")
     cooldown_s: float = Field(default=0, ge=0, description="After an end, no new start this long.")
-    schedule: list[str] = Field(
+    schedule: list[TimeWindow] = Field(
         default_factory=list, description="Active windows 'HH:MM-HH:MM' (local time); empty = always."
     )
     severity: int = Field(default=2, ge=1, le=4)
     updates: RuleUpdates = Field(default_factory=RuleUpdates)
-
-    @field_validator("schedule")
-    @classmethod
-    def _time_windows(cls, windows: list[str]) -> list[str]:
-        for window in windows:
-            match = TIME_WINDOW.match(window)
-            if not match:
-                raise ValueError(f"time window {window!r} must look like '22:00-06:00'")
-            if match.group(1, 2) == match.group(3, 4):
-                raise ValueError(f"time window {window!r} is empty (start equals end)")
-        return windows
 
     @property
     def rule_id(self) -> str:
@@ -230,6 +258,8 @@ Rule = Annotated[
 
 
 class RtspSource(StrictModel):
+    """`source: {rtsp: rtsp://user:${CAM_PASSWORD}@host:554/path}`."""
+
     rtsp: str = Field(description="rtsp://user:pass@host:554/path; put the password in ${ENV}.")
     transport: Literal["tcp", "udp"] = "tcp"
 
@@ -238,13 +268,27 @@ class RtspSource(StrictModel):
     def _rtsp_scheme(cls, value: str) -> str:
         if not value.startswith(("rtsp://", "rtsps://")):
             raise ValueError("must start with rtsp:// or rtsps://")
+        try:
+            host = urlsplit(value).hostname
+        except ValueError:
+            host = None
+        if not host:
+            raise ValueError("the URL has no host (rtsp://[user:password@]host[:port]/path)")
         return value
 
 
 class NvrSource(StrictModel):
-    """Shorthand for the common NVR/camera URL schemes: vendor + channel + main/sub stream."""
+    """Shorthand for the common NVR/camera URL schemes, written flat under `source:`:
 
-    vendor: Literal["hikvision", "dahua"]
+        source: {nvr: hikvision, host: 10.0.0.5, channel: 3, stream: sub, user: admin,
+                 password: "${NVR_PASSWORD}"}
+
+    The `nvr:` key names the vendor (attribute `vendor`); a camera is channel 1 of itself.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    vendor: Literal["hikvision", "dahua"] = Field(alias="nvr")
     host: str
     port: int = Field(default=554, ge=1, le=65535)
     channel: int = Field(default=1, ge=1, le=256)
@@ -264,6 +308,8 @@ class OnvifSettings(StrictModel):
 
 
 class OnvifSource(StrictModel):
+    """`source: {onvif: {host, port, user, password, profile}}`: the stream URI is asked for."""
+
     onvif: OnvifSettings
 
 
@@ -274,7 +320,37 @@ class FileSource(StrictModel):
     loop: bool = True
 
 
-CameraSource = Union[RtspSource, NvrSource, OnvifSource, FileSource]
+SOURCE_KINDS = ("rtsp", "nvr", "onvif", "file")
+"""The key that says which kind of source a `source:` map is, in order of precedence."""
+
+_SOURCE_CLASSES: dict[type, str] = {
+    RtspSource: "rtsp",
+    NvrSource: "nvr",
+    OnvifSource: "onvif",
+    FileSource: "file",
+}
+
+
+def _source_kind(value: Any) -> str | None:
+    """Pick the source model by key, so a bad `source:` gives one error, not one per branch."""
+    if isinstance(value, dict):
+        return next((kind for kind in SOURCE_KINDS if kind in value), None)
+    return _SOURCE_CLASSES.get(type(value))
+
+
+CameraSource = Annotated[
+    Union[
+        Annotated[RtspSource, Tag("rtsp")],
+        Annotated[NvrSource, Tag("nvr")],
+        Annotated[OnvifSource, Tag("onvif")],
+        Annotated[FileSource, Tag("file")],
+    ],
+    Discriminator(
+        _source_kind,
+        custom_error_type="camera_source",
+        custom_error_message=f"source needs one of {', '.join(SOURCE_KINDS)}",
+    ),
+]
 
 
 class MotionSettings(StrictModel):
@@ -292,12 +368,14 @@ class PatrolStop(StrictModel):
 
 # --------------------------------------------------------------------------- cameras
 
+PositiveInt = Annotated[int, Field(gt=0)]
+
 
 class CameraDefaults(StrictModel):
     """Values every camera inherits unless it sets its own."""
 
     fps: float = Field(default=2, gt=0, le=60, description="Frames analysed per second.")
-    resolution: tuple[int, int] | None = Field(
+    resolution: tuple[PositiveInt, PositiveInt] | None = Field(
         default=None, description="[width, height] of the frame the pixel polygons were drawn on."
     )
     coordinates: Literal["pixels", "normalized"] = "pixels"
@@ -320,22 +398,36 @@ class Camera(CameraDefaults):
 
     @model_validator(mode="after")
     def _consistent(self) -> Camera:
-        _check_unique("zones", [zone.id for zone in self.zones])
-        _check_unique("rules", [rule.rule_id for rule in self.rules])
+        problems = [
+            *_duplicates("zones", [zone.id for zone in self.zones]),
+            *_duplicates("rules", [rule.rule_id for rule in self.rules]),
+            *self._rule_problems(),
+            *self._patrol_problems(),
+            *self._polygon_problems(),
+        ]
+        if problems:
+            raise LocatedErrors(problems)
+        return self
+
+    def _rule_problems(self) -> Iterator[LocatedValueError]:
         zone_ids = {zone.id for zone in self.zones}
         for index, rule in enumerate(self.rules):
             if rule.zone is not None and rule.zone not in zone_ids:
-                raise _located(f"rules[{index}].zone", f"unknown zone {rule.zone!r}", zone_ids)
+                yield _located(f"rules[{index}].zone", f"unknown zone {rule.zone!r}", zone_ids)
             if isinstance(rule, CrowdRule) and rule.min_density_per_m2 and not self.calibration:
-                raise _located(f"rules[{index}].min_density_per_m2", "needs the camera's calibration")
-        for index, stop in enumerate(self.patrol):
-            for zone in stop.zones:
-                if zone not in zone_ids:
-                    raise _located(f"patrol[{index}].zones", f"unknown zone {zone!r}", zone_ids)
-        self._check_polygons_in_frame()
-        return self
+                yield _located(
+                    f"rules[{index}].min_density_per_m2",
+                    "a density threshold needs the camera's calibration (or use min_people)",
+                )
 
-    def _check_polygons_in_frame(self) -> None:
+    def _patrol_problems(self) -> Iterator[LocatedValueError]:
+        zone_ids = {zone.id for zone in self.zones}
+        for index, stop in enumerate(self.patrol):
+            for position, zone in enumerate(stop.zones):
+                if zone not in zone_ids:
+                    yield _located(f"patrol[{index}].zones[{position}]", f"unknown zone {zone!r}", zone_ids)
+
+    def _polygon_problems(self) -> Iterator[LocatedValueError]:
         shapes: list[tuple[str, list[Point]]] = [
             (f"zones[{i}].polygon", zone.polygon) for i, zone in enumerate(self.zones)
         ] + [(f"masks[{i}].polygon", mask.polygon) for i, mask in enumerate(self.masks)]
@@ -346,18 +438,21 @@ class Camera(CameraDefaults):
         elif self.resolution is not None:
             width, height = self.resolution
         elif shapes:
-            raise _located(
+            yield _located(
                 shapes[0][0],
                 "pixel coordinates need the camera's resolution: [width, height] "
                 "(or set coordinates: normalized)",
             )
+            return
         else:
             return
         for where, points in shapes:
-            for x, y in points:
+            for index, (x, y) in enumerate(points):
                 if not (0 <= x <= width and 0 <= y <= height):
-                    raise _located(
-                        where, f"point [{x:g}, {y:g}] lies outside the frame {width:g}x{height:g}"
+                    yield _located(
+                        f"{where}[{index}]",
+                        f"point [{x:g}, {y:g}] lies outside the frame {width:g}x{height:g}"
+                        + (" (normalized coordinates are 0..1)" if self.coordinates == "normalized" else ""),
                     )
 
 
@@ -416,11 +511,24 @@ class GatewayConfig(StrictModel):
     storage: StorageSection = Field(default_factory=StorageSection)
     api: ApiSection = Field(default_factory=ApiSection)
 
-    @model_validator(mode="after")
-    def _unique_ids(self) -> GatewayConfig:
-        _check_unique("cameras", [camera.id for camera in self.cameras])
-        _check_unique("sensors", [sensor.id for sensor in self.sensors])
-        return self
+    @model_validator(mode="wrap")
+    @classmethod
+    def _unique_ids(cls, data: Any, handler: Any) -> GatewayConfig:
+        """Duplicate ids are checked on the raw input so they are reported with every other error.
+
+        An `after` validator would only run once everything else is valid, hiding a duplicate
+        camera id until the installer has fixed the rest.
+        """
+        problems = _raw_duplicate_ids(data)
+        try:
+            config = handler(data)
+        except ValidationError as error:
+            if not problems:
+                raise
+            raise _add_problems(error, problems, data) from None
+        if problems:
+            raise LocatedErrors(problems)
+        return config
 
     def camera(self, camera_id: str) -> Camera:
         for camera in self.cameras:
@@ -446,17 +554,222 @@ class LocatedValueError(ValueError):
         self.message = message
 
 
+class LocatedErrors(ValueError):
+    """Several located problems found by one validator: all are reported, not just the first."""
+
+    def __init__(self, errors: list[LocatedValueError]):
+        super().__init__("; ".join(str(error) for error in errors))
+        self.errors = errors
+
+
 def _located(subpath: str, message: str, known: set[str] | None = None) -> LocatedValueError:
     if known is not None:
         message += f" (known: {', '.join(sorted(known)) or 'none'})"
     return LocatedValueError(subpath, message)
 
 
-def _check_unique(section: str, ids: list[str]) -> None:
-    seen: dict[str, int] = {}
+def _duplicates(section: str, ids: list[Any]) -> list[LocatedValueError]:
+    seen: dict[Any, int] = {}
+    problems = []
     for index, ident in enumerate(ids):
+        if not isinstance(ident, str):
+            continue
         if ident in seen:
-            raise _located(
-                f"{section}[{index}].id", f"duplicate id {ident!r} (first used at {section}[{seen[ident]}])"
+            problems.append(
+                _located(f"{section}[{index}].id", f"duplicate id {ident!r} (first used at {section}[{seen[ident]}])")
             )
-        seen[ident] = index
+        else:
+            seen[ident] = index
+    return problems
+
+
+def _raw_duplicate_ids(data: Any) -> list[LocatedValueError]:
+    if not isinstance(data, dict):
+        return []
+    problems = []
+    for section in ("cameras", "sensors"):
+        items = data.get(section)
+        if isinstance(items, list):
+            problems += _duplicates(section, [_item_id(item) for item in items])
+    return problems
+
+
+def _item_id(item: Any) -> Any:
+    return item.get("id") if isinstance(item, dict) else getattr(item, "id", None)
+
+
+def _add_problems(error: ValidationError, problems: list[LocatedValueError], data: Any) -> ValidationError:
+    """`error` plus `problems` as one ValidationError (pydantic has no public 'append')."""
+    details: list[Any] = [_init_details(item) for item in error.errors()]
+    details.append({"type": "value_error", "loc": (), "input": data, "ctx": {"error": LocatedErrors(problems)}})
+    return ValidationError.from_exception_data(error.title, details)
+
+
+def _init_details(item: Any) -> dict[str, Any]:
+    known = set(get_args(ErrorType))
+    detail: dict[str, Any] = {"loc": item["loc"], "input": item.get("input")}
+    if item["type"] in known:
+        detail["type"] = item["type"]
+        if item.get("ctx"):
+            detail["ctx"] = item["ctx"]
+    else:
+        detail["type"] = PydanticCustomError(item["type"], item["msg"])
+    return detail
+
+
+# --------------------------------------------------------------------------- schema navigation
+
+Key = str | int
+
+
+@dataclass(frozen=True)
+class LocInfo:
+    """What a pydantic error location means in terms of the YAML.
+
+    path: the loc without union labels (tags such as 'crowd' or branch names such as 'int').
+    owner: the model whose key `path[-1]` is (for 'did you mean' on unknown keys).
+    labels: when the loc ends at a tagged union, its valid tags (e.g. the rule types).
+    branch: True when a smart-union branch label was stripped (one error per branch).
+    """
+
+    path: tuple[Key, ...]
+    owner: type[BaseModel] | None
+    labels: tuple[str, ...]
+    branch: bool
+
+
+def describe_loc(loc: tuple[Key, ...], root: type[BaseModel] | None = None) -> LocInfo:
+    """Strip the labels pydantic inserts into locs for unions, by walking the model types."""
+    node: _Node | None = _node(root or GatewayConfig)
+    path: list[Key] = []
+    owner: type[BaseModel] | None = None
+    branch = False
+    for element in loc:
+        if node is not None and _is_union(node.type):
+            member = _members(node).get(str(element))
+            branch = branch or node.discriminator is None
+            node = _node(member) if member is not None else None
+            continue
+        owner = node.type if node is not None and _is_model(node.type) else None
+        node = _child(node, element) if node is not None else None
+        path.append(element)
+    labels = tuple(_members(node)) if node is not None and _is_union(node.type) else ()
+    return LocInfo(tuple(path), owner, labels, branch)
+
+
+def model_keys(model: type[BaseModel]) -> list[str]:
+    """The keys a model accepts in YAML (aliases where they exist)."""
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def path_values(data: Any, root: type[BaseModel] | None = None) -> Iterator[tuple[tuple[Key, ...], Any]]:
+    """(key path, raw value) of every `Path`-typed field present in raw `data`.
+
+    The loader resolves these relative to the file they were written in; deriving them from the
+    models means a new `Path` field is resolved without anyone touching the loader.
+    """
+    yield from _walk_paths(_node(root or GatewayConfig), data, ())
+
+
+@dataclass(frozen=True)
+class _Node:
+    type: Any
+    discriminator: Any = None
+
+
+def _node(annotation: Any, discriminator: Any = None) -> _Node:
+    """Annotation without Annotated/Optional wrappers, keeping any union discriminator."""
+    while True:
+        if get_origin(annotation) is Annotated:
+            annotation, *metadata = get_args(annotation)
+            for meta in metadata:
+                if isinstance(meta, Discriminator):
+                    discriminator = meta
+                elif isinstance(meta, FieldInfo) and meta.discriminator is not None:
+                    discriminator = meta.discriminator
+            continue
+        if _is_union(annotation):
+            members = [arg for arg in get_args(annotation) if arg is not type(None)]
+            if len(members) == 1:
+                annotation = members[0]
+                continue
+        return _Node(annotation, discriminator)
+
+
+def _is_union(annotation: Any) -> bool:
+    return get_origin(annotation) in (Union, UnionType)
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _members(node: _Node) -> dict[str, Any]:
+    """Tag → member annotation of a tagged union (Tag(...) or a Literal discriminator field)."""
+    members: dict[str, Any] = {}
+    for member in get_args(node.type):
+        if get_origin(member) is Annotated:
+            tag = next((meta.tag for meta in get_args(member)[1:] if isinstance(meta, Tag)), None)
+            if tag is not None:
+                members[tag] = member
+                continue
+        inner = _node(member).type
+        if isinstance(node.discriminator, str) and _is_model(inner):
+            field = inner.model_fields.get(node.discriminator)
+            if field is not None and get_origin(field.annotation) is Literal:
+                for value in get_args(field.annotation):
+                    members[str(value)] = member
+    return members
+
+
+def _field(model: type[BaseModel], key: Key) -> FieldInfo | None:
+    for name, field in model.model_fields.items():
+        if key == (field.alias or name) or (key == name and model.model_config.get("populate_by_name")):
+            return field
+    return None
+
+
+def _child(node: _Node, key: Key) -> _Node | None:
+    if _is_model(node.type):
+        field = _field(node.type, key)
+        if field is None:
+            return None
+        annotation = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+        return _node(annotation, field.discriminator)
+    origin, args = get_origin(node.type), get_args(node.type)
+    if origin is list and args:
+        return _node(args[0])
+    if origin is tuple and args:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return _node(args[0])
+        return _node(args[key]) if isinstance(key, int) and 0 <= key < len(args) else None
+    if origin is dict and len(args) == 2:
+        return _node(args[1])
+    return None
+
+
+def _walk_paths(node: _Node | None, value: Any, path: tuple[Key, ...]) -> Iterator[tuple[tuple[Key, ...], Any]]:
+    if node is None:
+        return
+    if _is_union(node.type):
+        yield from _walk_paths(_chosen_member(node, value), value, path)
+    elif isinstance(node.type, type) and issubclass(node.type, Path):
+        yield path, value
+    elif _is_model(node.type) and isinstance(value, dict):
+        for key, item in value.items():
+            yield from _walk_paths(_child(node, key), item, (*path, key))
+    elif get_origin(node.type) is list and isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _walk_paths(_child(node, index), item, (*path, index))
+
+
+def _chosen_member(node: _Node, value: Any) -> _Node | None:
+    """The union member raw `value` will be validated as, when the union is tagged."""
+    if isinstance(node.discriminator, Discriminator) and callable(node.discriminator.discriminator):
+        tag = node.discriminator.discriminator(value)
+    elif isinstance(node.discriminator, str) and isinstance(value, dict):
+        tag = value.get(node.discriminator)
+    else:
+        return None
+    member = _members(node).get(str(tag))
+    return _node(member) if member is not None else None
