@@ -5,10 +5,12 @@ Synthetic tensors with boxes planted at known anchors give exact expected boxes;
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
-from detectors.base import DetectorError
+from detectors import DetectorError, DetectorSettings, create_detector
 from detectors.decode import (
     Decoder,
     Layout,
@@ -303,3 +305,12 @@ def test_bad_shape_fits_no_layout_and_says_what_was_expected(shape):
 def test_metadata_class_count_must_match_the_shape():
     with pytest.raises(DetectorError, match="names 2 classes"):
         detect_layout((1, 84, 8400), (640, 640), {0: "Normal", 1: "Fall"}, True)
+
+
+# --------------------------------------------------------------------------- backends
+
+
+def test_ultralytics_backend_without_the_package_says_how_to_install(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "ultralytics", None)  # makes `import ultralytics` fail
+    with pytest.raises(DetectorError, match=r"pip install '\.\[ultralytics\]'"):
+        create_detector(DetectorSettings(model=tmp_path / "model.pt", backend="ultralytics"))
