@@ -56,7 +56,7 @@ def test_letterbox_places_the_image_where_the_transform_says(convention):
     white = 255 * convention.scale
     inside = tensor[0, :, int(y1) + 2 : int(y2) - 2, int(x1) + 2 : int(x2) - 2]
     assert np.allclose(inside, white)
-    assert tensor[0, :, int(y2) + 3, int(x1) + 3 :int(x2) - 3].max() == 0  # black just below
+    assert tensor[0, :, int(y2) + 3, int(x1) + 3 : int(x2) - 3].max() == 0  # black just below
 
 
 def test_yolox_letterbox_pads_bottom_right_bgr_0_255():
