@@ -1,0 +1,154 @@
+"""Turns rule signals into alert messages: one `OpenEvent` per open rule instance.
+
+This is where analytics meet the events package: a rule's static facts become the event's
+subject, an observation becomes a reading with member boxes, monotonic times become wall-clock
+timestamps, and the evidence picture is drawn from the frame only when a message carries one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from gateway.analytics.rules.engine import Signal
+from gateway.analytics.rules.scene import Observation, Scene
+from gateway.config.models import Camera, GatewaySection, RuleBase
+from gateway.events.lifecycle import AlertMessage, OpenEvent, UpdatePolicy
+from gateway.events.payload import AlertSource, AlertSubject, Reading
+from gateway.events.snapshot import Evidence, Snapshot, take_snapshot
+
+EventKey = tuple[str, Hashable]
+
+
+class AlertDesk:
+    """Open events of one camera, keyed by (rule id, instance key)."""
+
+    def __init__(
+        self,
+        camera: Camera,
+        gateway: GatewaySection,
+        frame_size: tuple[int, int],
+        zones: dict[str, np.ndarray],
+        masks: list[np.ndarray],
+    ):
+        self.timezone = ZoneInfo(gateway.timezone)
+        self.source = AlertSource(
+            gateway_id=gateway.id,
+            camera_id=camera.id,
+            camera_name=camera.name,
+            grid_id=camera.grid_id,
+            address=camera.location.address,
+            lat=camera.location.lat,
+            lon=camera.location.lon,
+            frame_size=frame_size,
+        )
+        self.camera = camera
+        self.zones = zones
+        self.masks = masks
+        self._open: dict[EventKey, OpenEvent] = {}
+        self._last: dict[EventKey, Reading] = {}
+
+    def handle(
+        self, signals: list[Signal], scene: Scene, now: datetime, frame: np.ndarray | None
+    ) -> list[AlertMessage]:
+        """Messages for this frame's signals, in signal order."""
+        now = now.astimezone(self.timezone)
+        messages = []
+        for signal in signals:
+            key = (signal.rule.rule_id, signal.key)
+            reading = _reading(signal.observation, scene)
+            snapshot = self._snapshot_source(signal, scene, now, frame)
+            if signal.kind == "start":
+                event = OpenEvent(self.source, self._subject(signal.rule), _policy(signal.rule), _wall(now, scene.t, signal.since_t))
+                self._open[key] = event
+                messages.append(event.start(reading, scene.t, now, snapshot))
+            elif signal.kind == "hold" and signal.holds:
+                message = self._open[key].update_if_due(reading, scene.t, now, snapshot)
+                messages += [message] if message else []
+            elif signal.kind == "end":
+                event = self._open.pop(key)
+                self._last.pop(key, None)
+                messages.append(event.end(reading, scene.t, now, _wall(now, scene.t, signal.since_t)))
+            if signal.kind != "end" and signal.observation is not None:
+                self._last[key] = reading
+        return messages
+
+    def close(self, signals: list[Signal], t: float, now: datetime) -> list[AlertMessage]:
+        """End messages for a shutdown: each reports the last reading its event had."""
+        now = now.astimezone(self.timezone)
+        messages = []
+        for signal in signals:
+            key = (signal.rule.rule_id, signal.key)
+            reading = self._last.pop(key, Reading(count=0))
+            messages.append(self._open.pop(key).end(reading, t, now, _wall(now, t, signal.since_t)))
+        return messages
+
+    def _subject(self, rule: RuleBase) -> AlertSubject:
+        zone = next((z for z in self.camera.zones if z.id == rule.zone), None)
+        zone_name = (zone.name or zone.id) if zone else None
+        return AlertSubject(
+            type=rule.type,  # type: ignore[attr-defined]
+            severity=rule.severity,
+            place=zone_name or self.camera.name or self.camera.id,
+            zone_id=rule.zone,
+            zone_name=zone_name,
+            rule_id=rule.rule_id,
+            rule=rule.model_dump(mode="json"),
+        )
+
+    def _snapshot_source(self, signal: Signal, scene: Scene, now: datetime, frame: np.ndarray | None):
+        """A closure drawing this signal's evidence, called only if the message needs a picture."""
+
+        def draw() -> Snapshot | None:
+            if frame is None:
+                return None
+            people = scene.people.select(scene.present)
+            members = np.zeros(len(scene.people), bool)
+            if signal.observation is not None:
+                members[signal.observation.members] = True
+            count = signal.observation.count if signal.observation else 0
+            rule = signal.rule
+            evidence = Evidence(
+                boxes=people.boxes,
+                track_ids=people.ids,
+                highlight=members[scene.present],
+                zone=self.zones.get(rule.zone) if rule.zone else None,
+                masks=self.masks,
+                hull=rule.type == "gathering",  # type: ignore[attr-defined]
+                caption=(
+                    f"{rule.type.upper()} {rule.rule_id}",  # type: ignore[attr-defined]
+                    f"count {count}",
+                    now.strftime("%Y-%m-%d %H:%M:%S %z"),
+                ),
+            )
+            return take_snapshot(frame, evidence, now)
+
+        return draw
+
+
+def _reading(observation: Observation | None, scene: Scene) -> Reading:
+    """Count, member boxes and density of an observation; an unseen instance reads 0."""
+    if observation is None:
+        return Reading(count=0)
+    people = scene.people
+    members = [
+        {
+            "track_id": int(people.ids[row]),
+            "box": [round(float(v), 1) for v in people.boxes[row]],
+            "score": round(float(people.scores[row]), 3),
+        }
+        for row in observation.members
+    ]
+    return Reading(observation.count, members, observation.density_per_m2)
+
+
+def _policy(rule: RuleBase) -> UpdatePolicy:
+    return UpdatePolicy(rule.updates.min_change, rule.updates.every_s)
+
+
+def _wall(now: datetime, t: float, since_t: float | None) -> datetime:
+    """The wall-clock time of monotonic time `since_t`, given that `t` is `now`."""
+    return now if since_t is None else now - timedelta(seconds=t - since_t)

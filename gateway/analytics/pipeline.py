@@ -1,0 +1,143 @@
+"""One camera's analytics: masks -> tracker -> zones -> rules -> alert messages.
+
+Pure logic driven by the caller's clock: `t` (monotonic seconds; a file's timestamps in replay)
+times the rules, `now` (aware wall clock) stamps the payloads and decides schedules.
+
+Who is counted:
+- `FrameResult.boxes/scores/track_ids` and `zone_counts` are the confirmed tracks seen in this
+  frame. A new person becomes confirmed on their second detection (ByteTrack's tentative
+  stage; everyone on the very first frame is confirmed at once), so one-frame false positives
+  never count.
+- Rules count the *present* people: those seen now plus confirmed tracks missed for at most
+  `coast_frames` frames (at their predicted position). A detector miss therefore does not
+  drop the count, end a gathering, or fake a 'growth' when the person reappears.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from detectors.base import Detections
+from gateway.analytics.alerts import AlertDesk
+from gateway.analytics.geometry import (
+    foot_points,
+    frame_rectangle,
+    ground_model,
+    points_in_polygon,
+    polygon_to_frame,
+)
+from gateway.analytics.rules.engine import RuleEngine
+from gateway.analytics.rules.scene import Scene
+from gateway.analytics.tracker import ByteTracker, TrackerSettings, TrackFrame
+from gateway.config.models import Camera, GatewaySection
+from gateway.events.lifecycle import AlertMessage
+from gateway.events.snapshot import fill_masks
+
+COAST_FRAMES = 3
+"""A confirmed person missed for up to this many analysed frames is still counted."""
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """What one analysed frame produced (see the module docstring for who is counted)."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    track_ids: np.ndarray
+    zone_counts: dict[str, int]
+    events: list[AlertMessage] = field(default_factory=list)
+
+
+class CameraAnalytics:
+    def __init__(
+        self,
+        camera: Camera,
+        gateway: GatewaySection,
+        frame_size: tuple[int, int],
+        tracker: TrackerSettings | None = None,
+        coast_frames: int = COAST_FRAMES,
+    ):
+        self.camera = camera
+        self.frame_size = (int(frame_size[0]), int(frame_size[1]))
+        self.masks = [polygon_to_frame(m.polygon, camera, self.frame_size) for m in camera.masks]
+        self.zones = {z.id: polygon_to_frame(z.polygon, camera, self.frame_size) for z in camera.zones}
+        self.ground = ground_model(camera, self.frame_size)
+        self.zone_area_m2 = {zone: self.ground.area_m2(polygon) for zone, polygon in self.zones.items()}
+        self.zone_area_m2[None] = self.ground.area_m2(frame_rectangle(self.frame_size))
+        self.coast_frames = coast_frames
+        self.tracker = ByteTracker(tracker)
+        self.engines = [RuleEngine(rule, ZoneInfo(gateway.timezone)) for rule in camera.rules]
+        self.desk = AlertDesk(camera, gateway, self.frame_size, self.zones, self.masks)
+
+    def prepare(self, frame: np.ndarray) -> np.ndarray:
+        """The frame the detector should see: private areas filled (a copy only if there are any)."""
+        self._check_size(frame)
+        if not self.masks:
+            return frame
+        masked = frame.copy()
+        fill_masks(masked, self.masks)
+        return masked
+
+    def process(
+        self, detections: Detections, t: float, now: datetime, frame: np.ndarray | None = None
+    ) -> FrameResult:
+        """Track, count and evaluate rules for one analysed frame; `frame` is for snapshots."""
+        if frame is not None:
+            self._check_size(frame)
+        boxes, scores = self._unmasked(detections)
+        people, _ = self.tracker.update(boxes, scores, t)
+        scene = self._scene(people, t)
+        signals = [signal for engine in self.engines for signal in engine.step(scene, now)]
+        events = self.desk.handle(signals, scene, now, frame)
+        seen = people.visible
+        return FrameResult(
+            boxes=people.boxes[seen],
+            scores=people.scores[seen],
+            track_ids=people.ids[seen],
+            zone_counts={zone: int(np.count_nonzero(scene.in_zone[zone] & seen)) for zone in self.zones},
+            events=events,
+        )
+
+    def close_all(self, t: float, now: datetime) -> list[AlertMessage]:
+        """End every open event (shutdown, end of a replay); rules start afresh afterwards."""
+        signals = [signal for engine in self.engines for signal in engine.close(t)]
+        return self.desk.close(signals, t, now)
+
+    def _unmasked(self, detections: Detections) -> tuple[np.ndarray, np.ndarray]:
+        """Detections whose foot point is outside every mask (people standing in private areas)."""
+        boxes = np.asarray(detections.boxes, dtype=np.float32).reshape(-1, 4)
+        scores = np.asarray(detections.scores, dtype=np.float32).reshape(-1)
+        if not self.masks or not len(boxes):
+            return boxes, scores
+        feet = foot_points(boxes)
+        hidden = np.zeros(len(boxes), bool)
+        for mask in self.masks:
+            hidden |= points_in_polygon(feet, mask)
+        return boxes[~hidden], scores[~hidden]
+
+    def _scene(self, people: TrackFrame, t: float) -> Scene:
+        feet = foot_points(people.boxes)
+        in_zone: dict[str | None, np.ndarray] = {
+            zone: points_in_polygon(feet, polygon) for zone, polygon in self.zones.items()
+        }
+        in_zone[None] = np.ones(len(people), bool)
+        return Scene(
+            t=t,
+            people=people,
+            present=people.missed <= self.coast_frames,
+            in_zone=in_zone,
+            zone_area_m2=self.zone_area_m2,
+            ground=self.ground,
+        )
+
+    def _check_size(self, frame: np.ndarray) -> None:
+        height, width = frame.shape[:2]
+        if (width, height) != self.frame_size:
+            raise ValueError(
+                f"camera {self.camera.id}: frame is {width}x{height} but analytics were set up "
+                f"for {self.frame_size[0]}x{self.frame_size[1]}"
+            )

@@ -1,0 +1,97 @@
+"""One event's life as messages: start, updates when they say something new, end.
+
+The event id (uuid4) is made once and repeated in every message; seq counts the messages
+(1, 2, 3 ...), so the centre can order them and drop duplicates after a reconnect. Updates are
+rate-limited by the rule's policy: only when the count moved by `min_change` since the last
+message, or `every_s` passed (a heartbeat that the event is still going). A snapshot rides on
+the start and on updates where the peak rose, and nowhere else, to keep MQTT messages small.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from gateway.events.payload import AlertSource, AlertSubject, Reading, Stamp, build_payload
+from gateway.events.snapshot import Snapshot
+
+SnapshotSource = Callable[[], Snapshot | None]
+"""Renders the evidence picture on demand: most frames need none, and JPEG encoding is costly."""
+
+
+@dataclass(frozen=True)
+class AlertMessage:
+    """One message ready for the outbox. snapshot_jpeg: the same picture as raw bytes."""
+
+    payload: dict[str, Any]
+    snapshot_jpeg: bytes | None = None
+
+    @property
+    def event_id(self) -> str:
+        return self.payload["event_id"]
+
+    @property
+    def seq(self) -> int:
+        return self.payload["seq"]
+
+    @property
+    def state(self) -> str:
+        return self.payload["state"]
+
+
+@dataclass(frozen=True)
+class UpdatePolicy:
+    min_change: int = 2
+    every_s: float = 60.0
+
+
+class OpenEvent:
+    """An event between its start and its end; `t` is monotonic seconds, `now` the wall clock."""
+
+    def __init__(
+        self, source: AlertSource, subject: AlertSubject, policy: UpdatePolicy, started_at: datetime
+    ):
+        self.event_id = str(uuid.uuid4())
+        self.source = source
+        self.subject = subject
+        self.policy = policy
+        self.started_at = started_at
+        self.peak_count = 0
+        self._seq = 0
+        self._sent_count = 0
+        self._sent_peak = 0
+        self._sent_t = 0.0
+
+    def start(self, reading: Reading, t: float, now: datetime, snapshot: SnapshotSource) -> AlertMessage:
+        self._observe(reading)
+        return self._message("start", reading, t, now, snapshot())
+
+    def update_if_due(
+        self, reading: Reading, t: float, now: datetime, snapshot: SnapshotSource
+    ) -> AlertMessage | None:
+        """An update when the count moved enough or the heartbeat is due, else None."""
+        self._observe(reading)
+        count = reading.count or 0
+        moved = abs(count - self._sent_count) >= self.policy.min_change
+        if not moved and t - self._sent_t < self.policy.every_s:
+            return None
+        picture = snapshot() if self.peak_count > self._sent_peak else None
+        return self._message("update", reading, t, now, picture)
+
+    def end(self, reading: Reading, t: float, now: datetime, ended_at: datetime) -> AlertMessage:
+        return self._message("end", reading, t, now, None, ended_at)
+
+    def _observe(self, reading: Reading) -> None:
+        self.peak_count = max(self.peak_count, reading.count or 0)
+
+    def _message(self, state, reading, t, now, snapshot, ended_at=None) -> AlertMessage:
+        self._seq += 1
+        self._sent_count = reading.count or 0
+        self._sent_peak = self.peak_count
+        self._sent_t = t
+        stamp = Stamp(self.event_id, self._seq, state, self.started_at, now, ended_at, self.peak_count)
+        payload = build_payload(self.source, self.subject, stamp, reading, snapshot)
+        return AlertMessage(payload, snapshot.jpeg if snapshot else None)

@@ -1,0 +1,120 @@
+"""Alert payloads (DESIGN §3.3): the JSON a township centre turns into a case.
+
+Building a payload is pure: static facts about the source (gateway, camera, place) and the
+subject (rule type, zone) plus one message's reading go in, a JSON-ready dict comes out. The
+shape is pinned by alert.schema.json.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from gateway.events.snapshot import Snapshot
+from gateway.events.timestamps import iso
+
+SCHEMA = "gw.alert/1"
+
+TITLES_ZH = {
+    "gathering": "人员聚集",
+    "crowd": "人数超限",
+    "growth": "人数激增",
+    "loitering": "人员徘徊",
+    "intrusion": "区域入侵",
+    "sensor": "传感器告警",
+    "camera_offline": "摄像机离线",
+    "camera_tamper": "摄像机遮挡/破坏",
+}
+
+
+def title_zh(event_type: str, place: str, count: int | None, state: str) -> str:
+    """'人员聚集：东门广场 12人'; the end message adds '（已结束）'."""
+    title = f"{TITLES_ZH[event_type]}：{place}"
+    if count is not None:
+        title += f" {count}人"
+    return title + ("（已结束）" if state == "end" else "")
+
+
+@dataclass(frozen=True)
+class AlertSource:
+    """Where alerts come from: the same for every event of one camera."""
+
+    gateway_id: str
+    camera_id: str | None
+    camera_name: str
+    grid_id: str
+    address: str = ""
+    lat: float | None = None
+    lon: float | None = None
+    frame_size: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class AlertSubject:
+    """What an event is about: the same for every message of one event."""
+
+    type: str
+    severity: int
+    place: str
+    """Human name of the place for title_zh: zone name, else camera name."""
+    zone_id: str | None = None
+    zone_name: str | None = None
+    rule_id: str | None = None
+    rule: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One message's measurement. members: [{"track_id", "box", "score"}, ...]."""
+
+    count: int | None
+    members: list[dict[str, Any]] = field(default_factory=list)
+    density_per_m2: float | None = None
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """One message's place in its event's lifecycle."""
+
+    event_id: str
+    seq: int
+    state: str
+    started_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None
+    peak_count: int | None
+
+
+def build_payload(
+    source: AlertSource, subject: AlertSubject, stamp: Stamp, reading: Reading, snapshot: Snapshot | None
+) -> dict[str, Any]:
+    """The §3.3 payload. For the end message the title reports the peak, the count is 'now'."""
+    title_count = stamp.peak_count if stamp.state == "end" else reading.count
+    return {
+        "schema": SCHEMA,
+        "event_id": stamp.event_id,
+        "seq": stamp.seq,
+        "state": stamp.state,
+        "type": subject.type,
+        "severity": subject.severity,
+        "gateway_id": source.gateway_id,
+        "camera_id": source.camera_id,
+        "camera_name": source.camera_name,
+        "grid_id": source.grid_id,
+        "location": {"address": source.address, "lat": source.lat, "lon": source.lon},
+        "zone_id": subject.zone_id,
+        "zone_name": subject.zone_name,
+        "rule_id": subject.rule_id,
+        "started_at": iso(stamp.started_at),
+        "updated_at": iso(stamp.updated_at),
+        "ended_at": iso(stamp.ended_at) if stamp.ended_at else None,
+        "count": reading.count,
+        "peak_count": stamp.peak_count,
+        "density_per_m2": None if reading.density_per_m2 is None else round(reading.density_per_m2, 3),
+        "members": reading.members,
+        "frame_size": list(source.frame_size) if source.frame_size else None,
+        "snapshot": snapshot.to_payload() if snapshot else None,
+        "title_zh": title_zh(subject.type, subject.place, title_count, stamp.state),
+        "rule": subject.rule,
+    }
