@@ -1,0 +1,185 @@
+"""Inbound MQTT messages (acks, remote-look requests) and the replies: parsing, validation, limits.
+
+Pure functions and small classes, no sockets: the publisher calls them and logs the reasons.
+
+Ack (`{prefix}/{gw}/ack`): `{"event_id": str, "case_id": str, "by": str}`. Extra keys are
+allowed and ignored, so a case platform that adds fields (a note, its own timestamp) keeps
+working; missing or non-string required fields are an error with the reason.
+
+Remote look (`{prefix}/{gw}/cmd/snapshot`): `{"camera_id": str, "reply_to": topic}` plus an
+optional `request_id` (≤ 64 chars) that is echoed in the reply so the centre can match them.
+`reply_to` must pass `topics.reply_topic_problem` (under `{prefix}/{gw}/replies/`).
+Replies: `{"camera_id", "taken_at", "snapshot": {"mime", "encoding": "base64", "bytes", "data"}}`
+or `{"camera_id", "error": {"code", "message"}, "retry_after_s"?}`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from gateway.comms.topics import LEVEL
+
+MAX_ACK_BYTES = 16 * 1024
+MAX_REQUEST_BYTES = 4 * 1024
+MAX_FIELD_CHARS = 128
+REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+class InvalidMessage(ValueError):
+    """A message that cannot be used; the text is the reason, written for the operator's log."""
+
+
+class InvalidRequestWithReply(InvalidMessage):
+    """A bad request whose reply_to is valid, so the requester can be told what was wrong."""
+
+    def __init__(self, reply_to: str, request_id: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.reply_to = reply_to
+        self.request_id = request_id
+
+
+@dataclass(frozen=True)
+class Ack:
+    event_id: str
+    case_id: str
+    by: str
+
+
+@dataclass(frozen=True)
+class SnapshotRequest:
+    camera_id: str
+    reply_to: str
+    request_id: str | None = None
+
+
+def _json_object(payload: bytes, limit: int) -> dict[str, Any]:
+    if len(payload) > limit:
+        raise InvalidMessage(f"payload is {len(payload)} bytes, more than the {limit} allowed")
+    try:
+        value = json.loads(payload.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InvalidMessage("payload is not UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidMessage(f"payload is not JSON ({exc.msg} at char {exc.pos})") from None
+    if not isinstance(value, dict):
+        raise InvalidMessage(f"payload is a JSON {type(value).__name__}, expected an object")
+    return value
+
+
+def _text_field(message: dict[str, Any], name: str) -> str:
+    value = message.get(name)
+    if value is None:
+        raise InvalidMessage(f"missing '{name}'")
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidMessage(f"'{name}' must be a non-empty string, got {value!r:.80}")
+    if len(value) > MAX_FIELD_CHARS or any(ord(ch) < 32 for ch in value):
+        raise InvalidMessage(f"'{name}' is longer than {MAX_FIELD_CHARS} characters or has control characters")
+    return value
+
+
+def parse_ack(payload: bytes) -> Ack:
+    """An ack from the centre, or InvalidMessage saying what is wrong with it."""
+    message = _json_object(payload, MAX_ACK_BYTES)
+    return Ack(_text_field(message, "event_id"), _text_field(message, "case_id"), _text_field(message, "by"))
+
+
+def parse_snapshot_request(payload: bytes, reply_problem: Callable[[object], str | None]) -> SnapshotRequest:
+    """A remote-look request. Checks reply_to first: without a usable one we cannot even answer."""
+    message = _json_object(payload, MAX_REQUEST_BYTES)
+    problem = reply_problem(message.get("reply_to"))
+    if problem:
+        raise InvalidMessage(problem)
+    request_id = message.get("request_id")
+    if request_id is not None and (not isinstance(request_id, str) or not REQUEST_ID.match(request_id)):
+        raise InvalidRequestWithReply(message["reply_to"], None, "'request_id' must be 1-64 of A-Z a-z 0-9 _ . : -")
+    camera_id = message.get("camera_id")
+    if not isinstance(camera_id, str) or not LEVEL.match(camera_id):
+        raise InvalidRequestWithReply(
+            message["reply_to"], request_id, f"'camera_id' must be a camera id string, got {camera_id!r:.80}"
+        )
+    return SnapshotRequest(camera_id, message["reply_to"], request_id)
+
+
+# --------------------------------------------------------------------------- rate limiting
+
+
+@dataclass
+class SnapshotLimits:
+    """Remote look is expensive (JPEG encode, a large MQTT message): at most one request per camera
+    every `per_camera_s`, and `burst` requests at once across all cameras, refilled at `per_s`."""
+
+    per_camera_s: float = 2.0
+    burst: int = 5
+    per_s: float = 0.5
+
+
+@dataclass
+class RateLimiter:
+    limits: SnapshotLimits = field(default_factory=SnapshotLimits)
+    _last_by_key: dict[str, float] = field(default_factory=dict)
+    _tokens: float = -1.0
+    _refilled_at: float = 0.0
+
+    def check(self, key: str, now: float) -> float:
+        """0 when allowed (and the request is counted), else seconds until it would be allowed."""
+        self._refill(now)
+        last = self._last_by_key.get(key)
+        if last is not None and now - last < self.limits.per_camera_s:
+            return self.limits.per_camera_s - (now - last)
+        if self._tokens < 1.0:
+            return (1.0 - self._tokens) / self.limits.per_s if self.limits.per_s > 0 else math.inf
+        self._tokens -= 1.0
+        self._last_by_key[key] = now
+        if len(self._last_by_key) > 1024:  # ids come from the network: keep the map bounded
+            self._last_by_key = {k: t for k, t in self._last_by_key.items() if now - t < self.limits.per_camera_s}
+        return 0.0
+
+    def _refill(self, now: float) -> None:
+        if self._tokens < 0:
+            self._tokens, self._refilled_at = float(self.limits.burst), now
+            return
+        self._tokens = min(float(self.limits.burst), self._tokens + (now - self._refilled_at) * self.limits.per_s)
+        self._refilled_at = now
+
+
+# --------------------------------------------------------------------------- replies
+
+
+def iso_now(now: float) -> str:
+    return datetime.fromtimestamp(now, timezone.utc).astimezone().isoformat(timespec="milliseconds")
+
+
+def snapshot_reply(request: SnapshotRequest, jpeg: bytes, taken_at: float) -> dict[str, Any]:
+    reply: dict[str, Any] = {
+        "camera_id": request.camera_id,
+        "taken_at": iso_now(taken_at),
+        "snapshot": {
+            "mime": "image/jpeg",
+            "encoding": "base64",
+            "bytes": len(jpeg),
+            "data": base64.b64encode(jpeg).decode("ascii"),
+        },
+    }
+    if request.request_id:
+        reply["request_id"] = request.request_id
+    return reply
+
+
+def error_reply(
+    camera_id: object, request_id: str | None, code: str, message: str, retry_after_s: float | None = None
+) -> dict[str, Any]:
+    reply: dict[str, Any] = {
+        "camera_id": camera_id if isinstance(camera_id, str) else None,
+        "error": {"code": code, "message": message},
+    }
+    if request_id:
+        reply["request_id"] = request_id
+    if retry_after_s is not None:
+        reply["retry_after_s"] = round(retry_after_s, 1)
+    return reply

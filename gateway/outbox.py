@@ -1,0 +1,600 @@
+"""Durable alert outbox: every alert is on disk before it is published, and leaves only on PUBACK.
+
+One SQLite database in the data directory (`outbox.sqlite3`) holds three things:
+
+* `outbox` — the alert messages not yet acknowledged by the broker, in the order they were put
+  (rowid order = per-event `seq` order, because an event's messages are put in `seq` order).
+  The publisher reads them from here, publishes them, and deletes a row when its PUBACK arrives.
+  After a restart or a reconnect everything still here is sent again; duplicates carry the same
+  `event_id`/`seq`, so the centre can drop them.
+* `known_events` — every event id this gateway has queued (kept `history_days`), so an ack from
+  the centre can be told apart from an ack for an event we never sent.
+* `acks` — the centre's acknowledgements (`event_id`, `case_id`, `by`, `received_at`), for the API
+  and the web page.
+
+Durability (why `synchronous=FULL` in WAL mode):
+    DESIGN §4 promises that power loss loses no alert. With WAL + `synchronous=NORMAL` a commit is
+    only in the OS page cache until the next checkpoint: it survives `kill -9` (the kernel still
+    writes it), but a power cut can drop the last transactions — i.e. the alerts just put. With
+    WAL + `FULL` each commit fsyncs the WAL before `put()` returns, so an alert that `put()`
+    accepted is on stable storage. The price is one fsync per alert (≈0.3 ms on an SSD, a few ms
+    on an SD card) — negligible at alert rates, and `put()` is not on the frame path.
+    Deleting delivered rows is the exception: those transactions run with `NORMAL`. Losing a
+    delete in a power cut only means the message is sent once more (a QoS 1 duplicate with the
+    same event_id/seq, which the contract allows), and WAL keeps transactions in order, so the
+    next fsynced `put()` makes every earlier delete durable too. This halves the fsyncs without
+    weakening the promise.
+
+Size cap and eviction policy (`max_bytes`, from `storage.outbox_max_mb`):
+    The cap counts the stored message bytes (payload + topic + a fixed per-row overhead); the file
+    itself is somewhat larger (indexes, free pages that SQLite reuses, the WAL, bounded by
+    `journal_size_limit`). When a new alert would exceed the cap, room is made in this order —
+    evidence goes first, alert metadata last:
+
+    1. `snapshot`: shed the inline snapshot of queued messages, `update`/`end` messages before
+       `start` messages, oldest first. The rest of the payload is kept; `snapshot` becomes null and
+       `snapshot_evicted: true` is added so the centre knows why the picture is missing.
+    2. `superseded_update`: drop whole `update` messages for which a later message of the same
+       event is still queued (the later one carries the newer count), oldest first.
+    3. `message`: drop the oldest queued message. Only reached when metadata alone fills the cap.
+
+    The alert being put is never refused: if it still does not fit, its own snapshot is shed, and
+    if its metadata alone exceeds the cap it is stored anyway (the cap bounds evidence, not the
+    newest alert). Every eviction is logged (snapshots at WARNING, messages at ERROR) and counted
+    in the `counters` table, which survives restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "outbox.sqlite3"
+ROW_OVERHEAD = 128
+"""Bytes counted per row on top of payload and topic (ids, timestamps, index entries)."""
+EVICTION_KINDS = ("snapshot", "superseded_update", "message")
+MiB = 1024 * 1024
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic        TEXT    NOT NULL,
+    event_id     TEXT    NOT NULL,
+    seq          INTEGER NOT NULL,
+    state        TEXT    NOT NULL DEFAULT '',
+    camera_id    TEXT    NOT NULL DEFAULT '',
+    payload      BLOB    NOT NULL,
+    size         INTEGER NOT NULL,
+    has_snapshot INTEGER NOT NULL DEFAULT 0,
+    created_at   REAL    NOT NULL,
+    UNIQUE (event_id, seq)
+);
+CREATE INDEX IF NOT EXISTS outbox_snapshots ON outbox (id) WHERE has_snapshot = 1;
+CREATE TABLE IF NOT EXISTS known_events (
+    event_id  TEXT PRIMARY KEY,
+    camera_id TEXT NOT NULL DEFAULT '',
+    first_at  REAL NOT NULL,
+    last_at   REAL NOT NULL,
+    last_seq  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS known_events_last ON known_events (last_at);
+CREATE TABLE IF NOT EXISTS acks (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id    TEXT NOT NULL,
+    case_id     TEXT NOT NULL,
+    acked_by    TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    UNIQUE (event_id, case_id, acked_by)
+);
+CREATE INDEX IF NOT EXISTS acks_event ON acks (event_id, id);
+CREATE TABLE IF NOT EXISTS counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"""
+
+
+class OutboxError(RuntimeError):
+    """The outbox database cannot be opened or written (disk full, corrupt file, permissions)."""
+
+
+class UnknownEventError(KeyError):
+    """An ack names an event id this gateway never queued (or forgot after `history_days`)."""
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """An alert message to queue: its topic, the JSON payload, and the ids the centre dedups on."""
+
+    topic: str
+    payload: dict[str, Any]
+    event_id: str
+    seq: int
+    state: str = ""
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """One queued alert message, exactly as it will be published."""
+
+    id: int
+    topic: str
+    event_id: str
+    seq: int
+    state: str
+    payload: bytes
+    created_at: float
+
+
+@dataclass(frozen=True)
+class AckRecord:
+    """The centre's acknowledgement of one alert: it became case `case_id`, taken by `by`."""
+
+    event_id: str
+    case_id: str
+    by: str
+    received_at: float
+
+
+@dataclass(frozen=True)
+class Eviction:
+    """What one eviction removed; logged after the transaction commits."""
+
+    kind: str
+    event_id: str
+    seq: int
+    state: str
+    camera_id: str
+    freed: int
+    created_at: float
+
+
+@dataclass(frozen=True)
+class OutboxStats:
+    depth: int
+    bytes: int
+    max_bytes: int
+    oldest_age_s: float | None
+    evictions: dict[str, int]
+
+
+def encode_payload(payload: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON; NaN/Infinity are refused (they are not JSON and break consumers)."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def has_inline_snapshot(payload: dict[str, Any]) -> bool:
+    snapshot = payload.get("snapshot")
+    return isinstance(snapshot, dict) and bool(snapshot.get("data"))
+
+
+def shed_snapshot(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload without its inline snapshot: keeps every other field, says the picture was evicted."""
+    slim = dict(payload)
+    slim["snapshot"] = None
+    slim["snapshot_evicted"] = True
+    return slim
+
+
+class Outbox:
+    """SQLite-backed queue of alert messages plus the ack records; safe to share between threads."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        max_bytes: int = 200 * MiB,
+        *,
+        history_days: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self.max_bytes = int(max_bytes)
+        self.history_s = history_days * 86400.0
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._db = self._open(self.path)
+        self._depth, self._bytes = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
+        self._evictions = self._load_counters()
+        self._next_prune = 0.0
+        self._prune()
+        if self._depth:
+            log.info("outbox %s holds %d undelivered alert messages (%s); they will be sent first",
+                     self.path, self._depth, _human(self._bytes))
+
+    @classmethod
+    def in_dir(cls, data_dir: str | Path, max_mb: float = 200.0, **kwargs: Any) -> Outbox:
+        """The gateway's outbox: `<data_dir>/outbox.sqlite3`, capped at `storage.outbox_max_mb`."""
+        return cls(Path(data_dir) / DB_NAME, int(max_mb * MiB), **kwargs)
+
+    # ------------------------------------------------------------------ opening
+
+    @staticmethod
+    def _open(path: Path) -> sqlite3.Connection:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise OutboxError(f"outbox {path}: the file system does not support SQLite WAL mode ({mode})")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA journal_size_limit=67108864")
+            db.executescript(SCHEMA)
+            db.execute("PRAGMA user_version=1")
+            return db
+        except sqlite3.DatabaseError as exc:
+            raise OutboxError(
+                f"cannot open the alert outbox {path}: {exc}. Queued alerts are in this file; "
+                "move it aside (do not delete it) if it is damaged, and restart."
+            ) from exc
+        except OSError as exc:
+            raise OutboxError(f"cannot create the alert outbox {path}: {exc}") from exc
+
+    def _load_counters(self) -> dict[str, int]:
+        counts = dict.fromkeys(EVICTION_KINDS, 0)
+        for name, value in self._db.execute("SELECT name, value FROM counters"):
+            if name.startswith("evicted_") and name[8:] in counts:
+                counts[name[8:]] = value
+        return counts
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ------------------------------------------------------------------ transactions
+
+    def _transaction(self, durable: bool = True) -> "_Transaction":
+        return _Transaction(self._db, durable)
+
+    # ------------------------------------------------------------------ put
+
+    def put(self, topic: str, payload: dict[str, Any], event_id: str, seq: int, state: str = "") -> int:
+        """Store one alert message durably (fsynced) and return its row id.
+
+        Putting the same (event_id, seq) again while it is still queued is a no-op that returns
+        the existing row: a producer that retries after a crash cannot create two messages.
+        Raises OutboxError when the database cannot be written.
+        """
+        return self.put_many([NewMessage(topic, payload, event_id, seq, state)])[0]
+
+    def put_many(self, messages: Sequence[NewMessage]) -> list[int]:
+        """Store several alert messages in one transaction (one fsync); row ids in the same order.
+
+        For producers that emit a burst at once (several events ending in one tick): the cost of a
+        put is dominated by the fsync, so a batch of n costs about as much as one message.
+        """
+        for message in messages:
+            _check_ids(message.event_id, message.seq)
+        now = self._clock()
+        with self._lock:
+            try:
+                row_ids, evictions = self._put_locked(messages, now)
+            except sqlite3.Error as exc:
+                self._resync()
+                first = messages[0] if messages else None
+                what = f"alert {first.event_id}/{first.seq}" if first else "alerts"
+                raise OutboxError(f"cannot store {what} in the outbox {self.path}: {exc}") from exc
+            except Exception:
+                self._resync()
+                raise
+            if now >= self._next_prune:
+                self._prune()
+        for eviction in evictions:
+            self._log_eviction(eviction)
+        return row_ids
+
+    def _put_locked(self, messages: Sequence[NewMessage], now: float) -> tuple[list[int], list[Eviction]]:
+        encoded = [(m, encode_payload(m.payload)) for m in messages]  # bad JSON fails before the transaction
+        row_ids: list[int] = []
+        evictions: list[Eviction] = []
+        with self._transaction():
+            for message, body in encoded:
+                row_ids.append(self._insert(message, body, now, evictions))
+            self._count_evictions(evictions)
+        return row_ids, evictions
+
+    def _insert(self, m: NewMessage, body: bytes, now: float, evictions: list[Eviction]) -> int:
+        existing = self._db.execute("SELECT id FROM outbox WHERE event_id=? AND seq=?", (m.event_id, m.seq)).fetchone()
+        if existing:
+            log.debug("alert %s/%d is already queued (row %d); not stored twice", m.event_id, m.seq, existing[0])
+            return int(existing[0])
+        camera_id = str(m.payload.get("camera_id", ""))
+        has_snapshot = has_inline_snapshot(m.payload)
+        size = _row_size(m.topic, body)
+        evictions.extend(self._make_room(size))
+        if self._bytes + size > self.max_bytes and has_snapshot:
+            slim = encode_payload(shed_snapshot(m.payload))
+            evictions.append(Eviction("snapshot", m.event_id, m.seq, m.state, camera_id, len(body) - len(slim), now))
+            body, size, has_snapshot = slim, _row_size(m.topic, slim), False
+        cursor = self._db.execute(
+            "INSERT INTO outbox (topic, event_id, seq, state, camera_id, payload, size, has_snapshot, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (m.topic, m.event_id, m.seq, m.state, camera_id, body, size, int(has_snapshot), now),
+        )
+        self._db.execute(
+            "INSERT INTO known_events (event_id, camera_id, first_at, last_at, last_seq) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT(event_id) DO UPDATE SET last_at=excluded.last_at, last_seq=MAX(last_seq, excluded.last_seq)",
+            (m.event_id, camera_id, now, now, m.seq),
+        )
+        self._depth += 1
+        self._bytes += size
+        return int(cursor.lastrowid)
+
+    # ------------------------------------------------------------------ eviction
+
+    def _make_room(self, needed: int) -> list[Eviction]:
+        """Evict (inside the caller's transaction) until `needed` more bytes fit, or nothing is left."""
+        evictions: list[Eviction] = []
+        for evict in (self._shed_one_snapshot, self._drop_superseded_update, self._drop_oldest):
+            while self._bytes + needed > self.max_bytes:
+                eviction = evict()
+                if eviction is None:
+                    break
+                evictions.append(eviction)
+        return evictions
+
+    def _shed_one_snapshot(self) -> Eviction | None:
+        row = self._db.execute(
+            "SELECT id, topic, event_id, seq, state, camera_id, payload, size, created_at FROM outbox"
+            " WHERE has_snapshot = 1 ORDER BY state = 'start', id LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        row_id, topic, event_id, seq, state, camera_id, body, size, created_at = row
+        slim = encode_payload(shed_snapshot(json.loads(body)))
+        new_size = _row_size(topic, slim)
+        self._db.execute("UPDATE outbox SET payload=?, size=?, has_snapshot=0 WHERE id=?", (slim, new_size, row_id))
+        self._bytes -= size - new_size
+        return Eviction("snapshot", event_id, seq, state, camera_id, size - new_size, created_at)
+
+    def _drop_superseded_update(self) -> Eviction | None:
+        row = self._db.execute(
+            "SELECT id, event_id, seq, state, camera_id, size, created_at FROM outbox AS o"
+            " WHERE state = 'update' AND EXISTS"
+            " (SELECT 1 FROM outbox AS n WHERE n.event_id = o.event_id AND n.seq > o.seq)"
+            " ORDER BY id LIMIT 1"
+        ).fetchone()
+        return self._drop(row, "superseded_update")
+
+    def _drop_oldest(self) -> Eviction | None:
+        row = self._db.execute(
+            "SELECT id, event_id, seq, state, camera_id, size, created_at FROM outbox ORDER BY id LIMIT 1"
+        ).fetchone()
+        return self._drop(row, "message")
+
+    def _drop(self, row: tuple | None, kind: str) -> Eviction | None:
+        if row is None:
+            return None
+        row_id, event_id, seq, state, camera_id, size, created_at = row
+        self._db.execute("DELETE FROM outbox WHERE id=?", (row_id,))
+        self._bytes -= size
+        self._depth -= 1
+        return Eviction(kind, event_id, seq, state, camera_id, size, created_at)
+
+    def _count_evictions(self, evictions: list[Eviction]) -> None:
+        for eviction in evictions:
+            self._db.execute(
+                "INSERT INTO counters (name, value) VALUES (?, 1)"
+                " ON CONFLICT(name) DO UPDATE SET value = value + 1",
+                (f"evicted_{eviction.kind}",),
+            )
+            self._evictions[eviction.kind] += 1
+
+    def _log_eviction(self, ev: Eviction) -> None:
+        cap = _human(self.max_bytes)
+        age = max(0.0, self._clock() - ev.created_at)
+        what = f"event {ev.event_id} seq {ev.seq} ({ev.state or 'message'}, camera {ev.camera_id or '?'}, queued {age:.0f} s)"
+        total = self._evictions[ev.kind]
+        if ev.kind == "snapshot":
+            log.warning("outbox over its %s cap: dropped the snapshot of %s, freed %d kB; the alert itself "
+                        "is kept (%d snapshots shed so far)", cap, what, ev.freed // 1024, total)
+        elif ev.kind == "superseded_update":
+            log.warning("outbox over its %s cap: dropped %s; a later message of the same event is still "
+                        "queued (%d superseded updates dropped so far)", cap, what, total)
+        else:
+            log.error("outbox over its %s cap with alert metadata only: DROPPED %s (%d alert messages "
+                      "dropped so far); the broker has been unreachable too long or the cap is too small "
+                      "(storage.outbox_max_mb)", cap, what, total)
+
+    # ------------------------------------------------------------------ delivery side
+
+    def pending(self, after_id: int = 0, limit: int = 100) -> list[OutboxMessage]:
+        """Queued messages with row id > after_id, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, topic, event_id, seq, state, payload, created_at FROM outbox"
+                " WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            ).fetchall()
+        return [OutboxMessage(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6]) for r in rows]
+
+    def get(self, row_id: int) -> OutboxMessage | None:
+        with self._lock:
+            r = self._db.execute(
+                "SELECT id, topic, event_id, seq, state, payload, created_at FROM outbox WHERE id=?", (row_id,)
+            ).fetchone()
+        return OutboxMessage(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6]) if r else None
+
+    def delete(self, row_ids: Iterable[int]) -> int:
+        """Remove delivered messages (PUBACK received). Not fsynced: see the module docstring."""
+        ids = list(row_ids)
+        if not ids:
+            return 0
+        with self._lock:
+            try:
+                removed, freed = 0, 0
+                with self._transaction(durable=False):
+                    for chunk in _chunks(ids, 500):
+                        marks = ",".join("?" * len(chunk))
+                        removed_now, freed_now = self._db.execute(
+                            f"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox WHERE id IN ({marks})", chunk
+                        ).fetchone()
+                        self._db.execute(f"DELETE FROM outbox WHERE id IN ({marks})", chunk)
+                        removed, freed = removed + removed_now, freed + freed_now
+                self._depth -= removed
+                self._bytes -= freed
+                return removed
+            except sqlite3.Error as exc:
+                self._resync()
+                log.error("cannot remove %d delivered alerts from the outbox %s: %s; they will be sent again",
+                          len(ids), self.path, exc)
+                return 0
+
+    # ------------------------------------------------------------------ state
+
+    def depth(self) -> int:
+        return self._depth
+
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def oldest_age_s(self, now: float | None = None) -> float | None:
+        """Age of the oldest undelivered message, or None when the outbox is empty."""
+        with self._lock:
+            row = self._db.execute("SELECT created_at FROM outbox ORDER BY id LIMIT 1").fetchone()
+        if row is None:
+            return None
+        return max(0.0, (self._clock() if now is None else now) - row[0])
+
+    def evictions(self) -> dict[str, int]:
+        return dict(self._evictions)
+
+    def stats(self) -> OutboxStats:
+        return OutboxStats(self._depth, self._bytes, self.max_bytes, self.oldest_age_s(), self.evictions())
+
+    # ------------------------------------------------------------------ acks
+
+    def is_known_event(self, event_id: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM known_events WHERE event_id=?", (event_id,)).fetchone() is not None
+
+    def record_ack(
+        self, event_id: str, case_id: str, by: str, received_at: float | None = None
+    ) -> tuple[AckRecord, bool]:
+        """Store the centre's ack; returns (record, is_new). A repeated identical ack is not new.
+
+        Raises UnknownEventError when this gateway never queued `event_id`.
+        """
+        at = self._clock() if received_at is None else received_at
+        with self._lock:
+            if not self.is_known_event(event_id):
+                raise UnknownEventError(event_id)
+            with self._transaction():
+                cursor = self._db.execute(
+                    "INSERT INTO acks (event_id, case_id, acked_by, received_at) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT DO NOTHING",
+                    (event_id, case_id, by, at),
+                )
+            if cursor.rowcount == 1:
+                return AckRecord(event_id, case_id, by, at), True
+            row = self._db.execute(
+                "SELECT received_at FROM acks WHERE event_id=? AND case_id=? AND acked_by=?", (event_id, case_id, by)
+            ).fetchone()
+        return AckRecord(event_id, case_id, by, row[0]), False
+
+    def ack_for(self, event_id: str) -> AckRecord | None:
+        """The latest ack of one event, or None when the centre has not acknowledged it."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT event_id, case_id, acked_by, received_at FROM acks WHERE event_id=? ORDER BY id DESC LIMIT 1",
+                (event_id,),
+            ).fetchone()
+        return AckRecord(*row) if row else None
+
+    def acks(self, limit: int = 100, since: float | None = None) -> list[AckRecord]:
+        """Recent acks, newest first; `since` (epoch seconds) keeps only later ones."""
+        where, args = ("WHERE received_at >= ?", (since,)) if since is not None else ("", ())
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT event_id, case_id, acked_by, received_at FROM acks {where} ORDER BY id DESC LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+        return [AckRecord(*row) for row in rows]
+
+    # ------------------------------------------------------------------ housekeeping
+
+    def _prune(self) -> None:
+        """Forget events and acks older than `history_days` (but never an event still queued)."""
+        cutoff = self._clock() - self.history_s
+        try:
+            with self._transaction(durable=False):
+                self._db.execute(
+                    "DELETE FROM known_events WHERE last_at < ?"
+                    " AND event_id NOT IN (SELECT event_id FROM outbox)",
+                    (cutoff,),
+                )
+                self._db.execute("DELETE FROM acks WHERE received_at < ?", (cutoff,))
+        except sqlite3.Error as exc:
+            log.warning("outbox %s: could not prune old event history: %s", self.path, exc)
+        self._next_prune = self._clock() + 3600.0
+
+    def _resync(self) -> None:
+        """Re-read depth and size after a failed transaction so the in-memory counters stay true."""
+        try:
+            self._depth, self._bytes = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox"
+            ).fetchone()
+        except sqlite3.Error:
+            pass
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT, fsynced (FULL) unless `durable` is False (then NORMAL)."""
+
+    def __init__(self, db: sqlite3.Connection, durable: bool) -> None:
+        self._db = db
+        self._durable = durable
+
+    def __enter__(self) -> sqlite3.Connection:
+        if not self._durable:
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("BEGIN IMMEDIATE")
+        return self._db
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None:
+                try:
+                    self._db.execute("COMMIT")
+                except sqlite3.Error:
+                    self._rollback()
+                    raise
+            else:
+                self._rollback()
+        finally:
+            if not self._durable:
+                self._db.execute("PRAGMA synchronous=FULL")
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+
+
+def _check_ids(event_id: object, seq: object) -> None:
+    if not isinstance(event_id, str) or not event_id:
+        raise ValueError(f"event_id must be a non-empty string, got {event_id!r}")
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        raise ValueError(f"seq must be a non-negative integer, got {seq!r}")
+
+
+def _human(size: int) -> str:
+    return f"{size / MiB:.1f} MB" if size >= MiB else f"{size / 1024:.0f} kB"
+
+
+def _row_size(topic: str, body: bytes) -> int:
+    return len(body) + len(topic) + ROW_OVERHEAD
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
