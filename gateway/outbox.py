@@ -33,7 +33,7 @@ Size cap and eviction policy (`max_bytes`, from `storage.outbox_max_mb`):
 
     1. `snapshot`: shed the inline snapshot of queued messages, `update`/`end` messages before
        `start` messages, oldest first. The rest of the payload is kept; `snapshot` becomes null and
-       `snapshot_evicted: true` is added so the centre knows why the picture is missing.
+       `details.snapshot_evicted: true` is set so the centre knows why the picture is missing.
     2. `superseded_update`: drop whole `update` messages for which a later message of the same
        event is still queued (the later one carries the newer count), oldest first.
     3. `message`: drop the oldest queued message. Only reached when metadata alone fills the cap.
@@ -177,10 +177,16 @@ def has_inline_snapshot(payload: dict[str, Any]) -> bool:
 
 
 def shed_snapshot(payload: dict[str, Any]) -> dict[str, Any]:
-    """The payload without its inline snapshot: keeps every other field, says the picture was evicted."""
+    """The payload without its inline snapshot: keeps every other field, says the picture was evicted.
+
+    The marker goes into `details` (the schema's open object for extras; gw.alert/1 allows no new
+    top-level keys), so a shed message still validates.
+    """
     slim = dict(payload)
     slim["snapshot"] = None
-    slim["snapshot_evicted"] = True
+    details = slim.get("details")
+    if details is None or isinstance(details, dict):
+        slim["details"] = {**(details or {}), "snapshot_evicted": True}
     return slim
 
 

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import cv2
+import numpy as np
 import pytest
 
 # tests/ is on sys.path (rootdir conftest, no package); importing the fixtures registers them here.
@@ -29,7 +31,7 @@ from gateway.outbox import Outbox
 GW = "gk"
 REPO = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "mqtt_worker.py"
-JPEG = b"\xff\xd8\xff\xe0fake-annotated-jpeg\xff\xd9"
+JPEG = bytes(cv2.imencode(".jpg", np.full((48, 64, 3), 128, np.uint8))[1])
 
 
 def alert(event: str, seq: int, camera: str = "cam1", snapshot_kb: int = 0) -> dict[str, Any]:
@@ -347,6 +349,7 @@ def test_snapshot_requests(mosquitto: Mosquitto, subscriber_factory, publisher_f
     ok = reply("r1")
     assert ok["camera_id"] == "cam1" and ok["request_id"] == "q-1" and ok["taken_at"]
     assert base64.b64decode(ok["snapshot"]["data"]) == JPEG and ok["snapshot"]["mime"] == "image/jpeg"
+    assert (ok["snapshot"]["width"], ok["snapshot"]["height"]) == (64, 48)
 
     ask({"camera_id": "cam1", "reply_to": replies + "r2"})  # within 2 s of the last one
     limited = reply("r2")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.outbox import MiB, NewMessage, Outbox, UnknownEventError
+from gateway.outbox import MiB, NewMessage, Outbox, UnknownEventError, shed_snapshot
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -112,7 +112,7 @@ def test_eviction_sheds_snapshots_first_updates_before_start(tmp_path: Path, cap
     caplog.set_level(logging.WARNING, logger="gateway.outbox")
     put(box, "e2", 0, "start", snapshot_kb=20)  # needs room: the update's snapshot goes, not the start's
     messages = {(m.event_id, m.seq): json.loads(m.payload) for m in box.pending()}
-    assert messages[("e1", 1)]["snapshot"] is None and messages[("e1", 1)]["snapshot_evicted"] is True
+    assert messages[("e1", 1)]["snapshot"] is None and messages[("e1", 1)]["details"] == {"snapshot_evicted": True}
     assert messages[("e1", 1)]["count"] == 7  # metadata kept
     assert messages[("e1", 0)]["snapshot"]["data"] and messages[("e2", 0)]["snapshot"]["data"]
     assert box.evictions()["snapshot"] == 1
@@ -144,7 +144,7 @@ def test_new_alert_too_big_keeps_metadata(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.sqlite3", max_bytes=8 * 1024)
     put(box, "big", 0, "start", snapshot_kb=50)
     stored = json.loads(box.pending()[0].payload)
-    assert stored["snapshot"] is None and stored["snapshot_evicted"] and stored["event_id"] == "big"
+    assert stored["snapshot"] is None and stored["details"]["snapshot_evicted"] and stored["event_id"] == "big"
     assert box.evictions()["snapshot"] == 1
     box.close()
 
@@ -182,3 +182,13 @@ def test_known_events_outlive_delivery_until_history_expires(tmp_path: Path) -> 
     assert not box.is_known_event("e1") and box.is_known_event("e2")
     assert box.oldest_age_s() == 0.0
     box.close()
+
+
+def test_shed_payload_still_fits_the_alert_schema() -> None:
+    """gw.alert/1 is closed at the top: the eviction marker must live in `details`."""
+    schema = pytest.importorskip("gateway.events.schema").alert_schema()
+    slim = shed_snapshot(alert("e1", 0, "start", snapshot_kb=1, details={"note": "kept"}))
+    assert set(slim) <= set(schema["properties"])
+    assert {"type": "null"} in schema["properties"]["snapshot"]["anyOf"]
+    assert schema["properties"]["details"].get("additionalProperties", True) is not False
+    assert slim["details"] == {"note": "kept", "snapshot_evicted": True}

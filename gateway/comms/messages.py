@@ -9,7 +9,8 @@ working; missing or non-string required fields are an error with the reason.
 Remote look (`{prefix}/{gw}/cmd/snapshot`): `{"camera_id": str, "reply_to": topic}` plus an
 optional `request_id` (≤ 64 chars) that is echoed in the reply so the centre can match them.
 `reply_to` must pass `topics.reply_topic_problem` (under `{prefix}/{gw}/replies/`).
-Replies: `{"camera_id", "taken_at", "snapshot": {"mime", "encoding": "base64", "bytes", "data"}}`
+Replies: `{"camera_id", "taken_at", "snapshot": {"mime", "encoding": "base64", "data", "width",
+"height", "taken_at", "bytes"}}` (the alert's snapshot object plus its size)
 or `{"camera_id", "error": {"code", "message"}, "retry_after_s"?}`.
 """
 
@@ -155,17 +156,35 @@ def iso_now(now: float) -> str:
     return datetime.fromtimestamp(now, timezone.utc).astimezone().isoformat(timespec="milliseconds")
 
 
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the JPEG's SOF marker, or None if it cannot be found."""
+    pos = 2
+    while pos + 9 < len(data) and data[:2] == b"\xff\xd8":
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height = int.from_bytes(data[pos + 5:pos + 7], "big")
+            width = int.from_bytes(data[pos + 7:pos + 9], "big")
+            return width, height
+        pos += 2 + length
+    return None
+
+
 def snapshot_reply(request: SnapshotRequest, jpeg: bytes, taken_at: float) -> dict[str, Any]:
-    reply: dict[str, Any] = {
-        "camera_id": request.camera_id,
-        "taken_at": iso_now(taken_at),
-        "snapshot": {
-            "mime": "image/jpeg",
-            "encoding": "base64",
-            "bytes": len(jpeg),
-            "data": base64.b64encode(jpeg).decode("ascii"),
-        },
-    }
+    """Same snapshot object as in an alert (mime, encoding, data, width, height, taken_at) + bytes."""
+    stamp = iso_now(taken_at)
+    snapshot: dict[str, Any] = {"mime": "image/jpeg", "encoding": "base64",
+                                "data": base64.b64encode(jpeg).decode("ascii"), "bytes": len(jpeg)}
+    size = jpeg_size(jpeg)
+    if size:
+        snapshot["width"], snapshot["height"] = size
+    snapshot["taken_at"] = stamp
+    reply: dict[str, Any] = {"camera_id": request.camera_id, "taken_at": stamp, "snapshot": snapshot}
     if request.request_id:
         reply["request_id"] = request.request_id
     return reply

@@ -163,6 +163,9 @@ class MqttPublisher:
         self._window = max(1, window)
         self._backoff = backoff or Backoff()
         self._limiter = RateLimiter(snapshot_limits or SnapshotLimits())
+        for prefix in extra_reply_prefixes:
+            if not prefix.endswith("/") or any(ch in prefix for ch in "#+") or prefix.startswith("$"):
+                raise ValueError(f"reply prefix {prefix!r} must end with '/' and contain no wildcards")
         self._reply_prefixes = (self.topics.replies, *extra_reply_prefixes)
         self._poll_s = poll_s
         self._connect_timeout_s = connect_timeout_s
@@ -411,6 +414,7 @@ class MqttPublisher:
         client.on_connect = lambda c, _u, flags, rc, props: self._events.append((c, "connack", (flags, rc, props)))
         client.on_disconnect = lambda c, _u, flags, rc, props: self._events.append((c, "disconnect", (flags, rc)))
         client.on_publish = lambda c, _u, mid, rc, props: self._events.append((c, "puback", (mid, rc)))
+        client.on_subscribe = lambda c, _u, mid, codes, props: self._events.append((c, "suback", (codes,)))
         client.on_message = self._on_message
         return client
 
@@ -516,6 +520,8 @@ class MqttPublisher:
                 self._on_puback(*args, delivered)
             elif kind == "disconnect":
                 self._on_disconnect(*args)
+            elif kind == "suback":
+                self._on_suback(*args)
         if delivered:
             self.outbox.delete(delivered)
         while self._inbound:
@@ -572,7 +578,11 @@ class MqttPublisher:
             reason = f"broker sent DISCONNECT: {reason}"
         if self._state != "connected":
             if self._client is not None:  # closed before CONNACK (e.g. refused, or a v3 broker hanging up)
-                self._connection_failed(f"closed the connection before accepting it ({reason})", f"closed:{reason}")
+                tls = self.settings.tls
+                hint = ("; if the broker requires a client certificate, set mqtt.tls.cert_file and key_file"
+                        if tls is not None and tls.cert_file is None else "")
+                self._connection_failed(f"closed the connection before accepting it ({reason}){hint}",
+                                        f"closed:{reason}")
             return
         inflight = len(self._inflight)
         self._drop_client(f"connection lost: {reason}")
@@ -583,6 +593,13 @@ class MqttPublisher:
         log.warning("lost connection to MQTT broker %s (%s); %d alerts in flight will be sent again; "
                     "reconnecting in %.1f s; %d alerts queued", self.broker, reason, inflight, delay,
                     self.outbox.depth())
+
+    def _on_suback(self, codes: list[ReasonCode]) -> None:
+        for topic, code in zip((self.topics.ack, self.topics.cmd_snapshot), codes):
+            if code.is_failure:
+                log.error("MQTT broker %s refused our subscription to %s (%s): centre acks / remote look "
+                          "requests will not arrive; check the broker ACL for %s", self.broker, topic, code,
+                          self.client_id)
 
     def _on_puback(self, mid: int, reason: ReasonCode, delivered: list[int]) -> None:
         entry = self._inflight.pop(mid, None)
