@@ -72,6 +72,7 @@ class ReaderHealth:
     """Distinct frames handed to the analysis through latest() / wait_for_frame()."""
     last_frame_age_s: float | None
     reconnects: int
+    decode_errors: int
     last_error: str | None
     keyframes_only: bool
     keyframe_interval_s: float | None
@@ -218,7 +219,9 @@ class FrameSlot:
             return None
         if converted is not None and converted.seq == seq:
             return converted
-        frame = LatestFrame(seq, decoded.t, received_at, decoded.bgr())
+        image = decoded.bgr()
+        image.flags.writeable = False  # shared by every caller of this frame: copy to draw on it
+        frame = LatestFrame(seq, decoded.t, received_at, image)
         with self._cond:
             if self._seq == seq and self._converted is None:
                 self._converted = frame
@@ -259,20 +262,39 @@ class _WatchedContainer:
         self._container, self._check = container, check
         self.streams = container.streams
         self.keyframes_only = keyframes_only
+        self.decode_errors = 0
 
     def decode(self, stream: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:
         for packet in self._container.demux(stream):
             self._check()
             if self.keyframes_only and not packet.is_keyframe:
                 continue  # the decoder would discard it anyway (skip_frame); spare the call
-            yield from packet.decode()
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError:
+                # One damaged packet (UDP loss, a glitching encoder) is not worth a reconnect;
+                # if nothing decodes any more, the stall watchdog reconnects.
+                self.decode_errors += 1
+                continue
+            yield from frames
 
 
 # --------------------------------------------------------------------------- the reader
 
 
 class CameraReader:
-    """Pulls one camera's stream on its own thread; `latest()` and `health()` never block."""
+    """Pulls one camera's stream on its own thread; `latest()` and `health()` never block.
+
+    url: rtsp:// (credentials allowed; they are shown as *** everywhere) or anything FFmpeg opens.
+    decode_mode: auto | keyframes | all (see KeyframePolicy). analysis_fps: frames per second
+    the analysis wants; frames due at that rate (by stream time) go into the slot.
+    open_timeout_s / read_timeout_s: bound every FFmpeg call (a silent network is detected
+    after min(read_timeout_s, stall_s)). stall_s: no decoded frame for this long (packets or
+    not) means reconnect; in keyframe-only mode at least 2.5 GOPs, so stall_s must exceed the
+    camera's GOP. decoder_threads: 1 per camera; FFmpeg's default (one per core) multiplies
+    threads by the camera count, and frame threading would hold back one decoded frame per
+    extra thread (a whole GOP each in keyframe-only mode).
+    """
 
     def __init__(self, camera_id: str, url: str, *, transport: str = "tcp",
                  decode_mode: DecodeMode = "auto", analysis_fps: float = 2.0,
@@ -299,6 +321,7 @@ class CameraReader:
         self._frames_decoded = 0
         self._last_frame_at: float | None = None
         self._reconnects = 0
+        self._decode_errors = 0
         self._last_error: str | None = None
         self._keyframes_only = self.policy.keyframes_only
         self._stream_started = 0.0
@@ -346,7 +369,7 @@ class CameraReader:
             analysed_fps=round(self._slot.delivered.rate(now), 2),
             frames_decoded=self._frames_decoded, frames_analysed=self._slot.handed_out,
             last_frame_age_s=None if last is None else round(now - last, 3),
-            reconnects=self._reconnects, last_error=self._last_error,
+            reconnects=self._reconnects, decode_errors=self._decode_errors, last_error=self._last_error,
             keyframes_only=self._keyframes_only,
             keyframe_interval_s=self.policy.keyframe_interval,
         )
@@ -398,6 +421,8 @@ class CameraReader:
             self._keyframes_only = watched.keyframes_only = self.policy.keyframes_only
             switched = False
             for decoded in decode_frames(watched, keyframes_only=self._keyframes_only):
+                self._decode_errors += watched.decode_errors
+                watched.decode_errors = 0
                 self._on_frame(decoded, pacer)
                 if self.policy.keyframes_only != self._keyframes_only and decoded.keyframe:
                     self._log_switch()
