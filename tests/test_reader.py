@@ -215,3 +215,17 @@ def test_end_of_stream_counts_as_a_disconnect(
     assert "stream ended" in caplog.text
     decoded = reader.health().frames_decoded
     assert wait_until(lambda: reader.health().frames_decoded > decoded + 5, 4)  # playing again
+
+
+def test_damaged_stream_keeps_decoding(rtsp_server_factory, vtest_h264_short: Path, tmp_path: Path,
+                                       readers) -> None:
+    data = bytearray(vtest_h264_short.read_bytes())
+    rng = random.Random(3)
+    for offset in range(20_000, len(data) - 200, 9_000):  # scribble over slice data, keep headers
+        data[offset:offset + 64] = bytes(rng.randrange(1, 255) for _ in range(64))
+    damaged = tmp_path / "damaged.h264"
+    damaged.write_bytes(bytes(data))
+    server = rtsp_server_factory({"/bad": damaged})
+    reader = readers("garbage", server.url("/bad"), analysis_fps=5, decode_mode="all")
+    assert wait_until(lambda: reader.health().frames_decoded >= 25, 6)
+    assert reader.health().state == "streaming" and reader.latest() is not None
