@@ -152,16 +152,21 @@ def test_schema_rejects_broken_payloads(mutate, complaint: str):
 # --------------------------------------------------------------------------- lifecycle
 
 
+def update_if_due(event: OpenEvent, reading: Reading, t: float, snapshot):
+    """What the analytics do each frame an event stays open."""
+    return event.update(reading, t, NOW, snapshot) if event.observe(reading.count, t) else None
+
+
 def test_updates_follow_the_policy_and_snapshots_only_when_the_peak_rises():
     event, start = started(UpdatePolicy(min_change=2, every_s=30))
     never = lambda: pytest.fail("snapshot rendered although the message carries none")  # noqa: E731
-    assert event.update_if_due(Reading(5, members(5)), 1.0, NOW, never) is None  # moved by 1 only
-    grew = event.update_if_due(Reading(6, members(6)), 2.0, NOW, tiny_snapshot)
+    assert update_if_due(event, Reading(5, members(5)), 1.0, never) is None  # moved by 1 only
+    grew = update_if_due(event, Reading(6, members(6)), 2.0, tiny_snapshot)
     assert grew and grew.seq == 2 and grew.payload["snapshot"] and grew.snapshot_jpeg
-    shrank = event.update_if_due(Reading(4, members(4)), 3.0, NOW, never)
+    shrank = update_if_due(event, Reading(4, members(4)), 3.0, never)
     assert shrank and shrank.seq == 3 and shrank.payload["snapshot"] is None and shrank.payload["peak_count"] == 6
-    assert event.update_if_due(Reading(4, members(4)), 32.9, NOW, never) is None
-    heartbeat = event.update_if_due(Reading(4, members(4)), 33.0, NOW, never)
+    assert update_if_due(event, Reading(4, members(4)), 32.9, never) is None
+    heartbeat = update_if_due(event, Reading(4, members(4)), 33.0, never)
     assert heartbeat and heartbeat.seq == 4
     end = event.end(Reading(0), 40.0, NOW + timedelta(seconds=40), NOW + timedelta(seconds=38))
     assert end.seq == 5 and end.state == "end" and end.payload["ended_at"] == "2024-05-01T20:16:08.000+08:00"
@@ -173,8 +178,8 @@ def test_updates_follow_the_policy_and_snapshots_only_when_the_peak_rises():
 
 def test_the_peak_counts_readings_between_messages():
     event, _ = started(UpdatePolicy(min_change=3, every_s=30))
-    assert event.update_if_due(Reading(5), 1.0, NOW, tiny_snapshot) is None
-    update = event.update_if_due(Reading(7), 2.0, NOW, tiny_snapshot)
+    assert update_if_due(event, Reading(5), 1.0, tiny_snapshot) is None
+    update = update_if_due(event, Reading(7), 2.0, tiny_snapshot)
     assert update.payload["peak_count"] == 7 and update.payload["snapshot"] is not None
 
 

@@ -81,7 +81,8 @@ def perspective_plane() -> GroundPlane:
 
 def test_ground_plane_maps_calibration_points_and_areas():
     plane = perspective_plane()
-    np.testing.assert_allclose(plane.to_ground(np.array([[200, 600], [450, 200]], float)), [[0, 0], [10, 20]], atol=1e-6)
+    corners = plane.to_ground(np.array([[200, 600], [450, 200]], float))
+    np.testing.assert_allclose(corners, [[0, 0], [10, 20]], atol=1e-6)
     trapezoid = np.array([[200, 600], [600, 600], [450, 200], [350, 200]], float)
     assert plane.area_m2(trapezoid) == pytest.approx(200.0)
 

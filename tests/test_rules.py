@@ -108,7 +108,8 @@ def row(n: int, x0: float = 100, y: float = 800, spacing: float = 100) -> list[t
 
 def test_debounce_holds_for_and_clears():
     debounce = Debounce(Timing(for_s=1.0, clear_s=0.5, cooldown_s=2.0))
-    steps = [(0.0, True), (0.5, True), (1.0, True), (1.25, False), (1.5, True), (1.75, False), (2.0, False), (2.25, False)]
+    steps = [(0.0, True), (0.5, True), (1.0, True), (1.25, False), (1.5, True)]
+    steps += [(1.75, False), (2.0, False), (2.25, False)]
     transitions = [debounce.step(cond, t) for t, cond in steps]
     assert transitions == [None, None, Transition.START, None, None, None, None, Transition.END]
     assert debounce.cooldown_until == 4.25

@@ -15,12 +15,14 @@ import numpy as np
 
 from gateway.analytics.rules.engine import Signal
 from gateway.analytics.rules.scene import Observation, Scene
+from gateway.analytics.tracker import TrackFrame
 from gateway.config.models import Camera, GatewaySection, RuleBase
 from gateway.events.lifecycle import AlertMessage, OpenEvent, UpdatePolicy
 from gateway.events.payload import AlertSource, AlertSubject, Reading
 from gateway.events.snapshot import Evidence, Snapshot, take_snapshot
 
 EventKey = tuple[str, Hashable]
+LastSeen = tuple[Observation, TrackFrame]
 
 
 class AlertDesk:
@@ -46,10 +48,11 @@ class AlertDesk:
             frame_size=frame_size,
         )
         self.camera = camera
+        self._subjects = {rule.rule_id: self._subject(rule) for rule in camera.rules}
         self.zones = zones
         self.masks = masks
         self._open: dict[EventKey, OpenEvent] = {}
-        self._last: dict[EventKey, Reading] = {}
+        self._last: dict[EventKey, LastSeen] = {}
 
     def handle(
         self, signals: list[Signal], scene: Scene, now: datetime, frame: np.ndarray | None
@@ -59,22 +62,28 @@ class AlertDesk:
         messages = []
         for signal in signals:
             key = (signal.rule.rule_id, signal.key)
-            reading = _reading(signal.observation, scene)
             snapshot = self._snapshot_source(signal, scene, now, frame)
             if signal.kind == "start":
-                event = OpenEvent(self.source, self._subject(signal.rule), _policy(signal.rule), _wall(now, scene.t, signal.since_t))
-                self._open[key] = event
-                messages.append(event.start(reading, scene.t, now, snapshot))
-            elif signal.kind == "hold" and signal.holds:
-                message = self._open[key].update_if_due(reading, scene.t, now, snapshot)
-                messages += [message] if message else []
+                messages.append(self._start(key, signal, scene, now, snapshot))
             elif signal.kind == "end":
-                event = self._open.pop(key)
-                self._last.pop(key, None)
-                messages.append(event.end(reading, scene.t, now, _wall(now, scene.t, signal.since_t)))
+                messages.append(self._end(key, signal, scene, now))
+            elif signal.holds and self._open[key].observe(signal.observation.count, scene.t):
+                reading = _reading(signal.observation, scene.people)
+                messages.append(self._open[key].update(reading, scene.t, now, snapshot))
             if signal.kind != "end" and signal.observation is not None:
-                self._last[key] = reading
+                self._last[key] = (signal.observation, scene.people)
         return messages
+
+    def _start(self, key: EventKey, signal: Signal, scene: Scene, now: datetime, snapshot) -> AlertMessage:
+        started_at = _wall(now, scene.t, signal.since_t)
+        event = OpenEvent(self.source, self._subjects[signal.rule.rule_id], _policy(signal.rule), started_at)
+        self._open[key] = event
+        return event.start(_reading(signal.observation, scene.people), scene.t, now, snapshot)
+
+    def _end(self, key: EventKey, signal: Signal, scene: Scene, now: datetime) -> AlertMessage:
+        self._last.pop(key, None)
+        ended_at = _wall(now, scene.t, signal.since_t)
+        return self._open.pop(key).end(_reading(signal.observation, scene.people), scene.t, now, ended_at)
 
     def close(self, signals: list[Signal], t: float, now: datetime) -> list[AlertMessage]:
         """End messages for a shutdown: each reports the last reading its event had."""
@@ -82,7 +91,7 @@ class AlertDesk:
         messages = []
         for signal in signals:
             key = (signal.rule.rule_id, signal.key)
-            reading = self._last.pop(key, Reading(count=0))
+            reading = _reading(*self._last.pop(key, (None, None)))
             messages.append(self._open.pop(key).end(reading, t, now, _wall(now, t, signal.since_t)))
         return messages
 
@@ -129,18 +138,16 @@ class AlertDesk:
         return draw
 
 
-def _reading(observation: Observation | None, scene: Scene) -> Reading:
+def _reading(observation: Observation | None, people: TrackFrame | None) -> Reading:
     """Count, member boxes and density of an observation; an unseen instance reads 0."""
-    if observation is None:
+    if observation is None or people is None:
         return Reading(count=0)
-    people = scene.people
+    rows = observation.members
+    boxes = np.round(people.boxes[rows].astype(np.float64), 1).tolist()
+    scores = np.round(people.scores[rows].astype(np.float64), 3).tolist()
     members = [
-        {
-            "track_id": int(people.ids[row]),
-            "box": [round(float(v), 1) for v in people.boxes[row]],
-            "score": round(float(people.scores[row]), 3),
-        }
-        for row in observation.members
+        {"track_id": track_id, "box": box, "score": score}
+        for track_id, box, score in zip(people.ids[rows].tolist(), boxes, scores)
     ]
     return Reading(observation.count, members, observation.density_per_m2)
 

@@ -55,22 +55,30 @@ def foot_points(boxes: np.ndarray) -> np.ndarray:
     return np.stack([(boxes[:, 0] + boxes[:, 2]) * 0.5, boxes[:, 3]], axis=1)
 
 
-def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
-    """bool (N,): which points lie inside the polygon (even-odd ray casting, vectorised).
+class Region:
+    """A polygon prepared for containment tests: its edges are computed once, not per frame."""
 
-    All points against all edges at once: (N, K) arrays, no Python loop over people.
-    """
-    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    if points.shape[0] == 0:
-        return np.zeros(0, dtype=bool)
-    x, y = points[:, :1], points[:, 1:]
-    x1, y1 = polygon[:, 0], polygon[:, 1]
-    x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
-    straddles = (y1 > y) != (y2 > y)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x_cross = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
-    crossings = straddles & (x < x_cross)
-    return (np.count_nonzero(crossings, axis=1) % 2) == 1
+    def __init__(self, polygon: np.ndarray):
+        self.polygon = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
+        x1, y1 = self.polygon[:, 0], self.polygon[:, 1]
+        x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
+        self._x1, self._y1, self._y2 = x1, y1, y2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self._slope = (x2 - x1) / (y2 - y1)  # horizontal edges never straddle: value unused
+
+    def contains(self, points: np.ndarray) -> np.ndarray:
+        """bool (N,): which points lie inside (even-odd ray casting, all points x all edges)."""
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        x, y = points[:, :1], points[:, 1:]
+        straddles = (self._y1 > y) != (self._y2 > y)
+        with np.errstate(invalid="ignore"):
+            x_cross = self._x1 + (y - self._y1) * self._slope
+        return (np.count_nonzero(straddles & (x < x_cross), axis=1) % 2) == 1
+
+
+def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """bool (N,): which points lie inside the polygon (for one-off tests; see `Region`)."""
+    return Region(polygon).contains(points)
 
 
 def polygon_area(polygon: np.ndarray) -> float:
@@ -81,8 +89,8 @@ def polygon_area(polygon: np.ndarray) -> float:
 
 def pairwise_distances(points: np.ndarray) -> np.ndarray:
     """(N, N) Euclidean distances between rows of `points`."""
-    diff = points[:, None, :] - points[None, :, :]
-    return np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+    x, y = points[:, 0], points[:, 1]
+    return np.hypot(x[:, None] - x, y[:, None] - y)
 
 
 class GroundModel(Protocol):
@@ -107,8 +115,8 @@ class PersonScale:
     def distances_m(self, boxes: np.ndarray) -> np.ndarray:
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         heights = np.maximum(boxes[:, 3] - boxes[:, 1], 1.0)
-        mean_height = (heights[:, None] + heights[None, :]) * 0.5
-        return pairwise_distances(foot_points(boxes)) / mean_height * PERSON_HEIGHT_M
+        metres_per_pixel = 2 * PERSON_HEIGHT_M / (heights[:, None] + heights)  # of the pair's mean height
+        return pairwise_distances(foot_points(boxes)) * metres_per_pixel
 
     def area_m2(self, polygon: np.ndarray) -> float | None:
         return None

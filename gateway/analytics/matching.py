@@ -10,7 +10,8 @@ def greedy_match(similarity: np.ndarray, minimum: float) -> tuple[np.ndarray, np
 
     Greedy rather than Hungarian: for the sparse, mostly unambiguous matrices here (IoU between
     people boxes, shared members between clusters) it picks the same pairs without a solver.
-    Ties go to the lower index, so results are deterministic.
+    Only the candidate entries are visited (about one per row), so the loop is short; ties go
+    to the lower index, so results are deterministic.
     """
     rows, cols = np.nonzero(similarity >= minimum)
     order = np.argsort(-similarity[rows, cols], kind="stable")

@@ -24,10 +24,10 @@ import numpy as np
 from detectors.base import Detections
 from gateway.analytics.alerts import AlertDesk
 from gateway.analytics.geometry import (
+    Region,
     foot_points,
     frame_rectangle,
     ground_model,
-    points_in_polygon,
     polygon_to_frame,
 )
 from gateway.analytics.rules.engine import RuleEngine
@@ -53,6 +53,13 @@ class FrameResult:
 
 
 class CameraAnalytics:
+    """The analytics of one camera, fed frame by frame (see the module docstring).
+
+    frame_size: (width, height) of the decoded frames; polygons are scaled to it once here.
+    Use: `masked = prepare(frame)` -> detector -> `process(detections, t, now, masked)`;
+    `close_all` at shutdown ends whatever is still open.
+    """
+
     def __init__(
         self,
         camera: Camera,
@@ -65,6 +72,8 @@ class CameraAnalytics:
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
         self.masks = [polygon_to_frame(m.polygon, camera, self.frame_size) for m in camera.masks]
         self.zones = {z.id: polygon_to_frame(z.polygon, camera, self.frame_size) for z in camera.zones}
+        self._mask_regions = [Region(mask) for mask in self.masks]
+        self._zone_regions = {zone: Region(polygon) for zone, polygon in self.zones.items()}
         self.ground = ground_model(camera, self.frame_size)
         self.zone_area_m2 = {zone: self.ground.area_m2(polygon) for zone, polygon in self.zones.items()}
         self.zone_area_m2[None] = self.ground.area_m2(frame_rectangle(self.frame_size))
@@ -115,14 +124,14 @@ class CameraAnalytics:
             return boxes, scores
         feet = foot_points(boxes)
         hidden = np.zeros(len(boxes), bool)
-        for mask in self.masks:
-            hidden |= points_in_polygon(feet, mask)
+        for region in self._mask_regions:
+            hidden |= region.contains(feet)
         return boxes[~hidden], scores[~hidden]
 
     def _scene(self, people: TrackFrame, t: float) -> Scene:
         feet = foot_points(people.boxes)
         in_zone: dict[str | None, np.ndarray] = {
-            zone: points_in_polygon(feet, polygon) for zone, polygon in self.zones.items()
+            zone: region.contains(feet) for zone, region in self._zone_regions.items()
         }
         in_zone[None] = np.ones(len(people), bool)
         return Scene(

@@ -16,10 +16,14 @@ How (after ByteTrack, Zhang et al. 2022):
 5. What is still unmatched and scores high enough starts a tentative track.
 Rounds 2 and 4 fall back on foot-point distance (in box heights, gated by the time since the
 track was seen) for pairs that do not overlap: at the gateway's usual 2 fps a walker moves
-about half a body width between frames, so IoU alone cannot pick up a new walker.
+more than a body width between frames, so IoU alone cannot pick up a new walker.
 
 Assignment is greedy, best pair first (see `matching.greedy_match`).
 Lost tracks are kept for `max_lost_s` so a person re-emerging from an occlusion keeps the id.
+
+Known limits (motion only, no appearance): two people crossing while one hides the other can
+swap ids, and a tight line of people who start walking together, moving more than half their
+spacing per frame, shifts ids by one (each detection overlaps the track ahead of it best).
 """
 
 from __future__ import annotations
@@ -34,12 +38,21 @@ INITIAL_SPEED_STD = 1.0
 """Prior velocity std of a new track, in box heights per second (walking ~0.8 heights/s)."""
 MEASUREMENT_STD = 0.05
 """Detector box noise, as a fraction of box height (ByteTrack: 1/20)."""
-ACCELERATION_STD = (0.5, 0.5, 0.05, 0.05)
+ACCELERATION_STD = np.array([0.5, 0.5, 0.05, 0.05])
 """Process noise per coordinate (cx, cy, w, h), in box heights per second squared."""
 
 
 @dataclass(frozen=True, slots=True)
 class TrackerSettings:
+    """Thresholds of the association rounds (see the module docstring).
+
+    high_score: detections at or above it take part in round 2, below it only in round 3.
+    new_track_score: minimum score to start a track. *_iou: minimum IoU per round.
+    max_lost_s: how long an unseen track is kept for re-identification.
+    gate_heights, gate_heights_per_s: reach of the distance fallback, in box heights, growing
+    with the time since the track was seen.
+    """
+
     high_score: float = 0.5
     new_track_score: float = 0.5
     match_iou: float = 0.2
@@ -74,24 +87,22 @@ class TrackFrame:
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(len(a), len(b)) intersection over union of x1, y1, x2, y2 boxes."""
-    a = a[:, None, :]
-    b = b[None, :, :]
-    inter_w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    inter_h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = inter_w * inter_h
-    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    return inter / np.maximum(area_a + area_b - inter, 1e-9)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    width = np.minimum(a[:, 2, None], b[:, 2]) - np.maximum(a[:, 0, None], b[:, 0])
+    height = np.minimum(a[:, 3, None], b[:, 3]) - np.maximum(a[:, 1, None], b[:, 1])
+    inter = np.maximum(width, 0) * np.maximum(height, 0)
+    return inter / np.maximum(area_a[:, None] + area_b - inter, 1e-9)
 
 
 def _to_state(boxes: np.ndarray) -> np.ndarray:
     """x1, y1, x2, y2 -> cx, cy, w, h."""
-    return np.c_[(boxes[:, :2] + boxes[:, 2:]) * 0.5, boxes[:, 2:] - boxes[:, :2]]
+    return np.concatenate([(boxes[:, :2] + boxes[:, 2:]) * 0.5, boxes[:, 2:] - boxes[:, :2]], axis=1)
 
 
 def _to_boxes(state: np.ndarray) -> np.ndarray:
     half = state[:, 2:] * 0.5
-    return np.c_[state[:, :2] - half, state[:, :2] + half]
+    return np.concatenate([state[:, :2] - half, state[:, :2] + half], axis=1)
 
 
 class _Tracks:
@@ -114,13 +125,17 @@ class _Tracks:
         return len(self.ids)
 
     def keep(self, keep: np.ndarray) -> None:
+        if keep.all():
+            return
         for name, value in vars(self).items():
             setattr(self, name, value[keep])
 
     def add(self, ids: np.ndarray, boxes: np.ndarray, scores: np.ndarray, t: float, confirmed: bool):
+        n = len(ids)
+        if not n:
+            return
         state = _to_state(boxes)
         height = state[:, 3:4]
-        n = len(ids)
         new = {
             "ids": ids,
             "pos": state,
@@ -141,7 +156,7 @@ class _Tracks:
         """Constant velocity, white-acceleration process noise scaled by box height."""
         if dt <= 0 or not len(self):
             return
-        q = (np.asarray(ACCELERATION_STD) * self.pos[:, 3:4]) ** 2
+        q = (ACCELERATION_STD * self.pos[:, 3:4]) ** 2
         self.pos = self.pos + self.vel * dt
         self.pos[:, 2:] = np.maximum(self.pos[:, 2:], 1.0)
         self.p11 = self.p11 + 2 * dt * self.p12 + dt * dt * self.p22 + q * dt**3 / 3
@@ -207,47 +222,46 @@ class ByteTracker:
         tracks, s = self._tracks, self.settings
         predicted = tracks.boxes()
         det_track = np.full(len(boxes), -1, np.intp)
+        taken = np.zeros(len(tracks), bool)
         high = scores >= s.high_score
-        seen_last_frame = tracks.missed == 0
-        self._associate(predicted, boxes, det_track, tracks.confirmed, high, s.match_iou, t)
-        low_ok = tracks.confirmed & seen_last_frame
-        self._associate(predicted, boxes, det_track, low_ok, ~high, s.low_match_iou, None)
-        self._associate(predicted, boxes, det_track, ~tracks.confirmed, high, s.tentative_match_iou, t)
-        unmatched = np.ones(len(tracks), bool)
-        unmatched[det_track[det_track >= 0]] = False
-        tracks.missed[unmatched] += 1
+        rounds = (
+            (tracks.confirmed, high, s.match_iou, True),
+            (tracks.confirmed & (tracks.missed == 0), ~high, s.low_match_iou, False),
+            (~tracks.confirmed, high, s.tentative_match_iou, True),
+        )
+        for track_ok, det_ok, min_iou, by_distance in rounds:
+            free_tracks = np.flatnonzero(track_ok & ~taken)
+            free_dets = np.flatnonzero(det_ok & (det_track < 0))
+            if not len(free_tracks) or not len(free_dets):
+                continue
+            rows, cols = greedy_match(iou_matrix(predicted[free_tracks], boxes[free_dets]), min_iou)
+            det_track[free_dets[cols]] = free_tracks[rows]
+            taken[free_tracks[rows]] = True
+            if by_distance and len(rows) < min(len(free_tracks), len(free_dets)):
+                free_tracks = free_tracks[~taken[free_tracks]]
+                free_dets = free_dets[det_track[free_dets] < 0]
+                elapsed = t - tracks.last_seen[free_tracks]
+                reach = self._reach(predicted[free_tracks], boxes[free_dets], elapsed)
+                rows, cols = greedy_match(reach, 1e-9)
+                det_track[free_dets[cols]] = free_tracks[rows]
+                taken[free_tracks[rows]] = True
+        tracks.missed[~taken] += 1
         return det_track
 
-    def _associate(self, predicted, boxes, det_track, track_ok, det_ok, min_iou, gate_t) -> None:
-        """Match free detections (det_ok) to free tracks (track_ok): IoU first, then distance."""
-        free_tracks = np.flatnonzero(track_ok & ~np.isin(np.arange(len(track_ok)), det_track))
-        free_dets = np.flatnonzero(det_ok & (det_track < 0))
-        if not len(free_tracks) or not len(free_dets):
-            return
-        similarity = iou_matrix(predicted[free_tracks], boxes[free_dets])
-        rows, cols = greedy_match(similarity, min_iou)
-        det_track[free_dets[cols]] = free_tracks[rows]
-        if gate_t is not None:
-            self._associate_by_distance(predicted, boxes, det_track, free_tracks, free_dets, gate_t)
+    def _reach(self, track_boxes: np.ndarray, det_boxes: np.ndarray, elapsed: np.ndarray) -> np.ndarray:
+        """Similarity for pairs that do not overlap but are within walking reach (low frame rates).
 
-    def _associate_by_distance(self, predicted, boxes, det_track, free_tracks, free_dets, t) -> None:
-        """Pairs that do not overlap but are within reach of each other (low frame rates)."""
-        free_tracks = free_tracks[~np.isin(free_tracks, det_track)]
-        free_dets = free_dets[det_track[free_dets] < 0]
-        if not len(free_tracks) or not len(free_dets):
-            return
-        track_boxes, det_boxes = predicted[free_tracks], boxes[free_dets]
+        Foot-point distance in track heights, gated by how far a person can get since the track
+        was last seen; boxes must be of similar size. 0 outside the gate, else 1 / (1 + distance).
+        """
         height = track_boxes[:, 3] - track_boxes[:, 1]
-        feet_t = np.c_[(track_boxes[:, 0] + track_boxes[:, 2]) * 0.5, track_boxes[:, 3]]
-        feet_d = np.c_[(det_boxes[:, 0] + det_boxes[:, 2]) * 0.5, det_boxes[:, 3]]
-        distance = np.linalg.norm(feet_t[:, None] - feet_d[None], axis=2) / height[:, None]
-        elapsed = t - self._tracks.last_seen[free_tracks]
+        dx = (track_boxes[:, 0, None] + track_boxes[:, 2, None] - det_boxes[:, 0] - det_boxes[:, 2]) * 0.5
+        dy = track_boxes[:, 3, None] - det_boxes[:, 3]
+        distance = np.sqrt(dx * dx + dy * dy) / height[:, None]
         gate = self.settings.gate_heights + self.settings.gate_heights_per_s * elapsed
-        ratio = (det_boxes[:, 3] - det_boxes[:, 1])[None, :] / height[:, None]
-        similar_size = (ratio > 0.67) & (ratio < 1.5)
-        closeness = np.where((distance <= gate[:, None]) & similar_size, 1.0 / (1.0 + distance), 0.0)
-        rows, cols = greedy_match(closeness, 1e-9)
-        det_track[free_dets[cols]] = free_tracks[rows]
+        ratio = (det_boxes[:, 3] - det_boxes[:, 1]) / height[:, None]
+        within = (distance <= gate[:, None]) & (ratio > 0.67) & (ratio < 1.5)
+        return np.where(within, 1.0 / (1.0 + distance), 0.0)
 
     def _start_tracks(self, boxes, scores, det_ids, matched, t, confirmed: bool) -> None:
         """Unmatched confident detections become tentative tracks (confirmed on the first frame)."""

@@ -66,26 +66,25 @@ class OpenEvent:
         self._sent_t = 0.0
 
     def start(self, reading: Reading, t: float, now: datetime, snapshot: SnapshotSource) -> AlertMessage:
-        self._observe(reading)
+        self.peak_count = max(self.peak_count, reading.count or 0)
         return self._message("start", reading, t, now, snapshot())
 
-    def update_if_due(
-        self, reading: Reading, t: float, now: datetime, snapshot: SnapshotSource
-    ) -> AlertMessage | None:
-        """An update when the count moved enough or the heartbeat is due, else None."""
-        self._observe(reading)
-        count = reading.count or 0
+    def observe(self, count: int, t: float) -> bool:
+        """Note this frame's count; True when an update is due (the caller then builds it).
+
+        Split from `update` so that the common case, nothing to send, costs no payload work.
+        """
+        self.peak_count = max(self.peak_count, count)
         moved = abs(count - self._sent_count) >= self.policy.min_change
-        if not moved and t - self._sent_t < self.policy.every_s:
-            return None
+        return moved or t - self._sent_t >= self.policy.every_s
+
+    def update(self, reading: Reading, t: float, now: datetime, snapshot: SnapshotSource) -> AlertMessage:
+        """The update message; it carries a picture only if the peak rose since the last one."""
         picture = snapshot() if self.peak_count > self._sent_peak else None
         return self._message("update", reading, t, now, picture)
 
     def end(self, reading: Reading, t: float, now: datetime, ended_at: datetime) -> AlertMessage:
         return self._message("end", reading, t, now, None, ended_at)
-
-    def _observe(self, reading: Reading) -> None:
-        self.peak_count = max(self.peak_count, reading.count or 0)
 
     def _message(self, state, reading, t, now, snapshot, ended_at=None) -> AlertMessage:
         self._seq += 1

@@ -38,12 +38,19 @@ def single_linkage_labels(distances: np.ndarray, radius: float) -> np.ndarray:
 
 
 def clusters(distances: np.ndarray, radius: float, min_size: int) -> list[np.ndarray]:
-    """Index arrays of the single-linkage clusters with at least `min_size` members."""
+    """Index arrays of the single-linkage clusters with at least `min_size` members.
+
+    People with no neighbour within the radius (most passers-by) are set aside first, so the
+    quadratic label propagation runs on the few who are close to someone.
+    """
     if distances.shape[0] < min_size:
         return []
-    labels = single_linkage_labels(distances, radius)
-    values, counts = np.unique(labels, return_counts=True)
-    return [np.flatnonzero(labels == value) for value in values[counts >= min_size]]
+    linked = np.flatnonzero(np.count_nonzero(distances <= radius, axis=1) > 1)
+    if len(linked) < min_size:
+        return []
+    labels = single_linkage_labels(distances[np.ix_(linked, linked)], radius)
+    sizes = np.bincount(labels, minlength=len(linked))
+    return [linked[labels == label] for label in np.flatnonzero(sizes >= min_size)]
 
 
 class GatheringCondition:
@@ -60,7 +67,7 @@ class GatheringCondition:
         rows = scene.present_in(self.zone)
         groups: list[np.ndarray] = []
         if len(rows) >= self.min_people:
-            distances = scene.ground.distances_m(scene.people.boxes[rows])
+            distances = scene.distances_m(rows)
             groups = [rows[c] for c in clusters(distances, self.radius_m, self.min_people)]
         ids = scene.people.ids
         keys = self._identify([set(ids[group].tolist()) for group in groups])

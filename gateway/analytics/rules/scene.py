@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -36,6 +37,14 @@ class Scene:
     def alive_in(self, zone: str | None) -> np.ndarray:
         """Row indices of every live track whose (last known) position is in `zone`."""
         return np.flatnonzero(self.in_zone[zone])
+
+    def distances_m(self, rows: np.ndarray) -> np.ndarray:
+        """Ground distances between the people in `rows` (shared by every gathering rule)."""
+        return self._distances[np.ix_(rows, rows)]
+
+    @cached_property
+    def _distances(self) -> np.ndarray:
+        return self.ground.distances_m(self.people.boxes)
 
     def density(self, zone: str | None, count: int) -> float | None:
         area = self.zone_area_m2[zone]
