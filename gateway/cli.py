@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", type=Path, required=True)
     check.set_defaults(handler=cmd_check)
 
+    run = commands.add_parser("run", help="the service: watch every configured camera")
+    run.add_argument("-c", "--config", type=Path, required=True)
+    run.set_defaults(handler=cmd_run)
+
     replay = commands.add_parser("replay", help="run one camera's analytics on a recorded video")
     replay.add_argument("-c", "--config", type=Path, required=True)
     replay.add_argument("--camera", required=True, help="camera id from the configuration")
@@ -82,6 +86,35 @@ def cmd_check(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_INVALID_CONFIG
     print(summary(config, args.config))
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from detectors import DetectorError
+    from gateway.service import GatewayService
+
+    config = load_or_report(args.config)
+    if config is None:
+        return EXIT_INVALID_CONFIG
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda number, _frame: (
+            log.info("%s received", signal.Signals(number).name), stop.set()))
+    service = GatewayService(config)
+    try:
+        service.start()
+    except DetectorError as error:
+        log.error("cannot start: %s", error)
+        service.stop()
+        return EXIT_FAILED
+    try:
+        service.run_until(stop)
+    finally:
+        service.stop()
+    log.info("stopped cleanly")
     return EXIT_OK
 
 

@@ -205,7 +205,7 @@ def test_snapshot_fills_masks_and_draws_zone_boxes_hull_and_caption():
     mask = np.array([[0, 300], [100, 300], [100, 400], [0, 400]], float)
     zone = np.array([[300, 50], [590, 50], [590, 390], [300, 390]], float)
     boxes = [[350, 150, 390, 250], [420, 160, 460, 260]]
-    image = render(frame, evidence(boxes, zone=zone, masks=[mask], hull=True, caption=("GATHERING", "count 2")))
+    image = render(frame, evidence(boxes, zones=(zone,), masks=[mask], hull=True, caption=("GATHERING", "count 2")))
     assert (image[320:390, 10:90] == MASK_COLOUR).all()
     assert (image[200, 300] != 200).any()  # zone outline
     assert (image[200, 350] != 200).any() and (image[200, 420] != 200).any()  # boxes

@@ -54,6 +54,10 @@ class AlertDesk:
         self._open: dict[EventKey, OpenEvent] = {}
         self._last: dict[EventKey, LastSeen] = {}
 
+    @property
+    def has_open_events(self) -> bool:
+        return bool(self._open)
+
     def handle(
         self, signals: list[Signal], scene: Scene, now: datetime, frame: np.ndarray | None
     ) -> list[AlertMessage]:
@@ -124,7 +128,7 @@ class AlertDesk:
                 boxes=people.boxes,
                 track_ids=people.ids,
                 highlight=members[scene.present],
-                zone=self.zones.get(rule.zone) if rule.zone else None,
+                zones=(self.zones[rule.zone],) if rule.zone else (),
                 masks=self.masks,
                 hull=rule.type == "gathering",  # type: ignore[attr-defined]
                 caption=(

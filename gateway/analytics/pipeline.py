@@ -35,7 +35,7 @@ from gateway.analytics.rules.scene import Scene
 from gateway.analytics.tracker import ByteTracker, TrackerSettings, TrackFrame
 from gateway.config.models import Camera, GatewaySection
 from gateway.events.lifecycle import AlertMessage
-from gateway.events.snapshot import fill_masks
+from gateway.events.snapshot import Evidence, fill_masks, take_snapshot
 
 COAST_FRAMES = 3
 """A confirmed person missed for up to this many analysed frames is still counted."""
@@ -110,6 +110,23 @@ class CameraAnalytics:
             zone_counts={zone: int(np.count_nonzero(scene.in_zone[zone] & seen)) for zone in self.zones},
             events=events,
         )
+
+    @property
+    def has_open_events(self) -> bool:
+        """An event is running: the motion gate must not skip frames (a still crowd is a crowd)."""
+        return self.desk.has_open_events
+
+    def live_snapshot(self, frame: np.ndarray, result: FrameResult | None, now: datetime) -> bytes:
+        """The frame as the analysis sees it, for the live view and the centre's remote look:
+        masks filled, every zone outlined, the last analysed people boxed, count and time."""
+        boxes = result.boxes if result is not None else np.zeros((0, 4), np.float32)
+        track_ids = result.track_ids if result is not None else np.zeros((0,), np.int64)
+        evidence = Evidence(
+            boxes=boxes, track_ids=track_ids, highlight=np.zeros(len(boxes), bool),
+            zones=tuple(self.zones.values()), masks=self.masks,
+            caption=(f"{self.camera.id}  people {len(boxes)}", now.strftime("%Y-%m-%d %H:%M:%S %z")),
+        )
+        return take_snapshot(frame, evidence, now).jpeg
 
     def close_all(self, t: float, now: datetime) -> list[AlertMessage]:
         """End every open event (shutdown, end of a replay); rules start afresh afterwards."""

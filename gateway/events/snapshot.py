@@ -50,14 +50,15 @@ class Snapshot:
 class Evidence:
     """What to draw on the frame (all coordinates in frame pixels).
 
-    highlight: bool per box, the event's members. hull: outline the members as one group.
+    highlight: bool per box, the event's members. zones: outlines to draw (the event's zone,
+    or every zone for a live view). hull: outline the members as one group.
     caption: ASCII lines burnt in at the top left.
     """
 
     boxes: np.ndarray
     track_ids: np.ndarray
     highlight: np.ndarray
-    zone: np.ndarray | None = None
+    zones: tuple[np.ndarray, ...] = ()
     masks: list[np.ndarray] = field(default_factory=list)
     hull: bool = False
     caption: tuple[str, ...] = ()
@@ -74,8 +75,9 @@ def render(frame: np.ndarray, evidence: Evidence) -> np.ndarray:
     image = frame.copy()
     fill_masks(image, evidence.masks)
     thickness = max(1, round(image.shape[1] / 640))
-    if evidence.zone is not None:
-        cv2.polylines(image, [np.round(evidence.zone).astype(np.int32)], True, ZONE_COLOUR, thickness)
+    if evidence.zones:
+        outlines = [np.round(zone).astype(np.int32) for zone in evidence.zones]
+        cv2.polylines(image, outlines, True, ZONE_COLOUR, thickness)
     for box, track_id, member in zip(evidence.boxes, evidence.track_ids, evidence.highlight):
         colour = MEMBER_COLOUR if member else PERSON_COLOUR
         x1, y1, x2, y2 = (int(round(v)) for v in box)

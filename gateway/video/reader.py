@@ -300,7 +300,7 @@ class CameraReader:
                  decode_mode: DecodeMode = "auto", analysis_fps: float = 2.0,
                  open_timeout_s: float = 10, read_timeout_s: float = 10, stall_s: float = 10,
                  backoff_initial_s: float = 1, backoff_max_s: float = 60,
-                 decoder_threads: int = 1):
+                 decoder_threads: int = 1, realtime: bool = False, loop: bool = False):
         if transport not in ("tcp", "udp"):
             raise ValueError(f"camera {camera_id}: transport must be tcp or udp, got {transport!r}")
         self.camera_id = camera_id
@@ -310,6 +310,7 @@ class CameraReader:
         self.analysis_fps = analysis_fps
         self.open_timeout_s, self.read_timeout_s, self.stall_s = open_timeout_s, read_timeout_s, stall_s
         self.decoder_threads = decoder_threads
+        self.realtime, self.loop = realtime, loop
         self.policy = KeyframePolicy(decode_mode, analysis_fps)
         self.backoff = Backoff(backoff_initial_s, backoff_max_s)
         self.log = logging.LoggerAdapter(log, {"camera": camera_id})
@@ -354,6 +355,11 @@ class CameraReader:
     def latest(self) -> LatestFrame | None:
         return self._slot.get()
 
+    @property
+    def frame_seq(self) -> int:
+        """Sequence number of the newest frame in the slot (0: none yet); costs no conversion."""
+        return self._slot.seq
+
     def wait_for_frame(self, after_seq: int = 0, timeout: float | None = None) -> LatestFrame | None:
         """The newest frame once its seq exceeds `after_seq`; None on timeout or after stop()."""
         if self._slot.wait(after_seq, timeout, self._stop):
@@ -381,6 +387,8 @@ class CameraReader:
             try:
                 self._state = "connecting"
                 self._stream_once()
+                if self.loop:
+                    continue
                 error = "stream ended (the server closed it)"
             except _Stopping:
                 break
@@ -432,6 +440,8 @@ class CameraReader:
                 return
 
     def _on_frame(self, decoded: DecodedFrame, pacer: AnalysisPacer) -> None:
+        if self.realtime:
+            self._wait_for_presentation_time(decoded.t)
         now = time.monotonic()
         self._frames_decoded += 1
         self._last_frame_at = now
@@ -448,6 +458,12 @@ class CameraReader:
         self.policy.observe(decoded.t, decoded.keyframe)
         if pacer.due(decoded.t):
             self._slot.put(decoded, now)
+
+    def _wait_for_presentation_time(self, t: float) -> None:
+        """Hold a file's frame until its time comes (stream time 0 = when the stream opened)."""
+        delay = self._stream_started + t - time.monotonic()
+        if delay > 0 and self._stop.wait(delay):
+            raise _Stopping()
 
     def _on_connected(self, decoded: DecodedFrame) -> None:
         mode = "keyframe-only" if self._keyframes_only else "full"

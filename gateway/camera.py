@@ -1,0 +1,178 @@
+"""One live camera: its reader, motion gate, analytics and outage watch, as the scheduler sees it.
+
+The reader thread keeps the newest frame; everything else here runs on the scheduler's thread
+when it picks this camera (`analyse`) or on the service's supervision tick (`supervise`), so the
+analytics state needs no locks. Rule timers follow the monotonic clock of frame arrival, not
+stream time, which restarts at every reconnect.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from detectors import Detector
+from gateway.analytics import CameraAnalytics, FrameResult
+from gateway.config.models import Camera, FileSource, GatewaySection, OnvifSource
+from gateway.events import AlertMessage
+from gateway.offline import OfflineWatch
+from gateway.video.motion import MotionGate, region_mask
+from gateway.video.reader import CameraReader, ReaderHealth
+from gateway.video.urls import source_url
+
+log = logging.getLogger(__name__)
+
+PERSON_HEIGHT_SHARE = 0.25
+"""The motion gate watches zones grown upwards by this share of the frame height (a body above
+its feet at the zone's far edge)."""
+
+
+@dataclass(frozen=True)
+class CameraStatus:
+    """What operators see of one camera (URL and error already redacted)."""
+
+    reader: ReaderHealth
+    skip_ratio: float
+    frames_inferred: int
+    offline: bool
+    frame_size: tuple[int, int] | None
+    last_analysed_age_s: float | None
+    last_frame_age_when_analysed_s: float | None
+
+
+def make_reader(camera: Camera) -> CameraReader:
+    """The reader for a camera's configured source (files play in real time, as a camera would)."""
+    common = dict(decode_mode=camera.decode, analysis_fps=camera.fps)
+    source = camera.source
+    if isinstance(source, FileSource):
+        return CameraReader(camera.id, str(source.file), realtime=True, loop=source.loop, **common)
+    if isinstance(source, OnvifSource):
+        raise NotImplementedError("ONVIF sources are resolved by gateway.onvif")
+    url, transport = source_url(source)
+    return CameraReader(camera.id, url, transport=transport, **common)
+
+
+class CameraWorker:
+    def __init__(self, camera: Camera, gateway: GatewaySection, reader: CameraReader | None = None):
+        self.camera = camera
+        self.gateway = gateway
+        self.timezone = ZoneInfo(gateway.timezone)
+        self.reader = reader or make_reader(camera)
+        self.offline_watch = OfflineWatch(camera, gateway)
+        self.analytics: CameraAnalytics | None = None
+        self.gate: MotionGate | None = None
+        self.last_result: FrameResult | None = None
+        self._last_image: np.ndarray | None = None
+        self._last_seq = 0
+        self._started_at = time.monotonic()
+        self._last_analysed_at: float | None = None
+        self._last_frame_age: float | None = None
+        self._frames_inferred = 0
+        self._lock = threading.Lock()  # guards last_result/_last_image for the API's snapshots
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        self._started_at = time.monotonic()
+        self.reader.start()
+
+    def stop(self) -> list[AlertMessage]:
+        """Stop the reader; end this camera's open events (the caller queues the messages)."""
+        self.reader.stop()
+        now = datetime.now(self.timezone)
+        if self.analytics is None:
+            return []
+        return self.analytics.close_all(time.monotonic(), now)
+
+    # ----------------------------------------------------------------- scheduler side
+
+    def has_new_frame(self) -> bool:
+        return self.reader.frame_seq > self._last_seq
+
+    @property
+    def last_analysed_at(self) -> float:
+        """Monotonic time of the last analysis (start time if none): the scheduler's fairness key."""
+        return self._last_analysed_at or self._started_at
+
+    def analyse(self, detector: Detector) -> list[AlertMessage]:
+        """Analyse the newest frame if there is one: gate, detect, track, rules. Returns alerts."""
+        frame = self.reader.latest()
+        if frame is None or frame.seq == self._last_seq:
+            return []
+        self._last_seq = frame.seq
+        now_t = time.monotonic()
+        self._last_analysed_at = now_t
+        self._last_frame_age = now_t - frame.received_at
+        messages = self._ensure_analytics(frame.image)
+        masked = self.analytics.prepare(frame.image)
+        decision = self.gate.check(masked, frame.received_at, force=self.analytics.has_open_events)
+        if not decision.run:
+            with self._lock:
+                self._last_image = masked
+            return messages
+        detections = detector.detect(masked)
+        self._frames_inferred += 1
+        result = self.analytics.process(detections, t=frame.received_at,
+                                        now=datetime.now(self.timezone), frame=masked)
+        with self._lock:
+            self.last_result, self._last_image = result, masked
+        return messages + result.events
+
+    def _ensure_analytics(self, image: np.ndarray) -> list[AlertMessage]:
+        """(Re)build analytics for this frame size; a size change (substream switch) ends events."""
+        size = (image.shape[1], image.shape[0])
+        if self.analytics is not None and self.analytics.frame_size == size:
+            return []
+        ended: list[AlertMessage] = []
+        if self.analytics is not None:
+            log.warning("camera %s: frame size changed %dx%d -> %dx%d; restarting its analytics",
+                        self.camera.id, *self.analytics.frame_size, *size)
+            ended = self.analytics.close_all(time.monotonic(), datetime.now(self.timezone))
+        self.analytics = CameraAnalytics(self.camera, self.gateway, size)
+        watched = region_mask((size[1], size[0]), list(self.analytics.zones.values()),
+                              self.analytics.masks, grow_up_px=int(size[1] * PERSON_HEIGHT_SHARE))
+        motion = self.camera.motion
+        self.gate = MotionGate(watched, sensitivity=motion.sensitivity, max_skip_s=motion.max_skip_s,
+                               enabled=motion.enabled)
+        with self._lock:
+            self.last_result = None
+        return ended
+
+    # ----------------------------------------------------------------- supervision side
+
+    def supervise(self) -> list[AlertMessage]:
+        """Called about once a second: turns a silent camera into a camera_offline alert."""
+        health = self.reader.health()
+        silent = health.last_frame_age_s
+        if silent is None:
+            silent = time.monotonic() - self._started_at
+        return self.offline_watch.observe(silent, time.monotonic(), datetime.now(self.timezone))
+
+    def status(self) -> CameraStatus:
+        analytics = self.analytics
+        now = time.monotonic()
+        return CameraStatus(
+            reader=self.reader.health(),
+            skip_ratio=round(self.gate.skip_ratio, 3) if self.gate else 0.0,
+            frames_inferred=self._frames_inferred,
+            offline=self.offline_watch.offline,
+            frame_size=analytics.frame_size if analytics else None,
+            last_analysed_age_s=None if self._last_analysed_at is None
+            else round(now - self._last_analysed_at, 3),
+            last_frame_age_when_analysed_s=None if self._last_frame_age is None
+            else round(self._last_frame_age, 3),
+        )
+
+    def live_snapshot(self) -> bytes | None:
+        """Annotated JPEG of the last analysed frame (None before the first one)."""
+        with self._lock:
+            image, result, analytics = self._last_image, self.last_result, self.analytics
+        if image is None or analytics is None:
+            return None
+        return analytics.live_snapshot(image, result, datetime.now(self.timezone))

@@ -1,0 +1,97 @@
+"""The analysis scheduler: shares one detector across all cameras, fairly.
+
+Why one inference at a time: onnxruntime already spreads one inference over `detector.threads`
+cores; two concurrent inferences on a 2-4 core box only fight over the same cores and make
+every frame older. So one thread runs inferences back to back, and fairness decides the order:
+among the cameras that have a frame waiting, the one served longest ago goes first. A camera
+with no frame (offline, stalled, between frames of its analysis fps) is simply not ready: it
+can never hold up the others. When the box is overloaded every camera slows down evenly, and
+each one always analyses its newest frame (readers keep only the latest), never a backlog.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+from detectors import Detector
+from gateway.camera import CameraWorker
+from gateway.events import AlertMessage
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_S = 0.01
+"""How often an idle scheduler looks for new frames (cheap: one integer per camera)."""
+
+Emit = Callable[[list[AlertMessage]], None]
+
+
+def pick_next(workers: Iterable[CameraWorker]) -> CameraWorker | None:
+    """The ready camera served longest ago (None if no camera has a new frame)."""
+    ready = [worker for worker in workers if worker.has_new_frame()]
+    return min(ready, key=lambda worker: worker.last_analysed_at) if ready else None
+
+
+class AnalysisScheduler:
+    def __init__(self, detector: Detector, emit: Emit):
+        self.detector = detector
+        self.emit = emit
+        self._workers: dict[str, CameraWorker] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.heartbeat = time.monotonic()
+        """Monotonic time of the loop's last turn: the service's watchdog checks it is alive."""
+
+    # ----------------------------------------------------------------- cameras
+
+    def add(self, worker: CameraWorker) -> None:
+        with self._lock:
+            self._workers[worker.camera.id] = worker
+
+    def remove(self, camera_id: str) -> CameraWorker | None:
+        """Take a camera out; returns once the scheduler no longer touches it."""
+        with self._lock:
+            return self._workers.pop(camera_id, None)
+
+    def workers(self) -> list[CameraWorker]:
+        with self._lock:
+            return list(self._workers.values())
+
+    # ----------------------------------------------------------------- thread
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="analysis", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.heartbeat = time.monotonic()
+            with self._lock:
+                worker = pick_next(self._workers.values())
+                # Holding the lock while analysing makes remove() wait for the frame in progress:
+                # a removed camera is never touched again.
+                if worker is not None:
+                    self._analyse(worker)
+            if worker is None:
+                self._stop.wait(IDLE_POLL_S)
+
+    def _analyse(self, worker: CameraWorker) -> None:
+        try:
+            messages = worker.analyse(self.detector)
+        except Exception:  # noqa: BLE001 - one camera's bad frame must not stop the others
+            log.exception("camera %s: analysis failed on this frame; skipping it", worker.camera.id)
+            return
+        if messages:
+            self.emit(messages)
