@@ -451,14 +451,15 @@ def test_example_yaml_without_env_names_each_variable():
 def test_demo_yaml_is_valid_without_env(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(REPO)
     config = load_config("config/demo.yaml", env={})
-    assert summary(config, "config/demo.yaml") == "config/demo.yaml: OK — gateway demo-gw, 1 camera, 3 rules"
+    assert summary(config, "config/demo.yaml") == "config/demo.yaml: OK — gateway demo-gw, 1 camera, 4 rules"
     demo = config.camera("demo")
     assert (demo.fps, demo.resolution, [zone.id for zone in demo.zones]) == (10, (768, 576), ["plaza"])
     assert demo.source.file == REPO.parent / "shared" / "data" / "vtest.avi"
     assert config.gateway.data_dir == REPO / "data"
     assert (config.mqtt.host, config.mqtt.port, config.api.bind, config.api.port) == ("127.0.0.1", 1883, "127.0.0.1", 8080)
     crowd = demo.rules[0]
-    assert isinstance(crowd, CrowdRule) and crowd.min_people == 8 and crowd.rule_id == "crowd-plaza"
+    assert isinstance(crowd, CrowdRule) and crowd.min_people == 7 and crowd.rule_id == "crowd-frame"
+    assert demo.decode == "all" and len(demo.masks) == 1
 
 
 def test_defaults_are_merged_into_cameras_camera_keys_win():
