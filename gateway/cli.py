@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_detector.add_argument("-c", "--config", type=Path, default=Path("config/demo.yaml"))
     bench_detector.add_argument("--camera", help="camera id (default: the first)")
     bench_detector.add_argument("--source", type=Path, help="video (default: the camera's file)")
-    bench_detector.add_argument("--frames", type=int, default=0, help="limit (default: whole file)")
+    bench_detector.add_argument("--frames", type=int, default=0,
+                                help="frames per bare round (default: as many as the file has)")
+    bench_detector.add_argument("--rounds", type=int, default=3, help="alternating rounds")
     bench_detector.set_defaults(handler=cmd_bench_detector)
     return parser
 

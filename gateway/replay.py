@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,11 +22,14 @@ from pathlib import Path
 from typing import IO
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 from detectors import Detector
 from gateway.analytics import CameraAnalytics, FrameResult
 from gateway.config.models import GatewayConfig
-from gateway.video.decode import decode_frames, frame_rate, open_video
+from gateway.video.decode import DecodedFrame, decode_frames, frame_rate, open_video
 from gateway.video.pacing import AnalysisPacer
+from gateway.video.prefetch import prefetch
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +106,8 @@ def replay(config: GatewayConfig, camera_id: str, source: Path, detector: Detect
         pacer = AnalysisPacer(fps or camera.fps, source_fps)
         analytics: CameraAnalytics | None = None
         t = 0.0
-        for decoded in decode_frames(container):
-            stats.frames_decoded += 1
+        for decoded, image in prefetch(_due_frames(container, pacer, stats), name="replay-decode"):
             t = decoded.t
-            if not pacer.due(t):
-                continue
-            image = decoded.bgr()
             if analytics is None:
                 analytics = CameraAnalytics(camera, config.gateway, (image.shape[1], image.shape[0]))
             masked = analytics.prepare(image)
@@ -122,6 +122,14 @@ def replay(config: GatewayConfig, camera_id: str, source: Path, detector: Detect
                        stats)
     stats.seconds = time.perf_counter() - began
     return stats
+
+
+def _due_frames(container, pacer: AnalysisPacer, stats: ReplayStats) -> Iterator[tuple[DecodedFrame, np.ndarray]]:
+    """Frames due for analysis, decoded and converted to BGR (runs ahead on its own thread)."""
+    for decoded in decode_frames(container):
+        stats.frames_decoded += 1
+        if pacer.due(decoded.t):
+            yield decoded, decoded.bgr()
 
 
 def _open_text(path: Path) -> IO[str]:
