@@ -300,7 +300,11 @@ class OnvifSession:
         await self.close()
         self.camera = ONVIFCamera(self.host, self.port, self.user or None, self._password or None,
                                   no_cache=True, adjust_time=True)
-        await self.guard(self.camera.update_xaddrs())
+        try:
+            await self.guard(self.camera.update_xaddrs())
+        except BaseException:
+            await self.close()
+            raise
         diff = self.camera.dt_diff
         self.clock_skew_s = diff.total_seconds() if diff is not None else 0.0
         if abs(self.clock_skew_s) > CLOCK_SKEW_WARN_S:
@@ -538,7 +542,8 @@ async def resolve(session: OnvifSession, wanted_profile: str | None = None,
             others.append((item.token, stream_display))
             continue
         try:
-            others.append((item.token, display_url(await _stream_uri(session, item))))
+            other = await _stream_uri(session, item)
+            others.append((item.token, stream_urls(other, session.user, session._password)[1]))
         except (OnvifSoapFault, OnvifProtocolError) as error:
             others.append((item.token, f"(no stream URI: {error.detail})"))
     snapshot_url = snapshot_display = None

@@ -288,7 +288,8 @@ class PatrolDriver:
     """Moves a camera along a `PatrolPlan` on the shared loop.
 
     `state()` (thread-safe) is the plan's state at now, with `position_ok=False` for a visit
-    whose GotoPreset failed.  `on_change(state)` is called on the loop thread at every visit.
+    whose GotoPreset failed.  `on_change(state)` is called on the loop thread at every visit,
+    as it begins (before GotoPreset is sent): that is when open events of the old view end.
     """
 
     def __init__(self, camera_id: str, controller: PtzController, plan: PatrolPlan, *,
@@ -333,13 +334,12 @@ class PatrolDriver:
             state = self.plan.state_at(now)
             if state.visit != last_visit:
                 last_visit = state.visit
-                await self._visit(state)
-                state = self.state()
-                if self.on_change is not None:
+                if self.on_change is not None:  # the view changes now: end what spans it
                     try:
                         self.on_change(state)
                     except Exception:  # noqa: BLE001
                         log.exception("%s: patrol callback failed", self.camera_id)
+                await self._visit(state)
             # Sleep to the end of this visit's phases, re-checking at every phase boundary.
             await asyncio.sleep(max(0.01, min(state.phase_ends_at - self.clock(), 1.0)))
 
