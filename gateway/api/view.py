@@ -1,0 +1,100 @@
+"""What the web API reads live state through: the running service implements `GatewayView`.
+
+The API never touches readers, detectors or analytics directly (DESIGN §2: data flows one way);
+the service hands it this narrow, read-only view. Everything here is plain data so that a test
+can implement the protocol with real frames and no threads.
+
+Coordinates: `frame_size`, zone and mask polygons are in pixels of the *decoded* frame (what
+`camera_snapshot` shows, before any downscaling of the JPEG). `resolution` and `coordinates`
+say how the camera's YAML writes polygons, so the installer view can print a zone in the same
+units the config file uses (see `gateway.config.models`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+CameraState = Literal["connecting", "streaming", "backoff", "stopped", "offline"]
+CAMERA_STATES: tuple[str, ...] = ("connecting", "streaming", "backoff", "stopped", "offline")
+
+Point = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class ZoneOutline:
+    """A configured zone (or mask) as drawn on the decoded frame, in frame pixels."""
+
+    id: str
+    name: str = ""
+    polygon: list[Point] = field(default_factory=list)
+
+    @classmethod
+    def coerce(cls, value: ZoneOutline | dict[str, Any]) -> ZoneOutline:
+        """Accept the dataclass or a `{"id", "name", "polygon"}` dict."""
+        if isinstance(value, ZoneOutline):
+            return value
+        return cls(str(value.get("id", "")), str(value.get("name") or ""),
+                   [(float(x), float(y)) for x, y in value.get("polygon") or []])
+
+
+@dataclass(frozen=True)
+class CameraStatus:
+    """One camera as operators and installers see it.
+
+    state: the reader's state (`connecting|streaming|backoff|stopped`) or `offline` when the
+    service has declared the camera offline (no frame for `offline_after_s`).
+    analysed_fps / decoded_fps: frames per second handed to the detector / decoded.
+    last_frame_age_s: seconds since the newest frame was decoded (None before the first frame).
+    skip_ratio: share of due frames the motion gate skipped (0..1; None without motion gating).
+    last_error: the reader's last error, already redacted (the API redacts it again anyway).
+    source: the stream address for installers, redacted (`rtsp://admin:***@10.0.0.5/...`).
+    frame_size: (width, height) of the decoded frame; None before the first frame.
+    zones / masks: configured polygons in decoded-frame pixels.
+    resolution / coordinates: the camera's YAML units (`resolution: [w, h]` the pixel polygons
+    were drawn on, or `coordinates: normalized`); the installer view writes zones in these units.
+    preset: the PTZ preset the camera is parked on / patrolling, if any.
+    """
+
+    id: str
+    name: str = ""
+    grid_id: str = ""
+    address: str = ""
+    state: CameraState = "connecting"
+    analysed_fps: float = 0.0
+    decoded_fps: float = 0.0
+    last_frame_age_s: float | None = None
+    reconnects: int = 0
+    last_error: str | None = None
+    skip_ratio: float | None = None
+    frame_size: tuple[int, int] | None = None
+    zones: list[ZoneOutline] = field(default_factory=list)
+    masks: list[ZoneOutline] = field(default_factory=list)
+    preset: str | None = None
+    source: str = ""
+    resolution: tuple[int, int] | None = None
+    coordinates: Literal["pixels", "normalized"] = "pixels"
+
+
+@runtime_checkable
+class GatewayView(Protocol):
+    """Live, read-only state of the running gateway (implemented by the service).
+
+    Every method is called from API worker threads and must be thread-safe and quick (no
+    network I/O): `camera_snapshot` encodes the latest frame it already holds.
+    """
+
+    gateway_id: str
+    gateway_name: str
+
+    def cameras(self) -> list[CameraStatus]:
+        """Every configured camera, in configuration order."""
+        ...
+
+    def camera_snapshot(self, camera_id: str) -> bytes | None:
+        """A fresh annotated JPEG of the camera's latest frame; None if unknown or no frame yet."""
+        ...
+
+    def readiness(self) -> dict[str, bool]:
+        """Liveness of the parts the gateway needs, e.g. {"detector": True, "camera:gate": True}."""
+        ...

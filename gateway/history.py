@@ -1,0 +1,696 @@
+"""The gateway's own record of alerts, for the web API and the duty-officer page.
+
+The outbox forgets a message once the broker has it; the duty officer still needs to see the
+alert, its picture and who acknowledged it. `EventHistory` keeps one row per event in its own
+SQLite file (`<data_dir>/history.sqlite3`), updated by every message of the event (state,
+count, peak, updated/ended), and the evidence pictures as files under `<data_dir>/snapshots/`:
+
+* `<event_id>.jpg` — the start picture (the first picture the event carried);
+* `<event_id>.peak.jpg` — the latest picture sent when the peak rose (replaced each time).
+
+Every change bumps a global revision number (`rev`): the API streams changes after a given
+revision (server-sent events resume with `Last-Event-ID`), and listeners registered with
+`subscribe` hear about each change as it happens.
+
+Bounds (DESIGN §4: evidence goes first, alert metadata stays):
+* `snapshot_max_mb`: when the picture files exceed it, the pictures of the events seen least
+  recently are deleted (peak picture and start picture) until they fit; the row stays, with
+  `snapshot_evicted` set.
+* `snapshot_retention_days`: pictures of events not updated for that long are deleted, rows stay.
+* `max_events`: beyond this many rows the oldest rows go too (with any pictures left).
+
+File names are built only from validated uuids (`is_event_id`), never from raw input.
+Acknowledgements live in the outbox (`Outbox.record_ack`, the one place for acks); this module
+mirrors the latest ack (`note_ack`) so the list can filter on it and the page hears about it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "history.sqlite3"
+SNAPSHOT_DIR = "snapshots"
+MiB = 1024 * 1024
+EVENT_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+STATES = ("start", "update", "end")
+STATE_FILTERS = ("start", "update", "end", "active")
+"""`active` = not ended (start or update)."""
+SnapshotKind = Literal["start", "peak", "latest"]
+CLEANUP_EVERY_S = 600.0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    event_id         TEXT PRIMARY KEY,
+    rev              INTEGER NOT NULL,
+    seq              INTEGER NOT NULL,
+    state            TEXT NOT NULL,
+    type             TEXT NOT NULL,
+    severity         INTEGER NOT NULL DEFAULT 2,
+    title_zh         TEXT NOT NULL DEFAULT '',
+    camera_id        TEXT NOT NULL DEFAULT '',
+    camera_name      TEXT NOT NULL DEFAULT '',
+    grid_id          TEXT NOT NULL DEFAULT '',
+    address          TEXT NOT NULL DEFAULT '',
+    lat              REAL,
+    lon              REAL,
+    zone_id          TEXT,
+    zone_name        TEXT,
+    rule_id          TEXT,
+    count            INTEGER,
+    peak_count       INTEGER,
+    density_per_m2   REAL,
+    started_at       TEXT NOT NULL,
+    updated_at       TEXT NOT NULL,
+    ended_at         TEXT,
+    started_ts       REAL NOT NULL,
+    updated_ts       REAL NOT NULL,
+    first_seen       REAL NOT NULL,
+    last_seen        REAL NOT NULL,
+    payload          TEXT NOT NULL,
+    snap_bytes       INTEGER NOT NULL DEFAULT 0,
+    peak_bytes       INTEGER NOT NULL DEFAULT 0,
+    snapshot_evicted INTEGER NOT NULL DEFAULT 0,
+    ack_by           TEXT,
+    ack_case_id      TEXT,
+    ack_at           REAL,
+    ack_note         TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_rev ON events (rev);
+CREATE INDEX IF NOT EXISTS events_started ON events (started_ts DESC, event_id);
+CREATE INDEX IF NOT EXISTS events_camera ON events (camera_id, started_ts DESC);
+CREATE INDEX IF NOT EXISTS events_last_seen ON events (last_seen);
+"""
+
+COLUMNS = (
+    "event_id", "rev", "seq", "state", "type", "severity", "title_zh", "camera_id", "camera_name",
+    "grid_id", "address", "lat", "lon", "zone_id", "zone_name", "rule_id", "count", "peak_count",
+    "density_per_m2", "started_at", "updated_at", "ended_at", "started_ts", "updated_ts", "first_seen",
+    "last_seen", "snap_bytes", "peak_bytes", "snapshot_evicted", "ack_by", "ack_case_id", "ack_at", "ack_note",
+)
+SELECT = "SELECT " + ", ".join(COLUMNS)
+
+
+class HistoryError(RuntimeError):
+    """The history database cannot be opened or written."""
+
+
+def is_event_id(value: object) -> bool:
+    """True for a lowercase uuid, the only form an event id takes (and the only one used in paths)."""
+    return isinstance(value, str) and EVENT_ID_RE.match(value) is not None
+
+
+@dataclass(frozen=True)
+class HistoryAck:
+    """The latest acknowledgement mirrored from the outbox (plus the officer's note, if any)."""
+
+    by: str
+    case_id: str
+    at: float
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One event as the page shows it: the latest message's facts plus pictures and ack."""
+
+    event_id: str
+    rev: int
+    seq: int
+    state: str
+    type: str
+    severity: int
+    title_zh: str
+    camera_id: str
+    camera_name: str
+    grid_id: str
+    address: str
+    lat: float | None
+    lon: float | None
+    zone_id: str | None
+    zone_name: str | None
+    rule_id: str | None
+    count: int | None
+    peak_count: int | None
+    density_per_m2: float | None
+    started_at: str
+    updated_at: str
+    ended_at: str | None
+    started_ts: float
+    updated_ts: float
+    first_seen: float
+    last_seen: float
+    has_snapshot: bool
+    has_peak_snapshot: bool
+    snapshot_evicted: bool
+    ack: HistoryAck | None
+    payload: dict[str, Any] | None = None
+    """The latest payload without the inline picture; only filled by `get`."""
+
+    @property
+    def active(self) -> bool:
+        return self.state != "end"
+
+
+@dataclass(frozen=True)
+class EventPage:
+    items: list[EventRecord]
+    total: int
+    limit: int
+    offset: int
+    rev: int
+    """The newest revision when the page was read: stream changes after it to stay current."""
+
+
+@dataclass(frozen=True)
+class HistoryStats:
+    events: int
+    snapshot_files: int
+    snapshot_bytes: int
+    max_bytes: int
+    snapshots_evicted: int
+    rev: int
+
+
+ChangeKind = Literal["new", "update", "ack"]
+Listener = Callable[[EventRecord, str], None]
+
+
+class EventHistory:
+    """SQLite-backed event list plus picture files; safe to share between threads."""
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        *,
+        snapshot_max_mb: float = 500.0,
+        snapshot_retention_days: float = 30.0,
+        max_events: int = 100_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.snapshot_dir = self.data_dir / SNAPSHOT_DIR
+        self.path = self.data_dir / DB_NAME
+        self.max_bytes = int(snapshot_max_mb * MiB)
+        self.retention_s = snapshot_retention_days * 86400.0
+        self.max_events = int(max_events)
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._listeners: list[Listener] = []
+        self._evicted = 0
+        try:
+            self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HistoryError(f"cannot create the snapshot folder {self.snapshot_dir}: {exc}") from exc
+        self._db = self._open(self.path)
+        self._rev, self._bytes, self._events = self._db.execute(
+            "SELECT COALESCE(MAX(rev), 0), COALESCE(SUM(snap_bytes + peak_bytes), 0), COUNT(*) FROM events"
+        ).fetchone()
+        self._remove_orphans()
+        self._next_cleanup = 0.0
+        self.cleanup()
+
+    @classmethod
+    def from_config(cls, data_dir: str | Path, storage: Any | None = None, **kwargs: Any) -> EventHistory:
+        """The gateway's history in `data_dir`, bounded by a `StorageSection` (or the defaults)."""
+        if storage is not None:
+            kwargs.setdefault("snapshot_max_mb", storage.snapshot_max_mb)
+            kwargs.setdefault("snapshot_retention_days", storage.snapshot_retention_days)
+        return cls(data_dir, **kwargs)
+
+    @staticmethod
+    def _open(path: Path) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(SCHEMA)
+            db.execute("PRAGMA user_version=1")
+            return db
+        except sqlite3.DatabaseError as exc:
+            raise HistoryError(
+                f"cannot open the alert history {path}: {exc}. It only feeds the web page (queued alerts "
+                "are in the outbox): move the file aside and restart to begin a new history."
+            ) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ------------------------------------------------------------------ listeners
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener(record, kind)` after every change (kind: new|update|ack); returns unsubscribe.
+
+        Listeners run on the recording thread: they must be quick and must not block.
+        """
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def _notify(self, record: EventRecord, kind: str) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(record, kind)
+            except Exception:
+                log.exception("history listener failed for event %s", record.event_id)
+
+    # ------------------------------------------------------------------ recording
+
+    def record(self, message: Any) -> EventRecord | None:
+        """Fold one `AlertMessage` into its event's row; returns the updated record.
+
+        Duplicates and out-of-order messages (seq not above the stored one) change nothing and
+        return None. A picture (the message's `snapshot_jpeg`, or the payload's inline base64)
+        becomes the start picture if the event has none yet, else the latest peak picture.
+        """
+        payload = message.payload
+        event_id = payload.get("event_id")
+        if not is_event_id(event_id):
+            raise ValueError(f"alert has no valid event_id: {event_id!r}")
+        seq = payload.get("seq")
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+            raise ValueError(f"alert {event_id} has no valid seq: {seq!r}")
+        jpeg = getattr(message, "snapshot_jpeg", None) or _inline_jpeg(payload)
+        stored = _stored_payload(payload)
+        now = self._clock()
+        with self._lock:
+            row = self._db.execute("SELECT seq, snap_bytes, peak_bytes FROM events WHERE event_id=?",
+                                   (event_id,)).fetchone()
+            if row is not None and seq <= row[0]:
+                return None
+            snap_bytes, peak_bytes = (row[1], row[2]) if row else (0, 0)
+            if jpeg:
+                kind = "start" if not snap_bytes else "peak"
+                written = self._write_picture(event_id, kind, jpeg)
+                if written:
+                    if kind == "start":
+                        self._bytes += written - snap_bytes
+                        snap_bytes = written
+                    else:
+                        self._bytes += written - peak_bytes
+                        peak_bytes = written
+            values = _row_values(payload, stored)
+            self._rev += 1
+            try:
+                if row is None:
+                    self._db.execute(
+                        "INSERT INTO events (event_id, rev, seq, state, type, severity, title_zh, camera_id,"
+                        " camera_name, grid_id, address, lat, lon, zone_id, zone_name, rule_id, count, peak_count,"
+                        " density_per_m2, started_at, updated_at, ended_at, started_ts, updated_ts, payload,"
+                        " first_seen, last_seen, snap_bytes, peak_bytes)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (event_id, self._rev, seq, *values, now, now, snap_bytes, peak_bytes),
+                    )
+                    self._events += 1
+                else:
+                    self._db.execute(
+                        "UPDATE events SET rev=?, seq=?, state=?, type=?, severity=?, title_zh=?, camera_id=?,"
+                        " camera_name=?, grid_id=?, address=?, lat=?, lon=?, zone_id=?, zone_name=?, rule_id=?,"
+                        " count=?, peak_count=?, density_per_m2=?, started_at=?, updated_at=?, ended_at=?,"
+                        " started_ts=?, updated_ts=?, payload=?, last_seen=?, snap_bytes=?, peak_bytes=?"
+                        " WHERE event_id=?",
+                        (self._rev, seq, *values, now, snap_bytes, peak_bytes, event_id),
+                    )
+            except sqlite3.Error as exc:
+                self._resync()
+                raise HistoryError(f"cannot record alert {event_id} in {self.path}: {exc}") from exc
+            if self._bytes > self.max_bytes:
+                self._make_room(keep=event_id)
+            if row is None and self._events > self.max_events:
+                self._drop_oldest_rows(self._events - self.max_events)
+            if now >= self._next_cleanup:
+                self.cleanup()
+            record = self._get_locked(event_id)
+        if record is not None:
+            self._notify(record, "new" if row is None else "update")
+        return record
+
+    def note_ack(self, ack: Any, note: str | None = None) -> EventRecord | None:
+        """Mirror an outbox `AckRecord` (event_id, case_id, by, received_at) onto the event's row.
+
+        Called by the API after `Outbox.record_ack`, and by the service for acks from the centre.
+        Returns the updated record, or None if the history has no such event.
+        """
+        if not is_event_id(ack.event_id):
+            return None
+        with self._lock:
+            self._rev += 1
+            cursor = self._db.execute(
+                "UPDATE events SET rev=?, ack_by=?, ack_case_id=?, ack_at=?, ack_note=? WHERE event_id=?",
+                (self._rev, ack.by, ack.case_id, ack.received_at, note, ack.event_id),
+            )
+            if cursor.rowcount != 1:
+                self._rev -= 1
+                return None
+            record = self._get_locked(ack.event_id)
+        if record is not None:
+            self._notify(record, "ack")
+        return record
+
+    def _write_picture(self, event_id: str, kind: str, jpeg: bytes) -> int:
+        path = self._picture_path(event_id, kind)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(jpeg)
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.error("cannot store the %s picture of event %s in %s: %s (the alert itself is kept)",
+                      kind, event_id, self.snapshot_dir, exc)
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            return 0
+        return len(jpeg)
+
+    def _picture_path(self, event_id: str, kind: str) -> Path:
+        if not is_event_id(event_id):  # the only way a name reaches the file system
+            raise ValueError(f"not an event id: {event_id!r}")
+        return self.snapshot_dir / (f"{event_id}.jpg" if kind == "start" else f"{event_id}.peak.jpg")
+
+    # ------------------------------------------------------------------ reading
+
+    def get(self, event_id: str) -> EventRecord | None:
+        """One event with its latest payload (picture data stripped), or None."""
+        if not is_event_id(event_id):
+            return None
+        with self._lock:
+            return self._get_locked(event_id, with_payload=True)
+
+    def _get_locked(self, event_id: str, with_payload: bool = False) -> EventRecord | None:
+        columns = SELECT + (", payload" if with_payload else "")
+        row = self._db.execute(f"{columns} FROM events WHERE event_id=?", (event_id,)).fetchone()
+        return _record(row, with_payload) if row else None
+
+    def list(
+        self,
+        *,
+        camera: str | None = None,
+        type: str | None = None,
+        state: str | None = None,
+        since: datetime | float | None = None,
+        acked: bool | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> EventPage:
+        """Events newest first (by start time). `since`: only events updated at or after it.
+
+        state: start|update|end, or `active` for events not yet ended.
+        """
+        where, args = [], []
+        if camera is not None:
+            where.append("camera_id = ?")
+            args.append(camera)
+        if type is not None:
+            where.append("type = ?")
+            args.append(type)
+        if state is not None:
+            if state not in STATE_FILTERS:
+                raise ValueError(f"state must be one of {', '.join(STATE_FILTERS)}")
+            if state == "active":
+                where.append("state != 'end'")
+            else:
+                where.append("state = ?")
+                args.append(state)
+        if since is not None:
+            where.append("updated_ts >= ?")
+            args.append(_epoch(since))
+        if acked is not None:
+            where.append("ack_at IS NOT NULL" if acked else "ack_at IS NULL")
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        limit = max(1, min(int(limit), 1000))
+        offset = max(0, int(offset))
+        with self._lock:
+            total = self._db.execute(f"SELECT COUNT(*) FROM events{clause}", args).fetchone()[0]
+            rows = self._db.execute(
+                f"{SELECT} FROM events{clause} ORDER BY started_ts DESC, event_id DESC LIMIT ? OFFSET ?",
+                (*args, limit, offset),
+            ).fetchall()
+            rev = self._rev
+        return EventPage([_record(row) for row in rows], total, limit, offset, rev)
+
+    def changes_since(self, rev: int, limit: int = 200) -> list[EventRecord]:
+        """Events changed after revision `rev`, oldest change first (each event once, at its latest)."""
+        with self._lock:
+            rows = self._db.execute(
+                f"{SELECT} FROM events WHERE rev > ? ORDER BY rev LIMIT ?", (int(rev), int(limit))
+            ).fetchall()
+        return [_record(row) for row in rows]
+
+    @property
+    def rev(self) -> int:
+        return self._rev
+
+    def snapshot(self, event_id: str, which: SnapshotKind = "start") -> bytes | None:
+        """The evidence JPEG of an event: its start picture, its latest peak picture, or the
+        latest of the two; None when there is none (never had one, or evicted)."""
+        if not is_event_id(event_id) or which not in ("start", "peak", "latest"):
+            return None
+        kinds = ("peak", "start") if which == "latest" else (which,)
+        for kind in kinds:
+            try:
+                return self._picture_path(event_id, kind).read_bytes()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                log.warning("cannot read the %s picture of event %s: %s", kind, event_id, exc)
+        return None
+
+    def stats(self) -> HistoryStats:
+        with self._lock:
+            files = self._db.execute(
+                "SELECT COALESCE(SUM((snap_bytes > 0) + (peak_bytes > 0)), 0) FROM events"
+            ).fetchone()[0]
+            return HistoryStats(self._events, files, self._bytes, self.max_bytes, self._evicted, self._rev)
+
+    # ------------------------------------------------------------------ bounds
+
+    def cleanup(self) -> int:
+        """Apply the retention: delete pictures of events not seen for `snapshot_retention_days`.
+
+        Runs by itself every few minutes while alerts are recorded; returns pictures deleted.
+        """
+        cutoff = self._clock() - self.retention_s
+        with self._lock:
+            self._next_cleanup = self._clock() + CLEANUP_EVERY_S
+            rows = self._db.execute(
+                "SELECT event_id, snap_bytes, peak_bytes FROM events"
+                " WHERE last_seen < ? AND (snap_bytes > 0 OR peak_bytes > 0) ORDER BY last_seen",
+                (cutoff,),
+            ).fetchall()
+            deleted = sum(self._evict_pictures(*row) for row in rows)
+        if deleted:
+            log.info("history: deleted %d evidence pictures older than %.0f days (alerts kept)",
+                     deleted, self.retention_s / 86400)
+        return deleted
+
+    def _make_room(self, keep: str) -> None:
+        """Delete the pictures of the least recently seen events until the files fit the cap."""
+        deleted = 0
+        while self._bytes > self.max_bytes:
+            rows = self._db.execute(
+                "SELECT event_id, snap_bytes, peak_bytes FROM events"
+                " WHERE (snap_bytes > 0 OR peak_bytes > 0) AND event_id != ? ORDER BY last_seen, rev LIMIT 50",
+                (keep,),
+            ).fetchall()
+            if not rows:
+                break
+            for row in rows:
+                deleted += self._evict_pictures(*row)
+                if self._bytes <= self.max_bytes:
+                    break
+        if deleted:
+            log.warning("history: snapshot store over %.0f MB; deleted %d oldest evidence pictures "
+                        "(alerts kept)", self.max_bytes / MiB, deleted)
+
+    def _evict_pictures(self, event_id: str, snap_bytes: int, peak_bytes: int) -> int:
+        removed = 0
+        for kind, size in (("peak", peak_bytes), ("start", snap_bytes)):
+            if size:
+                try:
+                    self._picture_path(event_id, kind).unlink(missing_ok=True)
+                except OSError as exc:
+                    log.warning("cannot delete the %s picture of event %s: %s", kind, event_id, exc)
+                    continue
+                self._bytes -= size
+                removed += 1
+        self._db.execute(
+            "UPDATE events SET snap_bytes=0, peak_bytes=0, snapshot_evicted=1 WHERE event_id=?", (event_id,)
+        )
+        self._evicted += removed
+        return removed
+
+    def _drop_oldest_rows(self, count: int) -> None:
+        rows = self._db.execute(
+            "SELECT event_id, snap_bytes, peak_bytes FROM events ORDER BY started_ts, rev LIMIT ?", (count,)
+        ).fetchall()
+        for event_id, snap_bytes, peak_bytes in rows:
+            self._evict_pictures(event_id, snap_bytes, peak_bytes)
+            self._db.execute("DELETE FROM events WHERE event_id=?", (event_id,))
+            self._events -= 1
+        log.info("history: kept the newest %d events, forgot %d older ones", self.max_events, len(rows))
+
+    def _remove_orphans(self) -> None:
+        """Delete picture files no row refers to (a crash between writing a file and its row)."""
+        with self._lock:
+            known = {row[0]: (row[1], row[2]) for row in
+                     self._db.execute("SELECT event_id, snap_bytes, peak_bytes FROM events")}
+        for path in _iter_files(self.snapshot_dir):
+            name = path.name
+            event_id, _, suffix = name.partition(".")
+            sizes = known.get(event_id)
+            wanted = sizes is not None and (
+                (suffix == "jpg" and sizes[0] > 0) or (suffix == "peak.jpg" and sizes[1] > 0)
+            )
+            if not wanted:
+                try:
+                    path.unlink()
+                except OSError:
+                    pass
+
+    def _resync(self) -> None:
+        try:
+            self._rev, self._bytes, self._events = self._db.execute(
+                "SELECT COALESCE(MAX(rev), 0), COALESCE(SUM(snap_bytes + peak_bytes), 0), COUNT(*) FROM events"
+            ).fetchone()
+        except sqlite3.Error:
+            pass
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _iter_files(folder: Path) -> Iterator[Path]:
+    try:
+        yield from (p for p in folder.iterdir() if p.is_file())
+    except OSError:
+        return
+
+
+def _inline_jpeg(payload: dict[str, Any]) -> bytes | None:
+    snapshot = payload.get("snapshot")
+    if not isinstance(snapshot, dict) or not snapshot.get("data"):
+        return None
+    try:
+        return base64.b64decode(snapshot["data"], validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        return None
+
+
+def _stored_payload(payload: dict[str, Any]) -> str:
+    """The payload as stored: the picture's metadata stays, its base64 data does not."""
+    slim = dict(payload)
+    snapshot = slim.get("snapshot")
+    if isinstance(snapshot, dict):
+        slim["snapshot"] = {k: v for k, v in snapshot.items() if k != "data"}
+    return json.dumps(slim, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _parse_time(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def _epoch(since: datetime | float) -> float:
+    if isinstance(since, datetime):
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=timezone.utc)
+        return since.timestamp()
+    return float(since)
+
+
+def _row_values(payload: dict[str, Any], stored: str) -> tuple:
+    location = payload.get("location") if isinstance(payload.get("location"), dict) else {}
+    now = time.time()
+    updated_ts = _parse_time(payload.get("updated_at")) or now
+    started_ts = _parse_time(payload.get("started_at")) or updated_ts
+    state = payload.get("state") if payload.get("state") in STATES else "update"
+    return (
+        state,
+        str(payload.get("type") or "unknown"),
+        int(payload.get("severity") or 2),
+        str(payload.get("title_zh") or ""),
+        str(payload.get("camera_id") or ""),
+        str(payload.get("camera_name") or ""),
+        str(payload.get("grid_id") or ""),
+        str(location.get("address") or ""),
+        _number(location.get("lat")),
+        _number(location.get("lon")),
+        payload.get("zone_id"),
+        payload.get("zone_name"),
+        payload.get("rule_id"),
+        _integer(payload.get("count")),
+        _integer(payload.get("peak_count")),
+        _number(payload.get("density_per_m2")),
+        str(payload.get("started_at") or payload.get("updated_at") or ""),
+        str(payload.get("updated_at") or ""),
+        payload.get("ended_at"),
+        started_ts,
+        updated_ts,
+        stored,
+    )
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _integer(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _record(row: tuple, with_payload: bool = False) -> EventRecord:
+    values = dict(zip(COLUMNS, row))
+    ack = None
+    if values["ack_at"] is not None:
+        ack = HistoryAck(values["ack_by"] or "", values["ack_case_id"] or "", values["ack_at"], values["ack_note"])
+    payload = None
+    if with_payload:
+        try:
+            payload = json.loads(row[len(COLUMNS)])
+        except (ValueError, TypeError):
+            payload = None
+    return EventRecord(
+        event_id=values["event_id"], rev=values["rev"], seq=values["seq"], state=values["state"],
+        type=values["type"], severity=values["severity"], title_zh=values["title_zh"],
+        camera_id=values["camera_id"], camera_name=values["camera_name"], grid_id=values["grid_id"],
+        address=values["address"], lat=values["lat"], lon=values["lon"], zone_id=values["zone_id"],
+        zone_name=values["zone_name"], rule_id=values["rule_id"], count=values["count"],
+        peak_count=values["peak_count"], density_per_m2=values["density_per_m2"],
+        started_at=values["started_at"], updated_at=values["updated_at"], ended_at=values["ended_at"],
+        started_ts=values["started_ts"], updated_ts=values["updated_ts"], first_seen=values["first_seen"],
+        last_seen=values["last_seen"], has_snapshot=values["snap_bytes"] > 0,
+        has_peak_snapshot=values["peak_bytes"] > 0, snapshot_evicted=bool(values["snapshot_evicted"]),
+        ack=ack, payload=payload,
+    )

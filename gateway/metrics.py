@@ -1,0 +1,284 @@
+"""Prometheus metrics for operators (`GET /metrics`), in a registry of their own.
+
+Live values are pulled on scrape from the objects that already hold them, so nothing can go
+stale: per-camera health from the `GatewayView`, queue depth and age from the `Outbox`, publish
+latency and connection state from the `MqttPublisher`. Only what happens as a stream of events
+is pushed: inference times (`observe_inference`) and alerts (counted from the `EventHistory`
+as new events arrive, or `count_alert` by hand).
+
+Series (all prefixed `gateway_`):
+
+    camera_up{camera}                      1 while the camera is streaming
+    camera_state{camera,state}             1 for the camera's current state
+    camera_analysed_fps{camera}            frames per second handed to the detector
+    camera_decoded_fps{camera}             frames per second decoded
+    camera_frame_age_seconds{camera}       age of the newest frame (absent before the first frame)
+    camera_reconnects_total{camera}        reconnections since start
+    camera_skip_ratio{camera}              share of due frames the motion gate skipped
+    ready{component}                       readiness checks (1 = alive)
+    inference_ms                           histogram of detector run time per frame, milliseconds:
+                                           pulled from an attached `TimedDetector`-like source
+                                           (`bucket_counts`, `count`, `total_ms`, edges
+                                           `gateway.detection.INFERENCE_MS_BUCKETS`), else what
+                                           `observe_inference` recorded
+    outbox_depth                           alert messages not yet acknowledged by the broker
+    outbox_bytes / outbox_max_bytes        queued bytes and the cap
+    outbox_oldest_undelivered_age_seconds  age of the oldest queued message (0 when empty)
+    outbox_evictions_total{kind}           evictions by kind (snapshot, superseded_update, message)
+    mqtt_connected                         1 while connected to the broker
+    mqtt_published_total                   alert messages acknowledged by the broker
+    mqtt_publish_latency_ms{quantile}      put -> PUBACK latency over the last 1000 messages
+                                           (quantile 0.5, 0.95 and 1 = max)
+    alerts_total{type}                     new events by type
+    history_snapshot_bytes                 evidence pictures kept for the web page
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from gateway.api.view import CAMERA_STATES, GatewayView
+
+log = logging.getLogger(__name__)
+
+PREFIX = "gateway"
+INFERENCE_BUCKETS_MS = (5, 10, 20, 30, 50, 75, 100, 150, 250, 500, 1000)
+"""Same edges as gateway.detection.INFERENCE_MS_BUCKETS (a pulled source brings its own)."""
+ALERT_TYPES = ("crowd", "gathering", "growth", "loitering", "intrusion", "sensor", "camera_offline",
+               "camera_tamper")
+
+
+class HealthSource(Protocol):
+    """Anything with a `health()` dict in the shape of `MqttPublisher.health()`."""
+
+    def health(self) -> dict[str, Any]: ...
+
+
+class GatewayMetrics:
+    """The gateway's metrics registry: a few pushed series plus a collector that pulls the rest.
+
+    Sources can be given at construction or later with `attach` (the service builds its parts
+    in order); a missing source simply exports nothing for its series.
+    """
+
+    def __init__(
+        self,
+        view: GatewayView | None = None,
+        outbox: Any | None = None,
+        publisher: HealthSource | None = None,
+        history: Any | None = None,
+        inference: Any | None = None,
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._lock = threading.Lock()
+        self.view = view
+        self.outbox = outbox
+        self.publisher = publisher
+        self.history = None
+        self.inference = inference
+        self._unsubscribe = None
+        self._pushed = _Histogram(INFERENCE_BUCKETS_MS)
+        self._alerts = dict.fromkeys(ALERT_TYPES, 0)
+        self.registry.register(_LiveCollector(self))
+        if history is not None:
+            self.attach(history=history)
+
+    def attach(self, *, view: GatewayView | None = None, outbox: Any | None = None,
+               publisher: HealthSource | None = None, history: Any | None = None,
+               inference: Any | None = None) -> None:
+        """Add sources after construction; a history is subscribed to, to count new events.
+
+        inference: an object with `bucket_counts` (one per edge plus +Inf), `count` and
+        `total_ms` (the service's `TimedDetector`), read on each scrape.
+        """
+        with self._lock:
+            if inference is not None:
+                self.inference = inference
+            if view is not None:
+                self.view = view
+            if outbox is not None:
+                self.outbox = outbox
+            if publisher is not None:
+                self.publisher = publisher
+            if history is not None and history is not self.history:
+                if self._unsubscribe is not None:
+                    self._unsubscribe()
+                self.history = history
+                self._unsubscribe = history.subscribe(self._on_history_change)
+
+    # ------------------------------------------------------------------ pushed
+
+    def observe_inference(self, ms: float) -> None:
+        """One detector call took `ms` milliseconds (used when no inference source is attached)."""
+        if ms >= 0 and math.isfinite(ms):
+            self._pushed.observe(ms)
+
+    def count_alert(self, alert_type: str) -> None:
+        """One new event of `alert_type` (done automatically for a history given to `attach`)."""
+        key = alert_type if alert_type in ALERT_TYPES else "other"
+        with self._lock:
+            self._alerts[key] = self._alerts.get(key, 0) + 1
+
+    def alert_counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._alerts)
+
+    def _on_history_change(self, record: Any, kind: str) -> None:
+        if kind == "new":
+            self.count_alert(record.type)
+
+    # ------------------------------------------------------------------ exposition
+
+    def render(self) -> tuple[bytes, str]:
+        """The text exposition and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _LiveCollector(Collector):
+    """Pulls camera, outbox and publisher state on each scrape."""
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # families depend on what is attached; nothing to pre-declare
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.metrics
+        try:
+            yield self._inference(m)
+        except Exception as exc:
+            log.warning("metrics: cannot read inference times: %s", exc)
+        alerts = CounterMetricFamily(f"{PREFIX}_alerts", "New alert events by type.", labels=["type"])
+        for alert_type, count in m.alert_counts().items():
+            alerts.add_metric([alert_type], float(count))
+        yield alerts
+        for part, source in (("cameras", m.view), ("outbox", m.outbox), ("publisher", m.publisher),
+                             ("history", m.history)):
+            if source is None:
+                continue
+            try:
+                yield from getattr(self, f"_{part}")(source)
+            except Exception as exc:  # a broken source must not break the whole scrape
+                log.warning("metrics: cannot read %s: %s", part, exc)
+
+    @staticmethod
+    def _inference(m: GatewayMetrics) -> Metric:
+        source = m.inference
+        if source is not None:
+            edges = getattr(source, "buckets", None)
+            if edges is None:
+                from gateway.detection import INFERENCE_MS_BUCKETS as edges
+            counts, count, total = list(source.bucket_counts), int(source.count), float(source.total_ms)
+        else:
+            edges, counts, count, total = m._pushed.snapshot()
+        family = HistogramMetricFamily(f"{PREFIX}_inference_ms", "Detector run time per analysed frame, milliseconds.")
+        cumulative, buckets = 0, []
+        for edge, n in zip([*map(float, edges), math.inf], counts):
+            cumulative += n
+            buckets.append(("+Inf" if edge == math.inf else _edge(edge), float(cumulative)))
+        family.add_metric([], buckets, sum_value=total)
+        return family
+
+    def _cameras(self, view: GatewayView) -> Iterator[Metric]:
+        cameras = view.cameras()
+        up = _gauge("camera_up", "1 while the camera is streaming.", ["camera"])
+        state = _gauge("camera_state", "1 for the camera's current state.", ["camera", "state"])
+        analysed = _gauge("camera_analysed_fps", "Frames per second handed to the detector.", ["camera"])
+        decoded = _gauge("camera_decoded_fps", "Frames per second decoded.", ["camera"])
+        age = _gauge("camera_frame_age_seconds", "Age of the newest decoded frame.", ["camera"])
+        reconnects = CounterMetricFamily(f"{PREFIX}_camera_reconnects", "Stream reconnections since start.",
+                                         labels=["camera"])
+        skip = _gauge("camera_skip_ratio", "Share of due frames skipped by the motion gate.", ["camera"])
+        for cam in cameras:
+            up.add_metric([cam.id], 1.0 if cam.state == "streaming" else 0.0)
+            for name in CAMERA_STATES:
+                state.add_metric([cam.id, name], 1.0 if cam.state == name else 0.0)
+            analysed.add_metric([cam.id], float(cam.analysed_fps or 0.0))
+            decoded.add_metric([cam.id], float(cam.decoded_fps or 0.0))
+            if cam.last_frame_age_s is not None:
+                age.add_metric([cam.id], float(cam.last_frame_age_s))
+            reconnects.add_metric([cam.id], float(cam.reconnects or 0))
+            if cam.skip_ratio is not None:
+                skip.add_metric([cam.id], float(cam.skip_ratio))
+        yield from (up, state, analysed, decoded, age, reconnects, skip)
+        ready = _gauge("ready", "Readiness checks (1 = alive).", ["component"])
+        for component, alive in sorted(view.readiness().items()):
+            ready.add_metric([component], 1.0 if alive else 0.0)
+        yield ready
+
+    def _outbox(self, outbox: Any) -> Iterator[Metric]:
+        stats = outbox.stats()
+        yield _value("outbox_depth", "Alert messages not yet acknowledged by the broker.", stats.depth)
+        yield _value("outbox_bytes", "Bytes of queued alert messages.", stats.bytes)
+        yield _value("outbox_max_bytes", "Cap of the outbox (storage.outbox_max_mb).", stats.max_bytes)
+        yield _value("outbox_oldest_undelivered_age_seconds",
+                     "Age of the oldest undelivered alert message (0 when none).", stats.oldest_age_s or 0.0)
+        evictions = CounterMetricFamily(f"{PREFIX}_outbox_evictions", "Outbox evictions by kind.", labels=["kind"])
+        for kind, count in sorted(stats.evictions.items()):
+            evictions.add_metric([kind], float(count))
+        yield evictions
+
+    def _publisher(self, publisher: HealthSource) -> Iterator[Metric]:
+        health = publisher.health()
+        yield _value("mqtt_connected", "1 while connected to the MQTT broker.", 1.0 if health.get("connected") else 0.0)
+        published = CounterMetricFamily(f"{PREFIX}_mqtt_published", "Alert messages acknowledged by the broker.")
+        published.add_metric([], float(health.get("published") or 0))
+        yield published
+        reconnects = CounterMetricFamily(f"{PREFIX}_mqtt_reconnects", "Reconnections to the MQTT broker.")
+        reconnects.add_metric([], float(health.get("reconnects") or 0))
+        yield reconnects
+        latency = health.get("publish_latency") or {}
+        family = _gauge("mqtt_publish_latency_ms",
+                        "Alert put -> PUBACK latency over the last 1000 messages (quantile 1 = max).", ["quantile"])
+        for quantile, key in (("0.5", "p50_ms"), ("0.95", "p95_ms"), ("1", "max_ms")):
+            if latency.get(key) is not None:
+                family.add_metric([quantile], float(latency[key]))
+        yield family
+
+    def _history(self, history: Any) -> Iterator[Metric]:
+        stats = history.stats()
+        yield _value("history_snapshot_bytes", "Evidence pictures kept for the web page, bytes.", stats.snapshot_bytes)
+        yield _value("history_events", "Events in the web page's history.", stats.events)
+
+
+class _Histogram:
+    """Thread-safe bucket counts for pushed observations."""
+
+    def __init__(self, edges: tuple[float, ...]) -> None:
+        self.edges = edges
+        self._counts = [0] * (len(edges) + 1)
+        self._count = 0
+        self._total = 0.0
+        self._lock = threading.Lock()
+
+    def observe(self, value: float) -> None:
+        index = next((i for i, edge in enumerate(self.edges) if value <= edge), len(self.edges))
+        with self._lock:
+            self._counts[index] += 1
+            self._count += 1
+            self._total += value
+
+    def snapshot(self) -> tuple[tuple[float, ...], list[int], int, float]:
+        with self._lock:
+            return self.edges, list(self._counts), self._count, self._total
+
+
+def _edge(value: float) -> str:
+    return str(float(value))
+
+
+def _gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
+    return GaugeMetricFamily(f"{PREFIX}_{name}", doc, labels=labels)
+
+
+def _value(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(f"{PREFIX}_{name}", doc, value=float(value))
