@@ -101,10 +101,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_or_report(args.config)
     if config is None:
         return EXIT_INVALID_CONFIG
-    stop = threading.Event()
+    stop, reload = threading.Event(), threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda number, _frame: (
-            log.info("%s received", signal.Signals(number).name), stop.set()))
+            log.info("%s received: stopping", signal.Signals(number).name), stop.set()))
+    signal.signal(signal.SIGHUP, lambda _number, _frame: (
+        log.info("SIGHUP received: reloading %s", args.config), reload.set()))
     service = GatewayService(config)
     try:
         service.start()
@@ -113,7 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         service.stop()
         return EXIT_FAILED
     try:
-        service.run_until(stop)
+        service.run_until(stop, reload=reload, config_path=args.config)
     finally:
         service.stop()
     log.info("stopped cleanly")

@@ -16,21 +16,26 @@ import threading
 import time
 from dataclasses import asdict
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway import __version__
 from gateway.camera import CameraWorker
 from gateway.comms.mqtt import MqttPublisher
+from gateway.config import check_config
 from gateway.config.models import GatewayConfig
 from gateway.detection import TimedDetector, load_detector
 from gateway.events import AlertMessage
 from gateway.outbox import AckRecord, Outbox
 from gateway.scheduler import AnalysisScheduler
+from gateway.sdnotify import SystemdNotifier
 
 log = logging.getLogger(__name__)
 
 SUPERVISE_EVERY_S = 1.0
+ANALYSIS_STALL_S = 30.0
+"""The analysis loop turns at least every few ms; silent this long means it hangs."""
 CAMERA_STATE_EVERY_S = 30.0
 """Retained camera state is republished on a state change, and at least this often."""
 
@@ -129,13 +134,91 @@ class GatewayService:
                 self.publisher.set_camera_state(worker.camera.id, self._camera_health(worker))
                 self._published_states[worker.camera.id] = (state, now)
 
-    def run_until(self, stop: threading.Event) -> None:
-        """Supervise once a second until `stop` is set (the CLI sets it on SIGTERM/SIGINT)."""
+    def run_until(self, stop: threading.Event, notifier: SystemdNotifier | None = None,
+                  reload: threading.Event | None = None, config_path: Path | None = None) -> None:
+        """Supervise once a second until `stop` is set (the CLI sets it on SIGTERM/SIGINT).
+
+        Tells systemd READY=1 first, then WATCHDOG=1 on each turn while every worker is alive;
+        `reload` (set on SIGHUP) re-reads `config_path`.
+        """
+        notifier = notifier or SystemdNotifier()
+        notifier.ready(self.status_line())
         while not stop.wait(SUPERVISE_EVERY_S):
+            if reload is not None and reload.is_set():
+                reload.clear()
+                notifier.reloading()
+                self.reload(config_path)
+                notifier.ready(self.status_line())
             try:
                 self.supervise()
             except Exception:  # noqa: BLE001 - supervision must outlive any single failure
                 log.exception("supervision turn failed; trying again in %.0f s", SUPERVISE_EVERY_S)
+            failures = self.failed_workers()
+            if failures:
+                log.error("not feeding the systemd watchdog: %s", "; ".join(failures))
+            else:
+                notifier.watchdog(self.status_line())
+        notifier.stopping()
+
+    def failed_workers(self) -> list[str]:
+        """Workers that should be running but are not (what the watchdog guards)."""
+        failures = []
+        if not (self.scheduler and self.scheduler.alive):
+            failures.append("analysis thread is dead")
+        elif time.monotonic() - self.scheduler.heartbeat > ANALYSIS_STALL_S:
+            failures.append(f"analysis thread stuck for {time.monotonic() - self.scheduler.heartbeat:.0f} s")
+        if not (self.publisher and self.publisher.alive):
+            failures.append("MQTT publisher thread is dead")
+        for worker in self.scheduler.workers() if self.scheduler else []:
+            if not worker.reader.alive:
+                failures.append(f"camera {worker.camera.id}: reader thread is dead")
+        return failures
+
+    def status_line(self) -> str:
+        workers = self.scheduler.workers() if self.scheduler else []
+        streaming = sum(worker.reader.health().state == "streaming" for worker in workers)
+        depth = self.outbox.depth() if self.outbox else 0
+        return f"{streaming}/{len(workers)} cameras streaming, {depth} alerts queued"
+
+    # ----------------------------------------------------------------- reload
+
+    def reload(self, config_path: Path | None) -> None:
+        """Re-read the YAML: cameras added, removed or changed restart alone; others keep running.
+
+        An invalid file is rejected with every problem logged, and the running config stays.
+        Changes outside `cameras` (detector, MQTT, API, storage) need a restart: logged as such.
+        """
+        if config_path is None:
+            return
+        new, issues = check_config(config_path)
+        if new is None:
+            for issue in issues:
+                log.error("reload rejected: %s", issue)
+            log.error("reload rejected: %d problems in %s; still running the previous configuration",
+                      len(issues), config_path)
+            return
+        old_cameras = {camera.id: camera for camera in self.config.cameras}
+        new_cameras = {camera.id: camera for camera in new.cameras}
+        for camera_id in old_cameras.keys() - new_cameras.keys():
+            log.info("reload: camera %s removed; stopping it", camera_id)
+            self.remove_camera(camera_id)
+        for camera_id, camera in new_cameras.items():
+            if camera_id not in old_cameras:
+                log.info("reload: camera %s added; starting it", camera_id)
+            elif camera != old_cameras[camera_id] or new.gateway != self.config.gateway:
+                log.info("reload: camera %s changed; restarting it", camera_id)
+                self.remove_camera(camera_id)
+            else:
+                continue
+            self.add_camera_worker(CameraWorker(camera, new.gateway))
+        needs_restart = [section for section in ("detector", "mqtt", "storage", "api", "sensors")
+                         if getattr(new, section) != getattr(self.config, section)]
+        if needs_restart:
+            log.warning("reload: changes to %s take effect after a restart (systemctl restart gateway)",
+                        ", ".join(needs_restart))
+        self.config = new.model_copy(update={section: getattr(self.config, section)
+                                             for section in needs_restart})
+        log.info("reload done: %d cameras", len(new.cameras))
 
     # ----------------------------------------------------------------- views
 

@@ -228,6 +228,11 @@ class MqttPublisher:
         self._thread.start()
         self._snap_thread.start()
 
+    @property
+    def alive(self) -> bool:
+        """The publisher thread runs (connected or retrying: a missing broker is not a failure)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Flush in-flight alerts (up to `flush_s`), publish `offline`, disconnect, stop the threads.
 

@@ -356,6 +356,11 @@ class CameraReader:
         return self._slot.get()
 
     @property
+    def alive(self) -> bool:
+        """The reader thread runs (whatever the camera does: an offline camera is retried)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
     def frame_seq(self) -> int:
         """Sequence number of the newest frame in the slot (0: none yet); costs no conversion."""
         return self._slot.seq
