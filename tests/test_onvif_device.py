@@ -202,3 +202,41 @@ def test_settings_object_can_be_the_source_wrapper(device):
 
     camera = resolve_camera_sync(OnvifSource(onvif=settings(device, profile="mainStream")), timeout=5)
     assert camera.profile.token == "Profile_1"
+
+
+def test_third_party_profile_s_device_ipycam():
+    """ipycam (PyPI) as an independent ONVIF implementation, when installed (pip install --no-deps ipycam).
+
+    Only its SOAP handler runs (no streaming), on 127.0.0.1.
+    """
+    pytest.importorskip("ipycam")
+    import http.server
+    import threading
+    from types import SimpleNamespace
+
+    from ipycam.config import CameraConfig
+    from ipycam.http import IPCameraHTTPHandler
+    from ipycam.onvif import ONVIFService
+
+    handler = type("Handler", (IPCameraHTTPHandler,), {})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    port = server.server_address[1]
+    config = CameraConfig(local_ip="127.0.0.1", onvif_port=port)
+    config.set_credentials("admin", PASSWORD)
+    handler.camera = SimpleNamespace(onvif=ONVIFService(config), config=config)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        target = OnvifSettings(host="127.0.0.1", port=port, user="admin", password=PASSWORD)
+        camera = resolve_camera_sync(target, timeout=5)
+        assert (camera.device.manufacturer, camera.device.model) == ("PythonCam", "VirtualCam-1")
+        assert camera.resolution == (640, 360)
+        assert camera.stream_url == f"rtsp://admin:{PASSWORD}@127.0.0.1:8554/video_sub"
+        assert camera.stream_url_display == "rtsp://admin:***@127.0.0.1:8554/video_sub"
+        main = resolve_camera_sync(target.model_copy(update={"profile": "1920x1080"}), timeout=5)
+        assert main.stream_url.endswith("/video_main")
+        with pytest.raises(OnvifNotAuthorized):
+            resolve_camera_sync(target.model_copy(update={"password": "wrong-one"}), timeout=5)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -11,6 +11,7 @@ import pytest
 from lxml import etree
 
 from gateway.config.models import OnvifSettings
+import gateway.onvif.events as events_module
 from gateway.onvif.device import OnvifLoop
 from gateway.onvif.events import (
     CameraEvent,
@@ -117,6 +118,13 @@ class Collector:
                         return status
             time.sleep(0.02)
         raise AssertionError(f"no {state!r} status; got {[s.state for s in self.statuses]}")
+
+
+@pytest.fixture(autouse=True)
+def forget_cancel_all_cameras():
+    """The 'cancels all on Unsubscribe' knowledge is per host:port for the process: keep tests apart."""
+    yield
+    events_module._CANCELS_ALL.clear()
 
 
 @pytest.fixture(scope="module")
