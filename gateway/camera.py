@@ -9,6 +9,7 @@ stream time, which restarts at every reconnect.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import numpy as np
 
 from detectors import Detector
 from gateway.analytics import CameraAnalytics, FrameResult
+from gateway.camera_events import CameraEventAlerts
 from gateway.config.models import Camera, FileSource, GatewaySection, OnvifSource
 from gateway.events import AlertMessage
 from gateway.offline import OfflineWatch
@@ -53,18 +55,48 @@ def make_reader(camera: Camera) -> CameraReader:
     if isinstance(source, FileSource):
         return CameraReader(camera.id, str(source.file), realtime=True, loop=source.loop, **common)
     if isinstance(source, OnvifSource):
-        raise NotImplementedError("ONVIF sources are resolved by gateway.onvif")
+        return CameraReader(camera.id, onvif_stream_resolver(camera.id, source),
+                            transport=source.onvif.transport, **common)
     url, transport = source_url(source)
     return CameraReader(camera.id, url, transport=transport, **common)
 
 
+ONVIF_RESOLVE_TIMEOUT_S = 15.0
+
+
+def onvif_stream_resolver(camera_id: str, source: OnvifSource):
+    """Asks the camera for its stream URI on every connection attempt (start and after failures)."""
+    from gateway.onvif import resolve_camera_sync
+
+    def resolve() -> str:
+        camera = resolve_camera_sync(source.onvif, ONVIF_RESOLVE_TIMEOUT_S)
+        log.info("camera %s: ONVIF %s %s, profile %s (%sx%s) -> %s", camera_id,
+                 camera.device.manufacturer, camera.device.model, camera.profile.name,
+                 *(camera.resolution or ("?", "?")), camera.stream_url_display)
+        return camera.stream_url
+
+    return resolve
+
+
 class CameraWorker:
-    def __init__(self, camera: Camera, gateway: GatewaySection, reader: CameraReader | None = None):
+    """onvif_loop: the service's shared ONVIF loop; an ONVIF camera then also listens to its
+    own alarms (tamper, motion, digital inputs) through a PullPoint subscription."""
+
+    def __init__(self, camera: Camera, gateway: GatewaySection, reader: CameraReader | None = None,
+                 onvif_loop=None):
         self.camera = camera
         self.gateway = gateway
         self.timezone = ZoneInfo(gateway.timezone)
         self.reader = reader or make_reader(camera)
         self.offline_watch = OfflineWatch(camera, gateway)
+        self.camera_events = CameraEventAlerts(camera, gateway)
+        self._camera_event_queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.event_listener = None
+        if isinstance(camera.source, OnvifSource) and camera.source.onvif.events and onvif_loop:
+            from gateway.onvif import OnvifEventListener
+
+            self.event_listener = OnvifEventListener(camera.id, camera.source.onvif,
+                                                     self._camera_event_queue.put, loop=onvif_loop)
         self.analytics: CameraAnalytics | None = None
         self.gate: MotionGate | None = None
         self.last_result: FrameResult | None = None
@@ -81,14 +113,19 @@ class CameraWorker:
     def start(self) -> None:
         self._started_at = time.monotonic()
         self.reader.start()
+        if self.event_listener is not None:
+            self.event_listener.start()
 
     def stop(self) -> list[AlertMessage]:
         """Stop the reader; end this camera's open events (the caller queues the messages)."""
         self.reader.stop()
-        now = datetime.now(self.timezone)
-        if self.analytics is None:
-            return []
-        return self.analytics.close_all(time.monotonic(), now)
+        if self.event_listener is not None:
+            self.event_listener.stop()
+        now, t = datetime.now(self.timezone), time.monotonic()
+        messages = self.camera_events.close_all(t, now) + self.offline_watch.close(t, now)
+        if self.analytics is not None:
+            messages += self.analytics.close_all(t, now)
+        return messages
 
     # ----------------------------------------------------------------- scheduler side
 
@@ -147,12 +184,21 @@ class CameraWorker:
     # ----------------------------------------------------------------- supervision side
 
     def supervise(self) -> list[AlertMessage]:
-        """Called about once a second: turns a silent camera into a camera_offline alert."""
+        """Called about once a second: a silent camera becomes a camera_offline alert, and the
+        camera's own alarms received since the last turn become camera_tamper/sensor alerts."""
         health = self.reader.health()
         silent = health.last_frame_age_s
         if silent is None:
             silent = time.monotonic() - self._started_at
-        return self.offline_watch.observe(silent, time.monotonic(), datetime.now(self.timezone))
+        now, t = datetime.now(self.timezone), time.monotonic()
+        messages = self.offline_watch.observe(silent, t, now)
+        while not self._camera_event_queue.empty():
+            event = self._camera_event_queue.get_nowait()
+            log.info("camera %s: ONVIF %s %s (%s)", self.camera.id, event.kind,
+                     "active" if event.active else "cleared", event.source_topic)
+            messages += self.camera_events.handle(event.kind, event.active, event.source_topic,
+                                                  event.data, t, now)
+        return messages
 
     def status(self) -> CameraStatus:
         analytics = self.analytics

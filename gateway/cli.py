@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="wall-clock time of the file's first frame (default: now)")
     replay.set_defaults(handler=cmd_replay)
 
+    from gateway.onvif.cli import add_discover_parser
+
+    add_discover_parser(commands)
+
     bench = commands.add_parser("bench", help="benchmarks (figures printed as same-run ratios)")
     bench_commands = bench.add_subparsers(title="benchmarks", metavar="BENCH")
     bench_detector = bench_commands.add_parser(

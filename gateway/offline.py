@@ -35,6 +35,13 @@ class OfflineWatch:
     def offline(self) -> bool:
         return self._event is not None
 
+    def close(self, t: float, now: datetime) -> list[AlertMessage]:
+        """End an open outage (the camera is being stopped or removed)."""
+        if self._event is None:
+            return []
+        event, self._event = self._event, None
+        return [event.end(Reading(count=None), t, now, ended_at=now)]
+
     def observe(self, silent_for_s: float, t: float, now: datetime) -> list[AlertMessage]:
         """`silent_for_s`: seconds since the last frame (or since the reader started)."""
         reading = Reading(count=None)

@@ -24,7 +24,7 @@ from gateway import __version__
 from gateway.camera import CameraWorker
 from gateway.comms.mqtt import MqttPublisher
 from gateway.config import check_config
-from gateway.config.models import GatewayConfig
+from gateway.config.models import Camera, GatewayConfig, GatewaySection, OnvifSource
 from gateway.detection import TimedDetector, load_detector
 from gateway.events import AlertMessage
 from gateway.outbox import AckRecord, Outbox
@@ -49,6 +49,7 @@ class GatewayService:
         self.outbox: Outbox | None = None
         self.publisher: MqttPublisher | None = None
         self.scheduler: AnalysisScheduler | None = None
+        self.onvif_loop = None
         self._published_states: dict[str, tuple[str, float]] = {}
         self._emit_lock = threading.Lock()
 
@@ -71,10 +72,17 @@ class GatewayService:
         self.publisher.start()
         self.scheduler = AnalysisScheduler(self.detector, self.emit)
         for camera in self.config.cameras:
-            self.add_camera_worker(CameraWorker(camera, settings))
+            self.add_camera_worker(self.make_worker(camera, settings))
         self.scheduler.start()
         log.info("gateway %s %s running: %d cameras, data in %s", settings.id, __version__,
                  len(self.config.cameras), settings.data_dir)
+
+    def make_worker(self, camera: Camera, gateway: GatewaySection) -> CameraWorker:
+        if isinstance(camera.source, OnvifSource) and self.onvif_loop is None:
+            from gateway.onvif import OnvifLoop
+
+            self.onvif_loop = OnvifLoop().start()
+        return CameraWorker(camera, gateway, onvif_loop=self.onvif_loop)
 
     def add_camera_worker(self, worker: CameraWorker) -> None:
         worker.start()
@@ -94,6 +102,8 @@ class GatewayService:
             self.scheduler.stop()
             for worker in self.scheduler.workers():
                 self.remove_camera(worker.camera.id)
+        if self.onvif_loop is not None:
+            self.onvif_loop.stop()
         if self.publisher is not None:
             self.publisher.stop()
         if self.outbox is not None:
@@ -210,7 +220,7 @@ class GatewayService:
                 self.remove_camera(camera_id)
             else:
                 continue
-            self.add_camera_worker(CameraWorker(camera, new.gateway))
+            self.add_camera_worker(self.make_worker(camera, new.gateway))
         needs_restart = [section for section in ("detector", "mqtt", "storage", "api", "sensors")
                          if getattr(new, section) != getattr(self.config, section)]
         if needs_restart:

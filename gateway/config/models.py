@@ -304,6 +304,7 @@ class OnvifSettings(StrictModel):
     user: str = ""
     password: SecretStr = SecretStr("")
     profile: str | None = Field(default=None, description="Profile name or token; default: smallest stream.")
+    events: bool = Field(default=True, description="Subscribe to the camera's alarms (tamper, motion, inputs).")
     transport: Literal["tcp", "udp"] = "tcp"
 
 

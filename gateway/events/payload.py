@@ -62,6 +62,8 @@ class AlertSubject:
     zone_name: str | None = None
     rule_id: str | None = None
     rule: dict[str, Any] | None = None
+    details: dict[str, Any] | None = None
+    """Type-specific facts (camera event topic, sensor input, PTZ preset); emitted as `details`."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ def build_payload(
 ) -> dict[str, Any]:
     """The §3.3 payload. For the end message the title reports the peak, the count is 'now'."""
     title_count = stamp.peak_count if stamp.state == "end" else reading.count
-    return {
+    payload = {
         "schema": SCHEMA,
         "event_id": stamp.event_id,
         "seq": stamp.seq,
@@ -118,3 +120,6 @@ def build_payload(
         "title_zh": title_zh(subject.type, subject.place, title_count, stamp.state),
         "rule": subject.rule,
     }
+    if subject.details:
+        payload["details"] = dict(subject.details)
+    return payload

@@ -21,7 +21,7 @@ import statistics
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -285,7 +285,9 @@ class _WatchedContainer:
 class CameraReader:
     """Pulls one camera's stream on its own thread; `latest()` and `health()` never block.
 
-    url: rtsp:// (credentials allowed; they are shown as *** everywhere) or anything FFmpeg opens.
+    url: rtsp:// (credentials allowed; they are shown as *** everywhere) or anything FFmpeg opens;
+    or a resolver called before every connection attempt (an ONVIF camera asks the device for
+    its current stream URI, so a camera that changed address or profile is found again).
     decode_mode: auto | keyframes | all (see KeyframePolicy). analysis_fps: frames per second
     the analysis wants; frames due at that rate (by stream time) go into the slot.
     open_timeout_s / read_timeout_s: bound every FFmpeg call (a silent network is detected
@@ -296,7 +298,7 @@ class CameraReader:
     extra thread (a whole GOP each in keyframe-only mode).
     """
 
-    def __init__(self, camera_id: str, url: str, *, transport: str = "tcp",
+    def __init__(self, camera_id: str, url: str | Callable[[], str], *, transport: str = "tcp",
                  decode_mode: DecodeMode = "auto", analysis_fps: float = 2.0,
                  open_timeout_s: float = 10, read_timeout_s: float = 10, stall_s: float = 10,
                  backoff_initial_s: float = 1, backoff_max_s: float = 60,
@@ -304,8 +306,10 @@ class CameraReader:
         if transport not in ("tcp", "udp"):
             raise ValueError(f"camera {camera_id}: transport must be tcp or udp, got {transport!r}")
         self.camera_id = camera_id
-        self.url = url
-        self.display_url = redact_url(url)
+        self._resolve_url = url if callable(url) else None
+        self.url = "" if callable(url) else url
+        self.display_url = "stream (address not resolved yet)" if callable(url) \
+            else redact_url(url)
         self.transport = transport
         self.analysis_fps = analysis_fps
         self.open_timeout_s, self.read_timeout_s, self.stall_s = open_timeout_s, read_timeout_s, stall_s
@@ -412,6 +416,12 @@ class CameraReader:
         self._state = "stopped"
 
     def _stream_once(self) -> None:
+        if self._resolve_url is not None:
+            try:
+                self.url = self._resolve_url()
+            except Exception as error:  # noqa: BLE001 - any resolver failure means: back off, retry
+                raise VideoOpenError(f"cannot resolve the stream address: {error}") from error
+            self.display_url = redact_url(self.url)
         options = {"rtsp_transport": self.transport, **PROBE_OPTIONS} \
             if self.url.startswith(("rtsp://", "rtsps://")) else {}
         read_timeout = min(self.read_timeout_s, self.stall_s)

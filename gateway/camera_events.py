@@ -1,0 +1,70 @@
+"""Camera-side alarms as alerts: ONVIF tamper becomes `camera_tamper`; motion and digital
+inputs become `sensor` alerts, on the same lifecycle (start/end, stable id, seq) as video rules.
+
+Pure logic: the ONVIF listener produces `CameraEvent` records (gateway.onvif.events); the
+service feeds them here with its clock and queues the messages like any other alert.
+A state the camera re-sends after a (re)subscription (`initial`) starts an alert only if it is
+active, and never repeats one already open.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from gateway.config.models import Camera, GatewaySection
+from gateway.events import AlertMessage, AlertSource, AlertSubject, OpenEvent, Reading, UpdatePolicy
+
+SEVERITY = {"tamper": 3, "digital_input": 2, "motion": 1}
+ALERT_TYPE = {"tamper": "camera_tamper", "digital_input": "sensor", "motion": "sensor"}
+PLACE_SUFFIX = {"tamper": "", "digital_input": " 报警输入", "motion": " 移动侦测"}
+HEARTBEAT_S = 600.0
+
+
+class CameraEventAlerts:
+    def __init__(self, camera: Camera, gateway: GatewaySection):
+        self.camera = camera
+        self.source = AlertSource(
+            gateway_id=gateway.id, camera_id=camera.id, camera_name=camera.name,
+            grid_id=camera.grid_id, address=camera.location.address,
+            lat=camera.location.lat, lon=camera.location.lon,
+        )
+        self._open: dict[tuple[str, str], OpenEvent] = {}
+
+    def handle(self, kind: str, active: bool, topic: str, data: dict[str, Any], t: float,
+               now: datetime) -> list[AlertMessage]:
+        """One camera event (from `CameraEvent`'s fields); returns the messages it causes."""
+        if kind not in ALERT_TYPE:
+            return []
+        key = (kind, _source_key(data))
+        event = self._open.get(key)
+        if active and event is None:
+            event = OpenEvent(self.source, self._subject(kind, topic, data),
+                              UpdatePolicy(min_change=1, every_s=HEARTBEAT_S), started_at=now)
+            self._open[key] = event
+            return [event.start(Reading(count=None), t, now, lambda: None)]
+        if not active and event is not None:
+            del self._open[key]
+            return [event.end(Reading(count=None), t, now, ended_at=now)]
+        return []
+
+    def close_all(self, t: float, now: datetime) -> list[AlertMessage]:
+        messages = [event.end(Reading(count=None), t, now, ended_at=now) for event in self._open.values()]
+        self._open.clear()
+        return messages
+
+    def _subject(self, kind: str, topic: str, data: dict[str, Any]) -> AlertSubject:
+        details = {"source": "onvif", "kind": kind, "topic": topic,
+                   **{key: data[key] for key in ("reason", "input") if key in data}}
+        return AlertSubject(
+            type=ALERT_TYPE[kind], severity=SEVERITY[kind],
+            place=(self.camera.name or self.camera.id) + PLACE_SUFFIX[kind],
+            rule={"type": "onvif_event", "kind": kind}, details=details,
+        )
+
+
+def _source_key(data: dict[str, Any]) -> str:
+    """Which input or video source the event is about (one alert per source)."""
+    source = data.get("source") or {}
+    return ",".join(f"{key}={value}" for key, value in sorted(source.items())) if isinstance(source, dict) \
+        else str(source)
