@@ -62,6 +62,17 @@ def make_reader(camera: Camera) -> CameraReader:
 
 
 ONVIF_RESOLVE_TIMEOUT_S = 15.0
+PATROL_MOVE_S = 3.0
+"""Time allowed for a GotoPreset move before the settle time starts (PTZ moves take 1-3 s)."""
+
+
+def make_patrol(camera: Camera, onvif_loop):
+    """The PTZ patrol of an ONVIF camera (config validation guarantees the ONVIF source)."""
+    from gateway.onvif import PatrolDriver, PatrolPlan, PtzController
+
+    controller = PtzController(camera.source.onvif, loop=onvif_loop)
+    plan = PatrolPlan(camera.patrol, move_s=PATROL_MOVE_S, start=time.monotonic())
+    return PatrolDriver(camera.id, controller, plan)
 
 
 def onvif_stream_resolver(camera_id: str, source: OnvifSource):
@@ -97,6 +108,8 @@ class CameraWorker:
 
             self.event_listener = OnvifEventListener(camera.id, camera.source.onvif,
                                                      self._camera_event_queue.put, loop=onvif_loop)
+        self.patrol = make_patrol(camera, onvif_loop) if camera.patrol else None
+        self._visit: int | None = None
         self.analytics: CameraAnalytics | None = None
         self.gate: MotionGate | None = None
         self.last_result: FrameResult | None = None
@@ -115,12 +128,17 @@ class CameraWorker:
         self.reader.start()
         if self.event_listener is not None:
             self.event_listener.start()
+        if self.patrol is not None:
+            self.patrol.start()
 
     def stop(self) -> list[AlertMessage]:
         """Stop the reader; end this camera's open events (the caller queues the messages)."""
         self.reader.stop()
         if self.event_listener is not None:
             self.event_listener.stop()
+        if self.patrol is not None:
+            self.patrol.stop()
+            self.patrol.controller.close()
         now, t = datetime.now(self.timezone), time.monotonic()
         messages = self.camera_events.close_all(t, now) + self.offline_watch.close(t, now)
         if self.analytics is not None:
@@ -146,7 +164,10 @@ class CameraWorker:
         now_t = time.monotonic()
         self._last_analysed_at = now_t
         self._last_frame_age = now_t - frame.received_at
-        messages = self._ensure_analytics(frame.image)
+        messages = self._follow_patrol()
+        if self.patrol is not None and not self.patrol.state().analysing:
+            return messages  # the camera is moving or settling: its picture means nothing yet
+        messages += self._ensure_analytics(frame.image)
         masked = self.analytics.prepare(frame.image)
         decision = self.gate.check(masked, frame.received_at, force=self.analytics.has_open_events)
         if not decision.run:
@@ -171,7 +192,8 @@ class CameraWorker:
             log.warning("camera %s: frame size changed %dx%d -> %dx%d; restarting its analytics",
                         self.camera.id, *self.analytics.frame_size, *size)
             ended = self.analytics.close_all(time.monotonic(), datetime.now(self.timezone))
-        self.analytics = CameraAnalytics(self.camera, self.gateway, size)
+        view, details = self._view()
+        self.analytics = CameraAnalytics(view, self.gateway, size, details=details)
         watched = region_mask((size[1], size[0]), list(self.analytics.zones.values()),
                               self.analytics.masks, grow_up_px=int(size[1] * PERSON_HEIGHT_SHARE))
         motion = self.camera.motion
@@ -180,6 +202,35 @@ class CameraWorker:
         with self._lock:
             self.last_result = None
         return ended
+
+    def _follow_patrol(self) -> list[AlertMessage]:
+        """At a new patrol stop, end the old view's events; the next frame builds the new view."""
+        if self.patrol is None:
+            return []
+        visit = self.patrol.state().visit
+        if visit == self._visit:
+            return []
+        self._visit = visit
+        ended = []
+        if self.analytics is not None:
+            ended = self.analytics.close_all(time.monotonic(), datetime.now(self.timezone))
+            self.analytics = None
+        return ended
+
+    def _view(self) -> tuple[Camera, dict | None]:
+        """The camera as analysed now: at a patrol stop, only that stop's zones and their rules."""
+        if self.patrol is None:
+            return self.camera, None
+        stop = self.patrol.state()
+        zones = [zone for zone in self.camera.zones if not stop.zones or zone.id in stop.zones]
+        zone_ids = {zone.id for zone in zones}
+        rules = [rule for rule in self.camera.rules if rule.zone is None or rule.zone in zone_ids]
+        view = self.camera.model_copy(update={"zones": zones, "rules": rules})
+        return view, {"preset": stop.preset, "patrol_stop": stop.index}
+
+    @property
+    def preset(self) -> str | None:
+        return self.patrol.state().preset if self.patrol is not None else None
 
     # ----------------------------------------------------------------- supervision side
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from mqtt_broker import Mosquitto
 from mqtt_broker import mosquitto, subscriber_factory  # noqa: F401  (fixtures)
-from onvif_device import FakeOnvifDevice, FakeProfile
+from onvif_device import FakeOnvifDevice, FakePreset, FakeProfile
 from rtsp_fixtures import RtspServer, transcode_h264
 from test_service import alerts, camera_health, start_gateway, wait_until, write_config  # noqa: F401
 
@@ -75,4 +75,43 @@ def test_onvif_camera_with_a_wrong_password_is_reported_and_retried(
         log = gateway.log()
         assert "NotAuthorized" in log or "credentials" in log or "not authorized" in log.lower()
         assert "wrong-pass" not in log
+        assert gateway.stop() == 0
+
+
+def test_ptz_patrol_moves_between_presets_and_alerts_per_stop(
+        tmp_path: Path, mosquitto: Mosquitto, subscriber_factory, start_gateway, rtsp_server) -> None:
+    profiles = [FakeProfile("Profile_2", "subStream", 768, 576, path="/sub", ptz=True)]
+    presets = [FakePreset("1", "东门"), FakePreset("2", "广场")]
+    with FakeOnvifDevice(profiles=profiles, presets=presets, rtsp_port=rtsp_server.port) as device:
+        sub = subscriber_factory(mosquitto.port, ["gw/#"])
+        camera = onvif_camera("ptz", device, "Secret-1") + """\
+  resolution: [768, 576]
+  zones:
+    - {id: gate, polygon: [[0, 0], [768, 0], [768, 576], [0, 576]]}
+    - {id: square, polygon: [[0, 0], [768, 0], [768, 576], [0, 576]]}
+  rules:
+    - {type: intrusion, zone: gate, for_s: 0, clear_s: 1}
+    - {type: intrusion, zone: square, for_s: 0, clear_s: 1}
+  patrol:
+    - {preset: 东门, dwell_s: 4, settle_s: 0.5, zones: [gate]}
+    - {preset: "2", dwell_s: 4, settle_s: 0.5, zones: [square]}
+"""
+        gateway = start_gateway(write_config(tmp_path / "site.yaml", mosquitto.port, camera,
+                                             tmp_path / "data"))
+
+        def messages(preset: str, state: str) -> list[dict]:
+            return [a for a in alerts(sub, "ptz")
+                    if a["state"] == state and (a.get("details") or {}).get("preset") == preset]
+
+        wait_until(lambda: messages("东门", "start"), 30, "an intrusion at the first stop", gateway)
+        wait_until(lambda: messages("2", "start"), 30, "an intrusion at the second stop", gateway)
+        first = messages("东门", "start")[0]
+        assert first["zone_id"] == "gate" and first["type"] == "intrusion"
+        assert messages("2", "start")[0]["zone_id"] == "square"
+        # The first stop's event ended when the camera left for the second stop.
+        ended = [a for a in messages("东门", "end") if a["event_id"] == first["event_id"]]
+        assert ended and ended[0]["ended_at"] <= messages("2", "start")[0]["started_at"]
+        assert [token for _profile, token in device.goto_calls][:2] == ["1", "2"]
+        for payload in alerts(sub, "ptz"):
+            validate_alert(payload)
         assert gateway.stop() == 0

@@ -35,6 +35,7 @@ class AlertDesk:
         frame_size: tuple[int, int],
         zones: dict[str, np.ndarray],
         masks: list[np.ndarray],
+        details: dict | None = None,
     ):
         self.timezone = ZoneInfo(gateway.timezone)
         self.source = AlertSource(
@@ -48,6 +49,7 @@ class AlertDesk:
             frame_size=frame_size,
         )
         self.camera = camera
+        self.details = details
         self._subjects = {rule.rule_id: self._subject(rule) for rule in camera.rules}
         self.zones = zones
         self.masks = masks
@@ -110,6 +112,7 @@ class AlertDesk:
             zone_name=zone_name,
             rule_id=rule.rule_id,
             rule=rule.model_dump(mode="json"),
+            details=self.details,
         )
 
     def _snapshot_source(self, signal: Signal, scene: Scene, now: datetime, frame: np.ndarray | None):

@@ -56,6 +56,7 @@ class CameraAnalytics:
     """The analytics of one camera, fed frame by frame (see the module docstring).
 
     frame_size: (width, height) of the decoded frames; polygons are scaled to it once here.
+    details: facts every alert of this view carries in `details` (e.g. the PTZ preset).
     Use: `masked = prepare(frame)` -> detector -> `process(detections, t, now, masked)`;
     `close_all` at shutdown ends whatever is still open.
     """
@@ -67,6 +68,7 @@ class CameraAnalytics:
         frame_size: tuple[int, int],
         tracker: TrackerSettings | None = None,
         coast_frames: int = COAST_FRAMES,
+        details: dict | None = None,
     ):
         self.camera = camera
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
@@ -80,7 +82,7 @@ class CameraAnalytics:
         self.coast_frames = coast_frames
         self.tracker = ByteTracker(tracker)
         self.engines = [RuleEngine(rule, ZoneInfo(gateway.timezone)) for rule in camera.rules]
-        self.desk = AlertDesk(camera, gateway, self.frame_size, self.zones, self.masks)
+        self.desk = AlertDesk(camera, gateway, self.frame_size, self.zones, self.masks, details)
 
     def prepare(self, frame: np.ndarray) -> np.ndarray:
         """The frame the detector should see: private areas filled (a copy only if there are any)."""

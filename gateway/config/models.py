@@ -423,6 +423,8 @@ class Camera(CameraDefaults):
 
     def _patrol_problems(self) -> Iterator[LocatedValueError]:
         zone_ids = {zone.id for zone in self.zones}
+        if self.patrol and not isinstance(self.source, OnvifSource):
+            yield _located("patrol", "a PTZ patrol needs an onvif: source (presets are ONVIF)")
         for index, stop in enumerate(self.patrol):
             for position, zone in enumerate(stop.zones):
                 if zone not in zone_ids:
