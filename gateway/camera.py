@@ -36,8 +36,8 @@ its feet at the zone's far edge)."""
 
 
 @dataclass(frozen=True)
-class CameraStatus:
-    """What operators see of one camera (URL and error already redacted)."""
+class WorkerStatus:
+    """One camera's live state as its worker knows it (URL and error already redacted)."""
 
     reader: ReaderHealth
     skip_ratio: float
@@ -251,10 +251,10 @@ class CameraWorker:
                                                   event.data, t, now)
         return messages
 
-    def status(self) -> CameraStatus:
+    def status(self) -> WorkerStatus:
         analytics = self.analytics
         now = time.monotonic()
-        return CameraStatus(
+        return WorkerStatus(
             reader=self.reader.health(),
             skip_ratio=round(self.gate.skip_ratio, 3) if self.gate else 0.0,
             frames_inferred=self._frames_inferred,

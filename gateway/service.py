@@ -4,9 +4,11 @@ Threads, and who owns what:
   reader-<camera>  one per camera (gateway.video.reader): keeps the newest frame, reconnects.
   analysis         one (gateway.scheduler): gate -> detect -> track -> rules, camera by camera.
   mqtt-publisher   one (gateway.comms.mqtt): outbox -> broker, status, acks, remote look.
+  api              the web API and page (uvicorn), reading live state through `GatewayView`.
   main             supervision once a second: camera_offline alerts, retained camera state.
 Alerts take one path whatever raised them: `emit` writes them to the durable outbox (and
-from there the publisher sends them); nothing is published that was not first on disk.
+from there the publisher sends them; nothing is published that was not first on disk) and
+to the event history the web page shows.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ from gateway.config.models import Camera, GatewayConfig, GatewaySection, OnvifSo
 from gateway.detection import TimedDetector, load_detector
 from gateway.events import AlertMessage
 from gateway.outbox import AckRecord, Outbox
+from gateway.api.app import create_app, make_server
+from gateway.api.view import CameraStatus, ZoneOutline
+from gateway.history import EventHistory
+from gateway.metrics import GatewayMetrics
 from gateway.scheduler import AnalysisScheduler
 from gateway.sdnotify import SystemdNotifier
 
@@ -49,6 +55,9 @@ class GatewayService:
         self.outbox: Outbox | None = None
         self.publisher: MqttPublisher | None = None
         self.scheduler: AnalysisScheduler | None = None
+        self.history: EventHistory | None = None
+        self.api_server = None
+        self._api_thread: threading.Thread | None = None
         self.onvif_loop = None
         self._published_states: dict[str, tuple[str, float]] = {}
         self._emit_lock = threading.Lock()
@@ -70,12 +79,36 @@ class GatewayService:
             self.config.mqtt, settings.id, self.outbox, health_provider=self.health,
             snapshot_provider=self.camera_snapshot, on_ack=self._on_ack)
         self.publisher.start()
+        self.history = EventHistory.from_config(settings.data_dir, self.config.storage)
         self.scheduler = AnalysisScheduler(self.detector, self.emit)
         for camera in self.config.cameras:
             self.add_camera_worker(self.make_worker(camera, settings))
         self.scheduler.start()
+        self._start_api()
         log.info("gateway %s %s running: %d cameras, data in %s", settings.id, __version__,
                  len(self.config.cameras), settings.data_dir)
+
+    def _start_api(self) -> None:
+        """The web API and page on their own thread; a port already taken is logged, not fatal:
+        alerts keep flowing to the centre without the page."""
+        metrics = GatewayMetrics()
+        metrics.attach(inference=self.detector)
+        app = create_app(self, self.history, self.outbox, self.config.api, metrics=metrics,
+                         publisher=self.publisher, timezone=self.config.gateway.timezone)
+        self.api_server = make_server(app, self.config.api)
+
+        def serve() -> None:
+            try:
+                self.api_server.run()
+            except SystemExit:
+                pass
+            if not self.api_server.should_exit:
+                log.error("web API on %s:%d stopped or could not start (port in use?); alerts are "
+                          "still delivered over MQTT", self.config.api.bind, self.config.api.port)
+
+        self._api_thread = threading.Thread(target=serve, name="api", daemon=True)
+        self._api_thread.start()
+        log.info("web page on http://%s:%d/", self.config.api.bind, self.config.api.port)
 
     def make_worker(self, camera: Camera, gateway: GatewaySection) -> CameraWorker:
         if isinstance(camera.source, OnvifSource) and self.onvif_loop is None:
@@ -98,6 +131,9 @@ class GatewayService:
     def stop(self) -> None:
         """Stop readers and analysis, end open events into the outbox, flush, disconnect."""
         log.info("stopping: ending open events and flushing the outbox")
+        if self.api_server is not None:
+            self.api_server.should_exit = True
+            self._api_thread.join(5)
         if self.scheduler is not None:
             self.scheduler.stop()
             for worker in self.scheduler.workers():
@@ -106,6 +142,8 @@ class GatewayService:
             self.onvif_loop.stop()
         if self.publisher is not None:
             self.publisher.stop()
+        if self.history is not None:
+            self.history.close()
         if self.outbox is not None:
             left = self.outbox.depth()
             if left:
@@ -123,12 +161,19 @@ class GatewayService:
         with self._emit_lock:
             self.publisher.submit_many([message.payload for message in messages])
         for message in messages:
+            try:
+                self.history.record(message)
+            except Exception:  # noqa: BLE001 - the page's copy must never cost the alert itself
+                log.exception("event %s: not recorded in the web history (it is queued for MQTT)",
+                              message.event_id)
             payload = message.payload
             log.info("camera %s: %s [%s seq %d, event %s]", payload["camera_id"], payload["title_zh"],
                      message.state, message.seq, message.event_id)
 
     def _on_ack(self, record: AckRecord) -> None:
         log.info("event %s acknowledged by %s (case %s)", record.event_id, record.by, record.case_id)
+        if self.history is not None:
+            self.history.note_ack(record)
 
     # ----------------------------------------------------------------- supervision
 
@@ -256,8 +301,56 @@ class GatewayService:
             "at": datetime.now(self.timezone).isoformat(timespec="seconds"),
         }
 
+    # ----------------------------------------------------------------- GatewayView (web API)
+
+    @property
+    def gateway_id(self) -> str:
+        return self.config.gateway.id
+
+    @property
+    def gateway_name(self) -> str:
+        return self.config.gateway.name
+
+    def cameras(self) -> list[CameraStatus]:
+        workers = {worker.camera.id: worker for worker in self.scheduler.workers()} \
+            if self.scheduler else {}
+        return [self._camera_status(workers[camera.id]) for camera in self.config.cameras
+                if camera.id in workers]
+
+    def _camera_status(self, worker: CameraWorker) -> CameraStatus:
+        status = worker.status()
+        reader = status.reader
+        camera = worker.camera
+        analytics = worker.analytics
+        zones = [ZoneOutline(zone_id, _zone_name(camera, zone_id), [tuple(p) for p in polygon.tolist()])
+                 for zone_id, polygon in (analytics.zones.items() if analytics else [])]
+        masks = [ZoneOutline(f"mask-{index}", mask.name, [tuple(p) for p in polygon.tolist()])
+                 for index, (mask, polygon) in enumerate(zip(camera.masks, analytics.masks))] \
+            if analytics else []
+        return CameraStatus(
+            id=camera.id, name=camera.name, grid_id=camera.grid_id, address=camera.location.address,
+            state="offline" if status.offline else reader.state,
+            analysed_fps=reader.analysed_fps, decoded_fps=reader.decoded_fps,
+            last_frame_age_s=reader.last_frame_age_s, reconnects=reader.reconnects,
+            last_error=reader.last_error, skip_ratio=status.skip_ratio if worker.gate else None,
+            frame_size=status.frame_size, zones=zones, masks=masks, preset=worker.preset,
+            source=reader.url, resolution=camera.resolution, coordinates=camera.coordinates,
+        )
+
+    def readiness(self) -> dict[str, bool]:
+        ready = {"detector": self.detector is not None,
+                 "analysis": bool(self.scheduler and self.scheduler.alive)}
+        for worker in self.scheduler.workers() if self.scheduler else []:
+            ready[f"camera:{worker.camera.id}"] = worker.reader.alive and \
+                worker.reader.health().state == "streaming"
+        return ready
+
     def camera_snapshot(self, camera_id: str) -> bytes | None:
         for worker in self.scheduler.workers() if self.scheduler else []:
             if worker.camera.id == camera_id:
                 return worker.live_snapshot()
         return None
+
+
+def _zone_name(camera: Camera, zone_id: str) -> str:
+    return next((zone.name for zone in camera.zones if zone.id == zone_id), "")
