@@ -50,7 +50,7 @@ class WorkerStatus:
 
 def make_reader(camera: Camera) -> CameraReader:
     """The reader for a camera's configured source (files play in real time, as a camera would)."""
-    common = dict(decode_mode=camera.decode, analysis_fps=camera.fps)
+    common = dict(decode_mode=camera.decode, analysis_fps=camera.fps, stall_s=camera.stall_s)
     source = camera.source
     if isinstance(source, FileSource):
         return CameraReader(camera.id, str(source.file), realtime=True, loop=source.loop, **common)

@@ -382,6 +382,8 @@ class CameraDefaults(StrictModel):
     coordinates: Literal["pixels", "normalized"] = "pixels"
     decode: Literal["auto", "keyframes", "all"] = "auto"
     offline_after_s: float = Field(default=60, gt=0)
+    stall_s: float = Field(default=10, gt=0, description="No new frame this long: reconnect. "
+                           "Must exceed the camera's keyframe interval.")
     motion: MotionSettings = Field(default_factory=MotionSettings)
 
 
