@@ -140,6 +140,8 @@ def test_cookie_writes_from_another_site_are_refused(api):
         evil = browser.post(f"/api/events/{event_id}/ack", json={"by": "evil"}, headers={"Origin": "http://evil.example"})
         assert evil.status_code == 403
         assert browser.post("/login", data={"token": TOKEN}, headers={"Origin": "http://evil.example"}).status_code == 403
+        hidden = {"Origin": "null", "Sec-Fetch-Site": "cross-site"}  # a form on another site, strict referrer policy
+        assert browser.post(f"/api/events/{event_id}/ack", json={"by": "evil"}, headers=hidden).status_code == 403
         same = browser.post(f"/api/events/{event_id}/ack", json={"by": "王五"}, headers={"Origin": api.url})
         assert same.status_code == 200 and same.json()["ack"]["by"] == "王五"
 
@@ -332,6 +334,18 @@ def test_acknowledge_errors(client, api):
     not_json = client.post(f"/api/events/{event_id}/ack", content=b"by=x",
                            headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert not_json.status_code == 422
+    huge = client.post(f"/api/events/{event_id}/ack", content=b'{"by": "x"}' + b" " * 70_000,
+                       headers={"Content-Type": "application/json"})
+    assert huge.status_code == 413
+
+    def chunks():
+        yield b'{"by": "x", "note": "'
+        for _ in range(80):
+            yield b"n" * 1000
+        yield b'"}'
+
+    chunked = client.post(f"/api/events/{event_id}/ack", content=chunks(), headers={"Content-Type": "application/json"})
+    assert chunked.status_code in (400, 413)
     # an event the history shows but the outbox has forgotten (older than its history_days)
     forgotten = api.alerts.start("gate", "loitering", 48)[1]
     api.outbox._db.execute("DELETE FROM known_events WHERE event_id=?", (forgotten.event_id,))

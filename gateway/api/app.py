@@ -64,7 +64,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BeforeValidator, BaseModel, ConfigDict, Field
 
 from gateway import __version__
 from gateway.api.view import CameraStatus, GatewayView, ZoneOutline
@@ -98,6 +98,7 @@ LOGIN_CSP = CSP.replace("style-src 'self'", "style-src 'unsafe-inline'")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 NO_STORE = {"Cache-Control": "no-store"}
+MAX_BODY_BYTES = 64 * 1024
 
 EventIdParam = Annotated[str, PathParam(pattern=EVENT_ID_RE.pattern, description="The event's uuid.")]
 CameraIdParam = Annotated[str, PathParam(pattern=IDENT_PATTERN, description="A configured camera id.")]
@@ -205,27 +206,22 @@ class EventPageOut(BaseModel):
     rev: int = Field(description="Newest revision when read: open the stream with ?after=rev.")
 
 
+ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
+"""Printable text on one line (no control characters)."""
+NAME = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+"""One line with at least one visible character."""
+NOTE = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
+"""Text that may have line breaks and tabs, no other control characters."""
+
+
 class AckIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    by: str = Field(default="web", min_length=1, max_length=64, description="Who acknowledged (officer's name).")
-    case_id: str | None = Field(default=None, max_length=64, description="Case number, if one was opened.")
-    note: str | None = Field(default=None, max_length=500)
-
-    @field_validator("by", "case_id", "note")
-    @classmethod
-    def _printable(cls, value: str | None, info: Any) -> str | None:
-        if value is None:
-            return None
-        value = value.strip()
-        if any(ord(ch) < 32 and ch not in "\n\t" for ch in value) or "\x7f" in value:
-            raise ValueError("must not contain control characters")
-        if info.field_name == "by":
-            if not value:
-                raise ValueError("must not be blank")
-            if "\n" in value or "\t" in value:
-                raise ValueError("must be one line")
-        return value or None
+    by: str = Field(default="web", min_length=1, max_length=64, pattern=NAME,
+                    description="Who acknowledged (the officer's name).")
+    case_id: str | None = Field(default=None, max_length=64, pattern=ONE_LINE,
+                                description="Case number, if one was opened.")
+    note: str | None = Field(default=None, max_length=500, pattern=NOTE)
 
 
 class AckResult(BaseModel):
@@ -316,10 +312,11 @@ def _host_name(host_header: str) -> str:
 
 
 def _same_origin(request: Request) -> bool:
+    """The request comes from this server's own pages (or from a non-browser client)."""
     origin = request.headers.get("origin")
-    if origin is None:
-        site = request.headers.get("sec-fetch-site")
-        return site in (None, "same-origin", "none")
+    site = request.headers.get("sec-fetch-site")
+    if origin is None or origin == "null":  # "null": e.g. a form post under a strict referrer policy
+        return site in ("same-origin", "none") or (origin is None and site is None)
     try:
         parts = urlsplit(origin)
         return bool(parts.netloc) and parts.netloc.lower() == request.headers.get("host", "").lower()
@@ -646,14 +643,16 @@ def create_app(
     # ------------------------------------------------------------------ events
 
     @secured.get("/api/events", response_model=EventPageOut, tags=["events"],
-                 summary="Events, newest first, with filters and paging")
+                 summary="Events, newest first, with filters and paging",
+                 dependencies=[Depends(_known_query("camera", "type", "state", "since", "acked", "limit", "offset"))])
     def list_events(
         camera: Annotated[str | None, Query(pattern=IDENT_PATTERN, description="Camera id.")] = None,
         type: Annotated[Literal[EVENT_TYPES] | None, Query(description="Event type.")] = None,  # type: ignore[valid-type]
         state: Annotated[Literal["start", "update", "end", "active"] | None,
                          Query(description="Lifecycle state of the last message; 'active' = not ended.")] = None,
-        since: Annotated[datetime | None, Query(description="Only events updated at or after this time "
-                                                            "(ISO-8601; without offset: UTC).")] = None,
+        since: Annotated[datetime | None, BeforeValidator(_rfc3339),
+                         Query(description="Only events updated at or after this time (RFC 3339, with offset: "
+                                           "2024-05-01T08:00:00+08:00).")] = None,
         acked: Annotated[bool | None, Query(description="Only acknowledged (true) or unacknowledged (false).")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
@@ -668,6 +667,7 @@ def create_app(
                             offset=page.offset, rev=page.rev)
 
     @secured.get("/api/events/stream", tags=["events"], summary="Live event changes (server-sent events)",
+                 dependencies=[Depends(_known_query("after"))],
                  responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
                                   "description": "`event: hello` first, then `event: alert` with an EventOut "
                                                  "as data and its rev as `id:`; comments as heartbeats."},
@@ -698,6 +698,7 @@ def create_app(
         return event_out(find_event(event_id), detail=True)
 
     @secured.get("/api/events/{event_id}/snapshot.jpg", tags=["events"], summary="Evidence picture",
+                 dependencies=[Depends(_known_query("which"))],
                  responses={200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
                             404: {"model": Problem, "description": "Unknown event, or no picture kept."}})
     def event_snapshot(
@@ -713,7 +714,8 @@ def create_app(
 
     @secured.post("/api/events/{event_id}/ack", response_model=AckResult, tags=["events"],
                   summary="Acknowledge an event (recorded with the centre's acks in the outbox)",
-                  responses={404: {"model": Problem}, 409: {"model": Problem}})
+                  responses={400: {"model": Problem, "description": "The body is not JSON text."},
+                             404: {"model": Problem}, 409: {"model": Problem}})
     def acknowledge(event_id: EventIdParam, body: AckIn) -> AckResult:
         record = history.get(event_id)
         if record is None and not outbox.is_known_event(event_id):
@@ -777,6 +779,33 @@ async def _event_stream(hub: StreamHub, history: EventHistory, event_out: Callab
 
 
 # =========================================================================== helpers
+
+
+RFC3339 = re.compile(r"^\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)$")
+
+
+def _rfc3339(value: Any) -> Any:
+    """A date-time with an offset, as the schema says (not a bare number or a naive time)."""
+    if isinstance(value, str) and not RFC3339.match(value):
+        raise ValueError("use an RFC 3339 date-time with offset, e.g. 2024-05-01T08:00:00+08:00")
+    return value
+
+
+def _known_query(*names: str) -> Callable[[Request], None]:
+    """Reject unknown query parameters (a typo such as ?camra=gate must not silently list everything)."""
+    allowed = frozenset(names)
+
+    def check(request: Request) -> None:
+        names = [name for name, _ in request.query_params.multi_items()]
+        errors = [{"loc": ("query", name), "msg": f"unknown query parameter {name!r}; "
+                   f"known: {', '.join(sorted(allowed))}", "type": "extra_forbidden"}
+                  for name in sorted(set(names) - allowed)]
+        errors += [{"loc": ("query", name), "msg": f"query parameter {name!r} given more than once",
+                    "type": "repeated"} for name in sorted({n for n in names if names.count(n) > 1} & allowed)]
+        if errors:
+            raise RequestValidationError(errors)
+
+    return check
 
 
 def _redact_tree(value: Any) -> Any:
@@ -888,7 +917,7 @@ class _SecurityHeaders:
 
     HEADERS = [
         (b"x-content-type-options", b"nosniff"),
-        (b"referrer-policy", b"no-referrer"),
+        (b"referrer-policy", b"same-origin"),
         (b"x-frame-options", b"DENY"),
     ]
 
@@ -899,6 +928,21 @@ class _SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > MAX_BODY_BYTES:
+            response = JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes"}, 413)
+            await response(scope, receive, send)
+            return
+        seen = 0
+        outer_receive = receive
+
+        async def receive() -> Any:  # chunked bodies are counted as they arrive
+            nonlocal seen
+            message = await outer_receive()
+            seen += len(message.get("body", b""))
+            if seen > MAX_BODY_BYTES:
+                raise ValueError("request body too large")
+            return message
 
         async def send_with_headers(message: Any) -> None:
             if message["type"] == "http.response.start":

@@ -1,0 +1,186 @@
+"""The duty-officer page end to end in headless Chromium (Debian's /usr/bin/chromium via Playwright).
+
+Real server (uvicorn on 127.0.0.1), real frames and detector people in the snapshots, real alerts
+recorded the way the service records them; the browser logs in with the token like an officer.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from web_support import TOKEN, serve
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the browser is Debian's)")
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+
+
+def wait_until(page, script: str, arg=None, timeout: float = 5.0) -> None:
+    """Poll a JS expression (run through the debugger protocol: the page's CSP forbids eval)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(script, arg):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {script}")
+        page.wait_for_timeout(50)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    with serve(tmp_path_factory.mktemp("web")) as served:
+        served.alerts.start("market", "crowd", 72, severity=2, ago_s=300)
+        yield served
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian chromium is missing (apt-get install chromium; .ci/setup installs it)")
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, site):
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.goto(f"{site.url}/?token={TOKEN}")  # kiosk link: traded for the session cookie
+    assert "token=" not in page.url
+    page.wait_for_selector('#live[data-state="open"]', timeout=10_000)
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+def test_new_alert_appears_within_2_s_and_acknowledge_works(page, site):
+    assert page.locator(".alert").count() == 1
+    assert page.locator("#gw-name").inner_text() == site.view.gateway_name
+    page.fill("#officer", "值班员甲")
+    page.locator("#officer").dispatch_event("change")
+
+    started = time.monotonic()
+    _, message = site.alerts.start("gate", "gathering", 120, severity=3)
+    card = page.locator(f'[data-id="{message.event_id}"]')
+    card.wait_for(timeout=2_000)
+    assert time.monotonic() - started < 2.0
+
+    assert page.locator(".alert").first.get_attribute("data-id") == message.event_id  # newest on top
+    assert card.locator(".title").inner_text() == message.payload["title_zh"]
+    assert card.locator(".chip.type").inner_text() == "人员聚集"
+    assert card.locator(".chip.state").inner_text() == "进行中"
+    place = card.locator(".place").inner_text()
+    assert "东门广场" in place and "DM-03" in place and "东门街道人民路 18 号广场" in place
+    assert str(message.payload["count"]) in card.locator(".count").inner_text()
+    assert re.search(r"\d\d:\d\d:\d\d", card.locator(".time").inner_text())
+    wait_until(page, "id => { const img = document.querySelector(`[data-id='${id}'] .thumb img`);"
+               " return img && img.complete && img.naturalWidth > 0; }", message.event_id)
+    wait_until(page, "() => document.querySelector('#badge-unacked').textContent === '2'", timeout=3)
+
+    card.locator(".ack-btn").click()
+    card.locator(".acked").wait_for(timeout=3_000)
+    record = site.outbox.ack_for(message.event_id)  # the ack went through the outbox
+    assert record is not None and record.by == "值班员甲"
+    assert "已确认" in card.locator(".acked").inner_text() and "值班员甲" in card.locator(".acked").inner_text()
+    assert card.locator(".ack-btn").is_hidden()
+    wait_until(page, "() => document.querySelector('#badge-unacked').textContent === '1'", timeout=3)
+
+
+def test_updates_and_acks_from_elsewhere_reach_the_page(page, site):
+    live, message = site.alerts.start("gate", "intrusion", 240, severity=4)
+    card = page.locator(f'[data-id="{message.event_id}"]')
+    card.wait_for(timeout=2_000)
+    site.alerts.end(live)
+    wait_until(page, "id => document.querySelector(`[data-id='${id}'] .chip.state`).textContent === '已结束'",
+               message.event_id, timeout=2)
+    ack, _ = site.outbox.record_ack(message.event_id, "C-2024-0815", "指挥中心")  # the centre, over MQTT
+    site.history.note_ack(ack)
+    card.locator(".acked").wait_for(timeout=2_000)
+    assert "C-2024-0815" in card.locator(".acked").inner_text()
+
+
+def test_english_switch(page):
+    assert page.locator("#tab-alerts").inner_text().startswith("告警")
+    page.click("#lang")
+    assert page.locator("#tab-alerts").inner_text().startswith("Alerts")
+    assert page.locator(".alert .chip.type").first.inner_text() in {"Gathering", "Crowd limit", "Intrusion"}
+    assert page.locator("html").get_attribute("lang") == "en"
+    page.reload()
+    page.wait_for_selector(".alert")
+    assert page.locator("#tab-cameras").inner_text().startswith("Cameras")  # remembered
+    page.click("#lang")
+    assert page.locator("#tab-cameras").inner_text().startswith("摄像机")
+
+
+def test_camera_wall(page):
+    page.click("#tab-cameras")
+    page.wait_for_selector("#wall .cam >> nth=2")
+    assert page.locator("#wall .cam").count() == 3
+    gate = page.locator('[data-camera="gate"]')
+    north = page.locator('[data-camera="north"]')
+    assert "在线" in gate.locator(".pill").inner_text() and "重连中" in north.locator(".pill").inner_text()
+    assert north.locator(".noframe").is_visible() and "rtsp://admin:***@" in north.locator(".cam-error").inner_text()
+    wait_until(page, "() => { const img = document.querySelector('[data-camera=gate] .screen img');"
+               " return img && !img.hidden && img.naturalWidth === 768; }")
+    first = gate.locator(".screen img").get_attribute("src")
+    wait_until(page, "first => document.querySelector('[data-camera=gate] .screen img').src !== first", first,
+               timeout=8)  # the picture refreshes by itself
+
+
+def test_installer_draws_a_zone_and_prints_yaml(page):
+    page.click("#tab-installer")
+    wait_until(page, "() => { const img = document.querySelector('#inst-img');"
+               " return img && !img.hidden && img.naturalWidth > 0; }")
+    assert page.locator("#inst-camera").input_value() == "gate"
+    box = page.locator("#inst-img").bounding_box()
+    for fx, fy in [(0.25, 0.25), (0.75, 0.25), (0.75, 0.75), (0.25, 0.75), (0.5, 0.9)]:
+        page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+    page.click("#inst-undo")
+    page.fill("#inst-id", "north-square")
+    page.fill("#inst-name", "北广场")
+    yaml = page.locator("#inst-yaml").inner_text()
+    assert "  - id: north-square" in yaml and 'name: "北广场"' in yaml
+    points = [tuple(map(int, p)) for p in re.findall(r"\[(\d+), (\d+)\]", yaml.split("polygon:")[1])]
+    assert len(points) == 4
+    expected = [(192, 144), (576, 144), (576, 432), (192, 432)]  # 768x576 frame pixels
+    assert all(abs(x - ex) <= 3 and abs(y - ey) <= 3 for (x, y), (ex, ey) in zip(points, expected)), points
+    assert page.locator("#inst-svg circle").count() == 4 and page.locator("#inst-svg .zone").count() == 1
+    assert page.locator("#inst-copy").is_enabled()
+
+    page.fill("#inst-id", "bad id/../")
+    assert page.locator("#inst-error").is_visible() and page.locator("#inst-copy").is_disabled()
+
+    page.select_option("#inst-camera", "market")  # a camera whose YAML uses normalised coordinates
+    box = page.locator("#inst-img").bounding_box()
+    for fx, fy in [(0.1, 0.5), (0.5, 0.1), (0.9, 0.5)]:
+        page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+    polygon = page.locator("#inst-yaml").inner_text().split("polygon:")[1]
+    values = [float(v) for v in re.findall(r"[\d.]+", polygon)]
+    assert len(values) == 6 and all(0 <= v <= 1 for v in values) and abs(values[0] - 0.1) < 0.01
+
+
+def test_login_form_in_the_browser(browser, site):
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(site.url + "/")
+    assert page.url.endswith("/login")
+    page.fill("#token", "wrong")
+    page.click("button[type=submit]")
+    assert "令牌不正确" in page.locator(".err").inner_text()
+    page.fill("#token", TOKEN)
+    page.click("button[type=submit]")
+    page.wait_for_selector(".alert", timeout=5_000)
+    cookies = {c["name"]: c for c in context.cookies()}
+    assert cookies["gw_session"]["httpOnly"] and cookies["gw_session"]["value"] != TOKEN
+    assert page.evaluate("document.cookie") == ""  # invisible to scripts
+    context.close()
