@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.comms.mqtt import Backoff, MqttPublisher  # noqa: E402
+from gateway.backoff import Backoff
+from gateway.comms.mqtt import MqttPublisher  # noqa: E402
 from gateway.config.models import MqttSection  # noqa: E402
 from gateway.outbox import Outbox  # noqa: E402
 

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from gateway.video.decode import DecodedFrame
-from gateway.video.reader import Backoff, CameraReader, FrameSlot, KeyframePolicy
+from gateway.backoff import Backoff
+from gateway.video.reader import CameraReader, FrameSlot, KeyframePolicy
 
 pytest_plugins = ["rtsp_fixtures"]
 

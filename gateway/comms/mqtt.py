@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import random
 import select
 import socket
 import ssl
@@ -50,6 +49,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from gateway.backoff import Backoff
 from gateway.comms.messages import (
     InvalidMessage,
     InvalidRequestWithReply,
@@ -79,30 +79,6 @@ MAX_INBOUND = 1000
 HealthProvider = Callable[[], dict[str, Any]]
 SnapshotProvider = Callable[[str], "bytes | None"]
 AckListener = Callable[[AckRecord], None]
-
-
-@dataclass
-class Backoff:
-    """Exponential backoff with jitter: delay n is min(max_s, min_s·factor^n), minus up to `jitter` of it.
-
-    Jitter spreads the reconnects of many gateways after a centre outage, so the broker is not hit
-    by all of them in the same second.
-    """
-
-    min_s: float = 1.0
-    max_s: float = 60.0
-    factor: float = 2.0
-    jitter: float = 0.3
-    rng: random.Random = field(default_factory=random.Random)
-    attempts: int = 0
-
-    def next_delay(self) -> float:
-        base = min(self.max_s, self.min_s * self.factor ** min(self.attempts, 64))
-        self.attempts += 1
-        return base * (1.0 - self.jitter * self.rng.random())
-
-    def reset(self) -> None:
-        self.attempts = 0
 
 
 @dataclass

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -40,6 +39,7 @@ from typing import Any
 
 from lxml import etree
 
+from gateway.backoff import Backoff
 from gateway.onvif.device import (
     DEFAULT_TIMEOUT_S,
     OnvifError,
@@ -345,7 +345,7 @@ class OnvifEventListener:
         session: OnvifSession | None = None
         subscription: _Subscription | None = None
         stale: _Subscription | None = None  # lost to a network error; may still live on the camera
-        delay = self.retry_min_s
+        backoff = Backoff(self.retry_min_s, self.retry_max_s)
         try:
             while not self._stopping.is_set():
                 try:
@@ -361,7 +361,7 @@ class OnvifEventListener:
                     if asyncio.get_running_loop().time() + MIN_PULL_S >= subscription.renew_at:
                         await self._renew(session, subscription)
                     await self._pull(session, subscription)
-                    delay = self.retry_min_s
+                    backoff.reset()
                 except _SubscriptionGone as gone:
                     log.info("%s: camera event subscription lost (%s); subscribing again",
                              self.camera_id, gone)
@@ -370,8 +370,7 @@ class OnvifEventListener:
                     subscription = None
                     self._set_status(state="retrying", detail=str(gone), errors=self._status.errors + 1)
                     if not gone.retry_now:
-                        await self._sleep(delay)
-                        delay = min(delay * 2, self.retry_max_s)
+                        await self._sleep(backoff.next_delay())
                 except OnvifNotSupported as error:
                     self._set_status(state="unsupported", detail=str(error), errors=self._status.errors + 1)
                     log.warning("%s: no camera events: %s", self.camera_id, error)
@@ -380,6 +379,8 @@ class OnvifEventListener:
                     session = None
                     await self._sleep(self.retry_max_s * 5)
                 except OnvifError as error:
+                    # A wrong password will not fix itself soon: do not lock the account out.
+                    delay = self.retry_max_s if isinstance(error, OnvifNotAuthorized) else backoff.next_delay()
                     level = logging.WARNING if self._status.state != "retrying" else logging.DEBUG
                     log.log(level, "%s: camera events: %s; retrying in %.1f s", self.camera_id, error, delay)
                     self._set_status(state="retrying", detail=str(error), errors=self._status.errors + 1)
@@ -389,10 +390,7 @@ class OnvifEventListener:
                             stale = subscription
                         await session.close()
                     session, subscription = None, None  # a reboot can change clock and addresses
-                    if isinstance(error, OnvifNotAuthorized):
-                        delay = self.retry_max_s
-                    await self._sleep(delay * random.uniform(0.8, 1.2))
-                    delay = min(delay * 2, self.retry_max_s)
+                    await self._sleep(delay)
         finally:
             if session is not None:
                 if subscription is not None and subscription.manager is not None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import random
 import statistics
 import threading
 import time
@@ -28,6 +27,7 @@ from typing import Any, Literal
 import av
 import numpy as np
 
+from gateway.backoff import Backoff
 from gateway.video.decode import DecodedFrame, VideoOpenError, decode_frames, frame_rate, open_video
 from gateway.video.pacing import AnalysisPacer
 from gateway.video.urls import redact_text, redact_url
@@ -87,26 +87,6 @@ class _Stopping(Exception):
 
 
 # --------------------------------------------------------------------------- pure policies
-
-
-class Backoff:
-    """Capped exponential backoff with jitter, so a hundred cameras behind one dead NVR do not
-    all knock again in the same second. Delays lie in [0.75, 1] x min(cap, initial x 2^n)."""
-
-    def __init__(self, initial_s: float = 1.0, max_s: float = 60.0, rng: random.Random | None = None):
-        if initial_s <= 0 or max_s < initial_s:
-            raise ValueError(f"need 0 < backoff_initial_s <= backoff_max_s, got {initial_s}, {max_s}")
-        self.initial_s, self.max_s = initial_s, max_s
-        self.failures = 0
-        self._rng = rng or random.Random()
-
-    def next_delay(self) -> float:
-        base = min(self.max_s, self.initial_s * 2 ** min(self.failures, 32))
-        self.failures += 1
-        return base * self._rng.uniform(0.75, 1.0)
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 class KeyframePolicy:
