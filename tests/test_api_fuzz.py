@@ -16,6 +16,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import negative_data_rejection
 
 from web_support import TOKEN, serve
 
@@ -58,7 +59,12 @@ def test_no_server_errors_and_responses_match_the_spec(api_schema, fuzz_server, 
     @settings(max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck),
               phases=[Phase.explicit, Phase.generate], derandomize=bool(os.environ.get("CI")))
     def run(case) -> None:
-        case.call_and_validate(base_url=fuzz_server.url, headers=AUTH)
+        case.call_and_validate(base_url=fuzz_server.url, headers=AUTH, excluded_checks=excluded)
+
+    # Query strings cannot carry types: schemathesis' "schema-violating" query values (camera=0 as an
+    # integer, an empty array for acked) reach the server as valid strings. Query-only operations
+    # therefore skip that one check here; test_api.py pins the strict query handling instead.
+    excluded = [negative_data_rejection] if mode is GenerationMode.NEGATIVE and path == "/api/events" else []
 
     run()
 

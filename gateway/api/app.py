@@ -524,6 +524,10 @@ def create_app(
     async def healthz() -> Health:
         return Health()
 
+    @app.head("/healthz", include_in_schema=False)
+    async def healthz_head() -> Response:
+        return Response(status_code=200)
+
     @app.get("/login", include_in_schema=False)
     async def login_form(request: Request) -> Response:
         if not auth.enabled:
@@ -764,16 +768,15 @@ async def _event_stream(hub: StreamHub, history: EventHistory, event_out: Callab
             wake.clear()
             if hub.closing:
                 break
-            records = await run_in_threadpool(history.changes_since, last, 100)
-            if len(records) == 100:
-                wake.set()
-            chunks = []
-            for record in records:
-                last = max(last, record.rev)
-                out = await run_in_threadpool(event_out, record)
-                chunks.append(_sse("alert", out.model_dump(), record.rev))
-            if chunks:
-                yield "".join(chunks)
+            def read(after: int) -> list[tuple[int, dict[str, Any]]]:
+                return [(r.rev, event_out(r).model_dump()) for r in history.changes_since(after, 100)]
+
+            changes = await run_in_threadpool(read, last)
+            if len(changes) == 100:
+                wake.set()  # more to send: go round again at once
+            if changes:
+                last = max(last, changes[-1][0])
+                yield "".join(_sse("alert", body, rev) for rev, body in changes)
     finally:
         hub.clients.discard(wake)
 
