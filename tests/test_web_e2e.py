@@ -11,11 +11,10 @@ import shutil
 import time
 from pathlib import Path
 
+import playwright.sync_api as playwright_api  # pip install playwright; never `playwright install`: Debian's browser
 import pytest
 
 from web_support import TOKEN, serve
-
-playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the browser is Debian's)")
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
