@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -118,6 +119,8 @@ class CameraWorker:
         self._started_at = time.monotonic()
         self._last_analysed_at: float | None = None
         self._last_frame_age: float | None = None
+        self.frame_ages: deque[float] = deque(maxlen=512)
+        """Age (s) of each recently analysed frame when the analysis took it: the latency budget."""
         self._frames_inferred = 0
         self._lock = threading.Lock()  # guards last_result/_last_image for the API's snapshots
 
@@ -164,6 +167,7 @@ class CameraWorker:
         now_t = time.monotonic()
         self._last_analysed_at = now_t
         self._last_frame_age = now_t - frame.received_at
+        self.frame_ages.append(self._last_frame_age)
         messages = self._follow_patrol()
         if self.patrol is not None and not self.patrol.state().analysing:
             return messages  # the camera is moving or settling: its picture means nothing yet
