@@ -8,6 +8,7 @@ timestamps, and the evidence picture is drawn from the frame only when a message
 from __future__ import annotations
 
 from collections.abc import Hashable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -73,7 +74,8 @@ class AlertDesk:
                 messages.append(self._start(key, signal, scene, now, snapshot))
             elif signal.kind == "end":
                 messages.append(self._end(key, signal, scene, now))
-            elif signal.holds and self._open[key].observe(signal.observation.count, scene.t):
+            elif self._escalation_changed(key, signal.rule, scene) or (
+                    signal.holds and self._open[key].observe(signal.observation.count, scene.t)):
                 reading = _reading(signal.observation, scene.people)
                 messages.append(self._open[key].update(reading, scene.t, now, snapshot))
             if signal.kind != "end" and signal.observation is not None:
@@ -82,7 +84,7 @@ class AlertDesk:
 
     def _start(self, key: EventKey, signal: Signal, scene: Scene, now: datetime, snapshot) -> AlertMessage:
         started_at = _wall(now, scene.t, signal.since_t)
-        event = OpenEvent(self.source, self._subjects[signal.rule.rule_id], _policy(signal.rule), started_at)
+        event = OpenEvent(self.source, self._subject_now(signal.rule, scene), _policy(signal.rule), started_at)
         self._open[key] = event
         return event.start(_reading(signal.observation, scene.people), scene.t, now, snapshot)
 
@@ -100,6 +102,24 @@ class AlertDesk:
             reading = _reading(*self._last.pop(key, (None, None)))
             messages.append(self._open.pop(key).end(reading, t, now, _wall(now, t, signal.since_t)))
         return messages
+
+    def _subject_now(self, rule: RuleBase, scene: Scene) -> AlertSubject:
+        """The rule's subject, with its severity raised while its `escalate` sensor is active."""
+        subject = self._subjects[rule.rule_id]
+        escalate = rule.escalate
+        if escalate is not None and scene.sensors.get(escalate.sensor, False):
+            return replace(subject, severity=max(subject.severity, escalate.severity),
+                           details={**(subject.details or {}), "escalated_by": escalate.sensor})
+        return subject
+
+    def _escalation_changed(self, key: EventKey, rule: RuleBase, scene: Scene) -> bool:
+        """An open event whose escalation sensor changed gets the new severity in an update now."""
+        event = self._open[key]
+        subject = self._subject_now(rule, scene)
+        if subject == event.subject:
+            return False
+        event.subject = subject
+        return True
 
     def _subject(self, rule: RuleBase) -> AlertSubject:
         zone = next((z for z in self.camera.zones if z.id == rule.zone), None)

@@ -15,6 +15,7 @@ Who is counted:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -94,14 +95,16 @@ class CameraAnalytics:
         return masked
 
     def process(
-        self, detections: Detections, t: float, now: datetime, frame: np.ndarray | None = None
+        self, detections: Detections, t: float, now: datetime, frame: np.ndarray | None = None,
+        sensors: Mapping[str, bool] | None = None,
     ) -> FrameResult:
-        """Track, count and evaluate rules for one analysed frame; `frame` is for snapshots."""
+        """Track, count and evaluate rules for one analysed frame; `frame` is for snapshots;
+        `sensors` (sensor id -> active) for rules conditioned on a sensor."""
         if frame is not None:
             self._check_size(frame)
         boxes, scores = self._unmasked(detections)
         people, _ = self.tracker.update(boxes, scores, t)
-        scene = self._scene(people, t)
+        scene = self._scene(people, t, sensors or {})
         signals = [signal for engine in self.engines for signal in engine.step(scene, now)]
         events = self.desk.handle(signals, scene, now, frame)
         seen = people.visible
@@ -147,7 +150,7 @@ class CameraAnalytics:
             hidden |= region.contains(feet)
         return boxes[~hidden], scores[~hidden]
 
-    def _scene(self, people: TrackFrame, t: float) -> Scene:
+    def _scene(self, people: TrackFrame, t: float, sensors: Mapping[str, bool]) -> Scene:
         feet = foot_points(people.boxes)
         in_zone: dict[str | None, np.ndarray] = {
             zone: region.contains(feet) for zone, region in self._zone_regions.items()
@@ -160,6 +163,7 @@ class CameraAnalytics:
             in_zone=in_zone,
             zone_area_m2=self.zone_area_m2,
             ground=self.ground,
+            sensors=sensors,
         )
 
     def _check_size(self, frame: np.ndarray) -> None:

@@ -185,6 +185,13 @@ class RuleUpdates(StrictModel):
     every_s: float = Field(default=60, gt=0, description="or this long since the last message")
 
 
+class Escalation(StrictModel):
+    """While `sensor` is active, alerts of the rule carry `severity` (sent as an update)."""
+
+    sensor: Ident
+    severity: int = Field(default=4, ge=1, le=4)
+
+
 class RuleBase(StrictModel):
     id: Ident | None = Field(default=None, description="Default: '<type>-<zone or frame>'.")
     zone: Ident | None = Field(default=None, description="Zone id; omitted means the whole frame.")
@@ -196,6 +203,10 @@ class RuleBase(StrictModel):
     )
     severity: int = Field(default=2, ge=1, le=4)
     updates: RuleUpdates = Field(default_factory=RuleUpdates)
+    when_sensor: Ident | None = Field(
+        default=None, description="Sensor id: the rule is armed only while that sensor is active.")
+    escalate: Escalation | None = Field(
+        default=None, description="Raise the severity while a sensor is active (e.g. an SOS button).")
 
     @property
     def rule_id(self) -> str:

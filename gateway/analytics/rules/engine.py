@@ -71,7 +71,7 @@ class RuleEngine:
         self._instances: dict[Hashable, Debounce] = {}
 
     def step(self, scene: Scene, now: datetime) -> list[Signal]:
-        armed = self.schedule.active(now)
+        armed = self.schedule.active(now) and self._sensor_allows(scene)
         seen = {obs.key: obs for obs in self.condition.observe(scene)}
         signals = []
         keys = list(self._instances) + [key for key in seen if key not in self._instances]
@@ -91,6 +91,12 @@ class RuleEngine:
                 del self._instances[key]
                 self.condition.forget(key)
         return signals
+
+    def _sensor_allows(self, scene: Scene) -> bool:
+        """A rule with `when_sensor` is armed only while that sensor is active (e.g. intrusion
+        in the equipment yard only while its door contact is open)."""
+        sensor = self.rule.when_sensor
+        return sensor is None or scene.sensors.get(sensor, False)
 
     def close(self, t: float) -> list[Signal]:
         """End every open instance now (shutdown, end of a replay) and forget all state."""

@@ -21,6 +21,8 @@ class Scene:
         that a detector miss does not change counts (and thereby start, end or update events).
     in_zone: zone id -> bool per person (foot point inside); key None is the whole frame.
     zone_area_m2: zone id -> ground area when the camera is calibrated, else None.
+    sensors: sensor id -> active now, for rules conditioned on a sensor (`when_sensor`,
+        `escalate`); a sensor missing here counts as inactive.
     """
 
     t: float
@@ -29,6 +31,7 @@ class Scene:
     in_zone: Mapping[str | None, np.ndarray]
     zone_area_m2: Mapping[str | None, float | None]
     ground: GroundModel
+    sensors: Mapping[str, bool] = field(default_factory=dict)
 
     def present_in(self, zone: str | None) -> np.ndarray:
         """Row indices of the people counted in `zone`."""
