@@ -472,13 +472,83 @@ class Camera(CameraDefaults):
                     )
 
 
+SENSOR_TYPES = ("smoke", "door", "water_leak", "sos", "pir", "tamper", "generic")
+SensorType = Literal["smoke", "door", "water_leak", "sos", "pir", "tamper", "generic"]
+SENSOR_SEVERITY = {"smoke": 4, "sos": 4, "water_leak": 3, "tamper": 3, "door": 2, "pir": 2, "generic": 2}
+"""Default alert severity per sensor type: life-safety first (fire, a call for help)."""
+ScalarValue = Union[bool, int, float, str]
+
+
+class SensorLink(StrictModel):
+    """Video evidence for a sensor: the cameras that see the place, and where to point a PTZ."""
+
+    cameras: list[Ident] = Field(default_factory=list, description="Camera ids; the first one's snapshot "
+                                 "is the alert's snapshot.")
+    preset: str | None = Field(default=None, description="PTZ preset the first camera moves to on a trigger.")
+    pre_s: float = Field(default=0, ge=0, le=300, description="Evidence from up to this long before the trigger.")
+    post_s: float = Field(default=0, ge=0, le=300, description="One more snapshot this long after the trigger.")
+
+
 class Sensor(StrictModel):
-    """Placeholder shape for IoT sensors; the sensors issue fills in mappings and linkage."""
+    """An IoT sensor publishing over MQTT on a site broker (`sensor_brokers`).
+
+    `format` says how the payload is read: `zigbee2mqtt` (JSON; the field defaults by type),
+    `tasmota` (plain `ON`/`OFF` on stat/<name>/POWER, or a JSON field such as `Switch1` on
+    tele/<name>/SENSOR), `json` (any JSON object; `field` required) or `plain` (the payload is
+    the value). `sos` sensors are buttons: a press counts as active for `momentary_s`.
+    """
 
     id: Ident
     name: str = ""
-    type: Literal["smoke", "door", "water_leak", "sos", "pir", "tamper", "generic"] = "generic"
-    topic: str
+    type: SensorType = "generic"
+    grid_id: str = ""
+    location: Location = Field(default_factory=Location)
+    broker: Ident = Field(default="site", description="Key of sensor_brokers this sensor publishes on.")
+    topic: str = Field(min_length=1, description="Exact MQTT topic (no + or # wildcards).")
+    format: Literal["zigbee2mqtt", "tasmota", "json", "plain"] = "json"
+    field: str | None = Field(default=None, description="JSON field holding the state; default by format/type.")
+    active_value: ScalarValue | None = Field(
+        default=None, description="The value meaning 'active'; default by format/type (true, 'ON', ...).")
+    momentary_s: float = Field(default=10, gt=0, le=3600, description="How long a button press counts as active.")
+    heartbeat_s: float | None = Field(default=None, gt=0, description="Silent longer than this: offline "
+                                      "(battery sensors); omit for no check.")
+    min_active_s: float = Field(default=0, ge=0, description="Must stay active this long to alert (debounce).")
+    cooldown_s: float = Field(default=0, ge=0, description="After an alert ends, no new one this long.")
+    schedule: list[TimeWindow] = Field(
+        default_factory=list, description="Armed windows 'HH:MM-HH:MM' (local time); empty = always.")
+    severity: int | None = Field(default=None, ge=1, le=4, description="Default by type (smoke/sos 4 ... pir 2).")
+    link: SensorLink = Field(default_factory=SensorLink)
+
+    @field_validator("topic")
+    @classmethod
+    def _exact_topic(cls, value: str) -> str:
+        if "+" in value or "#" in value:
+            raise ValueError(f"topic {value!r} must be exact: one sensor, one topic, no + or # wildcards")
+        return value
+
+    @model_validator(mode="after")
+    def _mapping_complete(self) -> Sensor:
+        if self.format == "json" and self.field is None:
+            raise LocatedValueError("field", "a json sensor needs the JSON field that holds its state")
+        if self.format == "zigbee2mqtt" and self.field is None and self.type == "generic":
+            raise LocatedValueError("field", "a generic zigbee2mqtt sensor needs field (e.g. contact, occupancy)")
+        if self.format == "tasmota" and self.field is None and self.topic.endswith("/SENSOR"):
+            raise LocatedValueError("field", "a tasmota SENSOR topic needs field (e.g. Switch1)")
+        return self
+
+    @property
+    def momentary(self) -> bool:
+        """Buttons report presses, not a state: active for momentary_s after each press."""
+        return self.type == "sos"
+
+    @property
+    def alert_severity(self) -> int:
+        return self.severity if self.severity is not None else SENSOR_SEVERITY[self.type]
+
+    @property
+    def label(self) -> str:
+        """Name for logs and titles: the installer's name, else the id."""
+        return self.name or self.id
 
 
 # --------------------------------------------------------------------------- delivery, storage, api
@@ -505,6 +575,18 @@ class MqttSection(StrictModel):
     protocol: Literal["auto", "5", "3.1.1"] = "auto"
 
 
+class SensorBroker(StrictModel):
+    """A site MQTT broker that sensors publish on (often a local Mosquitto beside Zigbee2MQTT)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: MqttTls | None = None
+    client_id: str | None = Field(default=None, description="Default: gw-<gateway id>-sensors-<broker name>.")
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+
+
 class StorageSection(StrictModel):
     outbox_max_mb: float = Field(default=200, gt=0)
     snapshot_max_mb: float = Field(default=500, gt=0)
@@ -523,6 +605,7 @@ class GatewayConfig(StrictModel):
     defaults: CameraDefaults = Field(default_factory=CameraDefaults)
     cameras: list[Camera] = Field(default_factory=list)
     sensors: list[Sensor] = Field(default_factory=list)
+    sensor_brokers: dict[Ident, SensorBroker] = Field(default_factory=dict)
     mqtt: MqttSection = Field(default_factory=MqttSection)
     storage: StorageSection = Field(default_factory=StorageSection)
     api: ApiSection = Field(default_factory=ApiSection)
@@ -542,9 +625,28 @@ class GatewayConfig(StrictModel):
             if not problems:
                 raise
             raise _add_problems(error, problems, data) from None
+        problems += list(config._sensor_problems())
         if problems:
             raise LocatedErrors(problems)
         return config
+
+    def _sensor_problems(self) -> Iterator[LocatedValueError]:
+        """A sensor's broker and linked cameras must exist (checked once the rest is valid)."""
+        camera_ids = {camera.id for camera in self.cameras}
+        for index, sensor in enumerate(self.sensors):
+            if sensor.broker not in self.sensor_brokers:
+                yield _located(f"sensors[{index}].broker", f"unknown sensor broker {sensor.broker!r}",
+                               set(self.sensor_brokers))
+            for position, camera_id in enumerate(sensor.link.cameras):
+                if camera_id not in camera_ids:
+                    yield _located(f"sensors[{index}].link.cameras[{position}]",
+                                   f"unknown camera {camera_id!r}", camera_ids)
+
+    def sensor(self, sensor_id: str) -> Sensor:
+        for sensor in self.sensors:
+            if sensor.id == sensor_id:
+                return sensor
+        raise KeyError(f"no sensor {sensor_id!r} in the configuration")
 
     def camera(self, camera_id: str) -> Camera:
         for camera in self.cameras:
