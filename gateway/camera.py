@@ -23,7 +23,7 @@ from detectors import Detector
 from gateway.analytics import CameraAnalytics, FrameResult
 from gateway.camera_events import CameraEventAlerts
 from gateway.config.models import Camera, FileSource, GatewaySection, OnvifSource
-from gateway.events import AlertMessage
+from gateway.events import AlertMessage, Snapshot
 from gateway.offline import OfflineWatch
 from gateway.video.motion import MotionGate, region_mask
 from gateway.video.reader import CameraReader, ReaderHealth
@@ -110,6 +110,8 @@ class CameraWorker:
             self.event_listener = OnvifEventListener(camera.id, camera.source.onvif,
                                                      self._camera_event_queue.put, loop=onvif_loop)
         self.patrol = make_patrol(camera, onvif_loop) if camera.patrol else None
+        self.sensor_states: dict[str, bool] = {}
+        """Sensor id -> active, for rules with `when_sensor`/`escalate` (the service keeps it current)."""
         self._visit: int | None = None
         self.analytics: CameraAnalytics | None = None
         self.gate: MotionGate | None = None
@@ -180,8 +182,8 @@ class CameraWorker:
             return messages
         detections = detector.detect(masked)
         self._frames_inferred += 1
-        result = self.analytics.process(detections, t=frame.received_at,
-                                        now=datetime.now(self.timezone), frame=masked)
+        result = self.analytics.process(detections, t=frame.received_at, now=datetime.now(self.timezone),
+                                        frame=masked, sensors=self.sensor_states)
         with self._lock:
             self.last_result, self._last_image = result, masked
         return messages + result.events
@@ -272,8 +274,15 @@ class CameraWorker:
 
     def live_snapshot(self) -> bytes | None:
         """Annotated JPEG of the last analysed frame (None before the first one)."""
+        _count, snapshot = self.evidence()
+        return snapshot.jpeg if snapshot else None
+
+    def evidence(self) -> tuple[int | None, Snapshot | None]:
+        """(people counted, annotated picture) of the last analysed frame: what a linked sensor's
+        alert shows of this camera. (None, None) before the first frame."""
         with self._lock:
             image, result, analytics = self._last_image, self.last_result, self.analytics
         if image is None or analytics is None:
-            return None
-        return analytics.live_snapshot(image, result, datetime.now(self.timezone))
+            return None, None
+        count = len(result.boxes) if result is not None else None
+        return count, analytics.live_snapshot(image, result, datetime.now(self.timezone))

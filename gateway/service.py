@@ -34,7 +34,10 @@ from gateway.api.app import create_app, make_server
 from gateway.api.view import CameraStatus, ZoneOutline
 from gateway.history import EventHistory
 from gateway.metrics import GatewayMetrics
+from gateway.comms.sensor_input import SensorInput
 from gateway.scheduler import AnalysisScheduler
+from gateway.sensors.alerts import LinkedEvidence
+from gateway.sensors.hub import SensorHub
 from gateway.sdnotify import SystemdNotifier
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,8 @@ class GatewayService:
         self.api_server = None
         self._api_thread: threading.Thread | None = None
         self.onvif_loop = None
+        self.sensor_hub: SensorHub | None = None
+        self.sensor_input: SensorInput | None = None
         self._published_states: dict[str, tuple[str, float]] = {}
         self._emit_lock = threading.Lock()
 
@@ -84,9 +89,32 @@ class GatewayService:
         for camera in self.config.cameras:
             self.add_camera_worker(self.make_worker(camera, settings))
         self.scheduler.start()
+        self._start_sensors()
         self._start_api()
         log.info("gateway %s %s running: %d cameras, data in %s", settings.id, __version__,
                  len(self.config.cameras), settings.data_dir)
+
+    def _start_sensors(self) -> None:
+        """IoT sensors on their site brokers: alerts with evidence from linked cameras."""
+        if not self.config.sensors:
+            return
+        self.sensor_hub = SensorHub(self.config, evidence=self.linked_evidence,
+                                    emit=lambda message: self.emit([message]))
+        self.sensor_input = SensorInput(self.config.sensor_brokers, self.config.sensors,
+                                        self.sensor_hub.dispatch, self.config.gateway.id)
+        self.sensor_input.start()
+        log.info("%d sensors on %d site brokers", len(self.config.sensors),
+                 len(self.config.sensor_brokers))
+
+    def linked_evidence(self, camera_ids: list[str]) -> list[LinkedEvidence]:
+        """Each linked camera's latest analysed picture and count (cheap: no network I/O)."""
+        workers = {worker.camera.id: worker for worker in self.scheduler.workers()}
+        evidence = []
+        for camera_id in camera_ids:
+            if camera_id in workers:
+                count, snapshot = workers[camera_id].evidence()
+                evidence.append(LinkedEvidence(camera_id, count, snapshot))
+        return evidence
 
     def _start_api(self) -> None:
         """The web API and page on their own thread; a port already taken is logged, not fatal:
@@ -138,6 +166,9 @@ class GatewayService:
             self.scheduler.stop()
             for worker in self.scheduler.workers():
                 self.remove_camera(worker.camera.id)
+        if self.sensor_hub is not None:
+            self.sensor_hub.close()
+            self.sensor_input.stop()
         if self.onvif_loop is not None:
             self.onvif_loop.stop()
         if self.publisher is not None:
@@ -180,7 +211,12 @@ class GatewayService:
     def supervise(self) -> None:
         """One supervision turn: offline alerts and retained camera state."""
         now = time.monotonic()
+        sensor_states = {}
+        if self.sensor_hub is not None:
+            self.sensor_hub.tick()
+            sensor_states = self.sensor_hub.active_states()
         for worker in self.scheduler.workers():
+            worker.sensor_states = sensor_states
             self.emit(worker.supervise())
             status = worker.status()
             state = "offline" if status.offline else status.reader.state
@@ -266,7 +302,8 @@ class GatewayService:
             else:
                 continue
             self.add_camera_worker(self.make_worker(camera, new.gateway))
-        needs_restart = [section for section in ("detector", "mqtt", "storage", "api", "sensors")
+        needs_restart = [section for section in ("detector", "mqtt", "storage", "api", "sensors",
+                                                 "sensor_brokers")
                          if getattr(new, section) != getattr(self.config, section)]
         if needs_restart:
             log.warning("reload: changes to %s take effect after a restart (systemctl restart gateway)",
@@ -286,6 +323,8 @@ class GatewayService:
             "analysis_alive": bool(self.scheduler and self.scheduler.alive),
             "cameras": {worker.camera.id: self._camera_health(worker)
                         for worker in (self.scheduler.workers() if self.scheduler else [])},
+            **({"sensors": self.sensor_hub.health(), "sensor_brokers": self.sensor_input.health()}
+               if self.sensor_hub is not None else {}),
         }
 
     def _camera_health(self, worker: CameraWorker) -> dict[str, Any]:

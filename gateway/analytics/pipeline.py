@@ -36,7 +36,7 @@ from gateway.analytics.rules.scene import Scene
 from gateway.analytics.tracker import ByteTracker, TrackerSettings, TrackFrame
 from gateway.config.models import Camera, GatewaySection
 from gateway.events.lifecycle import AlertMessage
-from gateway.events.snapshot import Evidence, fill_masks, take_snapshot
+from gateway.events.snapshot import Evidence, Snapshot, fill_masks, take_snapshot
 
 COAST_FRAMES = 3
 """A confirmed person missed for up to this many analysed frames is still counted."""
@@ -121,7 +121,7 @@ class CameraAnalytics:
         """An event is running: the motion gate must not skip frames (a still crowd is a crowd)."""
         return self.desk.has_open_events
 
-    def live_snapshot(self, frame: np.ndarray, result: FrameResult | None, now: datetime) -> bytes:
+    def live_snapshot(self, frame: np.ndarray, result: FrameResult | None, now: datetime) -> Snapshot:
         """The frame as the analysis sees it, for the live view and the centre's remote look:
         masks filled, every zone outlined, the last analysed people boxed, count and time."""
         boxes = result.boxes if result is not None else np.zeros((0, 4), np.float32)
@@ -131,7 +131,7 @@ class CameraAnalytics:
             zones=tuple(self.zones.values()), masks=self.masks,
             caption=(f"{self.camera.id}  people {len(boxes)}", now.strftime("%Y-%m-%d %H:%M:%S %z")),
         )
-        return take_snapshot(frame, evidence, now).jpeg
+        return take_snapshot(frame, evidence, now)
 
     def close_all(self, t: float, now: datetime) -> list[AlertMessage]:
         """End every open event (shutdown, end of a replay); rules start afresh afterwards."""

@@ -243,10 +243,10 @@ class MqttPublisher:
 
     def _new_message(self, payload: dict[str, Any]) -> NewMessage:
         try:
-            camera_id, event_id, seq = payload["camera_id"], payload["event_id"], payload["seq"]
+            event_id, seq = payload["event_id"], payload["seq"]
         except KeyError as exc:
-            raise ValueError(f"alert payload lacks {exc.args[0]!r}; need camera_id, event_id and seq") from None
-        return NewMessage(self.topics.events(camera_id), payload, event_id, seq, str(payload.get("state", "")))
+            raise ValueError(f"alert payload lacks {exc.args[0]!r}; need event_id and seq") from None
+        return NewMessage(self.topics.alert(payload), payload, event_id, seq, str(payload.get("state", "")))
 
     def notify(self) -> None:
         """Wake the publisher thread (something was queued). Safe from any thread."""

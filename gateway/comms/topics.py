@@ -74,6 +74,17 @@ class Topics:
     def events(self, camera_id: str) -> str:
         return f"{self.base}/events/{check_level('camera id', camera_id)}"
 
+    def alert(self, payload: dict) -> str:
+        """The topic of one alert: its camera's, or for a sensor with no linked camera
+        `events/sensor-<sensor id>` (DESIGN §3.2 names topics by camera only)."""
+        camera_id = payload.get("camera_id")
+        if camera_id:
+            return self.events(camera_id)
+        sensor_id = (payload.get("details") or {}).get("sensor_id")
+        if not sensor_id:
+            raise ValueError("alert payload has neither camera_id nor details.sensor_id")
+        return self.events(f"sensor-{sensor_id}")
+
     def camera_state(self, camera_id: str) -> str:
         return f"{self.base}/cameras/{check_level('camera id', camera_id)}/state"
 

@@ -631,7 +631,8 @@ class GatewayConfig(StrictModel):
         return config
 
     def _sensor_problems(self) -> Iterator[LocatedValueError]:
-        """A sensor's broker and linked cameras must exist (checked once the rest is valid)."""
+        """A sensor's broker and linked cameras, and the sensors rules refer to, must exist
+        (checked once the rest is valid)."""
         camera_ids = {camera.id for camera in self.cameras}
         for index, sensor in enumerate(self.sensors):
             if sensor.broker not in self.sensor_brokers:
@@ -641,6 +642,15 @@ class GatewayConfig(StrictModel):
                 if camera_id not in camera_ids:
                     yield _located(f"sensors[{index}].link.cameras[{position}]",
                                    f"unknown camera {camera_id!r}", camera_ids)
+        sensor_ids = {sensor.id for sensor in self.sensors}
+        for camera_index, camera in enumerate(self.cameras):
+            for rule_index, rule in enumerate(camera.rules):
+                where = f"cameras[{camera_index}].rules[{rule_index}]"
+                if rule.when_sensor is not None and rule.when_sensor not in sensor_ids:
+                    yield _located(f"{where}.when_sensor", f"unknown sensor {rule.when_sensor!r}", sensor_ids)
+                if rule.escalate is not None and rule.escalate.sensor not in sensor_ids:
+                    yield _located(f"{where}.escalate.sensor", f"unknown sensor {rule.escalate.sensor!r}",
+                                   sensor_ids)
 
     def sensor(self, sensor_id: str) -> Sensor:
         for sensor in self.sensors:

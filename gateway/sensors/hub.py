@@ -85,6 +85,10 @@ class SensorHub:
                 result[sensor_id] = unit.state.health(t)
         return result
 
+    def active_states(self) -> dict[str, bool]:
+        """Sensor id -> reporting active right now, for video rules conditioned on a sensor."""
+        return {sensor_id: health["state"] == "active" for sensor_id, health in self.health().items()}
+
     def _emit(self, unit: _Unit, changes: list[SensorChange], t: float, now: datetime) -> None:
         for message in unit.alerts.handle(changes, t, now):
             self.emit(message)

@@ -1,0 +1,82 @@
+"""Sensors in `gateway run`: a site broker of their own, alerts with linked-camera evidence at the
+centre's broker, and a video rule that is armed only while a door contact is open."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+from pathlib import Path
+
+from mqtt_broker import Mosquitto, Subscriber
+from mqtt_broker import mosquitto, subscriber_factory  # noqa: F401  (fixtures)
+from test_service import alerts, file_camera, start_gateway, wait_until  # noqa: F401
+
+from conftest import VTEST, YOLOX_NANO
+from gateway.events import validate_alert
+
+
+def write_config(path: Path, centre: Mosquitto, site: Mosquitto, data: Path) -> Path:
+    path.write_text(textwrap.dedent(f"""\
+        gateway: {{id: gw-test, timezone: Asia/Shanghai, data_dir: {data}}}
+        detector: {{model: {YOLOX_NANO}, threads: 1}}
+        mqtt: {{host: 127.0.0.1, port: {centre.port}, heartbeat_s: 1}}
+        sensor_brokers:
+          site: {{host: 127.0.0.1, port: {site.port}}}
+        cameras:
+          - id: yard
+            name: 设备间院子
+            source: {{file: {VTEST}}}
+            fps: 2
+            decode: all
+            rules:
+              - {{type: intrusion, for_s: 0, clear_s: 1, when_sensor: yard-door}}
+        sensors:
+          - {{id: yard-door, name: 设备间门磁, type: door, format: zigbee2mqtt,
+              topic: zigbee2mqtt/yard_door, link: {{cameras: [yard]}}}}
+          - {{id: pump-leak, name: 泵房漏水, type: water_leak, format: tasmota,
+              topic: stat/pump_leak/POWER}}
+        """), encoding="utf-8")
+    return path
+
+
+def test_door_sensor_alert_carries_camera_evidence_and_arms_the_intrusion_rule(
+        tmp_path: Path, mosquitto: Mosquitto, subscriber_factory, start_gateway) -> None:
+    site = Mosquitto(tmp_path / "site").start()
+    try:
+        centre = subscriber_factory(mosquitto.port, ["gw/#"])
+        sensors = Subscriber(site.port, ["zigbee2mqtt/#"])
+        gateway = start_gateway(write_config(tmp_path / "site.yaml", mosquitto, site, tmp_path / "data"))
+        wait_until(lambda: "yard" in (centre.received("gw/gw-test/status") and
+                                      centre.received("gw/gw-test/status")[-1].json().get("cameras", {})),
+                   30, "the camera running", gateway)
+        time.sleep(3)  # people walk in the yard, but the door is shut: the rule is not armed
+        assert not [a for a in alerts(centre, "yard") if a["type"] == "intrusion"]
+
+        sensors.publish("zigbee2mqtt/yard_door", {"contact": False, "battery": 87})
+        wait_until(lambda: any(a["type"] == "sensor" and a["state"] == "start" for a in alerts(centre, "yard")),
+                   15, "the door alert", gateway)
+        wait_until(lambda: any(a["type"] == "intrusion" and a["state"] == "start"
+                               for a in alerts(centre, "yard")), 15, "the intrusion armed by the door", gateway)
+        door = next(a for a in alerts(centre, "yard") if a["type"] == "sensor")
+        assert door["title_zh"].startswith("传感器告警：设备间门磁")
+        assert door["details"]["sensor_id"] == "yard-door" and door["snapshot"]["mime"] == "image/jpeg"
+        assert door["details"]["linked"][0]["camera_id"] == "yard"
+
+        sensors.publish("zigbee2mqtt/yard_door", {"contact": True, "battery": 87})
+        wait_until(lambda: any(a["type"] == "intrusion" and a["state"] == "end"
+                               for a in alerts(centre, "yard")), 15, "the intrusion to end", gateway)
+        wait_until(lambda: any(a["type"] == "sensor" and a["state"] == "end" for a in alerts(centre, "yard")),
+                   15, "the door alert to end", gateway)
+
+        sensors.publish("stat/pump_leak/POWER", "ON")
+        wait_until(lambda: any(a["state"] == "start" for a in alerts(centre, "sensor-pump-leak")), 15,
+                   "the leak alert on its own topic (no linked camera)", gateway)
+        sensors.publish("zigbee2mqtt/yard_door", "{not json")
+        wait_until(lambda: "yard-door" in gateway.log() and "malformed" in gateway.log().lower(), 10,
+                   "the malformed payload logged with the sensor", gateway)
+        for payload in alerts(centre, "yard") + alerts(centre, "sensor-pump-leak"):
+            validate_alert(payload)
+        assert gateway.stop() == 0
+        sensors.close()
+    finally:
+        site.kill()
