@@ -109,7 +109,9 @@ class CameraWorker:
 
             self.event_listener = OnvifEventListener(camera.id, camera.source.onvif,
                                                      self._camera_event_queue.put, loop=onvif_loop)
+        self.onvif_loop = onvif_loop
         self.patrol = make_patrol(camera, onvif_loop) if camera.patrol else None
+        self._ptz = self.patrol.controller if self.patrol else None
         self.sensor_states: dict[str, bool] = {}
         """Sensor id -> active, for rules with `when_sensor`/`escalate` (the service keeps it current)."""
         self._visit: int | None = None
@@ -143,7 +145,8 @@ class CameraWorker:
             self.event_listener.stop()
         if self.patrol is not None:
             self.patrol.stop()
-            self.patrol.controller.close()
+        if self._ptz is not None:
+            self._ptz.close()
         now, t = datetime.now(self.timezone), time.monotonic()
         messages = self.camera_events.close_all(t, now) + self.offline_watch.close(t, now)
         if self.analytics is not None:
@@ -233,6 +236,32 @@ class CameraWorker:
         rules = [rule for rule in self.camera.rules if rule.zone is None or rule.zone in zone_ids]
         view = self.camera.model_copy(update={"zones": zones, "rules": rules})
         return view, {"preset": stop.preset, "patrol_stop": stop.index}
+
+    def turn_to(self, preset: str) -> None:
+        """A linked sensor triggered: turn this PTZ camera to `preset` (returns at once).
+
+        A patrolling camera pauses its analysis (the view no longer matches the stop's zones)
+        and goes back to its patrol at the next stop."""
+        if not isinstance(self.camera.source, OnvifSource) or self.onvif_loop is None:
+            log.warning("camera %s: cannot turn to preset %s: only ONVIF cameras have presets",
+                        self.camera.id, preset)
+            return
+        if self._ptz is None:
+            from gateway.onvif import PtzController
+
+            self._ptz = PtzController(self.camera.source.onvif, loop=self.onvif_loop)
+        if self.patrol is not None:
+            self.patrol.interrupt()
+        future = self.onvif_loop.submit(self._ptz.agoto(preset))
+        future.add_done_callback(lambda done: self._log_turn(preset, done))
+
+    def _log_turn(self, preset: str, done) -> None:
+        error = done.exception()
+        if error is not None:
+            log.warning("camera %s: could not turn to preset %s for a linked sensor: %s",
+                        self.camera.id, preset, error)
+        else:
+            log.info("camera %s: turned to preset %s for a linked sensor", self.camera.id, preset)
 
     @property
     def preset(self) -> str | None:

@@ -106,6 +106,16 @@ class GatewayService:
         log.info("%d sensors on %d site brokers", len(self.config.sensors),
                  len(self.config.sensor_brokers))
 
+    def _turn_linked_camera(self, payload: dict) -> None:
+        """A sensor alert that starts with `link.preset` turns its first linked camera."""
+        details = payload.get("details") or {}
+        if payload["type"] != "sensor" or payload["state"] != "start" or not details.get("preset"):
+            return
+        linked = details.get("linked") or []
+        workers = {worker.camera.id: worker for worker in self.scheduler.workers()}
+        if linked and linked[0]["camera_id"] in workers:
+            workers[linked[0]["camera_id"]].turn_to(details["preset"])
+
     def linked_evidence(self, camera_ids: list[str]) -> list[LinkedEvidence]:
         """Each linked camera's latest analysed picture and count (cheap: no network I/O)."""
         workers = {worker.camera.id: worker for worker in self.scheduler.workers()}
@@ -192,6 +202,7 @@ class GatewayService:
         with self._emit_lock:
             self.publisher.submit_many([message.payload for message in messages])
         for message in messages:
+            self._turn_linked_camera(message.payload)
             try:
                 self.history.record(message)
             except Exception:  # noqa: BLE001 - the page's copy must never cost the alert itself

@@ -208,3 +208,21 @@ def test_failed_move_pauses_analysis_for_that_visit_only(camera, loop):
     assert driver.state().analysing
     driver.stop()
     driver.controller.close()
+
+
+def test_interrupt_pauses_analysis_until_the_next_stop() -> None:
+    """A sensor turned the camera away: the current stop is out of position, the next one is not."""
+    from types import SimpleNamespace
+
+    from gateway.onvif import PatrolDriver, PatrolPlan
+
+    now = [0.0]
+    stops = [SimpleNamespace(preset="1", dwell_s=10, settle_s=0, zones=[]),
+             SimpleNamespace(preset="2", dwell_s=10, settle_s=0, zones=[])]
+    driver = PatrolDriver("cam", controller=None, plan=PatrolPlan(stops, move_s=1), clock=lambda: now[0])
+    now[0] = 5.0
+    assert driver.state().analysing
+    driver.interrupt()
+    assert not driver.state().analysing and driver.state().preset == "1"
+    now[0] = 12.5  # the second stop: the patrol moved the camera back into its plan
+    assert driver.state().preset == "2" and driver.state().analysing

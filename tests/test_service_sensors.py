@@ -9,7 +9,9 @@ from pathlib import Path
 
 from mqtt_broker import Mosquitto, Subscriber
 from mqtt_broker import mosquitto, subscriber_factory  # noqa: F401  (fixtures)
-from test_service import alerts, file_camera, start_gateway, wait_until  # noqa: F401
+from onvif_device import FakeOnvifDevice, FakePreset, FakeProfile
+from test_service import alerts, camera_health, start_gateway, wait_until  # noqa: F401
+from test_service_onvif import onvif_camera, rtsp_server  # noqa: F401  (fixture)
 
 from conftest import VTEST, YOLOX_NANO
 from gateway.events import validate_alert
@@ -78,5 +80,42 @@ def test_door_sensor_alert_carries_camera_evidence_and_arms_the_intrusion_rule(
             validate_alert(payload)
         assert gateway.stop() == 0
         sensors.close()
+    finally:
+        site.kill()
+
+
+def test_sos_press_turns_the_linked_ptz_camera_to_its_preset(
+        tmp_path: Path, mosquitto: Mosquitto, subscriber_factory, start_gateway, rtsp_server) -> None:
+    site = Mosquitto(tmp_path / "site").start()
+    profiles = [FakeProfile("Profile_2", "subStream", 768, 576, path="/sub", ptz=True)]
+    presets = [FakePreset("1", "东门"), FakePreset("2", "广场")]
+    try:
+        with FakeOnvifDevice(profiles=profiles, presets=presets, rtsp_port=rtsp_server.port) as device:
+            centre = subscriber_factory(mosquitto.port, ["gw/#"])
+            config = tmp_path / "site.yaml"
+            config.write_text(textwrap.dedent(f"""\
+                gateway: {{id: gw-test, data_dir: {tmp_path / 'data'}}}
+                detector: {{model: {YOLOX_NANO}, threads: 1}}
+                mqtt: {{port: {mosquitto.port}, heartbeat_s: 1}}
+                sensor_brokers: {{site: {{port: {site.port}}}}}
+                cameras:
+                """) + textwrap.indent(onvif_camera("ptz", device, "Secret-1"), "  ") + textwrap.dedent("""\
+                sensors:
+                  - {id: sos-1, name: 一键报警, type: sos, topic: zigbee2mqtt/sos_1, format: zigbee2mqtt,
+                     link: {cameras: [ptz], preset: 广场}}
+                """), encoding="utf-8")
+            gateway = start_gateway(config)
+            wait_until(lambda: (camera_health(centre, "ptz") or {}).get("state") == "streaming", 30,
+                       "the PTZ camera streaming", gateway)
+            button = Subscriber(site.port, ["zigbee2mqtt/#"])
+            button.publish("zigbee2mqtt/sos_1", {"action": "single"})
+            wait_until(lambda: [token for _profile, token in device.goto_calls] == ["2"], 15,
+                       "GotoPreset to 广场 (token 2)", gateway)
+            alert = next(a for a in alerts(centre, "ptz") if a["type"] == "sensor")
+            assert alert["details"]["preset"] == "广场" and alert["severity"] == 4
+            wait_until(lambda: "turned to preset 广场 for a linked sensor" in gateway.log(), 10,
+                       "the move logged", gateway)
+            assert gateway.stop() == 0
+            button.close()
     finally:
         site.kill()

@@ -310,6 +310,11 @@ class PatrolDriver:
             return replace(state, position_ok=False)
         return state
 
+    def interrupt(self) -> None:
+        """The camera was turned away from the plan (a sensor's preset): the current stop counts
+        as out of position, so analysis pauses, and the next stop moves the camera back."""
+        self._failed_visits.add(self.plan.state_at(self.clock()).visit)
+
     def start(self) -> None:
         self.controller.loop.run(self._start(), timeout=5)
 
