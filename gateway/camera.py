@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -113,6 +113,10 @@ class CameraWorker:
         self.patrol = make_patrol(camera, onvif_loop) if camera.patrol else None
         self._ptz = self.patrol.controller if self.patrol else None
         self.sensor_states: dict[str, bool] = {}
+        self.keep_history_s = 0.0
+        """How far back a linked sensor may ask for a picture (its `pre_s`); 0 keeps none."""
+        self._history: deque[tuple[float, np.ndarray, FrameResult | None]] = deque()
+        self._last_image_at = 0.0
         """Sensor id -> active, for rules with `when_sensor`/`escalate` (the service keeps it current)."""
         self._visit: int | None = None
         self.analytics: CameraAnalytics | None = None
@@ -181,15 +185,24 @@ class CameraWorker:
         decision = self.gate.check(masked, frame.received_at, force=self.analytics.has_open_events)
         if not decision.run:
             with self._lock:
-                self._last_image = masked
+                self._last_image, self._last_image_at = masked, frame.received_at
             return messages
         detections = detector.detect(masked)
         self._frames_inferred += 1
         result = self.analytics.process(detections, t=frame.received_at, now=datetime.now(self.timezone),
                                         frame=masked, sensors=self.sensor_states)
         with self._lock:
-            self.last_result, self._last_image = result, masked
+            self.last_result, self._last_image, self._last_image_at = result, masked, frame.received_at
+            self._remember(frame.received_at, masked, result)
         return messages + result.events
+
+    def _remember(self, at: float, image: np.ndarray, result: FrameResult | None) -> None:
+        """Keep the last `keep_history_s` of analysed frames for linked sensors' `pre_s`."""
+        if self.keep_history_s <= 0:
+            return
+        self._history.append((at, image, result))
+        while self._history and self._history[0][0] < at - self.keep_history_s - 1.0 / self.camera.fps:
+            self._history.popleft()
 
     def _ensure_analytics(self, image: np.ndarray) -> list[AlertMessage]:
         """(Re)build analytics for this frame size; a size change (substream switch) ends events."""
@@ -306,12 +319,18 @@ class CameraWorker:
         _count, snapshot = self.evidence()
         return snapshot.jpeg if snapshot else None
 
-    def evidence(self) -> tuple[int | None, Snapshot | None]:
-        """(people counted, annotated picture) of the last analysed frame: what a linked sensor's
-        alert shows of this camera. (None, None) before the first frame."""
+    def evidence(self, before_s: float = 0.0) -> tuple[int | None, Snapshot | None]:
+        """(people counted, annotated picture) of the analysed frame from `before_s` seconds ago
+        (0: the last one): what a linked sensor's alert shows of this camera. (None, None)
+        before the first frame."""
         with self._lock:
-            image, result, analytics = self._last_image, self.last_result, self.analytics
+            at, image, result = self._last_image_at, self._last_image, self.last_result
+            analytics = self.analytics
+            if before_s > 0 and self._history:
+                wanted = time.monotonic() - before_s
+                at, image, result = min(self._history, key=lambda entry: abs(entry[0] - wanted))
         if image is None or analytics is None:
             return None, None
         count = len(result.boxes) if result is not None else None
-        return count, analytics.live_snapshot(image, result, datetime.now(self.timezone))
+        taken_at = datetime.now(self.timezone) - timedelta(seconds=time.monotonic() - at)
+        return count, analytics.live_snapshot(image, result, taken_at)

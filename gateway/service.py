@@ -116,13 +116,13 @@ class GatewayService:
         if linked and linked[0]["camera_id"] in workers:
             workers[linked[0]["camera_id"]].turn_to(details["preset"])
 
-    def linked_evidence(self, camera_ids: list[str]) -> list[LinkedEvidence]:
-        """Each linked camera's latest analysed picture and count (cheap: no network I/O)."""
+    def linked_evidence(self, camera_ids: list[str], before_s: float = 0.0) -> list[LinkedEvidence]:
+        """Each linked camera's analysed picture and count from `before_s` ago (no network I/O)."""
         workers = {worker.camera.id: worker for worker in self.scheduler.workers()}
         evidence = []
         for camera_id in camera_ids:
             if camera_id in workers:
-                count, snapshot = workers[camera_id].evidence()
+                count, snapshot = workers[camera_id].evidence(before_s)
                 evidence.append(LinkedEvidence(camera_id, count, snapshot))
         return evidence
 
@@ -153,7 +153,10 @@ class GatewayService:
             from gateway.onvif import OnvifLoop
 
             self.onvif_loop = OnvifLoop().start()
-        return CameraWorker(camera, gateway, onvif_loop=self.onvif_loop)
+        worker = CameraWorker(camera, gateway, onvif_loop=self.onvif_loop)
+        worker.keep_history_s = max((sensor.link.pre_s for sensor in self.config.sensors
+                                     if camera.id in sensor.link.cameras), default=0.0)
+        return worker
 
     def add_camera_worker(self, worker: CameraWorker) -> None:
         worker.start()

@@ -160,7 +160,7 @@ def test_hub_turns_a_real_door_message_into_a_sensor_alert(mosquitto, subscriber
             messages.append(message)
             cond.notify_all()
 
-    hub = SensorHub(config, lambda ids: [LinkedEvidence(i, 2, picture) for i in ids], emit)
+    hub = SensorHub(config, lambda ids, before_s: [LinkedEvidence(i, 2, picture) for i in ids], emit)
     sensor_input = SensorInput(config.sensor_brokers, config.sensors, hub.dispatch, "gw1", backoff=fast_backoff)
     sensor_input.start()
     try:

@@ -191,21 +191,22 @@ def snap(tag: bytes) -> Snapshot:
 
 
 def linked_sensor(**overrides) -> Sensor:
-    return sensor(link={"cameras": ["cam1", "cam2"], "preset": "3", "post_s": 5}, location={"address": "东门"},
+    return sensor(link={"cameras": ["cam1", "cam2"], "preset": "3", "pre_s": 2, "post_s": 5},
+                  location={"address": "东门"},
                   severity=3, **overrides)
 
 
 def test_sensor_alert_lifecycle_with_linked_evidence():
-    calls: list[list[str]] = []
+    calls: list[tuple[list[str], float]] = []
 
-    def evidence(camera_ids):
-        calls.append(camera_ids)
+    def evidence(camera_ids, before_s):
+        calls.append((camera_ids, before_s))
         return [LinkedEvidence("cam2", 4, snap(b"2")), LinkedEvidence("cam1", 1, snap(b"1"))]
 
     s = linked_sensor()
     state, alerts = SensorState(s, TZ, 0.0, T0), SensorAlerts(s, GATEWAY, CAMERAS, evidence)
     start = alerts.handle(state.on_reading(parse_payload(s, b'{"contact": false}'), 5, at(5)), 5, at(5))
-    assert len(start) == 1 and calls == [["cam1", "cam2"]]
+    assert len(start) == 1 and calls == [(["cam1", "cam2"], 2.0)]  # the picture from pre_s before
     payload = start[0].payload
     validate_alert(payload)
     assert (payload["type"], payload["state"], payload["severity"]) == ("sensor", "start", 3)
@@ -223,6 +224,7 @@ def test_sensor_alert_lifecycle_with_linked_evidence():
     assert second["snapshot_taken_at"] == second["snapshot"]["taken_at"]
 
     post = alerts.handle(state.tick(10, at(10)), 10, at(10))
+    assert calls[-1] == (["cam1", "cam2"], 0.0)  # post_s: the latest pictures
     assert [m.state for m in post] == ["update"] and post[0].payload["details"]["evidence"] == "post"
     assert all("snapshot" in entry for entry in post[0].payload["details"]["linked"])
     validate_alert(post[0].payload)
@@ -236,7 +238,7 @@ def test_sensor_alert_lifecycle_with_linked_evidence():
 
 def test_offline_alert_starts_once_and_ends_when_heard():
     s = sensor(heartbeat_s=60)
-    state, alerts = SensorState(s, TZ, 0.0, T0), SensorAlerts(s, GATEWAY, CAMERAS, lambda ids: [])
+    state, alerts = SensorState(s, TZ, 0.0, T0), SensorAlerts(s, GATEWAY, CAMERAS, lambda ids, before_s: [])
     state.on_reading(SensorReading(False), 1, at(1))
     messages = []
     for t in range(2, 130):
@@ -322,7 +324,7 @@ def test_hub_ticks_a_button_press_to_its_end_and_counts_bad_payloads():
     )
     clock = [0.0]
     sent = []
-    hub = SensorHub(config, lambda ids: [], sent.append, clock=lambda: clock[0], wall=lambda: at(clock[0]))
+    hub = SensorHub(config, lambda ids, before_s: [], sent.append, clock=lambda: clock[0], wall=lambda: at(clock[0]))
     hub.dispatch("sos-1", b'{"action": "single"}', at(0))
     with pytest.raises(SensorPayloadError, match="not JSON"):
         hub.dispatch("sos-1", b"{", at(1))

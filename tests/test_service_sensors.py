@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import textwrap
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from mqtt_broker import Mosquitto, Subscriber
@@ -34,7 +35,7 @@ def write_config(path: Path, centre: Mosquitto, site: Mosquitto, data: Path) -> 
               - {{type: intrusion, for_s: 0, clear_s: 1, when_sensor: yard-door}}
         sensors:
           - {{id: yard-door, name: 设备间门磁, type: door, format: zigbee2mqtt,
-              topic: zigbee2mqtt/yard_door, link: {{cameras: [yard]}}}}
+              topic: zigbee2mqtt/yard_door, link: {{cameras: [yard], pre_s: 2}}}}
           - {{id: pump-leak, name: 泵房漏水, type: water_leak, format: tasmota,
               topic: stat/pump_leak/POWER}}
         """), encoding="utf-8")
@@ -63,6 +64,9 @@ def test_door_sensor_alert_carries_camera_evidence_and_arms_the_intrusion_rule(
         assert door["title_zh"].startswith("传感器告警：设备间门磁")
         assert door["details"]["sensor_id"] == "yard-door" and door["snapshot"]["mime"] == "image/jpeg"
         assert door["details"]["linked"][0]["camera_id"] == "yard"
+        # pre_s: 2 -> the picture shows what led up to the door opening, about 2 s before.
+        lead = datetime.fromisoformat(door["started_at"]) - datetime.fromisoformat(door["snapshot"]["taken_at"])
+        assert timedelta(seconds=1.2) <= lead <= timedelta(seconds=3), lead
 
         sensors.publish("zigbee2mqtt/yard_door", {"contact": True, "battery": 87})
         wait_until(lambda: any(a["type"] == "intrusion" and a["state"] == "end"

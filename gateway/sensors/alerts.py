@@ -41,8 +41,9 @@ class LinkedEvidence:
     snapshot: Snapshot | None = None
 
 
-EvidenceSource = Callable[[list[str]], list[LinkedEvidence]]
-"""`evidence(camera_ids)`: the service's latest analysed frame per camera (missing ones left out)."""
+EvidenceSource = Callable[[list[str], float], list[LinkedEvidence]]
+"""`evidence(camera_ids, before_s)`: per camera, the analysed frame from `before_s` seconds ago
+(0: the latest), as the service holds them (missing cameras left out)."""
 
 
 class SensorAlerts:
@@ -93,7 +94,7 @@ class SensorAlerts:
         return []
 
     def _start(self, change: SensorChange, t: float, now: datetime) -> AlertMessage:
-        found = self._gather()
+        found = self._gather(self.sensor.link.pre_s)
         self._linked = [_linked_entry(item, with_picture=index > 0) for index, item in enumerate(found)]
         subject = replace(self.trigger, details=self._details("trigger", change.value, self._linked))
         self._event = OpenEvent(self.source, subject, _policy(), started_at=change.at)
@@ -125,13 +126,13 @@ class SensorAlerts:
 
     # ----------------------------------------------------------------- evidence and details
 
-    def _gather(self) -> list[LinkedEvidence]:
+    def _gather(self, before_s: float = 0.0) -> list[LinkedEvidence]:
         """Linked evidence in link order; a failing callback costs the pictures, never the alert."""
         cameras = list(self.sensor.link.cameras)
         if not cameras:
             return []
         try:
-            found = {item.camera_id: item for item in self.evidence(cameras)}
+            found = {item.camera_id: item for item in self.evidence(cameras, before_s)}
         except Exception:
             log.exception("sensor %s: linked-camera evidence failed; alerting without pictures", self.sensor.label)
             found = {}
