@@ -166,6 +166,7 @@ class BrokerLink:
             client.tls_set_context(context)
             client.tls_insecure_set(tls.insecure)
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         return client
 
@@ -179,9 +180,17 @@ class BrokerLink:
         client.subscribe([(topic, 1) for topic in self.by_topic])
         self.backoff.reset()
         self.connects += 1
+        self.retry_at = None
+
+    def _on_subscribe(self, client: mqtt.Client, _userdata: Any, _mid: int, reasons: Any, _props: Any) -> None:
+        """Connected counts from the SUBACK: before it, the broker would drop sensor messages."""
+        refused = [str(reason) for reason in reasons if reason.is_failure]
+        if refused:
+            self._note_error(f"broker refused the subscription to the sensor topics: {', '.join(refused)}")
+            client.disconnect()
+            return
         self.last_error = None
         self._set_state("connected")
-        self.retry_at = None
         again = " again" if self._problem_logged else ""
         self._problem_logged = None
         log.info("sensor broker %s (%s) connected%s; listening to %d sensors: %s", self.name, self.address,
