@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 PERSON_HEIGHT_SHARE = 0.25
 """The motion gate watches zones grown upwards by this share of the frame height (a body above
 its feet at the zone's far edge)."""
+ONVIF_RESOLVE_TIMEOUT_S = 15.0
+PATROL_MOVE_S = 3.0
+"""Time allowed for a GotoPreset move before the settle time starts (PTZ moves take 1-3 s)."""
 
 
 @dataclass(frozen=True)
@@ -60,11 +63,6 @@ def make_reader(camera: Camera) -> CameraReader:
                             transport=source.onvif.transport, **common)
     url, transport = source_url(source)
     return CameraReader(camera.id, url, transport=transport, **common)
-
-
-ONVIF_RESOLVE_TIMEOUT_S = 15.0
-PATROL_MOVE_S = 3.0
-"""Time allowed for a GotoPreset move before the settle time starts (PTZ moves take 1-3 s)."""
 
 
 def make_patrol(camera: Camera, onvif_loop):
@@ -112,17 +110,17 @@ class CameraWorker:
         self.onvif_loop = onvif_loop
         self.patrol = make_patrol(camera, onvif_loop) if camera.patrol else None
         self._ptz = self.patrol.controller if self.patrol else None
+        self._visit: int | None = None
         self.sensor_states: dict[str, bool] = {}
+        """Sensor id -> active, for rules with `when_sensor`/`escalate` (the service keeps it current)."""
         self.keep_history_s = 0.0
         """How far back a linked sensor may ask for a picture (its `pre_s`); 0 keeps none."""
         self._history: deque[tuple[float, np.ndarray, FrameResult | None]] = deque()
-        self._last_image_at = 0.0
-        """Sensor id -> active, for rules with `when_sensor`/`escalate` (the service keeps it current)."""
-        self._visit: int | None = None
         self.analytics: CameraAnalytics | None = None
         self.gate: MotionGate | None = None
         self.last_result: FrameResult | None = None
         self._last_image: np.ndarray | None = None
+        self._last_image_at = 0.0
         self._last_seq = 0
         self._started_at = time.monotonic()
         self._last_analysed_at: float | None = None
