@@ -113,6 +113,10 @@ class CameraWorker:
         self._visit: int | None = None
         self.sensor_states: dict[str, bool] = {}
         """Sensor id -> active, for rules with `when_sensor`/`escalate` (the service keeps it current)."""
+        self.alarm_sensors: list = []
+        """Sensors declared on this camera's ONVIF alarms (`sensors[].onvif`): their events go to
+        `alarm_sink(sensor_id, active, value)` instead of becoming camera_tamper/sensor alerts."""
+        self.alarm_sink = None
         self.keep_history_s = 0.0
         """How far back a linked sensor may ask for a picture (its `pre_s`); 0 keeps none."""
         self._history: deque[tuple[float, np.ndarray, FrameResult | None]] = deque()
@@ -293,8 +297,13 @@ class CameraWorker:
             event = self._camera_event_queue.get_nowait()
             log.info("camera %s: ONVIF %s %s (%s)", self.camera.id, event.kind,
                      "active" if event.active else "cleared", event.source_topic)
-            messages += self.camera_events.handle(event.kind, event.active, event.source_topic,
-                                                  event.data, t, now)
+            claimed = [sensor for sensor in self.alarm_sensors if sensor.onvif.event == event.kind
+                       and sensor.onvif.input in (None, event.data.get("input"))]
+            for sensor in claimed:
+                self.alarm_sink(sensor.id, event.active, event.data.get("input") or event.kind)
+            if not claimed:
+                messages += self.camera_events.handle(event.kind, event.active, event.source_topic,
+                                                      event.data, t, now)
         return messages
 
     def status(self) -> WorkerStatus:

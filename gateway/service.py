@@ -156,6 +156,9 @@ class GatewayService:
         worker = CameraWorker(camera, gateway, onvif_loop=self.onvif_loop)
         worker.keep_history_s = max((sensor.link.pre_s for sensor in self.config.sensors
                                      if camera.id in sensor.link.cameras), default=0.0)
+        worker.alarm_sensors = [sensor for sensor in self.config.sensors
+                                if sensor.onvif is not None and sensor.onvif.camera == camera.id]
+        worker.alarm_sink = lambda sensor_id, active, value: self.sensor_hub.observe(sensor_id, active, value)
         return worker
 
     def add_camera_worker(self, worker: CameraWorker) -> None:

@@ -3,10 +3,12 @@ buttons, heartbeat) and sensor alerts with linked-camera evidence."""
 
 from __future__ import annotations
 
+import textwrap
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
+from conftest import YOLOX_NANO as YOLOX
 
 from gateway.config.models import Camera, GatewaySection, Sensor
 from gateway.events import Snapshot, validate_alert
@@ -334,3 +336,27 @@ def test_hub_ticks_a_button_press_to_its_end_and_counts_bad_payloads():
     assert hub.health()["sos-1"]["errors"] == 1
     hub.close()
     assert len(sent) == 2
+
+
+def test_camera_alarm_sensors_are_checked_at_their_lines(tmp_path):
+    from gateway.config import check_config
+
+    path = tmp_path / "site.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        gateway: {{id: gw}}
+        detector: {{model: {YOLOX}}}
+        cameras:
+          - {{id: plain, source: {{rtsp: "rtsp://127.0.0.1/x"}}}}
+        sensors:
+          - {{id: a, onvif: {{camera: plain}}}}
+          - {{id: b, name: no source}}
+        """))
+    config, issues = check_config(path)
+    assert config is None
+    assert [str(issue) for issue in issues] == [
+        f"{path}:7: sensors[1].topic: a sensor needs either topic: (MQTT) or onvif: (a camera's alarm)",
+    ]
+    path.write_text(path.read_text().replace("  - {id: b, name: no source}\n", ""))
+    config, issues = check_config(path)
+    assert [str(issue) for issue in issues] == [
+        f"{path}:6: sensors[0].onvif.camera: not an ONVIF camera: 'plain' (known: none)"]

@@ -123,3 +123,49 @@ def test_sos_press_turns_the_linked_ptz_camera_to_its_preset(
             button.close()
     finally:
         site.kill()
+
+
+def test_a_cameras_alarm_input_is_a_sensor_like_any_other(
+        tmp_path: Path, mosquitto: Mosquitto, subscriber_factory, start_gateway, rtsp_server) -> None:
+    """`sensors[].onvif`: the camera's digital input gets sensor state, a sensor alert with the
+    camera's picture, and can arm a video rule (`when_sensor`)."""
+    profiles = [FakeProfile("Profile_2", "subStream", 768, 576, path="/sub")]
+    with FakeOnvifDevice(profiles=profiles, rtsp_port=rtsp_server.port) as device:
+        centre = subscriber_factory(mosquitto.port, ["gw/#"])
+        config = tmp_path / "site.yaml"
+        config.write_text(textwrap.dedent(f"""\
+            gateway: {{id: gw-test, data_dir: {tmp_path / 'data'}}}
+            detector: {{model: {YOLOX_NANO}, threads: 1}}
+            mqtt: {{port: {mosquitto.port}, heartbeat_s: 1}}
+            cameras:
+            """) + textwrap.indent(onvif_camera("gate", device, "Secret-1")
+                                   + "  rules:\n    - {type: intrusion, for_s: 0, clear_s: 1, when_sensor: gate-alarm}\n",
+                                   "  ") + textwrap.dedent("""\
+            sensors:
+              - {id: gate-alarm, name: 东门报警输入, onvif: {camera: gate, event: digital_input, input: DI_1}}
+            """), encoding="utf-8")
+        gateway = start_gateway(config)
+        wait_until(lambda: (camera_health(centre, "gate") or {}).get("state") == "streaming", 30,
+                   "the camera streaming", gateway)
+        wait_until(lambda: device.live_subscriptions() > 0, 15, "a PullPoint subscription", gateway)
+        time.sleep(2)
+        assert not alerts(centre, "gate"), "the intrusion rule fired while the alarm input was idle"
+
+        device.push_event("tns1:Device/Trigger/DigitalInput", {"LogicalState": "true"}, {"InputToken": "DI_1"})
+        wait_until(lambda: any(a["type"] == "sensor" and a["state"] == "start" for a in alerts(centre, "gate")),
+                   15, "the alarm input's sensor alert", gateway)
+        wait_until(lambda: any(a["type"] == "intrusion" and a["state"] == "start" for a in alerts(centre, "gate")),
+                   15, "the intrusion armed by the alarm input", gateway)
+        alarm = next(a for a in alerts(centre, "gate") if a["type"] == "sensor")
+        assert alarm["details"]["topic"] == "onvif:gate/digital_input/DI_1"
+        assert alarm["details"]["linked"][0]["camera_id"] == "gate" and alarm["snapshot"] is not None
+        beat = centre.received("gw/gw-test/status")[-1].json()
+        assert beat["sensors"]["gate-alarm"]["state"] == "active"
+
+        device.push_event("tns1:Device/Trigger/DigitalInput", {"LogicalState": "false"}, {"InputToken": "DI_1"})
+        wait_until(lambda: any(a["type"] == "sensor" and a["state"] == "end" for a in alerts(centre, "gate")),
+                   15, "the alarm input's alert to end", gateway)
+        assert not any(a["type"] == "camera_tamper" for a in alerts(centre, "gate"))
+        for payload in alerts(centre, "gate"):
+            validate_alert(payload)
+        assert gateway.stop() == 0

@@ -60,6 +60,7 @@ class SensorInput:
 
     def __init__(self, brokers: Mapping[str, SensorBroker], sensors: Sequence[Sensor], dispatch: Dispatch,
                  gateway_id: str, backoff: Callable[[], Backoff] = Backoff):
+        sensors = [sensor for sensor in sensors if sensor.topic is not None]  # camera alarms: ONVIF
         self.links = {
             name: BrokerLink(name, settings, [s for s in sensors if s.broker == name], dispatch,
                              settings.client_id or f"gw-{gateway_id}-sensors-{name}", backoff())

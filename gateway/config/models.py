@@ -489,8 +489,17 @@ class SensorLink(StrictModel):
     post_s: float = Field(default=0, ge=0, le=300, description="One more snapshot this long after the trigger.")
 
 
+class CameraAlarm(StrictModel):
+    """A camera's own alarm used as a sensor: its ONVIF events of one kind (and input)."""
+
+    camera: Ident = Field(description="Id of an ONVIF camera (source: onvif).")
+    event: Literal["digital_input", "motion", "tamper"] = "digital_input"
+    input: str | None = Field(default=None, description="InputToken of a digital input; default: any.")
+
+
 class Sensor(StrictModel):
-    """An IoT sensor publishing over MQTT on a site broker (`sensor_brokers`).
+    """An IoT sensor publishing over MQTT on a site broker (`sensor_brokers`), or a camera's own
+    alarm input (`onvif:`): both share the same state, health, debounce, linkage and conditions.
 
     `format` says how the payload is read: `zigbee2mqtt` (JSON; the field defaults by type),
     `tasmota` (plain `ON`/`OFF` on stat/<name>/POWER, or a JSON field such as `Switch1` on
@@ -504,7 +513,8 @@ class Sensor(StrictModel):
     grid_id: str = ""
     location: Location = Field(default_factory=Location)
     broker: Ident = Field(default="site", description="Key of sensor_brokers this sensor publishes on.")
-    topic: str = Field(min_length=1, description="Exact MQTT topic (no + or # wildcards).")
+    topic: str | None = Field(default=None, min_length=1, description="Exact MQTT topic (no + or # wildcards).")
+    onvif: CameraAlarm | None = Field(default=None, description="A camera's ONVIF alarm instead of a topic.")
     format: Literal["zigbee2mqtt", "tasmota", "json", "plain"] = "json"
     field: str | None = Field(default=None, description="JSON field holding the state; default by format/type.")
     active_value: ScalarValue | None = Field(
@@ -521,13 +531,20 @@ class Sensor(StrictModel):
 
     @field_validator("topic")
     @classmethod
-    def _exact_topic(cls, value: str) -> str:
-        if "+" in value or "#" in value:
+    def _exact_topic(cls, value: str | None) -> str | None:
+        if value is not None and ("+" in value or "#" in value):
             raise ValueError(f"topic {value!r} must be exact: one sensor, one topic, no + or # wildcards")
         return value
 
     @model_validator(mode="after")
     def _mapping_complete(self) -> Sensor:
+        if (self.topic is None) == (self.onvif is None):
+            raise LocatedValueError("topic", "a sensor needs either topic: (MQTT) or onvif: (a camera's alarm)")
+        if self.onvif is not None:
+            if not self.link.cameras:  # a camera's alarm shows that camera unless told otherwise
+                return self.model_copy(update={"link": self.link.model_copy(
+                    update={"cameras": [self.onvif.camera]})})
+            return self
         if self.format == "json" and self.field is None:
             raise LocatedValueError("field", "a json sensor needs the JSON field that holds its state")
         if self.format == "zigbee2mqtt" and self.field is None and self.type == "generic":
@@ -634,7 +651,13 @@ class GatewayConfig(StrictModel):
         """A sensor's broker and linked cameras, and the sensors rules refer to, must exist
         (checked once the rest is valid)."""
         camera_ids = {camera.id for camera in self.cameras}
+        onvif_cameras = {camera.id for camera in self.cameras if isinstance(camera.source, OnvifSource)}
         for index, sensor in enumerate(self.sensors):
+            if sensor.onvif is not None:
+                if sensor.onvif.camera not in onvif_cameras:
+                    yield _located(f"sensors[{index}].onvif.camera",
+                                   f"not an ONVIF camera: {sensor.onvif.camera!r}", onvif_cameras)
+                continue
             if sensor.broker not in self.sensor_brokers:
                 yield _located(f"sensors[{index}].broker", f"unknown sensor broker {sensor.broker!r}",
                                set(self.sensor_brokers))

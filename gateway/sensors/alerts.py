@@ -140,7 +140,7 @@ class SensorAlerts:
 
     def _details(self, kind: str, value: Any = None, linked: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         details: dict[str, Any] = {"kind": kind, "sensor_id": self.sensor.id, "sensor_name": self.sensor.label,
-                                   "sensor_type": self.sensor.type, "topic": self.sensor.topic, "value": value}
+                                   "sensor_type": self.sensor.type, "topic": _topic(self.sensor), "value": value}
         if kind == "trigger":
             details["linked"] = linked or []
             if self.sensor.link.preset is not None:
@@ -185,3 +185,11 @@ def _rule(sensor: Sensor) -> dict[str, Any]:
         "min_active_s": sensor.min_active_s, "cooldown_s": sensor.cooldown_s,
         "schedule": list(sensor.schedule), "link": sensor.link.model_dump(),
     }
+
+
+def _topic(sensor: Sensor) -> str:
+    """Where the sensor's state comes from: its MQTT topic, or `onvif:<camera>/<event>[/<input>]`."""
+    if sensor.onvif is None:
+        return sensor.topic or ""
+    alarm = sensor.onvif
+    return f"onvif:{alarm.camera}/{alarm.event}" + (f"/{alarm.input}" if alarm.input else "")

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from gateway.config.models import GatewayConfig, Sensor
 from gateway.events import AlertMessage
 from gateway.sensors.alerts import EvidenceSource, SensorAlerts
-from gateway.sensors.mapping import SensorPayloadError, parse_payload
+from gateway.sensors.mapping import SensorPayloadError, SensorReading, parse_payload
 from gateway.sensors.state import SensorChange, SensorState
 
 Emit = Callable[[AlertMessage], None]
@@ -60,6 +60,17 @@ class SensorHub:
             except SensorPayloadError as error:
                 self._emit(unit, unit.state.on_error(error.reason, t, now), t, now)
                 raise
+            self._emit(unit, unit.state.on_reading(reading, t, now), t, now)
+
+    def observe(self, sensor_id: str, active: bool, value: object = None) -> None:
+        """A camera's own alarm (an ONVIF event) for a sensor declared with `onvif:`: the same
+        state, debounce, health and alerts as an MQTT sensor, without a payload to parse."""
+        unit = self.units.get(sensor_id)
+        if unit is None:
+            return
+        with unit.lock:
+            t, now = self.clock(), self.wall()
+            reading = SensorReading(active=active, value=value)
             self._emit(unit, unit.state.on_reading(reading, t, now), t, now)
 
     def tick(self) -> None:
