@@ -8,6 +8,7 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
 from mqtt_broker import Mosquitto, Subscriber
 from mqtt_broker import mosquitto, subscriber_factory  # noqa: F401  (fixtures)
 from onvif_device import FakeOnvifDevice, FakePreset, FakeProfile
@@ -16,6 +17,14 @@ from test_service_onvif import onvif_camera, rtsp_server  # noqa: F401  (fixture
 
 from conftest import VTEST, YOLOX_NANO
 from gateway.events import validate_alert
+
+
+@pytest.fixture
+def site(tmp_path: Path):
+    """The site's own broker, where the sensors publish (not the centre's)."""
+    broker = Mosquitto(tmp_path / "site").start()
+    yield broker
+    broker.kill()
 
 
 def write_config(path: Path, centre: Mosquitto, site: Mosquitto, data: Path) -> Path:
@@ -43,86 +52,79 @@ def write_config(path: Path, centre: Mosquitto, site: Mosquitto, data: Path) -> 
 
 
 def test_door_sensor_alert_carries_camera_evidence_and_arms_the_intrusion_rule(
-        tmp_path: Path, mosquitto: Mosquitto, subscriber_factory, start_gateway) -> None:
-    site = Mosquitto(tmp_path / "site").start()
-    try:
-        centre = subscriber_factory(mosquitto.port, ["gw/#"])
-        sensors = Subscriber(site.port, ["zigbee2mqtt/#"])
-        gateway = start_gateway(write_config(tmp_path / "site.yaml", mosquitto, site, tmp_path / "data"))
-        wait_until(lambda: "yard" in (centre.received("gw/gw-test/status") and
-                                      centre.received("gw/gw-test/status")[-1].json().get("cameras", {})),
-                   30, "the camera running", gateway)
-        time.sleep(3)  # people walk in the yard, but the door is shut: the rule is not armed
-        assert not [a for a in alerts(centre, "yard") if a["type"] == "intrusion"]
+        tmp_path: Path, mosquitto: Mosquitto, site: Mosquitto, subscriber_factory, start_gateway) -> None:
+    centre = subscriber_factory(mosquitto.port, ["gw/#"])
+    sensors = Subscriber(site.port, ["zigbee2mqtt/#"])
+    gateway = start_gateway(write_config(tmp_path / "site.yaml", mosquitto, site, tmp_path / "data"))
+    wait_until(lambda: "yard" in (centre.received("gw/gw-test/status") and
+                                  centre.received("gw/gw-test/status")[-1].json().get("cameras", {})),
+               30, "the camera running", gateway)
+    time.sleep(3)  # people walk in the yard, but the door is shut: the rule is not armed
+    assert not [a for a in alerts(centre, "yard") if a["type"] == "intrusion"]
 
-        sensors.publish("zigbee2mqtt/yard_door", {"contact": False, "battery": 87})
-        wait_until(lambda: any(a["type"] == "sensor" and a["state"] == "start" for a in alerts(centre, "yard")),
-                   15, "the door alert", gateway)
-        wait_until(lambda: any(a["type"] == "intrusion" and a["state"] == "start"
-                               for a in alerts(centre, "yard")), 15, "the intrusion armed by the door", gateway)
-        door = next(a for a in alerts(centre, "yard") if a["type"] == "sensor")
-        assert door["title_zh"].startswith("传感器告警：设备间门磁")
-        assert door["details"]["sensor_id"] == "yard-door" and door["snapshot"]["mime"] == "image/jpeg"
-        assert door["details"]["linked"][0]["camera_id"] == "yard"
-        # pre_s: 2 -> the picture shows what led up to the door opening, about 2 s before.
-        lead = datetime.fromisoformat(door["started_at"]) - datetime.fromisoformat(door["snapshot"]["taken_at"])
-        assert timedelta(seconds=1.2) <= lead <= timedelta(seconds=3), lead
+    sensors.publish("zigbee2mqtt/yard_door", {"contact": False, "battery": 87})
+    wait_until(lambda: any(a["type"] == "sensor" and a["state"] == "start" for a in alerts(centre, "yard")),
+               15, "the door alert", gateway)
+    wait_until(lambda: any(a["type"] == "intrusion" and a["state"] == "start"
+                           for a in alerts(centre, "yard")), 15, "the intrusion armed by the door", gateway)
+    door = next(a for a in alerts(centre, "yard") if a["type"] == "sensor")
+    assert door["title_zh"].startswith("传感器告警：设备间门磁")
+    assert door["details"]["sensor_id"] == "yard-door" and door["snapshot"]["mime"] == "image/jpeg"
+    assert door["details"]["linked"][0]["camera_id"] == "yard"
+    # pre_s: 2 -> the picture shows what led up to the door opening, about 2 s before.
+    lead = datetime.fromisoformat(door["started_at"]) - datetime.fromisoformat(door["snapshot"]["taken_at"])
+    assert timedelta(seconds=1.2) <= lead <= timedelta(seconds=3), lead
 
-        sensors.publish("zigbee2mqtt/yard_door", {"contact": True, "battery": 87})
-        wait_until(lambda: any(a["type"] == "intrusion" and a["state"] == "end"
-                               for a in alerts(centre, "yard")), 15, "the intrusion to end", gateway)
-        wait_until(lambda: any(a["type"] == "sensor" and a["state"] == "end" for a in alerts(centre, "yard")),
-                   15, "the door alert to end", gateway)
+    sensors.publish("zigbee2mqtt/yard_door", {"contact": True, "battery": 87})
+    wait_until(lambda: any(a["type"] == "intrusion" and a["state"] == "end"
+                           for a in alerts(centre, "yard")), 15, "the intrusion to end", gateway)
+    wait_until(lambda: any(a["type"] == "sensor" and a["state"] == "end" for a in alerts(centre, "yard")),
+               15, "the door alert to end", gateway)
 
-        sensors.publish("stat/pump_leak/POWER", "ON")
-        wait_until(lambda: any(a["state"] == "start" for a in alerts(centre, "sensor-pump-leak")), 15,
-                   "the leak alert on its own topic (no linked camera)", gateway)
-        sensors.publish("zigbee2mqtt/yard_door", "{not json")
-        wait_until(lambda: "yard-door" in gateway.log() and "malformed" in gateway.log().lower(), 10,
-                   "the malformed payload logged with the sensor", gateway)
-        for payload in alerts(centre, "yard") + alerts(centre, "sensor-pump-leak"):
-            validate_alert(payload)
-        assert gateway.stop() == 0
-        sensors.close()
-    finally:
-        site.kill()
+    sensors.publish("stat/pump_leak/POWER", "ON")
+    wait_until(lambda: any(a["state"] == "start" for a in alerts(centre, "sensor-pump-leak")), 15,
+               "the leak alert on its own topic (no linked camera)", gateway)
+    sensors.publish("zigbee2mqtt/yard_door", "{not json")
+    wait_until(lambda: "yard-door" in gateway.log() and "malformed" in gateway.log().lower(), 10,
+               "the malformed payload logged with the sensor", gateway)
+    for payload in alerts(centre, "yard") + alerts(centre, "sensor-pump-leak"):
+        validate_alert(payload)
+    assert gateway.stop() == 0
+    sensors.close()
 
 
 def test_sos_press_turns_the_linked_ptz_camera_to_its_preset(
-        tmp_path: Path, mosquitto: Mosquitto, subscriber_factory, start_gateway, rtsp_server) -> None:
-    site = Mosquitto(tmp_path / "site").start()
+        tmp_path: Path, mosquitto: Mosquitto, site: Mosquitto, subscriber_factory, start_gateway,
+        rtsp_server) -> None:
     profiles = [FakeProfile("Profile_2", "subStream", 768, 576, path="/sub", ptz=True)]
     presets = [FakePreset("1", "东门"), FakePreset("2", "广场")]
-    try:
-        with FakeOnvifDevice(profiles=profiles, presets=presets, rtsp_port=rtsp_server.port) as device:
-            centre = subscriber_factory(mosquitto.port, ["gw/#"])
-            config = tmp_path / "site.yaml"
-            config.write_text(textwrap.dedent(f"""\
-                gateway: {{id: gw-test, data_dir: {tmp_path / 'data'}}}
-                detector: {{model: {YOLOX_NANO}, threads: 1}}
-                mqtt: {{port: {mosquitto.port}, heartbeat_s: 1}}
-                sensor_brokers: {{site: {{port: {site.port}}}}}
-                cameras:
-                """) + textwrap.indent(onvif_camera("ptz", device, "Secret-1"), "  ") + textwrap.dedent("""\
-                sensors:
-                  - {id: sos-1, name: 一键报警, type: sos, topic: zigbee2mqtt/sos_1, format: zigbee2mqtt,
-                     link: {cameras: [ptz], preset: 广场}}
-                """), encoding="utf-8")
-            gateway = start_gateway(config)
-            wait_until(lambda: (camera_health(centre, "ptz") or {}).get("state") == "streaming", 30,
-                       "the PTZ camera streaming", gateway)
-            button = Subscriber(site.port, ["zigbee2mqtt/#"])
-            button.publish("zigbee2mqtt/sos_1", {"action": "single"})
-            wait_until(lambda: [token for _profile, token in device.goto_calls] == ["2"], 15,
-                       "GotoPreset to 广场 (token 2)", gateway)
-            alert = next(a for a in alerts(centre, "ptz") if a["type"] == "sensor")
-            assert alert["details"]["preset"] == "广场" and alert["severity"] == 4
-            wait_until(lambda: "turned to preset 广场 for a linked sensor" in gateway.log(), 10,
-                       "the move logged", gateway)
-            assert gateway.stop() == 0
-            button.close()
-    finally:
-        site.kill()
+    with FakeOnvifDevice(profiles=profiles, presets=presets, rtsp_port=rtsp_server.port) as device:
+        centre = subscriber_factory(mosquitto.port, ["gw/#"])
+        config = tmp_path / "site.yaml"
+        config.write_text(textwrap.dedent(f"""\
+            gateway: {{id: gw-test, data_dir: {tmp_path / 'data'}}}
+            detector: {{model: {YOLOX_NANO}, threads: 1}}
+            mqtt: {{port: {mosquitto.port}, heartbeat_s: 1}}
+            sensor_brokers: {{site: {{port: {site.port}}}}}
+            cameras:
+            """) + textwrap.indent(onvif_camera("ptz", device, "Secret-1"), "  ") + textwrap.dedent("""\
+            sensors:
+              - {id: sos-1, name: 一键报警, type: sos, topic: zigbee2mqtt/sos_1, format: zigbee2mqtt,
+                 link: {cameras: [ptz], preset: 广场}}
+            """), encoding="utf-8")
+        gateway = start_gateway(config)
+        wait_until(lambda: (camera_health(centre, "ptz") or {}).get("state") == "streaming", 30,
+                   "the PTZ camera streaming", gateway)
+        button = Subscriber(site.port, ["zigbee2mqtt/#"])
+        button.publish("zigbee2mqtt/sos_1", {"action": "single"})
+        wait_until(lambda: [token for _profile, token in device.goto_calls] == ["2"], 15,
+                   "GotoPreset to 广场 (token 2)", gateway)
+        alert = next(a for a in alerts(centre, "ptz") if a["type"] == "sensor")
+        assert alert["details"]["preset"] == "广场" and alert["severity"] == 4
+        wait_until(lambda: "turned to preset 广场 for a linked sensor" in gateway.log(), 10,
+                   "the move logged", gateway)
+        assert gateway.stop() == 0
+        button.close()
 
 
 def test_a_cameras_alarm_input_is_a_sensor_like_any_other(
