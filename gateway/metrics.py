@@ -46,14 +46,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from gateway.api.view import CAMERA_STATES, GatewayView
+from gateway.events.types import ALERT_TYPES
 
 log = logging.getLogger(__name__)
 
 PREFIX = "gateway"
 INFERENCE_BUCKETS_MS = (5, 10, 20, 30, 50, 75, 100, 150, 250, 500, 1000)
 """Same edges as gateway.detection.INFERENCE_MS_BUCKETS (a pulled source brings its own)."""
-ALERT_TYPES = ("crowd", "gathering", "growth", "loitering", "intrusion", "sensor", "camera_offline",
-               "camera_tamper")
 
 
 class HealthSource(Protocol):

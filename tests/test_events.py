@@ -29,12 +29,13 @@ from gateway.events import (
     validate_alert,
 )
 from gateway.events.snapshot import MASK_COLOUR, encode_bounded, render
+from gateway.events.types import ALERT_TYPE_NAMES, COUNTING_TYPES
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2024, 5, 1, 20, 15, 30, tzinfo=SHANGHAI)
 SOURCE = AlertSource("gw-test", "cam1", "东门", "G-07", "东门广场", 30.1, 120.2, (1920, 1080))
 SUBJECT = AlertSubject("gathering", 3, "东门广场", "plaza", "东门广场", "gathering-plaza", {"type": "gathering"})
-ALL_TYPES = ["crowd", "gathering", "growth", "loitering", "intrusion", "sensor", "camera_offline", "camera_tamper"]
+ALL_TYPES = list(ALERT_TYPE_NAMES)
 
 
 def members(n: int) -> list[dict]:
@@ -112,6 +113,20 @@ def test_titles(event_type: str, expected: str):
 
 def test_every_type_has_a_title():
     assert set(TITLES_ZH) == set(ALL_TYPES)
+
+
+def test_the_schema_lists_exactly_the_vocabulary_and_its_counting_types():
+    """One vocabulary (gateway.events.types): the shipped JSON Schema must agree with it."""
+    schema = alert_schema()
+    assert schema["properties"]["type"]["enum"] == list(ALERT_TYPE_NAMES)
+    counting = next(rule["if"]["properties"]["type"]["enum"] for rule in schema["allOf"]
+                    if "type" in rule.get("if", {}).get("properties", {}))
+    assert counting == list(COUNTING_TYPES)
+
+
+def test_only_counting_alerts_carry_a_number_of_people_in_their_title():
+    assert title_zh("camera_offline", "SimCam", 0, "end") == "摄像机离线：SimCam（已结束）"
+    assert title_zh("crowd", "东门广场", 0, "end") == "人数超限：东门广场 0人（已结束）"
 
 
 def test_a_sensor_alert_fits_the_same_schema():

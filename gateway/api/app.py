@@ -69,6 +69,7 @@ from pydantic import BeforeValidator, BaseModel, ConfigDict, Field
 from gateway import __version__
 from gateway.api.view import CameraStatus, GatewayView, ZoneOutline
 from gateway.config.models import IDENT_PATTERN, ApiSection
+from gateway.events.types import ALERT_TYPE_NAMES
 from gateway.history import EVENT_ID_RE, EventHistory, EventRecord
 from gateway.metrics import GatewayMetrics
 from gateway.outbox import UnknownEventError
@@ -82,7 +83,6 @@ SESSION_MAX_AGE_S = 30 * 86400
 SSE_HEARTBEAT_S = 15.0
 SSE_MAX_CLIENTS = 64
 SNAPSHOT_CACHE_S = 0.5
-EVENT_TYPES = ("crowd", "gathering", "growth", "loitering", "intrusion", "sensor", "camera_offline", "camera_tamper")
 STATIC_TYPES = {
     ".js": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
@@ -651,7 +651,7 @@ def create_app(
                  dependencies=[Depends(_known_query("camera", "type", "state", "since", "acked", "limit", "offset"))])
     def list_events(
         camera: Annotated[str | None, Query(pattern=IDENT_PATTERN, description="Camera id.")] = None,
-        type: Annotated[Literal[EVENT_TYPES] | None, Query(description="Event type.")] = None,  # type: ignore[valid-type]
+        type: Annotated[Literal[ALERT_TYPE_NAMES] | None, Query(description="Event type.")] = None,  # type: ignore[valid-type]
         state: Annotated[Literal["start", "update", "end", "active"] | None,
                          Query(description="Lifecycle state of the last message; 'active' = not ended.")] = None,
         since: Annotated[datetime | None, BeforeValidator(_rfc3339),

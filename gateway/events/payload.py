@@ -13,25 +13,19 @@ from typing import Any
 
 from gateway.events.snapshot import Snapshot
 from gateway.events.timestamps import iso
+from gateway.events.types import ALERT_TYPES
 
 SCHEMA = "gw.alert/1"
 
-TITLES_ZH = {
-    "gathering": "人员聚集",
-    "crowd": "人数超限",
-    "growth": "人数激增",
-    "loitering": "人员徘徊",
-    "intrusion": "区域入侵",
-    "sensor": "传感器告警",
-    "camera_offline": "摄像机离线",
-    "camera_tamper": "摄像机遮挡/破坏",
-}
+TITLES_ZH = {name: alert_type.title_zh for name, alert_type in ALERT_TYPES.items()}
 
 
 def title_zh(event_type: str, place: str, count: int | None, state: str) -> str:
-    """'人员聚集：东门广场 12人'; the end message adds '（已结束）'."""
-    title = f"{TITLES_ZH[event_type]}：{place}"
-    if count is not None:
+    """'人员聚集：东门广场 12人'; the end message adds '（已结束）'. Only alerts about people carry
+    a number: a camera that went offline has no count, not '0人'."""
+    alert_type = ALERT_TYPES[event_type]
+    title = f"{alert_type.title_zh}：{place}"
+    if count is not None and alert_type.counts_people:
         title += f" {count}人"
     return title + ("（已结束）" if state == "end" else "")
 
