@@ -2,7 +2,7 @@
 
 Live values are pulled on scrape from the objects that already hold them, so nothing can go
 stale: per-camera health from the `GatewayView`, queue depth and age from the `Outbox`, publish
-latency and connection state from the `MqttPublisher`. Only what happens as a stream of events
+latency and connection state from the `MqttSink`. Only what happens as a stream of events
 is pushed: inference times (`observe_inference`) and alerts (counted from the `EventHistory`
 as new events arrive, or `count_alert` by hand).
 
@@ -56,7 +56,7 @@ INFERENCE_BUCKETS_MS = (5, 10, 20, 30, 50, 75, 100, 150, 250, 500, 1000)
 
 
 class HealthSource(Protocol):
-    """Anything with a `health()` dict in the shape of `MqttPublisher.health()`."""
+    """Anything with a `health()` dict in the shape of `MqttSink.health()`."""
 
     def health(self) -> dict[str, Any]: ...
 

@@ -3,7 +3,7 @@
 Threads, and who owns what:
   reader-<camera>  one per camera (gateway.video.reader): keeps the newest frame, reconnects.
   analysis         one (gateway.scheduler): gate -> detect -> track -> rules, camera by camera.
-  mqtt-publisher   one (gateway.comms.mqtt): outbox -> broker, status, acks, remote look.
+  mqtt-publisher   one (gateway.delivery.mqtt.sink): outbox -> broker, status, acks, remote look.
   api              the web API and page (uvicorn), reading live state through `GatewayView`.
   main             supervision once a second: camera_offline alerts, retained camera state.
 Alerts take one path whatever raised them: `emit` writes them to the durable outbox (and
@@ -24,15 +24,15 @@ from zoneinfo import ZoneInfo
 
 from gateway import __version__
 from gateway.camera import CameraWorker
-from gateway.comms.mqtt import MqttPublisher
+from gateway.delivery.mqtt.sink import MqttSink
 from gateway.config import check_config
 from gateway.config.models import Camera, GatewayConfig, GatewaySection, OnvifSource
 from gateway.detection import TimedDetector, load_detector
 from gateway.events import AlertMessage
-from gateway.outbox import AckRecord, Outbox
+from gateway.delivery.outbox import AckRecord, Outbox
 from gateway.api.app import create_app, make_server
 from gateway.api.view import CameraStatus, ZoneOutline
-from gateway.history import EventHistory
+from gateway.delivery.history import EventHistory
 from gateway.metrics import GatewayMetrics
 from gateway.comms.sensor_input import SensorInput
 from gateway.scheduler import AnalysisScheduler
@@ -56,7 +56,7 @@ class GatewayService:
         self.started_at = time.monotonic()
         self.detector: TimedDetector | None = None
         self.outbox: Outbox | None = None
-        self.publisher: MqttPublisher | None = None
+        self.publisher: MqttSink | None = None
         self.scheduler: AnalysisScheduler | None = None
         self.history: EventHistory | None = None
         self.api_server = None
@@ -80,7 +80,7 @@ class GatewayService:
         if self.outbox.depth():
             log.info("outbox holds %d undelivered alert messages from before; resending them",
                      self.outbox.depth())
-        self.publisher = MqttPublisher(
+        self.publisher = MqttSink(
             self.config.mqtt, settings.id, self.outbox, health_provider=self.health,
             snapshot_provider=self.camera_snapshot, on_ack=self._on_ack)
         self.publisher.start()
@@ -206,7 +206,7 @@ class GatewayService:
         if not messages:
             return
         with self._emit_lock:
-            self.publisher.submit_many([message.payload for message in messages])
+            self.publisher.submit([message.payload for message in messages])
         for message in messages:
             self._turn_linked_camera(message.payload)
             try:

@@ -25,9 +25,9 @@ from mqtt_broker import Mosquitto, Received, free_port, make_tls_files
 from mqtt_broker import mosquitto, subscriber_factory  # noqa: F401  (fixtures)
 
 from gateway.backoff import Backoff
-from gateway.comms.mqtt import MqttPublisher
+from gateway.delivery.mqtt.sink import MqttSink
 from gateway.config.models import MqttSection, MqttTls
-from gateway.outbox import Outbox
+from gateway.delivery.outbox import Outbox
 
 GW = "gk"
 REPO = Path(__file__).resolve().parent.parent
@@ -57,15 +57,15 @@ def keys(messages: list[Received]) -> list[tuple[str, int]]:
 
 
 @pytest.fixture
-def publisher_factory(tmp_path: Path) -> Iterator[Callable[..., MqttPublisher]]:
-    made: list[tuple[MqttPublisher, Outbox]] = []
+def publisher_factory(tmp_path: Path) -> Iterator[Callable[..., MqttSink]]:
+    made: list[tuple[MqttSink, Outbox]] = []
 
-    def make(port: int, *, outbox: Outbox | None = None, start: bool = True, **kwargs: Any) -> MqttPublisher:
+    def make(port: int, *, outbox: Outbox | None = None, start: bool = True, **kwargs: Any) -> MqttSink:
         settings_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in MqttSection.model_fields}
         settings = MqttSection(host="127.0.0.1", port=port, keepalive_s=5, **settings_kw)
         box = outbox or Outbox(tmp_path / f"outbox-{len(made)}.sqlite3")
         kwargs.setdefault("backoff", Backoff(0.1, 1.0))
-        publisher = MqttPublisher(settings, GW, box, **kwargs)
+        publisher = MqttSink(settings, GW, box, **kwargs)
         made.append((publisher, box))
         if start:
             publisher.start()
@@ -87,7 +87,7 @@ def test_publish_receive_presence_and_camera_state(mosquitto: Mosquitto, subscri
     assert pub.wait_connected(5)
     sent = [alert("ev-a", 0, snapshot_kb=40), alert("ev-a", 1), alert("ev-b", 0, camera="cam2"), alert("ev-a", 2)]
     for payload in sent:
-        pub.submit(payload)
+        pub.submit([payload])
     pub.set_camera_state("cam1", {"state": "online", "fps": 2.0})
     assert pub.flush(5)
     assert centre.wait_for(lambda ms: sum("/events/" in m.topic for m in ms) == 4, 5)
@@ -119,7 +119,7 @@ def test_publish_receive_presence_and_camera_state(mosquitto: Mosquitto, subscri
 
 
 def test_broker_down_30s_loses_nothing(mosquitto: Mosquitto, subscriber_factory, publisher_factory, caplog):
-    caplog.set_level(logging.INFO, logger="gateway.comms.mqtt")
+    caplog.set_level(logging.INFO, logger="gateway.delivery.mqtt.sink")
     centre = subscriber_factory(mosquitto.port, [f"gw/{GW}/events/#"])
     pub = publisher_factory(mosquitto.port, backoff=Backoff(0.2, 2.0))
     assert pub.wait_connected(5)
@@ -131,7 +131,7 @@ def test_broker_down_30s_loses_nothing(mosquitto: Mosquitto, subscriber_factory,
             index = len(produced)
             key = (f"ev-{index // 10}", index % 10)
             started = time.monotonic()
-            pub.submit(alert(*key, snapshot_kb=4 if index % 7 == 0 else 0))
+            pub.submit([alert(*key, snapshot_kb=4 if index % 7 == 0 else 0)])
             slowest = max(slowest, time.monotonic() - started)
             produced.append(key)
             time.sleep(spacing)
@@ -253,13 +253,13 @@ def test_tls_with_client_certificate_and_wrong_ca(tmp_path: Path, subscriber_fac
         tls = MqttTls(ca_file=good.ca_cert, cert_file=good.client_cert, key_file=good.client_key)
         pub = publisher_factory(broker.tls_port, tls=tls)
         assert pub.wait_connected(5), pub.health()["last_error"]
-        pub.submit(alert("tls-1", 0))
+        pub.submit([alert("tls-1", 0)])
         assert centre.wait_for(lambda ms: len(ms) == 1, 5)
 
-        caplog.set_level(logging.WARNING, logger="gateway.comms.mqtt")
+        caplog.set_level(logging.WARNING, logger="gateway.delivery.mqtt.sink")
         bad_tls = MqttTls(ca_file=wrong.ca_cert, cert_file=good.client_cert, key_file=good.client_key)
         bad = publisher_factory(broker.tls_port, tls=bad_tls, client_id="gw-bad", backoff=Backoff(0.1, 0.2))
-        bad.submit(alert("tls-2", 0))
+        bad.submit([alert("tls-2", 0)])
         deadline = time.monotonic() + 5
         while bad.health()["connect_failures"] < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -290,11 +290,11 @@ def test_username_password(tmp_path: Path, subscriber_factory, publisher_factory
 
 def test_acks_recorded_and_malformed_ones_ignored(mosquitto: Mosquitto, subscriber_factory, publisher_factory,
                                                   caplog):
-    caplog.set_level(logging.INFO, logger="gateway.comms.mqtt")
+    caplog.set_level(logging.INFO, logger="gateway.delivery.mqtt.sink")
     heard: list = []
     pub = publisher_factory(mosquitto.port, on_ack=heard.append)
     assert pub.wait_connected(5)
-    pub.submit(alert("ev-ack", 0))
+    pub.submit([alert("ev-ack", 0)])
     assert pub.flush(5)
     centre = subscriber_factory(mosquitto.port, [f"gw/{GW}/replies/#"])
     ack_topic = f"gw/{GW}/ack"
@@ -326,7 +326,7 @@ def test_acks_recorded_and_malformed_ones_ignored(mosquitto: Mosquitto, subscrib
 
 
 def test_snapshot_requests(mosquitto: Mosquitto, subscriber_factory, publisher_factory, caplog):
-    caplog.set_level(logging.WARNING, logger="gateway.comms.mqtt")
+    caplog.set_level(logging.WARNING, logger="gateway.delivery.mqtt.sink")
     asked: list[str] = []
 
     def provider(camera_id: str) -> bytes | None:
@@ -392,11 +392,11 @@ def test_snapshot_requests(mosquitto: Mosquitto, subscriber_factory, publisher_f
 
 
 def test_no_broker_queues_without_blocking(publisher_factory, caplog):
-    caplog.set_level(logging.DEBUG, logger="gateway.comms.mqtt")
+    caplog.set_level(logging.DEBUG, logger="gateway.delivery.mqtt.sink")
     pub = publisher_factory(free_port(), backoff=Backoff(0.05, 0.2))
     started = time.monotonic()
     for index in range(50):
-        pub.submit(alert(f"nb-{index // 5}", index % 5))
+        pub.submit([alert(f"nb-{index // 5}", index % 5)])
     assert time.monotonic() - started < 5
     deadline = time.monotonic() + 5
     while pub.health()["connect_failures"] < 4 and time.monotonic() < deadline:
@@ -443,7 +443,7 @@ class _Mqtt311OnlyBroker:
 
 
 def test_falls_back_to_mqtt_311(publisher_factory, caplog):
-    caplog.set_level(logging.INFO, logger="gateway.comms.mqtt")
+    caplog.set_level(logging.INFO, logger="gateway.delivery.mqtt.sink")
     broker = _Mqtt311OnlyBroker()
     try:
         pub = publisher_factory(broker.port)

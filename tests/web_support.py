@@ -35,9 +35,9 @@ from gateway.config.models import ApiSection, Camera
 from gateway.events import AlertMessage, AlertSource, AlertSubject, Evidence, OpenEvent, Reading, UpdatePolicy
 from gateway.events import take_snapshot, validate_alert
 from gateway.events.snapshot import encode_bounded, render
-from gateway.history import EventHistory
+from gateway.delivery.history import EventHistory
 from gateway.metrics import GatewayMetrics
-from gateway.outbox import Outbox
+from gateway.delivery.outbox import Outbox
 from gateway.video.decode import decode_frames, open_video
 
 REPO = Path(__file__).resolve().parent.parent

@@ -70,9 +70,9 @@ from gateway import __version__
 from gateway.api.view import CameraStatus, GatewayView, ZoneOutline
 from gateway.config.models import IDENT_PATTERN, ApiSection
 from gateway.events.types import ALERT_TYPE_NAMES
-from gateway.history import EVENT_ID_RE, EventHistory, EventRecord
+from gateway.delivery.history import EVENT_ID_RE, EventHistory, EventRecord
 from gateway.metrics import GatewayMetrics
-from gateway.outbox import UnknownEventError
+from gateway.delivery.outbox import UnknownEventError
 from gateway.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -429,7 +429,7 @@ def create_app(
     """The API and page over the service's live `view`, the event `history` and the `outbox`.
 
     metrics: the service's `GatewayMetrics` (it feeds `observe_inference`); one is made if
-    omitted. publisher: the `MqttPublisher`, for publish latency in /metrics.
+    omitted. publisher: the `MqttSink`, for publish latency in /metrics.
     timezone: IANA name for the times the API prints (acks); default the system's.
     Raises ApiConfigError for an open API on a non-loopback bind.
     """

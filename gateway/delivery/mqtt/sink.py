@@ -50,7 +50,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.backoff import Backoff
-from gateway.comms.messages import (
+from gateway.delivery.mqtt.messages import (
     InvalidMessage,
     InvalidRequestWithReply,
     RateLimiter,
@@ -62,9 +62,9 @@ from gateway.comms.messages import (
     parse_snapshot_request,
     snapshot_reply,
 )
-from gateway.comms.topics import Topics, reply_topic_problem
+from gateway.delivery.mqtt.topics import Topics, reply_topic_problem
 from gateway.config.models import MqttSection
-from gateway.outbox import AckRecord, NewMessage, Outbox, OutboxMessage, UnknownEventError
+from gateway.delivery.outbox import AckRecord, NewMessage, Outbox, OutboxMessage, UnknownEventError
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class _Latency:
         return {"n": len(values), "p50_ms": pick(0.5), "p95_ms": pick(0.95), "max_ms": round(values[-1] * 1000, 1)}
 
 
-class MqttPublisher:
+class MqttSink:
     """Publishes queued alerts, presence and camera state; handles acks and remote-look requests."""
 
     def __init__(
@@ -227,16 +227,12 @@ class MqttPublisher:
         self._wake_r.close()
         self._wake_w.close()
 
-    def submit(self, payload: dict[str, Any]) -> int:
-        """Queue one alert message (DESIGN §3.3 payload) durably and wake the publisher.
+    def submit(self, payloads: Sequence[dict[str, Any]]) -> list[int]:
+        """Queue alert messages (DESIGN §3.3 payloads) durably, in order, and wake the publisher.
 
-        Returns the outbox row id. Raises ValueError for a payload without camera_id/event_id/seq
-        and OutboxError when the disk cannot take it. Never waits for the broker.
+        One outbox transaction (one fsync) for the lot; returns their outbox row ids. Raises
+        ValueError for a payload without camera_id/event_id/seq. Never waits for the broker.
         """
-        return self.submit_many([payload])[0]
-
-    def submit_many(self, payloads: Sequence[dict[str, Any]]) -> list[int]:
-        """Queue several alert messages in one outbox transaction (one fsync), in order."""
         row_ids = self.outbox.put_many([self._new_message(payload) for payload in payloads])
         self.notify()
         return row_ids

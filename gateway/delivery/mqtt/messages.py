@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from gateway.comms.topics import LEVEL
+from gateway.delivery.mqtt.topics import LEVEL
 
 MAX_ACK_BYTES = 16 * 1024
 MAX_REQUEST_BYTES = 4 * 1024
