@@ -605,9 +605,11 @@ class SensorBroker(StrictModel):
 
 
 class StorageSection(StrictModel):
-    outbox_max_mb: float = Field(default=200, gt=0)
+    outbox_max_mb: float = Field(default=200, gt=0, description="Cap of each output's outbox file.")
     snapshot_max_mb: float = Field(default=500, gt=0)
     snapshot_retention_days: float = Field(default=30, gt=0)
+    hold_max_mb: float = Field(default=16, gt=0, description="Alerts kept in memory per output while the "
+                               "data disk cannot take them (full); the newest are kept.")
 
 
 class ApiSection(StrictModel):
@@ -624,6 +626,8 @@ class GatewayConfig(StrictModel):
     sensors: list[Sensor] = Field(default_factory=list)
     sensor_brokers: dict[Ident, SensorBroker] = Field(default_factory=dict)
     mqtt: MqttSection = Field(default_factory=MqttSection)
+    outputs: list[Output] = Field(default_factory=list)
+    """Where alerts go (gateway.config.outputs); the top-level `mqtt:` is the first output."""
     storage: StorageSection = Field(default_factory=StorageSection)
     api: ApiSection = Field(default_factory=ApiSection)
 
@@ -643,6 +647,8 @@ class GatewayConfig(StrictModel):
                 raise
             raise _add_problems(error, problems, data) from None
         problems += list(config._sensor_problems())
+        problems += list(output_problems("mqtt" in config.model_fields_set, config.outputs,
+                                         {camera.id for camera in config.cameras}))
         if problems:
             raise LocatedErrors(problems)
         return config
@@ -674,6 +680,11 @@ class GatewayConfig(StrictModel):
                 if rule.escalate is not None and rule.escalate.sensor not in sensor_ids:
                     yield _located(f"{where}.escalate.sensor", f"unknown sensor {rule.escalate.sensor!r}",
                                    sensor_ids)
+
+    @property
+    def delivery_outputs(self) -> list[Output]:
+        """Every output in use, in order (the top-level `mqtt:` section first, when given)."""
+        return resolve_outputs(self.mqtt, "mqtt" in self.model_fields_set, self.outputs)
 
     def sensor(self, sensor_id: str) -> Sensor:
         for sensor in self.sensors:
@@ -924,3 +935,10 @@ def _chosen_member(node: _Node, value: Any) -> _Node | None:
         return None
     member = _members(node).get(str(tag))
     return _node(member) if member is not None else None
+
+
+# The outputs section is its own module (it builds on the models above); GatewayConfig names it
+# in an annotation, resolved here once both exist.
+from gateway.config.outputs import Output, output_problems, resolve_outputs  # noqa: E402
+
+GatewayConfig.model_rebuild()
