@@ -68,7 +68,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from gateway.delivery.storage import describe, is_disk_full, open_wal
+from gateway.delivery.storage import LOW_SPACE_BYTES, describe, free_bytes, is_disk_full, open_wal
 
 log = logging.getLogger(__name__)
 
@@ -555,6 +555,8 @@ class Outbox:
         if written:
             log.warning("outbox %s: the disk takes writes again; wrote the %d alert messages held in memory",
                         self.path, written)
+        elif self.disk_full and (free_bytes(self.path) or 0) < LOW_SPACE_BYTES:
+            return True  # nothing to write, but no sign yet that the disk has room again
         self._clear_problem()
         return True
 
