@@ -64,7 +64,7 @@ def alerts(count: int, *, picture: bool = False) -> list[AlertMessage]:
 
 
 def delivery_config(data_dir: Path, *, mqtt_port: int | None = None, webhook_url: str | None = None,
-                    **webhook: Any) -> GatewayConfig:
+                    storage: dict[str, Any] | None = None, **webhook: Any) -> GatewayConfig:
     """A validated config: MQTT (when `mqtt_port`) first, then a webhook (when `webhook_url`)."""
     outputs: list[dict[str, Any]] = []
     if mqtt_port is not None:
@@ -76,16 +76,17 @@ def delivery_config(data_dir: Path, *, mqtt_port: int | None = None, webhook_url
         "gateway": {"id": GATEWAY_ID, "name": "东门网关", "timezone": "Asia/Shanghai", "data_dir": str(data_dir)},
         "detector": {"model": str(data_dir / "unused.onnx")},
         "outputs": outputs,
+        "storage": storage or {},
     })
 
 
-def make_router(config: GatewayConfig, **hooks: Any) -> AlertRouter:
+def make_router(config: GatewayConfig, *, disk_clear_s: float = 10.0, **hooks: Any) -> AlertRouter:
     """The real outputs, history and router of `config` (started); the caller stops it."""
     router_box: list[AlertRouter] = []
     outputs = build_outputs(config, on_ack=lambda record: router_box[0].on_centre_ack(record),
                             on_case=lambda update: router_box[0].record_case(update), **hooks)
     history = EventHistory.from_config(config.gateway.data_dir, config.storage)
-    router = AlertRouter(outputs, history, gateway_id=config.gateway.id, disk_watch=DiskFullWatch(config.gateway),
+    router = AlertRouter(outputs, history, gateway_id=config.gateway.id, disk_watch=DiskFullWatch(config.gateway, disk_clear_s),
                          timezone=TZ, data_dir=config.gateway.data_dir)
     router_box.append(router)
     router.start()

@@ -424,8 +424,15 @@ class Outbox:
 
     def _insert_row(self, row_id: int | None, topic: str, event_id: str, seq: int, state: str, camera_id: str,
                     body: bytes, size: int, has_snapshot: bool, created_at: float) -> int:
-        """One row (with the id it was held under, if any) and its known_events entry."""
+        """One row (with the id it was held under, if any) and its known_events entry.
+
+        Ids are handed out here, not by AUTOINCREMENT: a held message that was delivered from memory
+        never reaches the table, and its id must still never be given to a later row (a sender
+        that walks rows by id is already past it).
+        """
         assert self._db is not None
+        if row_id is None:
+            row_id = self._last_id + 1
         cursor = self._db.execute(
             "INSERT INTO outbox (id, topic, event_id, seq, state, camera_id, payload, size, has_snapshot, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -741,8 +748,13 @@ class Outbox:
             return removed
         except sqlite3.Error as exc:
             self._resync()
-            log.error("cannot remove %d delivered alerts from the outbox %s: %s; they will be sent again",
-                      len(ids), self.path, describe(exc, self.path))
+            if is_disk_full(exc, self.path):  # said once (see _set_problem), not once per delivery
+                self._set_problem(exc)
+                log.debug("cannot remove %d delivered alerts from the outbox %s (disk full); they will be sent "
+                          "again after a restart", len(ids), self.path)
+            else:
+                log.error("cannot remove %d delivered alerts from the outbox %s: %s; they will be sent again",
+                          len(ids), self.path, describe(exc, self.path))
             return 0
 
     # ------------------------------------------------------------------ state
