@@ -134,6 +134,31 @@ def parse_duration(text: str) -> float:
 class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        """Reset every open keep-alive connection, as a device that powers off does."""
+        with self._connections_lock:
+            connections = list(self.connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # clients that gave up (timeouts, stopped listeners) are part of the tests
 
@@ -178,9 +203,13 @@ class FakeOnvifDevice:
         self.name, self.location = name, location
         self.endpoint_uuid = f"urn:uuid:{uuid.uuid4()}"
         self.calls: list[str] = []
+        self.call_times: list[tuple[str, float]] = []
+        """(operation, time.monotonic()) of every request, for tests of retry pacing."""
         self.auth_failures = 0
         self.goto_calls: list[tuple[str, str]] = []
         self.subscriptions: dict[int, Subscription] = {}
+        self.states: dict[tuple, tuple[str, dict[str, str], dict[str, str]]] = {}
+        """Current property states (topic, source) -> (topic, data, source), as pushed."""
         self.stats = {"created": 0, "renewed": 0, "unsubscribed": 0, "pulls": 0}
         self._next_subscription = 1
         self._lock = threading.Condition()
@@ -214,13 +243,16 @@ class FakeOnvifDevice:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            self._server.drop_connections()
             self._server = None
 
     def reboot(self, downtime_s: float = 0.5) -> None:
-        """Drop every subscription and refuse connections for `downtime_s` (in the background)."""
-        self.stop()
+        """Power-cycle: every connection is reset, subscriptions and event states are lost, and
+        connections are refused for `downtime_s` (the restart happens in the background)."""
         with self._lock:
             self.subscriptions.clear()
+            self.states.clear()
+        self.stop()
         threading.Timer(downtime_s, self.start).start()
 
     @property
@@ -242,9 +274,15 @@ class FakeOnvifDevice:
 
     def push_event(self, topic: str, data: dict[str, str], source: dict[str, str] | None = None,
                    operation: str = "Changed") -> None:
-        """Queue one notification on every live subscription (tns1: topics)."""
+        """Queue one notification on every live subscription (tns1: topics); the device
+        remembers it as the property's current state, re-sent at every synchronisation point."""
         message = notification_xml(topic, data, source or {}, operation, self.now())
         with self._lock:
+            key = (topic, tuple(sorted((source or {}).items())))
+            if operation == "Deleted":
+                self.states.pop(key, None)
+            else:
+                self.states[key] = (topic, dict(data), dict(source or {}))
             for subscription in self.subscriptions.values():
                 subscription.messages.append(message)
             self._lock.notify_all()
@@ -299,6 +337,7 @@ class FakeOnvifDevice:
             return self._fault(FaultSpec("env:Sender", "ter:WellFormed", "Malformed SOAP message"))
         operation = etree.QName(request).localname
         self.calls.append(operation)
+        self.call_times.append((operation, time.monotonic()))
         if delay := self.delays.get(operation):
             self._released.wait(delay)
         if operation not in PRE_AUTH and not self._authorized(envelope):
@@ -572,11 +611,16 @@ class FakeOnvifDevice:
                 "http://www.onvif.org/ver10/events/wsdl/EventPortType/CreatePullPointSubscriptionResponse")
 
     def op_SetSynchronizationPoint(self, request, path):  # noqa: N802
+        """Every property's current state again, as 'Initialized' (ONVIF Core 9.6): the scene
+        is unchanged unless an event said otherwise."""
+        idle_scene = ("tns1:VideoSource/GlobalSceneChange/ImagingService", {"State": "false"},
+                      {"Source": "VideoSource_1"})
         with self._lock:
             subscription = self._subscription(path)
-            subscription.messages.append(notification_xml(
-                "tns1:VideoSource/GlobalSceneChange/ImagingService", {"State": "false"},
-                {"Source": "VideoSource_1"}, "Initialized", self.now()))
+            states = dict(self.states)
+            states.setdefault((idle_scene[0], tuple(sorted(idle_scene[2].items()))), idle_scene)
+            for topic, data, source in states.values():
+                subscription.messages.append(notification_xml(topic, data, source, "Initialized", self.now()))
             self._lock.notify_all()
         return ("<tev:SetSynchronizationPointResponse/>",
                 "http://www.onvif.org/ver10/events/wsdl/PullPointSubscription/SetSynchronizationPointResponse")
