@@ -45,14 +45,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gateway.api.view import CAMERA_STATES, GatewayView
+from gateway.status import CAMERA_STATES, GatewayView
+from gateway.detection import INFERENCE_MS_BUCKETS
 from gateway.events.types import ALERT_TYPES
 
 log = logging.getLogger(__name__)
 
 PREFIX = "gateway"
-INFERENCE_BUCKETS_MS = (5, 10, 20, 30, 50, 75, 100, 150, 250, 500, 1000)
-"""Same edges as gateway.detection.INFERENCE_MS_BUCKETS (a pulled source brings its own)."""
 
 
 class HealthSource(Protocol):
@@ -84,7 +83,7 @@ class GatewayMetrics:
         self.history = None
         self.inference = inference
         self._unsubscribe = None
-        self._pushed = _Histogram(INFERENCE_BUCKETS_MS)
+        self._pushed = _Histogram(INFERENCE_MS_BUCKETS)
         self._alerts = dict.fromkeys(ALERT_TYPES, 0)
         self.registry.register(_LiveCollector(self))
         if history is not None:

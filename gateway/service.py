@@ -30,8 +30,9 @@ from gateway.config.models import Camera, GatewayConfig, GatewaySection, OnvifSo
 from gateway.detection import TimedDetector, load_detector
 from gateway.events import AlertMessage
 from gateway.outbox import AckRecord, Outbox
-from gateway.api.app import create_app, make_server
-from gateway.api.view import CameraStatus, ZoneOutline
+from gateway.api.app import create_app
+from gateway.api.server import make_server
+from gateway.status import CameraStatus, ZoneOutline
 from gateway.history import EventHistory
 from gateway.metrics import GatewayMetrics
 from gateway.comms.sensor_input import SensorInput
@@ -132,7 +133,8 @@ class GatewayService:
         metrics = GatewayMetrics()
         metrics.attach(inference=self.detector)
         app = create_app(self, self.history, self.outbox, self.config.api, metrics=metrics,
-                         publisher=self.publisher, timezone=self.config.gateway.timezone)
+                         publisher=self.publisher, timezone=self.config.gateway.timezone,
+                         sessions_path=self.config.gateway.data_dir / "web-sessions.json")
         self.api_server = make_server(app, self.config.api)
 
         def serve() -> None:

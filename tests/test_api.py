@@ -6,7 +6,9 @@ The view serves real frames of vtest.avi with the real detector's people; alerts
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
 import socket
 import threading
@@ -22,7 +24,9 @@ import numpy as np
 import pytest
 from pydantic import SecretStr
 
-from gateway.api.app import ApiConfigError, create_app, make_server
+from gateway.api.app import ApiConfigError, create_app
+from gateway.api.auth import LoginThrottle, SessionStore
+from gateway.api.server import make_server
 from gateway.comms.mqtt import MqttPublisher
 from gateway.config.models import ApiSection, MqttSection
 from gateway.history import EventHistory
@@ -129,19 +133,24 @@ def test_login_form_sets_an_http_only_session_cookie(api):
         assert response.status_code == 303 and response.headers["location"] == "/"
         cookie = response.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
-        assert TOKEN not in cookie  # an HMAC of the token, not the token
+        assert TOKEN not in cookie  # a random session id, not the token
+        session = browser.cookies["gw_session"]
         assert browser.get("/api/cameras").status_code == 200
         page = browser.get("/", headers={"Accept": "text/html"})
         assert page.status_code == 200 and "/static/app.js" in page.text
         assert browser.post("/logout").status_code == 303
         assert browser.get("/api/cameras").status_code == 401
+    # logout revoked the session itself: a copy of the cookie is worth nothing now
+    with httpx.Client(base_url=api.url, timeout=PATIENCE_S, cookies={"gw_session": session}) as thief:
+        assert thief.get("/api/cameras").status_code == 401
 
 
 def test_kiosk_link_trades_the_token_for_a_cookie_and_drops_it_from_the_url(api):
     with httpx.Client(base_url=api.url, timeout=PATIENCE_S) as browser:
         assert browser.get("/", params={"token": "wrong"}).status_code == 401
         response = browser.get("/", params={"token": TOKEN})
-        assert response.status_code == 303 and response.headers["location"] == "/"
+        # the page then tells the operator the token is in this browser's history
+        assert response.status_code == 303 and response.headers["location"] == "/#token-in-history"
         assert browser.get("/api/info").status_code == 200
 
 
@@ -156,6 +165,58 @@ def test_cookie_writes_from_another_site_are_refused(api):
         assert browser.post(f"/api/events/{event_id}/ack", json={"by": "evil"}, headers=hidden).status_code == 403
         same = browser.post(f"/api/events/{event_id}/ack", json={"by": "王五"}, headers={"Origin": api.url})
         assert same.status_code == 200 and same.json()["ack"]["by"] == "王五"
+        assert browser.post("/logout", headers={"Origin": "http://evil.example"}).status_code == 403
+        assert browser.get("/api/info").status_code == 200  # still logged in
+
+
+def test_failed_logins_are_throttled_logged_without_the_guess_and_parallel_guessing_is_bounded(
+        tmp_path, caplog):
+    with serve(tmp_path) as served:
+        async def guess_all() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=served.url, timeout=PATIENCE_S) as browser:
+                return await asyncio.gather(*[browser.post("/login", data={"token": f"guess-{n}-xyz"})
+                                              for n in range(30)])
+
+        with caplog.at_level(logging.WARNING, logger="gateway.api"):
+            answers = asyncio.run(guess_all())
+        codes = sorted(response.status_code for response in answers)
+        assert codes == [401] * 5 + [429] * 25  # 5 tries per client per 5 minutes, however parallel
+        refused = next(response for response in answers if response.status_code == 429)
+        assert 0 < int(refused.headers["retry-after"]) <= 300 and "Too many attempts" in refused.text
+        with httpx.Client(base_url=served.url, timeout=PATIENCE_S) as browser:  # even the right token waits
+            assert browser.post("/login", data={"token": TOKEN}).status_code == 429
+            assert browser.get("/", params={"token": TOKEN}).status_code == 429  # the kiosk link too
+    failures = [r.getMessage() for r in caplog.records if "web login failed from 127.0.0.1" in r.getMessage()]
+    assert len(failures) == 5 and "guess-" not in caplog.text
+
+
+def test_login_throttle_per_client_and_overall():
+    throttle = LoginThrottle(per_client=3, overall=5, window_s=60)
+    for at in (0, 1, 2):
+        assert throttle.retry_after("10.0.0.1", at) == 0
+        throttle.failed("10.0.0.1", at)
+    assert throttle.retry_after("10.0.0.1", 3) == pytest.approx(57)   # until the first failure ages out
+    assert throttle.retry_after("10.0.0.2", 3) == 0                    # others are not punished
+    throttle.failed("10.0.0.2", 4)
+    throttle.failed("10.0.0.3", 5)
+    assert throttle.retry_after("10.0.0.4", 6) == pytest.approx(54)   # 5 failures overall: everyone waits
+    assert throttle.retry_after("10.0.0.1", 61) == 0 and throttle.retry_after("10.0.0.4", 61) == 0
+    throttle.succeeded("10.0.0.2")
+    assert throttle.retry_after("10.0.0.2", 61) == 0
+
+
+def test_sessions_survive_a_restart_and_a_new_token_revokes_them(tmp_path):
+    sessions = tmp_path / "web-sessions.json"
+    store = SessionStore(b"token-one-0123456789", sessions)
+    session = store.create()
+    assert store.valid(session) and not store.valid("made-up")
+    assert session not in sessions.read_text()  # only hashes are kept
+    assert oct(sessions.stat().st_mode & 0o777) == "0o600"
+    assert SessionStore(b"token-one-0123456789", sessions).valid(session)      # a restart keeps it
+    assert not SessionStore(b"token-two-0123456789", sessions).valid(session)  # a new token does not
+    assert store.revoke(session) and not SessionStore(b"token-one-0123456789", sessions).valid(session)
+    sessions.write_text("{not json")
+    assert len(SessionStore(b"token-one-0123456789", sessions)) == 0  # unreadable: log in again
 
 
 def test_open_api_only_on_loopback(tmp_path):

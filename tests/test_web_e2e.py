@@ -184,3 +184,21 @@ def test_login_form_in_the_browser(browser, site):
     assert cookies["gw_session"]["httpOnly"] and cookies["gw_session"]["value"] != TOKEN
     assert page.evaluate("document.cookie") == ""  # invisible to scripts
     context.close()
+
+
+def test_kiosk_link_warns_that_the_token_is_in_the_browser_history(browser, site):
+    context = browser.new_context(locale="zh-CN")
+    page = context.new_page()
+    page.goto(f"{site.url}/?token={TOKEN}")
+    page.wait_for_selector("#toast:not([hidden])", timeout=PATIENCE_MS)
+    assert "历史记录" in page.locator("#toast").inner_text()
+    assert page.url == f"{site.url}/"  # neither the token nor the notice stays in the address bar
+    context.close()
+
+
+def test_the_type_filter_lists_the_gateways_alert_vocabulary(page):
+    from gateway.events.types import ALERT_TYPES
+
+    wait_until(page, "n => document.querySelectorAll('#f-type option').length === n", len(ALERT_TYPES) + 1)
+    labels = page.locator("#f-type option").all_inner_texts()[1:]
+    assert labels == [kind.title_zh for kind in ALERT_TYPES.values()]

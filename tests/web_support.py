@@ -29,8 +29,9 @@ from pydantic import SecretStr
 
 from detectors import DetectorSettings, create_detector
 from detectors.base import Detections
-from gateway.api import CameraStatus, ZoneOutline
-from gateway.api.app import create_app, make_server
+from gateway.status import CameraStatus, ZoneOutline
+from gateway.api.app import create_app
+from gateway.api.server import make_server
 from gateway.config.models import ApiSection, Camera
 from gateway.events import AlertMessage, AlertSource, AlertSubject, Evidence, OpenEvent, Reading, UpdatePolicy
 from gateway.events import take_snapshot, validate_alert

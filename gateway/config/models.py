@@ -614,6 +614,11 @@ class ApiSection(StrictModel):
     bind: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     token: SecretStr | None = None
+    proxy_headers: bool = Field(
+        default=False, description="Behind a TLS reverse proxy: believe its X-Forwarded-Proto/For "
+                                   "(session cookies then get Secure).")
+    trusted_proxies: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1"], description="Addresses whose forwarded headers are believed.")
 
 
 class GatewayConfig(StrictModel):

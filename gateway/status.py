@@ -1,8 +1,9 @@
-"""What the web API reads live state through: the running service implements `GatewayView`.
+"""The gateway's live status as its outputs read it: the running service implements `GatewayView`.
 
-The API never touches readers, detectors or analytics directly (DESIGN §2: data flows one way);
-the service hands it this narrow, read-only view. Everything here is plain data so that a test
-can implement the protocol with real frames and no threads.
+The web API and the metrics never touch readers, detectors or analytics directly (DESIGN §2:
+data flows one way); the service hands them this narrow, read-only view, which sits below both.
+Everything here is plain data so that a test can implement the protocol with real frames and
+no threads.
 
 Coordinates: `frame_size`, zone and mask polygons are in pixels of the *decoded* frame (what
 `camera_snapshot` shows, before any downscaling of the JPEG). `resolution` and `coordinates`
