@@ -39,6 +39,7 @@ from gateway.comms.sensor_input import SensorInput
 from gateway.scheduler import AnalysisScheduler
 from gateway.sensors.alerts import LinkedEvidence
 from gateway.sensors.hub import SensorHub
+from gateway.redaction import redact
 from gateway.sdnotify import SystemdNotifier
 
 log = logging.getLogger(__name__)
@@ -300,7 +301,12 @@ class GatewayService:
         """
         if config_path is None:
             return
-        new, issues = check_config(config_path)
+        try:
+            new, issues = check_config(config_path)
+        except Exception as error:  # noqa: BLE001 - a bad file must never stop a running gateway
+            log.error("reload rejected: %s could not be read (%s); still running the previous "
+                      "configuration", config_path, redact(str(error)))
+            return
         if new is None:
             for issue in issues:
                 log.error("reload rejected: %s", issue)

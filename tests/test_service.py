@@ -242,12 +242,19 @@ def test_sighup_adds_and_removes_a_camera_and_rejects_a_bad_file(
     gateway.signal(signal.SIGHUP)
     wait_until(lambda: "cam2" not in heartbeats(sub)[-1].get("cameras", {}), PATIENCE_S, "cam2 removed", gateway)
 
-    path.write_text(path.read_text().replace("fps: 2", "fps: fast"))
-    gateway.signal(signal.SIGHUP)
-    wait_until(lambda: "reload rejected" in gateway.log(), PATIENCE_S, "the bad file to be rejected", gateway)
-    assert f"{path}:" in gateway.log() and "cameras[0].fps" in gateway.log()
+    good = path.read_text()
+    hostile = [good.replace("fps: 2", "fps: fast"),                         # a plain mistake
+               good.replace("fps: 2", "fps: " + "7" * 5000),                # a number Python will not parse
+               good + "defaults: " + "[" * 3000 + "]" * 3000 + "\n"]        # deeper than the parser goes
+    for number, text in enumerate(hostile, 1):
+        path.write_text(text)
+        gateway.signal(signal.SIGHUP)
+        wait_until(lambda: gateway.log().count("reload rejected: ") >= 2 * number, PATIENCE_S,
+                   f"bad file {number} to be rejected", gateway)
+    log = gateway.log()
+    assert f"{path}:" in log and "cameras[0].fps" in log and "nested too deeply" in log and "Traceback" not in log
     running = camera_health(sub, "cam1")["frames_decoded"]
-    wait_until(lambda: camera_health(sub, "cam1")["frames_decoded"] > running, 10,
+    wait_until(lambda: camera_health(sub, "cam1")["frames_decoded"] > running, PATIENCE_S,
                "cam1 still running on the old config", gateway)
     assert gateway.stop() == 0
 
