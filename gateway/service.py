@@ -84,7 +84,7 @@ class GatewayService:
                      self.outbox.depth())
         self.publisher = MqttPublisher(
             self.config.mqtt, settings.id, self.outbox, health_provider=self.health,
-            snapshot_provider=self.camera_snapshot, on_ack=self._on_ack)
+            snapshot_provider=self.camera_snapshot, camera_known=self._has_camera, on_ack=self._on_ack)
         self.publisher.start()
         self.history = EventHistory.from_config(settings.data_dir, self.config.storage)
         self.scheduler = AnalysisScheduler(self.detector, self.emit)
@@ -408,6 +408,9 @@ class GatewayService:
             ready[f"camera:{worker.camera.id}"] = worker.reader.alive and \
                 worker.reader.health().state == "streaming"
         return ready
+
+    def _has_camera(self, camera_id: str) -> bool:
+        return any(worker.camera.id == camera_id for worker in (self.scheduler.workers() if self.scheduler else []))
 
     def camera_snapshot(self, camera_id: str) -> bytes | None:
         for worker in self.scheduler.workers() if self.scheduler else []:

@@ -91,6 +91,21 @@ def test_malformed_payload_is_counted_and_the_next_good_one_arrives(site, mosqui
     assert any("东门门磁" in r.getMessage() and "not JSON" in r.getMessage() for r in caplog.records)
 
 
+def test_a_flood_of_deeply_nested_payloads_is_counted_in_one_log_line(site, mosquitto, subscriber_factory,  # noqa: F811
+                                                                      caplog):
+    sensor_input, collector = site
+    device = subscriber_factory(mosquitto.port, ["unused/#"])
+    with caplog.at_level("DEBUG", logger="gateway.comms.sensor_input"):
+        for _ in range(300):
+            device.publish("zigbee2mqtt/door_1", b"[" * 5000 + b"]" * 5000)
+        device.publish("zigbee2mqtt/door_1", {"contact": True})
+        assert collector.wait(lambda r: len(r) == 1)
+    door = sensor_input.health()["site"]["sensors"]["door-1"]
+    assert door["errors"] == 300 and door["last_error"] == "malformed payload: payload is JSON nested too deeply"
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and not any(r.exc_info for r in caplog.records)
+
+
 def test_broker_restart_reconnects_and_receives_again(site, mosquitto, subscriber_factory, caplog):  # noqa: F811
     sensor_input, collector = site
     with caplog.at_level("INFO", logger="gateway.comms.sensor_input"):
