@@ -100,7 +100,8 @@ window.I18N = {
       "intrusion": "区域入侵",
       "sensor": "传感器告警",
       "camera_offline": "摄像机离线",
-      "camera_tamper": "摄像机遮挡/破坏"
+      "camera_tamper": "摄像机遮挡/破坏",
+      "patrol_fault": "巡逻中断"
     }
   },
   en: {
@@ -202,7 +203,8 @@ window.I18N = {
       "intrusion": "Intrusion",
       "sensor": "Sensor alarm",
       "camera_offline": "Camera offline",
-      "camera_tamper": "Camera tamper"
+      "camera_tamper": "Camera tamper",
+      "patrol_fault": "Patrol stopped"
     }
   }
 };
