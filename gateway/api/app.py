@@ -72,6 +72,7 @@ from gateway.config.models import IDENT_PATTERN, ApiSection
 from gateway.events.types import ALERT_TYPE_NAMES
 from gateway.history import EVENT_ID_RE, EventHistory, EventRecord
 from gateway.metrics import GatewayMetrics
+from gateway.onvif.patrol import PatrolStatus
 from gateway.outbox import UnknownEventError
 from gateway.redaction import redact
 
@@ -155,6 +156,7 @@ class CameraOut(BaseModel):
     resolution: tuple[int, int] | None = Field(description="[width, height] the YAML's pixel polygons refer to.")
     coordinates: Literal["pixels", "normalized"]
     snapshot_url: str
+    patrol: PatrolStatus | None = Field(default=None, description="PTZ patrol state; null without a patrol.")
 
 
 class AckOut(BaseModel):
@@ -864,6 +866,7 @@ def _camera_out(camera: CameraStatus) -> CameraOut:
         resolution=tuple(camera.resolution) if camera.resolution else None,
         coordinates=camera.coordinates,
         snapshot_url=f"/api/cameras/{camera.id}/snapshot.jpg",
+        patrol=camera.patrol,  # its last_error is redacted where it is made (gateway.onvif.ptz)
     )
 
 
