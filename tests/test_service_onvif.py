@@ -215,9 +215,9 @@ def test_patrol_with_refused_credentials_raises_patrol_fault_then_recovers(
         assert not with_preset(sub) and device.goto_calls == []
 
         device.refuse_credentials = False  # the installer fixed the password
-        wait_until(lambda: of_type(sub, "patrol_fault", "end"), 40, "the patrol_fault end", gateway)
+        wait_until(lambda: of_type(sub, "patrol_fault", "end"), 90, "the patrol_fault end", gateway)
         assert of_type(sub, "patrol_fault", "end")[0]["event_id"] == fault["event_id"]
-        wait_until(lambda: {a["details"]["preset"] for a in with_preset(sub)} >= {"1", "2"}, 60,
+        wait_until(lambda: {a["details"]["preset"] for a in with_preset(sub)} >= {"1", "2"}, 150,
                    "intrusion alerts at both numbered presets", gateway)
         assert {token for _profile, token in device.goto_calls} == {"PresetToken_1", "PresetToken_2"}
         wait_until(lambda: (metric(api_port, "gateway_camera_patrol_moves_total", "ptz") or 0) >= 2, 20,
@@ -246,14 +246,14 @@ def test_a_ptz_head_that_does_not_move_gets_no_zones_until_it_does(
         gateway = start_gateway(write_config(tmp_path / "site.yaml", mosquitto.port, camera, tmp_path / "data"))
         wait_until(lambda: (camera_health(sub, "ptz") or {}).get("state") == "streaming", 30,
                    "the camera streaming", gateway)
-        wait_until(lambda: gateway.log().count("did not reach preset") >= 3, 40,
+        wait_until(lambda: gateway.log().count("did not reach preset") >= 3, 90,
                    "three moves that never arrived", gateway)
         assert (camera_health(sub, "ptz")["patrol"] or {})["state"] == "failing"
         assert "(it reports: idle, pan 0.000, tilt 0.000, zoom 0.000)" in gateway.log()
         assert not with_preset(sub)  # frames came all along: before, every stop raised an intrusion
 
         device.ptz_stuck = False
-        wait_until(lambda: with_preset(sub), 40, "an intrusion once the camera really moved", gateway)
+        wait_until(lambda: with_preset(sub), 90, "an intrusion once the camera really moved", gateway)
         assert gateway.stop() == 0
 
 
@@ -307,6 +307,10 @@ def test_the_watchdog_notices_a_dead_patrol_task(tmp_path: Path, mosquitto: Mosq
         service.start()
         try:
             worker = service.scheduler.workers()[0]
+            deadline = time.monotonic() + 30
+            while worker.patrol.status().moves < 1:  # at its stop: not stopped mid-request
+                assert time.monotonic() < deadline, "the patrol never reached its stop"
+                time.sleep(0.05)
             assert worker.patrol.alive and service.failed_workers() == []
             worker.patrol.stop()  # the task ends: a dead worker, like a dead reader thread
             assert service.failed_workers() == ["camera ptz: PTZ patrol task is dead"]
