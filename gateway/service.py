@@ -283,6 +283,8 @@ class GatewayService:
         for worker in self.scheduler.workers() if self.scheduler else []:
             if not worker.reader.alive:
                 failures.append(f"camera {worker.camera.id}: reader thread is dead")
+            if worker.patrol is not None and not worker.patrol.alive:
+                failures.append(f"camera {worker.camera.id}: PTZ patrol task is dead")
         return failures
 
     def status_line(self) -> str:
@@ -362,6 +364,7 @@ class GatewayService:
             "skip_ratio": status.skip_ratio,
             "frames_inferred": status.frames_inferred,
             "frame_age_when_analysed_s": status.last_frame_age_when_analysed_s,
+            **({"patrol": asdict(status.patrol)} if status.patrol is not None else {}),
             "at": datetime.now(self.timezone).isoformat(timespec="seconds"),
         }
 
@@ -398,6 +401,7 @@ class GatewayService:
             last_frame_age_s=reader.last_frame_age_s, reconnects=reader.reconnects,
             last_error=reader.last_error, skip_ratio=status.skip_ratio if worker.gate else None,
             frame_size=status.frame_size, zones=zones, masks=masks, preset=worker.preset,
+            patrol=status.patrol,
             source=reader.url, resolution=camera.resolution, coordinates=camera.coordinates,
         )
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from gateway.onvif.patrol import PatrolStatus
+
 CameraState = Literal["connecting", "streaming", "backoff", "stopped", "offline"]
 CAMERA_STATES: tuple[str, ...] = ("connecting", "streaming", "backoff", "stopped", "offline")
 
@@ -55,6 +57,7 @@ class CameraStatus:
     resolution / coordinates: the camera's YAML units (`resolution: [w, h]` the pixel polygons
     were drawn on, or `coordinates: normalized`); the installer view writes zones in these units.
     preset: the PTZ preset the camera is parked on / patrolling, if any.
+    patrol: the PTZ patrol's state (None without a patrol): moving, watching, failing, fault...
     """
 
     id: str
@@ -75,6 +78,7 @@ class CameraStatus:
     source: str = ""
     resolution: tuple[int, int] | None = None
     coordinates: Literal["pixels", "normalized"] = "pixels"
+    patrol: PatrolStatus | None = None
 
 
 @runtime_checkable

@@ -9,6 +9,11 @@ be offset with `clock_offset_s`), so a wrong password or a skewed clock gives th
 `env:Sender / ter:NotAuthorized` fault (or HTTP 401 with `auth_failure="http401"`).
 
 Knobs: per-operation `faults` and `delays`, `never_answer` (accepts the request, never replies),
+`refuse_credentials` / `wrong_password_for_s` (every authenticated request gets NotAuthorized, as
+a camera does while its password is being changed), PTZ behaviour (`move_s`: a GotoPreset move
+takes this long, MoveStatus MOVING and the position sliding towards the preset meanwhile;
+`ptz_status`: what GetStatus reports, "full", "move_status", "position" or "unsupported";
+`ptz_stuck`: GotoPreset is accepted but the head does not move),
 `get_services=False` (old devices: fall back to GetCapabilities), `stream_uri_credentials`
 (the camera embeds user:password in the stream URI, as some do), PullPoint behaviour
 (`max_subscriptions`, `cancel_all_on_unsubscribe`, `broken_relative_time`, `max_termination_s`),
@@ -59,8 +64,11 @@ NAMESPACES = {
     "wsu": WSU,
 }
 XMLNS = " ".join(f'xmlns:{prefix}="{uri}"' for prefix, uri in NAMESPACES.items())
-PRE_AUTH = {"GetSystemDateAndTime"}
-"""ONVIF access class PRE_AUTH: answered without credentials (the client needs the clock first)."""
+PRE_AUTH = {"GetSystemDateAndTime", "GetServices", "GetCapabilities", "GetServiceCapabilities",
+            "GetWsdlUrl", "GetHostname", "GetEndpointReference"}
+"""ONVIF access class PRE_AUTH (Core spec, 5.9.4.3): answered without credentials. A camera with a
+wrong password therefore lets a client connect and list its services, then refuses the rest."""
+PTZ_STATUS_KINDS = ("full", "move_status", "position", "unsupported")
 
 
 @dataclass
@@ -177,7 +185,9 @@ class FakeOnvifDevice:
                  rtsp_port: int = 554, max_subscriptions: int = 8,
                  cancel_all_on_unsubscribe: bool = False, broken_relative_time: bool = False,
                  max_termination_s: float | None = None, name: str = "Front Gate",
-                 location: str = "city/Shenzhen", port: int = 0):
+                 location: str = "city/Shenzhen", port: int = 0, refuse_credentials: bool = False,
+                 wrong_password_for_s: float = 0.0, move_s: float = 0.0, ptz_status: str = "full",
+                 ptz_stuck: bool = False):
         self.user, self.password = user, password
         self.info = (manufacturer, model, firmware, serial, hardware_id)
         self.profiles = profiles if profiles is not None else [
@@ -207,6 +217,17 @@ class FakeOnvifDevice:
         """(operation, time.monotonic()) of every request, for tests of retry pacing."""
         self.auth_failures = 0
         self.goto_calls: list[tuple[str, str]] = []
+        self.refuse_credentials = refuse_credentials
+        """While True every authenticated request is refused (tests flip it to 'fix the password')."""
+        self.wrong_password_for_s = wrong_password_for_s
+        self._credentials_ok_at = 0.0
+        if ptz_status not in PTZ_STATUS_KINDS:
+            raise ValueError(f"ptz_status must be one of {PTZ_STATUS_KINDS}")
+        self.move_s = move_s
+        self.ptz_status = ptz_status
+        self.ptz_stuck = ptz_stuck
+        self._position = (0.0, 0.0, 0.0)
+        self._move: tuple[tuple[float, float, float], tuple[float, float, float], float] | None = None
         self.subscriptions: dict[int, Subscription] = {}
         self.states: dict[tuple, tuple[str, dict[str, str], dict[str, str]]] = {}
         """Current property states (topic, source) -> (topic, data, source), as pushed."""
@@ -227,6 +248,7 @@ class FakeOnvifDevice:
         self.stop()
 
     def start(self) -> FakeOnvifDevice:
+        self._credentials_ok_at = time.monotonic() + self.wrong_password_for_s
         self._released.clear()
         self._server = _Server(("127.0.0.1", self._port), self._handler_class())
         self._server.daemon_threads = True
@@ -372,6 +394,8 @@ class FakeOnvifDevice:
         return spec.http_status, _envelope(content), {}
 
     def _authorized(self, envelope: etree._Element) -> bool:
+        if self.refuse_credentials or time.monotonic() < self._credentials_ok_at:
+            return False
         token = envelope.find(f"{{{ENV}}}Header/{{{WSSE}}}Security/{{{WSSE}}}UsernameToken")
         if token is None:
             return False
@@ -543,21 +567,48 @@ class FakeOnvifDevice:
             "</tt:PTZPosition></tptz:Preset>" for p in self.presets)
         return f"<tptz:GetPresetsResponse>{items}</tptz:GetPresetsResponse>", None
 
+    def ptz_position(self) -> tuple[tuple[float, float, float], bool]:
+        """((pan, tilt, zoom), moving) of the PTZ head now."""
+        with self._lock:
+            if self._move is None:
+                return self._position, False
+            origin, target, started = self._move
+            progress = (time.monotonic() - started) / self.move_s if self.move_s > 0 else 1.0
+            if progress >= 1.0:
+                self._position, self._move = target, None
+                return target, False
+            return tuple(a + (b - a) * progress for a, b in zip(origin, target)), True
+
     def op_GotoPreset(self, request, path):  # noqa: N802
         profile = self._ptz_profile(request)
         token = request.findtext(f"{{{NAMESPACES['tptz']}}}PresetToken") or ""
-        if not any(p.token == token for p in self.presets):
+        preset = next((p for p in self.presets if p.token == token), None)
+        if preset is None:
             raise Fault(FaultSpec("env:Sender", "ter:InvalidArgVal", "No such preset"),
                         f"<ter:NoToken>{escape(token)}</ter:NoToken>")
         self.goto_calls.append((profile, token))
+        if not self.ptz_stuck:
+            position, _moving = self.ptz_position()
+            with self._lock:
+                self._move = (position, (preset.pan, preset.tilt, preset.zoom), time.monotonic())
         return "<tptz:GotoPresetResponse/>", None
 
     def op_GetStatus(self, request, path):  # noqa: N802
         self._ptz_profile(request)
-        return ("<tptz:GetStatusResponse><tptz:PTZStatus><tt:MoveStatus><tt:PanTilt>IDLE</tt:PanTilt>"
-                "<tt:Zoom>IDLE</tt:Zoom></tt:MoveStatus>"
-                f"<tt:UtcTime>{_iso(self.now())}</tt:UtcTime></tptz:PTZStatus></tptz:GetStatusResponse>",
-                None)
+        if self.ptz_status == "unsupported":
+            raise Fault(FaultSpec())
+        (pan, tilt, zoom), moving = self.ptz_position()
+        position = (f'<tt:Position><tt:PanTilt x="{pan:.6f}" y="{tilt:.6f}" '
+                    'space="http://www.onvif.org/ver10/tptz/PanTiltSpaces/PositionGenericSpace"/>'
+                    f'<tt:Zoom x="{zoom:.6f}" '
+                    'space="http://www.onvif.org/ver10/tptz/ZoomSpaces/PositionGenericSpace"/></tt:Position>'
+                    if self.ptz_status in ("full", "position") else "")
+        word = "MOVING" if moving else "IDLE"
+        move_status = (f"<tt:MoveStatus><tt:PanTilt>{word}</tt:PanTilt><tt:Zoom>{word}</tt:Zoom></tt:MoveStatus>"
+                       if self.ptz_status in ("full", "move_status") else "")
+        return ("<tptz:GetStatusResponse><tptz:PTZStatus>"
+                f"{position}{move_status}<tt:UtcTime>{_iso(self.now())}</tt:UtcTime>"
+                "</tptz:PTZStatus></tptz:GetStatusResponse>", None)
 
     # ------------------------------------------------------------------ events (PullPoint)
 

@@ -22,7 +22,7 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from gateway.api.app import ApiConfigError, create_app
 from gateway.api.auth import LoginThrottle, SessionStore
@@ -222,10 +222,13 @@ def test_sessions_survive_a_restart_and_a_new_token_revokes_them(tmp_path):
 def test_open_api_only_on_loopback(tmp_path):
     history, outbox = EventHistory(tmp_path), Outbox.in_dir(tmp_path)
     try:
+        with pytest.raises(ValidationError, match="api.token is not set"):
+            ApiSection(bind="0.0.0.0")  # `gateway check` refuses it
+        open_beyond_loopback = ApiSection.model_construct(bind="192.168.1.20", token=None)  # built in code
         with pytest.raises(ApiConfigError, match="api.token"):
-            create_app(DemoView(), history, outbox, ApiSection(bind="0.0.0.0"))
+            create_app(DemoView(), history, outbox, open_beyond_loopback)
         with pytest.raises(ApiConfigError):
-            make_server(object(), ApiSection(bind="192.168.1.20"))  # type: ignore[arg-type]
+            make_server(object(), open_beyond_loopback)  # type: ignore[arg-type]
         create_app(DemoView(), history, outbox, ApiSection(bind="0.0.0.0", token=SecretStr("a-long-enough-token-123")))
         create_app(DemoView(), history, outbox, ApiSection(bind="::1"))
     finally:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import secrets
@@ -34,7 +33,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from gateway.config.models import ApiSection
+from gateway.config.api import ApiSection, is_loopback
 
 log = logging.getLogger("gateway.api")
 
@@ -42,8 +41,6 @@ SESSION_COOKIE = "gw_session"
 SESSION_MAX_AGE_S = 30 * 86400
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-SHORT_TOKEN = 16
-"""Tokens shorter than this are warned about (at `gateway check` and at start)."""
 
 
 class ApiConfigError(ValueError):
@@ -57,35 +54,14 @@ class Redirect(Exception):
         self.location = location
 
 
-def is_loopback(host: str) -> bool:
-    host = host.strip().strip("[]").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def settings_problems(settings: ApiSection) -> tuple[list[str], list[str]]:
-    """(errors, warnings) about serving `settings`: what `gateway check` and the start report."""
-    token = settings.token.get_secret_value() if settings.token is not None else ""
-    errors, warnings = [], []
-    if not token and not is_loopback(settings.bind):
-        errors.append(f"api.bind is {settings.bind!r} but api.token is not set: the web API would be open "
-                      "to the network. Set api.token (e.g. token: ${GATEWAY_API_TOKEN}) or bind to 127.0.0.1.")
-    if token and len(token) < SHORT_TOKEN:
-        warnings.append(f"api.token is only {len(token)} characters; use at least {SHORT_TOKEN} random "
-                        "characters (e.g. `openssl rand -hex 16`)")
-    return errors, warnings
-
-
 def check_settings(settings: ApiSection) -> None:
-    """Refuse to serve an open API beyond this machine; warn about a short token."""
-    errors, warnings = settings_problems(settings)
-    if errors:
-        raise ApiConfigError(errors[0])
-    for warning in warnings:
+    """Refuse to serve an open API beyond this machine; warn about a short token.
+
+    The config already refuses the first (at `gateway check`); this guards settings built in code."""
+    if settings.token is None and not is_loopback(settings.bind):
+        raise ApiConfigError(f"api.bind is {settings.bind!r} but api.token is not set: the web API would be "
+                             "open to the network. Set api.token or bind to 127.0.0.1.")
+    for warning in settings.warnings():
         log.warning(warning)
 
 

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.onvif.patrol import PatrolStatus
 from gateway.redaction import redact
 from gateway.status import CameraStatus, ZoneOutline
 
@@ -78,6 +79,7 @@ class CameraOut(BaseModel):
     resolution: tuple[int, int] | None = Field(description="[width, height] the YAML's pixel polygons refer to.")
     coordinates: Literal["pixels", "normalized"]
     snapshot_url: str
+    patrol: PatrolStatus | None = Field(default=None, description="PTZ patrol state; null without a patrol.")
 
 
 def zone_out(zone: ZoneOutline | dict[str, Any]) -> ZoneOut:
@@ -119,6 +121,7 @@ def camera_out(camera: CameraStatus) -> CameraOut:
         resolution=tuple(camera.resolution) if camera.resolution else None,
         coordinates=camera.coordinates,
         snapshot_url=f"/api/cameras/{camera.id}/snapshot.jpg",
+        patrol=camera.patrol,  # its last_error is redacted where it is made (gateway.onvif.ptz)
     )
 
 

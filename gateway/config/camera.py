@@ -8,9 +8,9 @@ point inside the frame.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from gateway.config.base import (
     Ident,
@@ -34,10 +34,16 @@ class MotionSettings(StrictModel):
 
 
 class PatrolStop(StrictModel):
-    preset: OneLine
+    preset: OneLine = Field(min_length=1, description="The camera's preset: token, name or number.")
     dwell_s: float = Field(default=30, gt=0)
     settle_s: float = Field(default=3, ge=0)
     zones: list[Ident] = Field(default_factory=list)
+
+    @field_validator("preset", mode="before")
+    @classmethod
+    def _number_as_text(cls, value: Any) -> Any:
+        """`preset: 3` means the same as `preset: "3"` (YAML reads an unquoted number as one)."""
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -56,6 +62,12 @@ class CameraDefaults(StrictModel):
     stall_s: float = Field(default=10, gt=0, description="No new frame this long: reconnect. "
                            "Must exceed the camera's keyframe interval.")
     motion: MotionSettings = Field(default_factory=MotionSettings)
+    patrol_move_s: float = Field(default=3, ge=0, description="PTZ patrol: a move counts as done this "
+                                 "long after GotoPreset when the camera does not report its PTZ status.")
+    patrol_move_timeout_s: float = Field(default=20, gt=0, description="PTZ patrol: a move the camera "
+                                         "reports must end at the preset within this; else it failed.")
+    patrol_fault_after_s: float = Field(default=120, gt=0, description="PTZ patrol: unable to move this "
+                                        "long raises a patrol_fault alert (ended when it moves again).")
 
 
 class Camera(CameraDefaults):
