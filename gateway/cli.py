@@ -86,11 +86,13 @@ def load_or_report(path: Path):
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from gateway.config import summary
+    from gateway.config import config_warnings, summary
 
     config = load_or_report(args.config)
     if config is None:
         return EXIT_INVALID_CONFIG
+    for warning in config_warnings(config):
+        print(f"{args.config}: warning: {warning}", file=sys.stderr)
     print(summary(config, args.config))
     return EXIT_OK
 
@@ -100,6 +102,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import threading
 
     from detectors import DetectorError
+    from gateway.config import config_warnings
     from gateway.service import GatewayService
 
     config = load_or_report(args.config)
@@ -111,10 +114,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             log.info("%s received: stopping", signal.Signals(number).name), stop.set()))
     signal.signal(signal.SIGHUP, lambda _number, _frame: (
         log.info("SIGHUP received: reloading %s", args.config), reload.set()))
+    for warning in config_warnings(config):
+        log.warning("%s: %s", args.config, warning)
     service = GatewayService(config)
     try:
         service.start()
-    except DetectorError as error:
+    except (DetectorError, OSError, ValueError) as error:
+        # A model that does not load, a data_dir that cannot be written, an API that may not be
+        # served: one clear line for the journal, not a traceback (systemd retries the unit).
         log.error("cannot start: %s", error)
         service.stop()
         return EXIT_FAILED

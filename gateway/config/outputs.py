@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 
-from gateway.config.models import IDENT_PATTERN, LocatedValueError, MqttSection, StrictModel
+from gateway.config.base import IDENT_PATTERN, LocatedValueError, Secret, StrictModel
+from gateway.config.mqtt import MqttSection
 
 
 class MqttOutput(MqttSection):
@@ -44,9 +45,9 @@ class WebhookOutput(StrictModel):
     id: str = Field(default="webhook", pattern=IDENT_PATTERN,
                     description="Names this output in logs, health and metrics ('webhook:<id>').")
     url: str = Field(description="http:// or https:// URL the alerts are POSTed to.")
-    secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 key for the X-Signature "
+    secret: Secret | None = Field(default=None, description="HMAC-SHA256 key for the X-Signature "
                                      "header; write it as ${ENV}.")
-    token: SecretStr | None = Field(default=None, description="Sent as 'Authorization: Bearer <token>'; "
+    token: Secret | None = Field(default=None, description="Sent as 'Authorization: Bearer <token>'; "
                                     "write it as ${ENV}.")
     snapshots: Literal["inline", "omit"] = Field(default="inline", description="inline: the evidence JPEG "
                                                  "as base64 in the payload; omit: snapshot is null.")

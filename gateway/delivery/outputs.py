@@ -11,6 +11,7 @@ Outbox files live in the data directory, one per output, named after the output 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway.backoff import Backoff
@@ -38,13 +39,14 @@ def build_outputs(
     *,
     health_provider: HealthProvider | None = None,
     snapshot_provider: SnapshotProvider | None = None,
+    camera_known: Callable[[str], bool] | None = None,
     on_ack: AckListener | None = None,
     on_case: CaseListener | None = None,
 ) -> list[RoutedOutput]:
     """One sink and outbox per configured output, in order; nothing is started yet.
 
-    The callbacks go to the MQTT output: the heartbeat's health, remote-look pictures, and the
-    centre's acks and case progress.
+    The callbacks go to the MQTT output: the heartbeat's health, remote-look pictures (and which
+    camera ids exist), and the centre's acks and case progress.
     """
     storage, gateway = config.storage, config.gateway
     built: list[RoutedOutput] = []
@@ -54,7 +56,8 @@ def build_outputs(
                         hold_max_bytes=int(storage.hold_max_mb * MiB))
         if isinstance(output, MqttOutput):
             sink = MqttSink(output, gateway.id, outbox, health_provider=health_provider,
-                            snapshot_provider=snapshot_provider, on_ack=on_ack, on_case=on_case)
+                            snapshot_provider=snapshot_provider, camera_known=camera_known, on_ack=on_ack,
+                            on_case=on_case)
         elif isinstance(output, WebhookOutput):
             sink = DurableSink(
                 output.sink_name, outbox, WebhookTransport(output, gateway.id),

@@ -77,6 +77,7 @@ from gateway.delivery.mqtt.messages import (
 from gateway.delivery.mqtt.topics import Topics, reply_topic_problem
 from gateway.config.models import MqttSection
 from gateway.delivery.outbox import AckRecord, NewMessage, Outbox, OutboxError, OutboxMessage, UnknownEventError
+from gateway.logs import LogLimiter
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,7 @@ class MqttSink:
         *,
         health_provider: HealthProvider | None = None,
         snapshot_provider: SnapshotProvider | None = None,
+        camera_known: Callable[[str], bool] | None = None,
         on_ack: AckListener | None = None,
         on_case: CaseListener | None = None,
         window: int = 32,
@@ -136,6 +138,8 @@ class MqttSink:
         self.outbox = outbox
         self._health_provider = health_provider
         self._snapshot_provider = snapshot_provider
+        self._camera_known = camera_known
+        self._log_limiter = LogLimiter()
         self._on_ack = on_ack
         self._on_case = on_case
         self._window = max(1, window)
@@ -746,14 +750,16 @@ class MqttSink:
             ack = parse_ack(message.payload)
         except InvalidMessage as exc:
             self._count("acks_ignored")
-            log.warning("ignored a malformed ack on %s: %s", message.topic, exc)
+            self._log_limiter.log(log, logging.WARNING, "ack:malformed", "ignored a malformed ack on %s: %s",
+                                  message.topic, exc)
             return
         try:
             record, is_new = self.outbox.record_ack(ack.event_id, ack.case_id, ack.by)
         except UnknownEventError:
             self._count("acks_ignored")
-            log.warning("ignored an ack for unknown event %s (case %s by %s): this gateway never sent it "
-                        "or forgot it", ack.event_id, ack.case_id, ack.by)
+            self._log_limiter.log(log, logging.WARNING, "ack:unknown", "ignored an ack for unknown event %s "
+                                  "(case %s by %s): this gateway never sent it or forgot it",
+                                  ack.event_id, ack.case_id, ack.by)
             return
         except OutboxError as exc:
             self._count("acks_ignored")
@@ -776,7 +782,8 @@ class MqttSink:
             update = parse_case(message.payload, time.time())
         except InvalidMessage as exc:
             self._count("cases_ignored")
-            log.warning("ignored a malformed case update on %s: %s", message.topic, exc)
+            self._log_limiter.log(log, logging.WARNING, "case:malformed", "ignored a malformed case update on %s: %s",
+                                  message.topic, exc)
             return
         if self._on_case is None:
             self._count("cases_ignored")
@@ -785,8 +792,9 @@ class MqttSink:
             self._on_case(update)
         except UnknownEventError:
             self._count("cases_ignored")
-            log.warning("ignored a case update for unknown event %s (case %s, %s): this gateway never sent "
-                        "it or forgot it", update.event_id, update.case_id, update.status)
+            self._log_limiter.log(log, logging.WARNING, "case:unknown", "ignored a case update for unknown event %s "
+                                  "(case %s, %s): this gateway never sent it or forgot it",
+                                  update.event_id, update.case_id, update.status)
             return
         except HistoryError as exc:
             self._count("cases_ignored")
@@ -807,6 +815,11 @@ class MqttSink:
             return
         except InvalidMessage as exc:
             self._refuse(None, f"invalid snapshot request: {exc}")
+            return
+        if self._camera_known is not None and not self._camera_known(request.camera_id):
+            # refused before the rate limiter: made-up ids must not spend real cameras' budget
+            self._refuse(request.reply_to, f"no camera {request.camera_id!r} on this gateway", code="no_camera",
+                         request_id=request.request_id, camera_id=request.camera_id)
             return
         retry_after = self._limiter.check(request.camera_id, time.monotonic())
         if retry_after > 0:
@@ -830,7 +843,8 @@ class MqttSink:
     def _refuse(self, reply_to: str | None, reason: str, *, code: str = "invalid_request",
                 request_id: str | None = None, camera_id: object = None, retry_after: float | None = None) -> None:
         self._count("snapshot_refused")
-        log.warning("snapshot request refused: %s%s", reason, "" if reply_to else " (no usable reply_to; no reply)")
+        self._log_limiter.log(log, logging.WARNING, f"snapshot:{code}", "snapshot request refused: %s%s", reason,
+                              "" if reply_to else " (no usable reply_to; no reply)")
         if reply_to:
             self._queue_reply(reply_to, error_reply(camera_id, request_id, code, reason, retry_after))
 
