@@ -148,10 +148,10 @@ class GatewayService:
         """The web API and page on their own thread; a port already taken is logged, not fatal:
         alerts keep flowing to the centre without the page."""
         metrics = GatewayMetrics()
-        metrics.attach(inference=self.detector)
+        metrics.attach(inference=self.detector, delivery=self.router)
         app = create_app(self, self.history, self.outbox, self.config.api, metrics=metrics,
                          publisher=self.mqtt, timezone=self.config.gateway.timezone,
-                         sessions_path=self.config.gateway.data_dir / "web-sessions.json")
+                         sessions_path=self.config.gateway.data_dir / "web-sessions.json", delivery=self.router)
         self.api_server = make_server(app, self.config.api)
 
         def serve() -> None:

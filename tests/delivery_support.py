@@ -64,7 +64,8 @@ def alerts(count: int, *, picture: bool = False) -> list[AlertMessage]:
 
 
 def delivery_config(data_dir: Path, *, mqtt_port: int | None = None, webhook_url: str | None = None,
-                    storage: dict[str, Any] | None = None, **webhook: Any) -> GatewayConfig:
+                    storage: dict[str, Any] | None = None, gateway_id: str = GATEWAY_ID,
+                    **webhook: Any) -> GatewayConfig:
     """A validated config: MQTT (when `mqtt_port`) first, then a webhook (when `webhook_url`)."""
     outputs: list[dict[str, Any]] = []
     if mqtt_port is not None:
@@ -73,7 +74,7 @@ def delivery_config(data_dir: Path, *, mqtt_port: int | None = None, webhook_url
         outputs.append({"type": "webhook", "id": "cases", "url": webhook_url, "timeout_s": 2,
                         "retry_min_s": 0.2, "retry_max_s": 2, **webhook})
     return GatewayConfig.model_validate({
-        "gateway": {"id": GATEWAY_ID, "name": "东门网关", "timezone": "Asia/Shanghai", "data_dir": str(data_dir)},
+        "gateway": {"id": gateway_id, "name": "东门网关", "timezone": "Asia/Shanghai", "data_dir": str(data_dir)},
         "detector": {"model": str(data_dir / "unused.onnx")},
         "outputs": outputs,
         "storage": storage or {},

@@ -7,15 +7,18 @@ from __future__ import annotations
 import json
 import logging
 import textwrap
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from conftest import YOLOX_NANO
-from delivery_support import TZ, alerts, delivery_config, make_router, sink
+from delivery_support import TZ, delivery_config, make_router, sink
 from mqtt_broker import Mosquitto
 from mqtt_broker import mosquitto, subscriber_factory  # noqa: F401  (fixtures)
+from waiting import PATIENCE_S, wait_until
+from web_support import GATEWAY_ID as WEB_GATEWAY
+from web_support import TOKEN, serve
 
 from gateway.config import check_config
 from gateway.config.models import GatewaySection
@@ -23,7 +26,6 @@ from gateway.config.outputs import MqttOutput, WebhookOutput
 from gateway.delivery.diskwatch import DiskFullWatch
 from gateway.delivery.mqtt.messages import InvalidMessage, parse_case
 from gateway.delivery.mqtt.topics import Topics
-from gateway.delivery.outbox import UnknownEventError
 from gateway.delivery.reactions import PtzLinkage
 from gateway.events import AlertMessage, validate_alert
 
@@ -166,86 +168,114 @@ def test_case_messages_are_parsed_strictly() -> None:
 
 
 # --------------------------------------------------------------------------- the case loop
+# The real API (uvicorn, tests/web_support.py) over the real router, with a real Mosquitto as the centre.
 
 
-def test_page_ack_goes_to_the_centre_and_case_progress_comes_back(
-        tmp_path: Path, mosquitto: Mosquitto, subscriber_factory, caplog) -> None:
-    caplog.set_level(logging.INFO)
-    centre = subscriber_factory(mosquitto.port, ["gw/gw-delivery/acks", "gw/gw-delivery/events/#"])
-    router = make_router(delivery_config(tmp_path / "data", mqtt_port=mosquitto.port))
-    mqtt_out = sink(router, "mqtt")
+@pytest.fixture
+def gateway_site(tmp_path: Path, mosquitto: Mosquitto):
+    router = make_router(delivery_config(tmp_path / "data", mqtt_port=mosquitto.port, gateway_id=WEB_GATEWAY))
     try:
-        assert mqtt_out.wait_connected(15)
-        message = alerts(1)[0]
-        router.route([message])
-        assert centre.wait_for(lambda m: any(x.topic.endswith("/events/gate") for x in m), 15)
-
-        result = router.acknowledge(message.event_id, "", "王值班", "已通知网格员")
-        assert result.new and result.record.ack.by == "王值班"
-        assert centre.wait_for(lambda m: any(x.topic == "gw/gw-delivery/acks" for x in m), 15)
-        [ack] = [x.json() for x in centre.received("gw/gw-delivery/acks")]
-        assert ack["event_id"] == message.event_id and ack["by"] == "王值班" and ack["note"] == "已通知网格员"
-        assert ack["source"] == "page" and ack["gateway_id"] == "gw-delivery"
-        assert datetime.fromisoformat(ack["at"]).utcoffset() == timedelta(hours=8)
-        assert not router.acknowledge(message.event_id, "", "王值班").new  # a repeat is not sent again
-
-        steps = [("dispatched", "2024-05-01T09:30:00+08:00"), ("accepted", "2024-05-01T09:31:00+08:00"),
-                 ("handled", "2024-05-01T09:50:00+08:00")]
-        for status, at in reversed(steps):  # out of order: the latest by time wins
-            centre.publish("gw/gw-delivery/cases", {"event_id": message.event_id, "case_id": "GD-0031",
-                                                    "status": status, "by": "综治中心", "at": at,
-                                                    "note": "<b>到场</b>"})
-        wait_until(lambda: mqtt_out.health()["cases_recorded"] == 3, 15, "three case steps")
-        record = router.history.get(message.event_id)
-        assert (record.case.status, record.case.case_id, record.case.note) == ("handled", "GD-0031", "<b>到场</b>")
-        assert [step.status for step in router.history.cases(message.event_id)] == ["dispatched", "accepted", "handled"]
-
-        ignored_before = mqtt_out.health()["cases_ignored"]
-        centre.publish("gw/gw-delivery/cases", b"{not json")
-        centre.publish("gw/gw-delivery/cases", {"event_id": message.event_id, "case_id": "C", "status": "closed"})
-        centre.publish("gw/gw-delivery/cases", {"event_id": "5d0f1a52-3a87-4b49-9d5e-0c1e7b1f7a01",
-                                                "case_id": "C", "status": "accepted"})
-        wait_until(lambda: mqtt_out.health()["cases_ignored"] == ignored_before + 3, 15, "three ignored messages")
-        assert router.history.get(message.event_id).case.status == "handled"
+        with serve(tmp_path / "web", router=router) as site:
+            assert sink(router, "mqtt").wait_connected(PATIENCE_S)
+            yield site, router
     finally:
         router.stop()
-    lines = [r for r in caplog.records if "case update" in r.getMessage()]
-    assert len(lines) == 3 and all("\n" not in r.getMessage() for r in lines), [r.getMessage() for r in lines]
-    assert any("unknown event 5d0f1a52" in r.getMessage() for r in lines)
+
+
+def api(site, method: str, path: str, **kwargs) -> httpx.Response:
+    return httpx.request(method, site.url + path, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=PATIENCE_S,
+                         **kwargs)
+
+
+def test_a_page_ack_goes_to_the_centre_and_the_centres_case_progress_comes_back(
+        gateway_site, mosquitto: Mosquitto, subscriber_factory, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    site, router = gateway_site
+    mqtt_out = sink(router, "mqtt")
+    centre = subscriber_factory(mosquitto.port, [f"gw/{WEB_GATEWAY}/acks", f"gw/{WEB_GATEWAY}/events/#"])
+    _, message = site.alerts.start("gate", "gathering", 120)
+    assert centre.wait_for(lambda m: any(x.topic.endswith("/events/gate") for x in m), PATIENCE_S)
+
+    reply = api(site, "POST", f"/api/events/{message.event_id}/ack", json={"by": "王值班", "note": "已通知网格员"})
+    assert reply.status_code == 200 and reply.json()["new"], reply.text
+    assert centre.wait_for(lambda m: any(x.topic.endswith("/acks") for x in m), PATIENCE_S)
+    [ack] = [x.json() for x in centre.received(f"gw/{WEB_GATEWAY}/acks")]
+    assert (ack["event_id"], ack["by"], ack["note"], ack["source"]) == (message.event_id, "王值班", "已通知网格员", "page")
+    assert ack["gateway_id"] == WEB_GATEWAY and ack["case_id"] is None
+    assert datetime.fromisoformat(ack["at"]).utcoffset() == timedelta(hours=8)
+    assert api(site, "POST", f"/api/events/{message.event_id}/ack", json={"by": "王值班"}).json()["new"] is False
+
+    steps = [("dispatched", "2024-05-01T09:30:00+08:00"), ("accepted", "2024-05-01T09:31:00+08:00"),
+             ("handled", "2024-05-01T09:50:00+08:00")]
+    for status, at in reversed(steps):  # out of order on purpose: the latest by time is the state
+        centre.publish(f"gw/{WEB_GATEWAY}/cases", {"event_id": message.event_id, "case_id": "GD-0031",
+                                                   "status": status, "by": "综治中心", "at": at,
+                                                   "note": "<b>到场处置</b>"})
+    wait_until(lambda: mqtt_out.health()["cases_recorded"] == 3, what="three case steps")
+    event = api(site, "GET", f"/api/events/{message.event_id}").json()
+    assert event["case"] == {"case_id": "GD-0031", "status": "handled", "by": "综治中心",
+                             "at": "2024-05-01T09:50:00+08:00", "note": "<b>到场处置</b>"}
+    assert [step["status"] for step in event["cases"]] == ["dispatched", "accepted", "handled"]
+    listed = api(site, "GET", "/api/events").json()["items"]
+    assert next(item for item in listed if item["event_id"] == message.event_id)["case"]["status"] == "handled"
+
+    ignored = mqtt_out.health()["cases_ignored"]
+    centre.publish(f"gw/{WEB_GATEWAY}/cases", b"{not json")
+    centre.publish(f"gw/{WEB_GATEWAY}/cases", {"event_id": message.event_id, "case_id": "C", "status": "closed"})
+    centre.publish(f"gw/{WEB_GATEWAY}/cases", {"event_id": "5d0f1a52-3a87-4b49-9d5e-0c1e7b1f7a01",
+                                               "case_id": "C", "status": "accepted"})
+    wait_until(lambda: mqtt_out.health()["cases_ignored"] == ignored + 3, what="three ignored case messages")
+    assert api(site, "GET", f"/api/events/{message.event_id}").json()["case"]["status"] == "handled"
+    lines = [r.getMessage() for r in caplog.records if "case update" in r.getMessage()]
+    assert len(lines) == 3 and all("\n" not in line for line in lines), lines
+    assert any("unknown event 5d0f1a52" in line for line in lines)
 
 
 def test_a_page_ack_made_while_the_broker_is_down_reaches_the_centre_later(
-        tmp_path: Path, mosquitto: Mosquitto, subscriber_factory) -> None:
-    centre = subscriber_factory(mosquitto.port, ["gw/gw-delivery/acks"])
-    router = make_router(delivery_config(tmp_path / "data", mqtt_port=mosquitto.port))
-    try:
-        assert sink(router, "mqtt").wait_connected(15)
-        message = alerts(1)[0]
-        router.route([message])
-        mosquitto.stop()
-        router.acknowledge(message.event_id, "GD-7", "王值班")
-        router.acknowledge(message.event_id, "GD-7", "李值班")  # the later one replaces the queued one
-        mosquitto.start()
-        assert centre.wait_for(lambda m: len(m) >= 1, 30)
-        assert sink(router, "mqtt").flush(15), "the ack notice stayed queued"
-    finally:
-        router.stop()
-    [notice] = [m.json() for m in centre.received("gw/gw-delivery/acks")]
+        gateway_site, mosquitto: Mosquitto, subscriber_factory) -> None:
+    site, router = gateway_site
+    centre = subscriber_factory(mosquitto.port, [f"gw/{WEB_GATEWAY}/acks"])
+    _, message = site.alerts.start("market", "crowd", 72)
+    assert sink(router, "mqtt").flush(PATIENCE_S)
+    mosquitto.stop()
+    for officer in ("王值班", "李值班"):  # the later one replaces the one still queued
+        reply = api(site, "POST", f"/api/events/{message.event_id}/ack", json={"by": officer, "case_id": "GD-7"})
+        assert reply.status_code == 200, reply.text
+    mosquitto.start()
+    assert centre.wait_for(lambda m: len(m) >= 1, PATIENCE_S)
+    assert sink(router, "mqtt").flush(PATIENCE_S), "the ack notice stayed queued"
+    [notice] = [m.json() for m in centre.received(f"gw/{WEB_GATEWAY}/acks")]
     assert (notice["event_id"], notice["by"], notice["case_id"]) == (message.event_id, "李值班", "GD-7")
 
 
-def test_an_ack_for_an_event_this_gateway_never_sent_is_refused(tmp_path: Path) -> None:
-    router = make_router(delivery_config(tmp_path / "data", webhook_url="http://127.0.0.1:9/never"))
+def test_healthz_and_metrics_cover_every_output(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    config = delivery_config(tmp_path / "data", mqtt_port=mosquitto.port, webhook_url="http://127.0.0.1:9/down",
+                             gateway_id=WEB_GATEWAY)
+    router = make_router(config)
     try:
-        with pytest.raises(UnknownEventError):
-            router.acknowledge("5d0f1a52-3a87-4b49-9d5e-0c1e7b1f7a01", "", "王值班")
+        with serve(tmp_path / "web", router=router) as site:
+            assert sink(router, "mqtt").wait_connected(PATIENCE_S)
+            site.alerts.start("gate", "gathering", 120)
+            wait_until(lambda: sink(router, "webhook:cases").health()["failures"] >= 1, what="a failed POST")
+            assert sink(router, "mqtt").flush(PATIENCE_S)
+            health = httpx.get(site.url + "/healthz", timeout=PATIENCE_S)  # no token needed
+            assert health.status_code == 200
+            assert health.json() == {
+                "status": "degraded", "disk_full": False,
+                "outputs": {"mqtt": {"alive": True, "connected": True, "queued": 0},
+                            "webhook:cases": {"alive": True, "connected": False, "queued": 1}},
+            }
+            assert "127.0.0.1:9" not in health.text
+            metrics = api(site, "GET", "/metrics").text
+            assert 'gateway_output_up{output="webhook:cases"} 1.0' in metrics
+            assert 'gateway_output_connected{output="webhook:cases"} 0.0' in metrics
+            assert 'gateway_output_queued{output="webhook:cases"} 1.0' in metrics
+            assert 'gateway_output_up{output="mqtt"} 1.0' in metrics and "gateway_disk_full 0.0" in metrics
+
+            sink(router, "webhook:cases").stop()  # its thread ends: liveness fails, as the watchdog's does
+            assert router.failures() == ["output webhook:cases: delivery thread is dead"]
+            health = httpx.get(site.url + "/healthz", timeout=PATIENCE_S)
+            assert health.status_code == 503 and health.json()["status"] == "failing"
+            assert httpx.head(site.url + "/healthz", timeout=PATIENCE_S).status_code == 503
     finally:
         router.stop()
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)

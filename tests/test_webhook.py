@@ -16,19 +16,12 @@ from delivery_support import alerts, delivery_config, make_router, sink, start_a
 from http_receiver import Receiver
 from mqtt_broker import Mosquitto, make_tls_files
 from mqtt_broker import mosquitto, subscriber_factory  # noqa: F401  (fixtures)
+from waiting import wait_until
 
 from gateway.delivery.webhook import signature
 from gateway.events import validate_alert
 
 SECRET = "whsec-3f9a7c1e5b2d4086"
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -110,9 +103,9 @@ def test_refusals_and_timeouts_are_retried_in_order_with_the_same_ids(tmp_path: 
 
         receiver.hold()  # the far end accepts the connection but does not answer
         receiver.status = 200
-        wait_until(lambda: "no answer" in (webhook.health()["last_error"] or ""), 30, "a timeout to be reported")
+        wait_until(lambda: "no answer" in (webhook.health()["last_error"] or ""), 30, what="a timeout to be reported")
         receiver.release()
-        wait_until(lambda: webhook.outbox.depth() == 0, 30, "the queue to drain")
+        wait_until(lambda: webhook.outbox.depth() == 0, 30, what="the queue to drain")
         health = webhook.health()
     finally:
         router.stop()
@@ -147,7 +140,7 @@ def test_a_30_s_outage_loses_nothing_and_duplicates_repeat_the_ids(tmp_path: Pat
         assert webhook.outbox.depth() >= 25
         assert "cannot reach" in webhook.health()["last_error"]
         receiver.start()
-        wait_until(lambda: webhook.outbox.depth() == 0, 60, "the queued alerts to arrive after the outage")
+        wait_until(lambda: webhook.outbox.depth() == 0, 60, what="the queued alerts to arrive after the outage")
     finally:
         router.stop()
     delivered = ids(receiver.delivered())
@@ -166,7 +159,7 @@ def test_https_is_verified_and_a_ca_file_makes_a_private_ca_work(tmp_path: Path)
         try:
             untrusted.route(alerts(1))
             webhook = sink(untrusted, "webhook:cases")
-            wait_until(lambda: webhook.health()["last_error"] is not None, 30, "the TLS refusal")
+            wait_until(lambda: webhook.health()["last_error"] is not None, 30, what="the TLS refusal")
             assert "certificate" in webhook.health()["last_error"] and "ca_file" in webhook.health()["last_error"]
             assert not receiver.requests
         finally:
@@ -217,7 +210,7 @@ def test_an_mqtt_outage_does_not_hold_back_the_webhook_and_the_other_way_round(
         assert webhook.outbox.depth() == 3
         receiver.start()
         wait_until(lambda: {a.event_id for a in during_webhook_outage} <= on_webhook(), 60,
-                   "the webhook to catch up")
+                   what="the webhook to catch up")
     finally:
         router.stop()
     everything = {a.event_id for a in both + during_broker_outage + during_webhook_outage}

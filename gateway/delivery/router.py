@@ -19,9 +19,9 @@ The router makes room by shedding pictures first, retries the held alerts every 
 `disk_full` in `health()` (so /healthz, the MQTT status and /metrics show it) and raises a
 `disk_full` alert that ends when the disk has taken writes again for a while.
 
-The case loop also passes through here: the page's acknowledgement (`acknowledge`: recorded in
-the ledger, mirrored in the history, announced to the centre by every output that can), the
-centre's acks (`on_centre_ack`) and its case progress (`record_case`, stored in the history).
+The case loop also passes through here: the page's acknowledgement (recorded in the ledger by
+the API, announced to the centre by every output that can: `announce_page_ack`), the centre's
+acks (`on_centre_ack`) and its case progress (`record_case`, stored in the history).
 The ledger, where acks and the ids of sent events are kept, is the MQTT output's outbox (the
 file `outbox.sqlite3`, as before outputs existed), or the first output's when there is no MQTT.
 """
@@ -39,7 +39,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from gateway.delivery.cases import CaseUpdate
 from gateway.delivery.diskwatch import DiskFullWatch
-from gateway.delivery.history import EventHistory, EventRecord
+from gateway.delivery.history import EventHistory
 from gateway.delivery.outbox import AckRecord, Outbox, UnknownEventError
 from gateway.delivery.reactions import Reaction
 from gateway.delivery.sink import AlertSink
@@ -69,14 +69,6 @@ class AckAnnouncer(Protocol):
     def announce_ack(self, ack: AckRecord, note: str | None, at: str) -> None:
         """Queue the acknowledgement (`at`: its ISO-8601 time in the gateway's zone) for the centre."""
         ...
-
-
-@dataclass(frozen=True)
-class PageAck:
-    ack: AckRecord
-    new: bool
-    record: EventRecord | None
-    """The event as the history has it after the ack (None when the history does not have it)."""
 
 
 class AlertRouter:
@@ -231,26 +223,17 @@ class AlertRouter:
 
     # ------------------------------------------------------------------ the case loop
 
-    def acknowledge(self, event_id: str, case_id: str, by: str, note: str | None = None) -> PageAck:
-        """A duty officer acknowledged on the gateway's page: record it, mirror it, tell the centre.
-
-        Raises UnknownEventError (an event the ledger never had or forgot) and OutboxError (the
-        ledger cannot take it: the disk is full).
-        """
-        ack, new = self.ledger.record_ack(event_id, case_id, by)
-        record = self.history.note_ack(ack, note) if new or note else self.history.get(event_id)
-        if new:
-            log.info("event %s acknowledged on the web page by %s%s", event_id, by,
-                     f" as case {case_id}" if case_id else "")
-            at = self._iso(ack.received_at)
-            for sink in self.sinks:
-                if isinstance(sink, AckAnnouncer):
-                    try:
-                        sink.announce_ack(ack, note, at)
-                    except Exception as exc:  # noqa: BLE001 - the ack is recorded; telling is best effort
-                        log.error("output %s could not queue the page acknowledgement of event %s: %s",
-                                  sink.name, event_id, exc)
-        return PageAck(ack, new, record)
+    def announce_page_ack(self, ack: AckRecord, note: str | None) -> None:
+        """A duty officer acknowledged on the gateway's page (the API recorded it in the ledger):
+        every output that can tells the centre (MQTT `acks`: who, when, note)."""
+        at = self._iso(ack.received_at)
+        for sink in self.sinks:
+            if isinstance(sink, AckAnnouncer):
+                try:
+                    sink.announce_ack(ack, note, at)
+                except Exception as exc:  # noqa: BLE001 - the ack is recorded; telling is best effort
+                    log.error("output %s could not queue the page acknowledgement of event %s: %s",
+                              sink.name, ack.event_id, exc)
 
     def on_centre_ack(self, record: AckRecord) -> None:
         """The centre acknowledged an alert (recorded by the MQTT output): show it on the page."""
