@@ -7,14 +7,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from conftest import REPO, VTEST, YOLOX_NANO
 from delivery_support import alerts, delivery_config, make_router, sink, start_alert
 from http_receiver import Receiver
-from mqtt_broker import Mosquitto, make_tls_files
+from mqtt_broker import Mosquitto, free_port, make_tls_files
 from mqtt_broker import mosquitto, subscriber_factory  # noqa: F401  (fixtures)
 from waiting import wait_until
 
@@ -215,3 +221,48 @@ def test_an_mqtt_outage_does_not_hold_back_the_webhook_and_the_other_way_round(
         router.stop()
     everything = {a.event_id for a in both + during_broker_outage + during_webhook_outage}
     assert on_broker(None) == everything and on_webhook() == everything
+
+
+def test_gateway_run_delivers_each_alert_to_mqtt_and_the_webhook(
+        tmp_path: Path, receiver: Receiver, mosquitto: Mosquitto, subscriber_factory) -> None:
+    """The service end to end: `outputs:` from the YAML, one crowd alert at the broker and at the
+    receiver, both outputs in the heartbeat."""
+    centre = subscriber_factory(mosquitto.port, ["gw/gw-hook/#"])
+    config = tmp_path / "site.yaml"
+    config.write_text(textwrap.dedent(f"""\
+        gateway: {{id: gw-hook, name: 测试网关, timezone: Asia/Shanghai, data_dir: {tmp_path / 'data'}}}
+        detector: {{model: {YOLOX_NANO}, threads: 1}}
+        mqtt: {{host: 127.0.0.1, port: {mosquitto.port}, heartbeat_s: 1}}
+        outputs:
+          - {{type: webhook, id: cases, url: "{receiver.url()}", secret: "${{HOOK_SECRET}}", snapshots: omit}}
+        api: {{port: {free_port()}}}
+        cameras:
+          - id: cam1
+            name: 广场
+            source: {{file: {VTEST}}}
+            fps: 2
+            decode: all
+            rules:
+              - {{type: crowd, min_people: 3, for_s: 1, clear_s: 1}}
+        """), encoding="utf-8")
+    log_path = tmp_path / "gateway.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", str(config)], cwd=REPO,
+                                   stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HOOK_SECRET": SECRET})
+        try:
+            assert centre.wait_for(lambda m: any(x.topic == "gw/gw-hook/events/cam1" for x in m), 90), \
+                log_path.read_text()[-3000:]
+            first = next(x.json() for x in centre.received("gw/gw-hook/events/cam1"))
+            assert receiver.wait_for(lambda r: any(x.json()["event_id"] == first["event_id"] for x in r), 60)
+            assert centre.wait_for(lambda m: any(set(x.json().get("outputs", {})) == {"mqtt", "webhook:cases"}
+                                                 for x in m if x.topic == "gw/gw-hook/status"), 30)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(60) == 0, log_path.read_text()[-3000:]
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+    posted = next(r for r in receiver.requests if r.json()["event_id"] == first["event_id"])
+    assert posted.json() == {**first, "snapshot": None}  # the same alert; this output omits the picture
+    assert posted.headers["x-signature"] == signature(SECRET.encode(), posted.body)
+    assert SECRET not in log_path.read_text()

@@ -134,15 +134,6 @@ class DurableSink:
             **self.transport.health(),
         }
 
-    def flush(self, timeout: float) -> bool:
-        """Wait until everything queued was delivered; True if that happened in time (tests, tools)."""
-        deadline = time.monotonic() + timeout
-        while self.outbox.depth() > 0:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.02)
-        return True
-
     @staticmethod
     def _new_message(payload: dict[str, Any]) -> NewMessage:
         try:
