@@ -9,11 +9,12 @@ active, and never repeats one already open.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from gateway.config.models import Camera, GatewaySection
-from gateway.events import AlertMessage, AlertSource, AlertSubject, OpenEvent, Reading, UpdatePolicy
+from gateway.events import AlertMessage, AlertSource, AlertSubject, OpenEvent, Reading, Snapshot, UpdatePolicy
 
 SEVERITY = {"tamper": 3, "digital_input": 2, "motion": 1}
 ALERT_TYPE = {"tamper": "camera_tamper", "digital_input": "sensor", "motion": "sensor"}
@@ -32,8 +33,9 @@ class CameraEventAlerts:
         self._open: dict[tuple[str, str], OpenEvent] = {}
 
     def handle(self, kind: str, active: bool, topic: str, data: dict[str, Any], t: float,
-               now: datetime) -> list[AlertMessage]:
-        """One camera event (from `CameraEvent`'s fields); returns the messages it causes."""
+               now: datetime, snapshot: Callable[[], Snapshot | None] = lambda: None) -> list[AlertMessage]:
+        """One camera event (from `CameraEvent`'s fields); returns the messages it causes.
+        `snapshot` gives the camera's recent picture for the start message (None without one)."""
         if kind not in ALERT_TYPE:
             return []
         key = (kind, _source_key(data))
@@ -42,7 +44,7 @@ class CameraEventAlerts:
             event = OpenEvent(self.source, self._subject(kind, topic, data),
                               UpdatePolicy(min_change=1, every_s=HEARTBEAT_S), started_at=now)
             self._open[key] = event
-            return [event.start(Reading(count=None), t, now, lambda: None)]
+            return [event.start(Reading(count=None), t, now, snapshot)]
         if not active and event is not None:
             del self._open[key]
             return [event.end(Reading(count=None), t, now, ended_at=now)]
