@@ -67,7 +67,8 @@ def test_channels_key_on_camera_ids_and_fall_back_to_the_device():
     assert settings.channel_id("unlisted") == settings.device_id
     assert settings.channel_id(None) == settings.device_id
     [problem] = settings.channel_problems({"west-gate"})
-    assert problem.subpath == "channels.east-gate" and "unknown camera 'east-gate' (known: west-gate)" in problem.message
+    assert problem.subpath == "channels.east-gate"
+    assert "unknown camera 'east-gate' (known: west-gate)" in problem.message
     assert settings.channel_problems({"east-gate"}) == []
     [(loc, _)] = errors(channels={"bad id/": "34020000001320000001"})
     assert loc == ("channels", "bad id/", "[key]")
@@ -82,6 +83,15 @@ def test_ranges_and_unknown_keys():
     assert loc == ("keepalive",) and "Extra inputs" in message
     [(loc, message)] = errors(domain="34 02")
     assert loc == ("domain",) and "digits" in message
+
+
+def test_unquoted_ids_read_as_numbers_by_yaml_are_accepted():
+    settings = Gb28181Output.model_validate({**GOOD, "platform_id": 34020000002000000001,
+                                             "channels": {"cam1": 34020000001320000001}})
+    assert settings.platform_id == "34020000002000000001" and settings.channels["cam1"] == "34020000001320000001"
+    [(_, message)] = errors(device_id=3402000000118000001)
+    assert "exactly 20 decimal digits" in message
+    assert errors(device_id=True)[0][0] == ("device_id",)
 
 
 def test_password_is_required():

@@ -118,7 +118,8 @@ def test_random_garbage_never_raises_anything_but_sip_parse_error():
 
 
 def test_stream_framer_cuts_by_content_length_across_reads():
-    response = b"SIP/2.0 200 OK\r\nVia: x\r\nFrom: a\r\nTo: b\r\nCall-ID: c\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"
+    response = (b"SIP/2.0 200 OK\r\nVia: x\r\nFrom: a\r\nTo: b\r\nCall-ID: c\r\nCSeq: 1 MESSAGE\r\n"
+                b"Content-Length: 0\r\n\r\n")
     stream = b"\r\n\r\n" + QUERY[:-5] + response + response  # keep-alive CRLFs, then two messages
     framer = StreamFramer()
     received = []
@@ -163,8 +164,8 @@ def test_rfc2617_example_with_qop_auth():
 def test_rfc7616_examples_md5_and_sha256():
     for algorithm, expected in [("MD5", "8ca523f5e9506fed4657c9700eebdbec"),
                                 ("SHA-256", "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1")]:
-        challenge = parse_challenge(f'Digest realm="http-auth@example.org", qop="auth, auth-int", algorithm={algorithm}, '
-                                    'nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", '
+        challenge = parse_challenge(f'Digest realm="http-auth@example.org", qop="auth, auth-int", '
+                                    f'algorithm={algorithm}, nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", '
                                     'opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS"')
         header = authorization(challenge, username="Mufasa", password="Circle of Life", method="GET",
                                uri="/dir/index.html", cnonce="f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ")

@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, field_validator, model_validator
 
 from gateway.config.models import IDENT_PATTERN, LocatedErrors, LocatedValueError, StrictModel
 
@@ -83,11 +83,17 @@ def _gb_id(role: str, types: range, example: str, hint: str):
     return AfterValidator(check)
 
 
-PlatformId = Annotated[str, _gb_id("platform", PLATFORM_TYPES, "34020000002000000001",
+def _unquoted(value: object) -> object:
+    """YAML reads an unquoted 34020000002000000001 as a number: take its digits (a lost leading
+    zero then fails the 20-digit check, with the value shown)."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+PlatformId = Annotated[str, BeforeValidator(_unquoted), _gb_id("platform", PLATFORM_TYPES, "34020000002000000001",
                                    "platform equipment; 200 = the SIP server")]
-DeviceId = Annotated[str, _gb_id("device", DEVICE_TYPES, "34020000001180000001",
+DeviceId = Annotated[str, BeforeValidator(_unquoted), _gb_id("device", DEVICE_TYPES, "34020000001180000001",
                                  "a front-end host device: 118 NVR, 111 DVR, 113 encoder")]
-ChannelId = Annotated[str, _gb_id("channel", CHANNEL_TYPES, "34020000001320000001",
+ChannelId = Annotated[str, BeforeValidator(_unquoted), _gb_id("channel", CHANNEL_TYPES, "34020000001320000001",
                                   "a front-end peripheral: 131 camera, 132 IP camera")]
 CameraKey = Annotated[str, Field(pattern=IDENT_PATTERN)]
 

@@ -15,16 +15,17 @@ The standard has no code for crowds, gatherings or surges, so the choice follows
 duty officer should understand from the code alone (the Chinese title, in AlarmDescription,
 says exactly which rule fired):
 
-| alert type | AlarmMethod | AlarmType | why |
-|---|---|---|---|
-| crowd | 5 video | 10 density | too many people in a zone *is* a density alarm |
-| gathering | 5 video | 10 density | a cluster of people staying together is local density; loitering (8) is one person staying, flow (9) is people passing |
-| growth | 5 video | 9 flow statistics | the count rising fast is a statement about people arriving over time, i.e. flow, not how crowded it is yet |
-| loitering | 5 video | 8 loitering | the same notion |
-| intrusion | 5 video | 6 intrusion | the same notion |
-| camera_tamper | 5 video | 11 video anomaly | ONVIF tamper = the picture is covered, blurred or moved; 2/2 anti-tamper means the housing was opened |
-| camera_offline | 2 device | 1 video loss | the camera's video is gone: a device alarm, not a video analysis result |
-| sensor | 2 device | (none) | an IoT sensor or a camera's alarm input is an alarm input device: the standard's default device alarm |
+- crowd -> 5/10 density: too many people in a zone *is* a density alarm.
+- gathering -> 5/10 density: a cluster of people staying together is local density; loitering
+  (8) is one person staying, flow statistics (9) is people passing.
+- growth -> 5/9 flow statistics: the count rising fast says people are arriving over time,
+  i.e. flow, before it is (yet) crowded.
+- loitering -> 5/8 loitering; intrusion -> 5/6 intrusion: the same notions.
+- camera_tamper -> 5/11 video anomaly: ONVIF tamper means the picture is covered, blurred or
+  moved; device alarm 2/2 "anti-tamper" means the housing was opened.
+- camera_offline -> 2/1 video loss: the video is gone, a device alarm, not an analysis result.
+- sensor -> 2 without AlarmType: an IoT sensor or a camera's alarm input is an alarm input
+  device, whose alarm is the standard's default device alarm.
 
 `AlarmPriority` runs the other way from the gateway's severity: GB/T 28181 level 1 (一级警情)
 is the most serious, the gateway's severity 4 is. So priority = 5 - severity.

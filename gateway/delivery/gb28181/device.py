@@ -38,6 +38,7 @@ from gateway.delivery.gb28181 import manscdp
 from gateway.delivery.gb28181.digest import Challenge, DigestError, authorization, parse_challenge
 from gateway.delivery.gb28181.manscdp import Channel, ManscdpError
 from gateway.delivery.gb28181.sip import (
+    BRANCH_MAGIC,
     SipMessage,
     SipParseError,
     SipRequest,
@@ -140,6 +141,7 @@ class _Registration:
 @dataclass
 class DeviceCounters:
     registrations: int = 0
+    refreshes: int = 0
     registration_failures: int = 0
     keepalives_sent: int = 0
     keepalives_answered: int = 0
@@ -147,6 +149,7 @@ class DeviceCounters:
     alarms_delivered: int = 0
     alarms_failed: int = 0
     queries_answered: int = 0
+    answers_sent: int = 0
     answers_acknowledged: int = 0
     malformed: int = 0
     refused_requests: int = 0
@@ -274,7 +277,6 @@ class Gb28181Device:
         for transaction in self._transactions.values():
             if transaction.token == token:
                 transaction.token = None
-                transaction.purpose = "answer"
 
     def unregister(self, now: float) -> list[Action]:
         """Say goodbye (REGISTER with Expires: 0) if registered; the device is stopped after."""
@@ -292,6 +294,7 @@ class Gb28181Device:
         return {
             "state": self.state,
             "registered": self.state == "registered",
+            "local": f"{self._host}:{self._port}" if self._local else None,
             "missed_keepalives": self.missed,
             "last_error": self.last_error,
             **vars(self.counters),
@@ -359,7 +362,9 @@ class Gb28181Device:
                 "and device_id against the platform's device entry", now)
         registration.challenges_answered += 1
         if registration.challenges_answered > 3:
-            return self._registration_failed("the platform keeps sending new challenges (401 loop)", now)
+            return self._registration_failed(
+                "the platform refused every digest answer, with a new nonce each time (401 loop): check "
+                "password and device_id against the platform's device entry", now)
         registration.challenge = challenge
         registration.nonce_count = 0
         return self._send_request(self._register_request(self.settings.expires_s), "register", now)
@@ -376,7 +381,9 @@ class Gb28181Device:
         self.missed = 0
         self._backoff.reset()
         self._timers.refresh_at = now + granted * REFRESH_AT
-        if first:
+        if not first:
+            self.counters.refreshes += 1
+        else:
             self.counters.registrations += 1
             self.registered_since = now
             self._timers.keepalive_at = now  # the first keepalive at once: proves the path both ways
@@ -432,14 +439,9 @@ class Gb28181Device:
             self.counters.keepalives_answered += 1
         elif transaction.purpose == "answer" and ok:
             self.counters.answers_acknowledged += 1
-        elif transaction.purpose == "alarm" and transaction.token is not None:
-            if ok:
-                self.counters.alarms_delivered += 1
-                actions.append(AlarmOutcome(transaction.token, None))
-            else:
-                self.counters.alarms_failed += 1
-                actions.append(AlarmOutcome(
-                    transaction.token, f"the platform answered the alarm with {response.status} {response.reason}"))
+        elif transaction.purpose == "alarm":
+            error = None if ok else f"the platform answered the alarm with {response.status} {response.reason}"
+            actions += self._alarm_ended(transaction, error)
         if not ok and response.status in FORGOTTEN and self.state == "registered":
             what = {"keepalive": "a keepalive", "alarm": "an alarm"}.get(transaction.purpose, "a message")
             actions += self._lost_registration(
@@ -455,9 +457,8 @@ class Gb28181Device:
         if transaction.purpose == "unregister":
             return []
         actions: list[Action] = []
-        if transaction.purpose == "alarm" and transaction.token is not None:
-            self.counters.alarms_failed += 1
-            actions.append(AlarmOutcome(transaction.token, f"{waited} to the alarm MESSAGE"))
+        if transaction.purpose == "alarm":
+            actions += self._alarm_ended(transaction, f"{waited} to the alarm MESSAGE")
         if self.state == "registered" and transaction.purpose in ("keepalive", "alarm"):
             self.missed += 1
             if self.missed >= self.settings.max_missed_keepalives:
@@ -468,7 +469,7 @@ class Gb28181Device:
     # ------------------------------------------------------------------ the platform's requests
 
     def _on_request(self, request: SipRequest, now: float) -> list[Action]:
-        key = (request.branch, request.cseq[1])
+        key = _server_key(request)
         if key in self._answered:
             return [Send(self._answered[key][1])]  # a retransmission: same answer, no second action
         if request.method == "ACK":
@@ -518,6 +519,7 @@ class Gb28181Device:
         log.info("%s: answering %s query (SN %d) in %d message(s)", self._label, command.cmd_type,
                  command.sn, len(bodies))
         for body in bodies:
+            self.counters.answers_sent += 1
             actions += self._send_request(self._message_request(body), "answer", now)
         return actions
 
@@ -536,8 +538,7 @@ class Gb28181Device:
         return None
 
     def _answer(self, request: SipRequest, status: int, reason: str, now: float) -> Send:
-        return self._remember((request.branch, request.cseq[1]), response_to(request, status, reason, self._to_tag),
-                              now)
+        return self._remember(_server_key(request), response_to(request, status, reason, self._to_tag), now)
 
     def _remember(self, key: tuple[str, str], response: SipResponse, now: float) -> Send:
         response.add("User-Agent", USER_AGENT)
@@ -605,12 +606,19 @@ class Gb28181Device:
         request.add("User-Agent", USER_AGENT)
         return request
 
+    def _alarm_ended(self, transaction: _Transaction, error: str | None) -> list[Action]:
+        """Count how an alarm ended; its sender learns it unless it stopped waiting (abandon)."""
+        if error is None:
+            self.counters.alarms_delivered += 1
+        else:
+            self.counters.alarms_failed += 1
+        return [AlarmOutcome(transaction.token, error)] if transaction.token is not None else []
+
     def _fail_all(self, reason: str) -> list[Action]:
         actions: list[Action] = []
         for transaction in self._transactions.values():
-            if transaction.purpose == "alarm" and transaction.token is not None:
-                self.counters.alarms_failed += 1
-                actions.append(AlarmOutcome(transaction.token, reason))
+            if transaction.purpose == "alarm":
+                actions += self._alarm_ended(transaction, reason)
         self._transactions.clear()
         return actions
 
@@ -633,6 +641,15 @@ class Gb28181Device:
     @staticmethod
     def _due(moment: float | None, now: float) -> bool:
         return moment is not None and now >= moment
+
+
+def _server_key(request: SipRequest) -> tuple[str, str]:
+    """Which server transaction a request belongs to (RFC 3261 17.2.3): the branch, if it is an
+    RFC 3261 one; else Call-ID, CSeq and From tag (an RFC 2543 peer)."""
+    if request.branch.startswith(BRANCH_MAGIC):
+        return request.branch, request.cseq[1]
+    tag = header_params(request.get("From") or "").get("tag", "")
+    return f"{request.call_id}|{request.cseq[0]}|{tag}", request.cseq[1]
 
 
 def _granted_expires(response: SipResponse, asked: int) -> int:

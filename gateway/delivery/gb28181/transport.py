@@ -38,7 +38,7 @@ from gateway.delivery.gb28181.device import (
     Gb28181Device,
     Send,
 )
-from gateway.delivery.gb28181.manscdp import Alarm, Channel
+from gateway.delivery.gb28181.manscdp import Channel
 from gateway.delivery.gb28181.sip import SipParseError, SipResponse, StreamFramer, parse_message
 from gateway.delivery.sink import DeliveryFailed
 
@@ -277,20 +277,21 @@ class Gb28181Transport:
         """UDP: a bound socket (once). TCP: a connection, re-made with backoff when lost."""
         if self._sock is not None or now < self._link_retry_at or self._stopping.is_set():
             return
+        step = f"resolve {self.settings.host}"
         try:
             self._platform = self._resolve()
             if self.settings.transport == "udp":
+                step = f"bind the local SIP port {self.settings.bind}:{self.settings.local_port}/udp"
                 self._open_udp()
             else:
+                step = f"connect to {self._platform[0]}:{self._platform[1]}"
                 self._open_tcp()
         except OSError as error:
             delay = self._link_backoff.next_delay()
             self._link_retry_at = now + delay
             with self._lock:
-                self._device.last_error = f"cannot reach the platform: {error}"
-            log.warning("%s: cannot %s (%s); retrying in %.1f s", self._label,
-                        "bind the local SIP port" if self.settings.transport == "udp" else "connect",
-                        error, delay)
+                self._device.last_error = f"cannot {step}: {error}"
+            log.warning("%s: cannot %s (%s); retrying in %.1f s", self._label, step, error, delay)
             self._close_socket()
             return
         local = self._local_address()
@@ -322,7 +323,9 @@ class Gb28181Transport:
         source = (self.settings.bind, self.settings.local_port)
         sock = socket.create_connection(self._platform, timeout=CONNECT_TIMEOUT_S, source_address=source)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setblocking(False)
+        # reads happen only when the selector says so; a send that cannot finish within the
+        # timeout breaks the stream's framing, so the connection is dropped (see _send)
+        sock.settimeout(CONNECT_TIMEOUT_S)
         self._framer = StreamFramer()
         self._attach(sock)
 
@@ -393,13 +396,11 @@ class Gb28181Transport:
                     self._sock.sendto(data, destination)
             else:
                 self._sock.sendall(data)
-        except BlockingIOError:
-            log.warning("%s: send buffer full; a message was dropped (will time out and be retried)", self._label)
-        except OSError as error:
+        except OSError as error:  # UDP: as if lost on the way (retransmitted); TCP: reconnect
             if self.settings.transport == "tcp":
-                self._drop_link(f"send failed: {error}")
+                self._drop_link(f"send failed: {error or type(error).__name__}")
             else:
-                log.debug("%s: send failed: %s", self._label, error)
+                log.debug("%s: send to %s failed: %s", self._label, destination, error)
 
     def _drop_link(self, reason: str, *, at_once: bool = False) -> None:
         """TCP: close the connection and connect again: at once when the device asks (it keeps
@@ -455,5 +456,3 @@ class Gb28181Transport:
             ))
         return channels
 
-
-__all__ = ["Alarm", "Gb28181Transport"]
