@@ -342,3 +342,18 @@ def test_platform_outage_alarm_fails_then_is_delivered_after_re_registration(pla
     assert again.stop() == 0, again.screen()[-3000:]
     assert "东门二".encode("gb2312") in again.messages()
     assert "东门一".encode("gb2312") not in again.messages()
+
+
+def test_a_local_port_in_use_is_reported_not_shared(devices):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
+        squatter.bind((HOST, 0))
+        taken = squatter.getsockname()[1]
+        device = devices(platform_port(), "udp", local_port=taken)
+        health = wait_for(device, lambda h: h["last_error"] is not None, "the bind failure")
+        assert f"cannot bind the local SIP port {HOST}:{taken}/udp" in health["last_error"]
+        assert "in use" in health["last_error"] and health["alive"] and not health["registered"]
+        with pytest.raises(DeliveryFailed, match="not registered"):
+            device.deliver(alert(), timeout_s=0.2)
+    device.close()
+    with pytest.raises(DeliveryFailed, match="not running"):
+        device.deliver(alert(), timeout_s=0.2)

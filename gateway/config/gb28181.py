@@ -122,7 +122,8 @@ class Gb28181Output(StrictModel):
     retry_max_s: float = Field(default=60, ge=1, le=3600,
                                description="Longest wait between registration attempts (backoff cap).")
     bind: str = Field(default="0.0.0.0", description="Local address to send from and listen on.")
-    local_port: int = Field(default=5060, ge=0, le=65535, description="Local SIP port; 0 = any free port.")
+    local_port: int = Field(default=5060, ge=0, le=65535, description="Local SIP port (UDP; over TCP only "
+                            "when set, else any free port); 0 = any free port.")
     contact_host: str | None = Field(default=None, description="Address the platform should reach the "
                                      "gateway at (NAT); default: the local address facing the platform.")
     channels: dict[CameraKey, ChannelId] = Field(

@@ -310,7 +310,8 @@ class Gb28181Transport:
     def _open_udp(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # no SO_REUSEADDR: on Linux it would let a second output share the port and steal
+            # half of its datagrams; a port in use must be an error the installer sees
             sock.bind((self.settings.bind, self.settings.local_port))
         except OSError:
             sock.close()
@@ -320,12 +321,22 @@ class Gb28181Transport:
 
     def _open_tcp(self) -> None:
         assert self._platform is not None
-        source = (self.settings.bind, self.settings.local_port)
-        sock = socket.create_connection(self._platform, timeout=CONNECT_TIMEOUT_S, source_address=source)
+        # The platform answers and asks over this connection, so the local port only matters
+        # when the installer sets one (a firewall rule): by default any free port, which also
+        # spares the reconnect a wait for the old connection's TIME_WAIT.
+        port = self.settings.local_port if "local_port" in self.settings.model_fields_set else 0
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.settings.bind, port))
+            sock.settimeout(CONNECT_TIMEOUT_S)
+            sock.connect(self._platform)
+        except OSError:
+            sock.close()
+            raise
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # reads happen only when the selector says so; a send that cannot finish within the
-        # timeout breaks the stream's framing, so the connection is dropped (see _send)
-        sock.settimeout(CONNECT_TIMEOUT_S)
+        # timeout (CONNECT_TIMEOUT_S) breaks the stream's framing: the connection is dropped
         self._framer = StreamFramer()
         self._attach(sock)
 
