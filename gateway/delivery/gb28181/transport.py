@@ -154,9 +154,7 @@ class Gb28181Transport:
         deadline = time.monotonic() + timeout_s
         notice = alarm_notice(payload, channel_id=self.settings.channel_id(payload.get("camera_id")),
                               timezone=self._timezone, now=datetime.now(self._timezone))
-        if not self.alive:
-            raise DeliveryFailed(f"{self._label}: the output is not running")
-        if not self._registered.wait(max(0.0, deadline - time.monotonic())):
+        if not self._wait_registered(deadline):
             health = self.health()
             detail = f": {health['last_error']}" if health.get("last_error") else ""
             raise DeliveryFailed(f"{self._label}: not registered ({health['state']}){detail}")
@@ -176,6 +174,18 @@ class Gb28181Transport:
             raise DeliveryFailed(f"{self._label}: no answer to the alarm within {timeout_s:g} s")
         if pending.error is not None:
             raise DeliveryFailed(f"{self._label}: {pending.error}")
+
+    def _wait_registered(self, deadline: float) -> bool:
+        """Wait for the registration (an alert right after start, or as soon as the platform is
+        back), but give up at once when the output stops or is not running."""
+        while not self._registered.is_set():
+            if not self.alive or self._stopping.is_set():
+                raise DeliveryFailed(f"{self._label}: the output is not running")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._registered.wait(min(remaining, 0.25))
+        return True
 
     def health(self) -> dict[str, Any]:
         with self._lock:
