@@ -63,8 +63,9 @@ ALARM_CODES: dict[str, AlarmCode] = {
 }
 """Every alert type of gateway.events.types (a test holds the two together)."""
 
-FALLBACK = AlarmCode(VIDEO_ALARM, None)
-"""An alert type added without a mapping still reaches the platform, as a plain video alarm."""
+FALLBACK = AlarmCode(DEVICE_ALARM, None)
+"""An alert type added without a mapping still reaches the platform, as the default device
+alarm: a video alarm (5) without <Info><AlarmType> trips up platforms that expect one."""
 
 
 def alarm_code(alert_type: str) -> AlarmCode:
