@@ -26,6 +26,9 @@ says exactly which rule fired):
 - camera_offline -> 2/1 video loss: the video is gone, a device alarm, not an analysis result.
 - sensor -> 2 without AlarmType: an IoT sensor or a camera's alarm input is an alarm input
   device, whose alarm is the standard's default device alarm.
+- Every other type (patrol_fault: a PTZ head that cannot move) falls back to that default
+  device alarm: the standard has no closer code, and a new alert type reaches the platform
+  without anyone having to touch this table.
 
 `AlarmPriority` runs the other way from the gateway's severity: GB/T 28181 level 1 (一级警情)
 is the most serious, the gateway's severity 4 is. So priority = 5 - severity.
@@ -61,7 +64,7 @@ ALARM_CODES: dict[str, AlarmCode] = {
     "camera_offline": AlarmCode(DEVICE_ALARM, 1),
     "sensor": AlarmCode(DEVICE_ALARM, None),
 }
-"""Every alert type of gateway.events.types (a test holds the two together)."""
+"""Alert types with a specific code (keys are names from gateway.events.types; a test checks)."""
 
 FALLBACK = AlarmCode(DEVICE_ALARM, None)
 """An alert type added without a mapping still reaches the platform, as the default device
