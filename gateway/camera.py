@@ -37,6 +37,8 @@ PERSON_HEIGHT_SHARE = 0.25
 """The motion gate watches zones grown upwards by this share of the frame height (a body above
 its feet at the zone's far edge)."""
 ONVIF_RESOLVE_TIMEOUT_S = 15.0
+RECENT_FRAME_S = 10.0
+"""A camera alarm's start carries the last analysed picture only if it is at most this old."""
 
 
 @dataclass(frozen=True)
@@ -325,7 +327,7 @@ class CameraWorker:
                 self.alarm_sink(sensor.id, event.active, event.data.get("input") or event.kind)
             if not claimed:
                 messages += self.camera_events.handle(event.kind, event.active, event.source_topic,
-                                                      event.data, t, now)
+                                                      event.data, t, now, snapshot=self.recent_snapshot)
         return messages
 
     def status(self) -> WorkerStatus:
@@ -343,6 +345,13 @@ class CameraWorker:
             else round(self._last_frame_age, 3),
             patrol=self.patrol.status() if self.patrol is not None else None,
         )
+
+    def recent_snapshot(self) -> Snapshot | None:
+        """The annotated picture of the last analysed frame if it is recent (camera alarms show
+        what the camera saw when they fired); None when the camera has no recent frame."""
+        if time.monotonic() - self._last_image_at > RECENT_FRAME_S:
+            return None
+        return self.evidence()[1]
 
     def live_snapshot(self) -> bytes | None:
         """Annotated JPEG of the last analysed frame (None before the first one)."""

@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="validate a configuration file")
     check.add_argument("-c", "--config", type=Path, required=True)
+    check.add_argument("--load-model", action="store_true",
+                       help="also load the detector and run one inference (the service's start-up check)")
     check.set_defaults(handler=cmd_check)
 
     run = commands.add_parser("run", help="the service: watch every configured camera")
@@ -93,8 +95,26 @@ def cmd_check(args: argparse.Namespace) -> int:
         return EXIT_INVALID_CONFIG
     for warning in config_warnings(config):
         print(f"{args.config}: warning: {warning}", file=sys.stderr)
+    if args.load_model and not model_runs(config, args.config):
+        return EXIT_FAILED
     print(summary(config, args.config))
     return EXIT_OK
+
+
+def model_runs(config, path: Path) -> bool:
+    """Load the configured detector and run one inference (loading warms it up); say why not."""
+    try:
+        from gateway.detection import load_detector
+
+        load_detector(config.detector).close()
+    except ImportError as error:
+        print(f"{path}: detector: the {config.detector.backend} runtime cannot be imported ({error}); "
+              "reinstall the gateway (systemd/install.sh) on a 64-bit system", file=sys.stderr)
+        return False
+    except Exception as error:  # noqa: BLE001 - DetectorError and whatever a broken runtime raises
+        print(f"{path}: detector: {error}", file=sys.stderr)
+        return False
+    return True
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -24,11 +24,7 @@ PATROL_FAULT_HEARTBEAT_S = 600.0
 class PatrolFaultWatch:
     def __init__(self, camera: Camera, gateway: GatewaySection):
         self.camera = camera
-        self.source = AlertSource(
-            gateway_id=gateway.id, camera_id=camera.id, camera_name=camera.name,
-            grid_id=camera.grid_id, address=camera.location.address,
-            lat=camera.location.lat, lon=camera.location.lon,
-        )
+        self.source = AlertSource.for_camera(gateway.id, camera)
         self._event: OpenEvent | None = None
 
     @property

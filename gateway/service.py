@@ -104,7 +104,7 @@ class GatewayService:
         """Every output with its own outbox, the history, and the router that feeds them."""
         settings = self.config.gateway
         outputs = build_outputs(self.config, health_provider=self.health, snapshot_provider=self.camera_snapshot,
-                                camera_known=self._has_camera,
+                                camera_known=self._has_camera, camera_online=self._camera_online,
                                 on_ack=lambda record: self.router.on_centre_ack(record),
                                 on_case=lambda update: self.router.record_case(update))
         self.history = EventHistory.from_config(settings.data_dir, self.config.storage)
@@ -412,6 +412,13 @@ class GatewayService:
 
     def _has_camera(self, camera_id: str) -> bool:
         return any(worker.camera.id == camera_id for worker in (self.scheduler.workers() if self.scheduler else []))
+
+    def _camera_online(self, camera_id: str) -> bool:
+        """For GB/T 28181 catalogues: the camera runs and has not been declared offline."""
+        for worker in self.scheduler.workers() if self.scheduler else []:
+            if worker.camera.id == camera_id:
+                return not worker.status().offline
+        return False
 
     def camera_snapshot(self, camera_id: str) -> bytes | None:
         for worker in self.scheduler.workers() if self.scheduler else []:

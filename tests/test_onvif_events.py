@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -185,7 +186,8 @@ def test_short_grants_are_renewed_before_expiry(loop):
         assert listener.status.errors == 0
 
 
-def test_camera_reboot_resubscribes_and_resyncs_states(loop):
+def test_camera_reboot_resubscribes_and_resyncs_states(loop, caplog):
+    caplog.set_level(logging.INFO, logger="gateway.onvif.events")
     collector = Collector()
     with FakeOnvifDevice() as device:
         listener = listener_for(device, loop, collector)
@@ -207,6 +209,7 @@ def test_camera_reboot_resubscribes_and_resyncs_states(loop):
         assert collector.next().kind == "digital_input"
         listener.stop()
         assert device.stats["created"] >= 2
+    assert "gate: camera events subscribed again" in caplog.text  # the operator hears it is back
 
 
 def test_wrong_password_keeps_retrying_without_crashing(loop):

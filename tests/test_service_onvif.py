@@ -64,7 +64,8 @@ def test_onvif_camera_streams_and_its_tamper_alarm_becomes_an_alert(
         start = next(a for a in alerts(sub, "gate") if a["state"] == "start")
         validate_alert(start)
         assert start["details"]["topic"].endswith("GlobalSceneChange/ImagingService")
-        assert start["title_zh"].startswith("摄像机遮挡/破坏：东门gate")
+        assert start["title_zh"] == "摄像机遮挡/破坏：东门gate"  # no "0人": nobody is counted here
+        assert start["snapshot"] is not None and start["snapshot"]["width"] == 768  # what it saw then
         assert gateway.stop() == 0
         log = gateway.log()
         assert "ONVIF Acme IPC-2000, profile subStream" in log and "Secret-1" not in log

@@ -7,7 +7,8 @@
         id: cases
         url: https://cases.example.cn/api/gateway-alerts
         secret: ${WEBHOOK_SECRET}       # X-Signature: sha256=<HMAC-SHA256 of the body>
-      - type: gb28181                   # the centre's GB/T 28181 video platform
+      - type: gb28181                   # the centre's GB/T 28181 video platform (gateway.config.gb28181)
+        ...
 
 Compatibility: a file with only the top-level `mqtt:` section (or neither section) keeps working:
 that section is the first output. With both, `mqtt:` comes first and `outputs:` must not name a
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 
 from gateway.config.base import IDENT_PATTERN, LocatedValueError, Secret, StrictModel
+from gateway.config.gb28181 import Gb28181Output
 from gateway.config.mqtt import MqttSection
 
 
@@ -81,27 +83,6 @@ class WebhookOutput(StrictModel):
     @property
     def sink_name(self) -> str:
         return f"webhook:{self.id}"
-
-
-# --------------------------------------------------------------------------- GB/T 28181
-# PLACEHOLDER: the GB/T 28181 output brings its own settings model (`gateway.config.gb28181.
-# Gb28181Output`: platform, device and channel ids, ...). Replace this class with
-#     from gateway.config.gb28181 import Gb28181Output
-# keeping the name; the union below, `output_problems` and the delivery factory already use it.
-
-
-class Gb28181Output(StrictModel):
-    """Placeholder until the GB/T 28181 output lands: accepted by the union, refused at `check`."""
-
-    type: Literal["gb28181"]
-    id: str = Field(default="gb28181", pattern=IDENT_PATTERN)
-
-    @property
-    def sink_name(self) -> str:
-        return f"gb28181:{self.id}"
-
-    def channel_problems(self, camera_ids: set[str]) -> list[LocatedValueError]:
-        return [LocatedValueError("type", "the GB/T 28181 output is not available in this version")]
 
 
 # --------------------------------------------------------------------------- the list

@@ -94,8 +94,10 @@ class DurableSink:
         self._stopping.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(grace_s + self.timeout_s + 1.0)
-        self.transport.close()
+            self._thread.join(grace_s + 0.5)
+        self.transport.close()  # ends a delivery still waiting for its far end
+        if self._thread is not None:
+            self._thread.join(self.timeout_s + 1.0)
         left = self.outbox.depth()
         if left:
             log.info("output %s stopped; %d alerts stay queued for the next start", self.name, left)

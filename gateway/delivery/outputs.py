@@ -18,6 +18,7 @@ from gateway.backoff import Backoff
 from gateway.config.models import GatewayConfig
 from gateway.config.outputs import Gb28181Output, MqttOutput, Output, WebhookOutput
 from gateway.delivery.durable import DurableSink
+from gateway.delivery.gb28181 import Gb28181Transport
 from gateway.delivery.mqtt.sink import AckListener, CaseListener, HealthProvider, MqttSink, SnapshotProvider
 from gateway.delivery.outbox import DB_NAME, MiB, Outbox
 from gateway.delivery.router import Output as RoutedOutput
@@ -40,13 +41,15 @@ def build_outputs(
     health_provider: HealthProvider | None = None,
     snapshot_provider: SnapshotProvider | None = None,
     camera_known: Callable[[str], bool] | None = None,
+    camera_online: Callable[[str], bool] | None = None,
     on_ack: AckListener | None = None,
     on_case: CaseListener | None = None,
 ) -> list[RoutedOutput]:
     """One sink and outbox per configured output, in order; nothing is started yet.
 
     The callbacks go to the MQTT output: the heartbeat's health, remote-look pictures (and which
-    camera ids exist), and the centre's acks and case progress.
+    camera ids exist), and the centre's acks and case progress; `camera_online` to GB/T 28181
+    outputs (the catalogue's channel status).
     """
     storage, gateway = config.storage, config.gateway
     built: list[RoutedOutput] = []
@@ -65,10 +68,10 @@ def build_outputs(
                 timeout_s=output.timeout_s, prepare=omit_snapshot if output.snapshots == "omit" else None,
             )
         elif isinstance(output, Gb28181Output):
-            # GB/T 28181: its Transport (gateway.delivery.gb28181) plugs in here as a DurableSink,
-            # like the webhook above.
-            outbox.close()
-            raise OutputError(f"output {output.sink_name}: GB/T 28181 is not available in this version")
+            transport = Gb28181Transport(output, cameras=config.cameras, timezone=gateway.timezone,
+                                         gateway_name=gateway.name, camera_online=camera_online)
+            sink = DurableSink(output.sink_name, outbox, transport,
+                               backoff=Backoff(1.0, max(1.0, output.retry_max_s)), timeout_s=output.answer_timeout_s)
         else:  # pragma: no cover - the config union has no other member
             raise OutputError(f"unknown output type {type(output).__name__}")
         built.append(RoutedOutput(sink, outbox))
