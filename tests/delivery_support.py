@@ -48,10 +48,11 @@ def snapshot():
     return take_snapshot(frame(), evidence, datetime.now(TZ))
 
 
-def start_alert(index: int, *, picture: bool = False, zone: str = "plaza") -> tuple[OpenEvent, AlertMessage]:
-    """A new crowd event and its start message (count = 3 + index)."""
+def start_alert(index: int, *, picture: bool = False, zone: str = "plaza",
+                source: AlertSource = SOURCE) -> tuple[OpenEvent, AlertMessage]:
+    """A new crowd event (severity 3) and its start message (count = 3 + index)."""
     subject = AlertSubject("crowd", 3, "广场中心", zone, "广场中心", f"crowd-{zone}", {"type": "crowd", "min_people": 3})
-    event = OpenEvent(SOURCE, subject, UpdatePolicy(min_change=1, every_s=60), datetime.now(TZ))
+    event = OpenEvent(source, subject, UpdatePolicy(min_change=1, every_s=60), datetime.now(TZ))
     members = [{"track_id": 1, "box": [100.0, 200.0, 140.0, 300.0], "score": 0.9}]
     message = event.start(Reading(3 + index, members), float(index), datetime.now(TZ),
                           snapshot if picture else (lambda: None))
@@ -65,8 +66,10 @@ def alerts(count: int, *, picture: bool = False) -> list[AlertMessage]:
 
 def delivery_config(data_dir: Path, *, mqtt_port: int | None = None, webhook_url: str | None = None,
                     storage: dict[str, Any] | None = None, gateway_id: str = GATEWAY_ID,
+                    more_outputs: list[dict[str, Any]] = (), cameras: list[dict[str, Any]] = (),
                     **webhook: Any) -> GatewayConfig:
-    """A validated config: MQTT (when `mqtt_port`) first, then a webhook (when `webhook_url`)."""
+    """A validated config: MQTT (when `mqtt_port`) first, then a webhook (when `webhook_url`),
+    then `more_outputs` as written in YAML."""
     outputs: list[dict[str, Any]] = []
     if mqtt_port is not None:
         outputs.append({"type": "mqtt", "host": "127.0.0.1", "port": mqtt_port, "keepalive_s": 5, "heartbeat_s": 1})
@@ -76,7 +79,8 @@ def delivery_config(data_dir: Path, *, mqtt_port: int | None = None, webhook_url
     return GatewayConfig.model_validate({
         "gateway": {"id": gateway_id, "name": "东门网关", "timezone": "Asia/Shanghai", "data_dir": str(data_dir)},
         "detector": {"model": str(data_dir / "unused.onnx")},
-        "outputs": outputs,
+        "outputs": [*outputs, *more_outputs],
+        "cameras": list(cameras),
         "storage": storage or {},
     })
 

@@ -110,6 +110,21 @@ def test_output_mistakes_name_file_line_and_key(tmp_path: Path) -> None:
     assert str(tmp_path) in issues[0].file and "s3cr3t" not in " ".join(map(str, issues))
 
 
+def test_a_gb28181_output_is_checked_with_the_cameras_it_names(tmp_path: Path) -> None:
+    _, issues = check(tmp_path, """\
+        outputs:
+          - type: gb28181
+            host: 10.20.0.5
+            platform_id: "34020000002000000001"
+            device_id: "34020000001180000001"
+            password: "${HOOK_SECRET}"
+            channels:
+              gate: "34020000001320000001"
+        """)
+    assert [(issue.line, issue.path) for issue in issues] == [(10, "outputs[0].channels.gate")]
+    assert "unknown camera 'gate'" in issues[0].message and "s3cr3t" not in issues[0].message
+
+
 # --------------------------------------------------------------------------- pure parts
 
 
