@@ -63,6 +63,7 @@ ALARM_CODES: dict[str, AlarmCode] = {
     "camera_tamper": AlarmCode(VIDEO_ALARM, 11),
     "camera_offline": AlarmCode(DEVICE_ALARM, 1),
     "sensor": AlarmCode(DEVICE_ALARM, None),
+    "disk_full": AlarmCode(DEVICE_ALARM, 3),
 }
 """Alert types with a specific code (keys are names from gateway.events.types; a test checks)."""
 
