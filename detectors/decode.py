@@ -192,9 +192,9 @@ def yolox_grid(input_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         offsets.append(np.stack((xs.ravel(), ys.ravel()), axis=1))
         strides.append(np.full(xs.size, stride))
     grid = np.concatenate(offsets).astype(np.float32)
-    stride = np.concatenate(strides).astype(np.float32)
-    grid.flags.writeable = stride.flags.writeable = False
-    return grid, stride
+    anchor_strides = np.concatenate(strides).astype(np.float32)
+    grid.flags.writeable = anchor_strides.flags.writeable = False
+    return grid, anchor_strides
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +247,8 @@ class Decoder:
 
     def _features(self, output: np.ndarray) -> np.ndarray:
         """The output as a (features, anchors) view, checked against the layout."""
-        rows = output.reshape(output.shape[-2:])
+        # Annotated: numpy's stubs read a reshape to `shape[-2:]` (tuple[Any, ...]) as 0-d.
+        rows: np.ndarray = output.reshape(output.shape[-2:])
         features = rows.T if self.layout.anchors_first else rows
         if features.shape[0] != self._first_class + self.layout.num_classes:
             raise DetectorError(
@@ -281,5 +282,6 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
     xywh = np.empty_like(boxes, dtype=np.float32)
     xywh[:, :2] = boxes[:, :2]
     xywh[:, 2:] = boxes[:, 2:] - boxes[:, :2]
-    keep = cv2.dnn.NMSBoxes(xywh, scores.astype(np.float32), 0.0, float(iou))
+    # OpenCV's stubs ask for Sequences; NMSBoxes reads numpy arrays directly (no list copy).
+    keep = cv2.dnn.NMSBoxes(xywh, scores.astype(np.float32), 0.0, float(iou))  # type: ignore[arg-type]
     return np.asarray(keep, np.int64).reshape(-1)

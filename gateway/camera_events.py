@@ -52,7 +52,7 @@ class CameraEventAlerts:
         return messages
 
     def _subject(self, kind: str, topic: str, data: dict[str, Any]) -> AlertSubject:
-        details = {"source": "onvif", "kind": kind, "topic": topic,
+        details: dict[str, Any] = {"source": "onvif", "kind": kind, "topic": topic,
                    **{key: data[key] for key in ("reason", "input") if key in data}}
         return AlertSubject(
             type=ALERT_TYPE[kind], severity=SEVERITY[kind],

@@ -34,6 +34,7 @@ def polygon_to_frame(
     another (the sub stream): pixel polygons are scaled by the ratio of the two sizes.
     """
     width, height = frame_size
+    scale: tuple[float, float]
     if camera.coordinates == "normalized":
         scale = (width, height)
     elif camera.resolution is not None:

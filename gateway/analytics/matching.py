@@ -18,7 +18,7 @@ def greedy_match(similarity: np.ndarray, minimum: float) -> tuple[np.ndarray, np
     used_rows: set[int] = set()
     used_cols: set[int] = set()
     pairs = []
-    for r, c in zip(rows[order].tolist(), cols[order].tolist()):
+    for r, c in zip(rows[order].tolist(), cols[order].tolist(), strict=True):
         if r not in used_rows and c not in used_cols:
             used_rows.add(r)
             used_cols.add(c)

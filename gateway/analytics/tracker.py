@@ -203,7 +203,7 @@ class ByteTracker:
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
         first_frame = self._t is None
-        self._tracks.predict(0.0 if first_frame else t - self._t)
+        self._tracks.predict(0.0 if self._t is None else t - self._t)
         self._t = t
         det_track = self._match(boxes, scores, t)
 

@@ -9,9 +9,10 @@ lives in its own module (gateway/api/routes/) and reads like any FastAPI router.
 from __future__ import annotations
 
 import time
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Protocol, TypedDict
 
 from fastapi import Depends, HTTPException, Request
 
@@ -20,8 +21,8 @@ from gateway.api.schemas import AckOut, CameraOut, CaseOut, EventDetail, EventOu
 from gateway.api.stream import StreamHub
 from gateway.api.web import WebFiles
 from gateway.delivery.history import EventHistory, EventRecord
-from gateway.metrics import GatewayMetrics
 from gateway.delivery.outbox import AckRecord
+from gateway.metrics import GatewayMetrics
 from gateway.status import GatewayView
 
 SNAPSHOT_CACHE_S = 0.5
@@ -104,7 +105,7 @@ class ApiContext:
 
     def event_out(self, record: EventRecord, detail: bool = False) -> EventOut:
         base = f"/api/events/{record.event_id}"
-        links = {
+        links: _Links = {
             "snapshot_url": f"{base}/snapshot.jpg" if record.has_snapshot else None,
             "peak_snapshot_url": f"{base}/snapshot.jpg?which=peak" if record.has_peak_snapshot else None,
             "ack": self.ack_of(record),
@@ -112,7 +113,7 @@ class ApiContext:
         }
         if detail:
             cases = [CaseOut.of(step) for step in self.history.cases(record.event_id)]
-            return EventDetail(**_record_fields(EventDetail, record, {**links, "cases": cases}), **links,
+            return EventDetail(**_record_fields(EventDetail, record, {*links, "cases"}), **links,
                                payload=redact_tree(record.payload), cases=cases)
         return EventOut(**_record_fields(EventOut, record, links), **links)
 
@@ -132,7 +133,16 @@ class ApiContext:
         raise HTTPException(404, f"no camera {camera_id!r}")
 
 
-def _record_fields(model: type[EventOut], record: EventRecord, computed: dict) -> dict:
+class _Links(TypedDict):
+    """The `EventOut` fields the API works out rather than copies from the record."""
+
+    snapshot_url: str | None
+    peak_snapshot_url: str | None
+    ack: AckOut | None
+    case: CaseOut | None
+
+
+def _record_fields(model: type[EventOut], record: EventRecord, computed: Container[str]) -> dict[str, Any]:
     """The model's fields that the record carries as they are (everything but `computed`)."""
     return {name: getattr(record, name) for name in model.model_fields
             if name not in computed and name != "payload"}

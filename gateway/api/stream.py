@@ -105,7 +105,7 @@ async def event_stream(hub: StreamHub, history: EventHistory, event_out: Callabl
         while not hub.closing:
             try:
                 await asyncio.wait_for(wake.wait(), timeout=heartbeat_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 yield ": keep-alive\n\n"
                 continue
             wake.clear()

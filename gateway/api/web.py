@@ -98,11 +98,10 @@ class SecurityHeaders:
             await response(scope, receive, send)
             return
         seen = 0
-        outer_receive = receive
 
-        async def receive() -> Any:  # chunked bodies are counted as they arrive
+        async def counted_receive() -> Any:  # chunked bodies are counted as they arrive
             nonlocal seen
-            message = await outer_receive()
+            message = await receive()
             seen += len(message.get("body", b""))
             if seen > MAX_BODY_BYTES:
                 raise ValueError("request body too large")
@@ -118,7 +117,7 @@ class SecurityHeaders:
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        await self.app(scope, counted_receive, send_with_headers)
 
 
 class _QueryTokenFilter(logging.Filter):

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -93,6 +93,7 @@ class BrokerLink:
         self.backoff = backoff
         self.by_topic: dict[str, list[str]] = {}
         for sensor in sensors:
+            assert sensor.topic is not None, "SensorInput passes only MQTT sensors (camera alarms have no topic)"
             self.by_topic.setdefault(sensor.topic, []).append(sensor.id)
         self.counters = {sensor.id: _SensorCounters(sensor.label) for sensor in sensors}
         self._lock = threading.Lock()
@@ -198,7 +199,7 @@ class BrokerLink:
                  again, len(self.counters), ", ".join(c.name for c in self.counters.values()))
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
-        received_at = datetime.now(timezone.utc)
+        received_at = datetime.now(UTC)
         payload = bytes(message.payload)
         for sensor_id in self.by_topic.get(message.topic, ()):
             self._deliver(sensor_id, payload, received_at)
@@ -261,7 +262,7 @@ class BrokerLink:
                                    "last_error": c.last_error} for sensor_id, c in self.counters.items()}
         return {
             "address": self.address, "state": self.state, "connected": self.state == "connected",
-            "since": datetime.fromtimestamp(self.since, timezone.utc).isoformat(timespec="seconds"),
+            "since": datetime.fromtimestamp(self.since, UTC).isoformat(timespec="seconds"),
             "connects": self.connects, "failures": self.backoff.failures, "last_error": self.last_error,
             "retry_in_s": None if self.retry_at is None else round(max(0.0, self.retry_at - time.time()), 1),
             "messages": sum(s["messages"] for s in sensors.values()),

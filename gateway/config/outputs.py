@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
@@ -87,7 +87,7 @@ class WebhookOutput(StrictModel):
 
 # --------------------------------------------------------------------------- the list
 
-Output = Annotated[Union[MqttOutput, WebhookOutput, Gb28181Output], Field(discriminator="type")]
+Output = Annotated[MqttOutput | WebhookOutput | Gb28181Output, Field(discriminator="type")]
 
 
 def resolve_outputs(mqtt: MqttSection, mqtt_given: bool, outputs: list[Output]) -> list[Output]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
@@ -108,6 +108,6 @@ class IntrusionRule(RuleBase):
 
 
 Rule = Annotated[
-    Union[CrowdRule, GatheringRule, GrowthRule, LoiteringRule, IntrusionRule],
+    CrowdRule | GatheringRule | GrowthRule | LoiteringRule | IntrusionRule,
     Field(discriminator="type"),
 ]

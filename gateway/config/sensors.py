@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Union, get_args
+from typing import Literal, get_args
 
 from pydantic import Field, field_validator, model_validator
 
@@ -11,12 +11,11 @@ from gateway.config.geometry import Location
 from gateway.config.mqtt import MqttTls
 from gateway.config.rules import TimeWindow
 
-
 SensorType = Literal["smoke", "door", "water_leak", "sos", "pir", "tamper", "generic"]
 SENSOR_TYPES: tuple[str, ...] = get_args(SensorType)
 SENSOR_SEVERITY = {"smoke": 4, "sos": 4, "water_leak": 3, "tamper": 3, "door": 2, "pir": 2, "generic": 2}
 """Default alert severity per sensor type: life-safety first (fire, a call for help)."""
-ScalarValue = Union[bool, int, float, str]
+ScalarValue = bool | int | float | str
 
 
 class SensorLink(StrictModel):
@@ -85,6 +84,7 @@ class Sensor(StrictModel):
                 return self.model_copy(update={"link": self.link.model_copy(
                     update={"cameras": [self.onvif.camera]})})
             return self
+        assert self.topic is not None  # exactly one of topic and onvif, checked above
         if self.format == "json" and self.field is None:
             raise LocatedValueError("field", "a json sensor needs the JSON field that holds its state")
         if self.format == "zigbee2mqtt" and self.field is None and self.type == "generic":

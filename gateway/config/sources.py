@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, Discriminator, Field, SecretStr, Tag, field_validator
@@ -96,12 +96,12 @@ def _source_kind(value: Any) -> str | None:
 
 
 CameraSource = Annotated[
-    Union[
-        Annotated[RtspSource, Tag("rtsp")],
-        Annotated[NvrSource, Tag("nvr")],
-        Annotated[OnvifSource, Tag("onvif")],
-        Annotated[FileSource, Tag("file")],
-    ],
+    (
+        Annotated[RtspSource, Tag("rtsp")]
+        | Annotated[NvrSource, Tag("nvr")]
+        | Annotated[OnvifSource, Tag("onvif")]
+        | Annotated[FileSource, Tag("file")]
+    ),
     Discriminator(
         _source_kind,
         custom_error_type="camera_source",

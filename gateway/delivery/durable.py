@@ -208,7 +208,8 @@ class DurableSink:
     def _log_failure(self, delay: float) -> None:
         """Once per distinct reason, reminded every REMIND_S; the rest at DEBUG."""
         reason, now = self._last_error or "?", time.monotonic()
-        if self._failure_logged is None or self._failure_logged[0] != reason or now - self._failure_logged[1] >= REMIND_S:
+        logged = self._failure_logged
+        if logged is None or logged[0] != reason or now - logged[1] >= REMIND_S:
             down = now - (self._failing_since or now)
             since = f" (failing for {down:.0f} s)" if down >= 1 else ""
             log.warning("output %s: delivery failed: %s%s; retrying the same alert in %.1f s; %d alerts queued",

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 import json
 import logging
 import os
@@ -43,7 +44,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -370,7 +371,8 @@ class EventHistory:
                         " camera_name, grid_id, address, lat, lon, zone_id, zone_name, rule_id, count, peak_count,"
                         " density_per_m2, started_at, updated_at, ended_at, started_ts, updated_ts, payload,"
                         " first_seen, last_seen, snap_bytes, peak_bytes)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                        " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (event_id, self._rev, seq, *values, now, now, snap_bytes, peak_bytes),
                     )
                     self._events += 1
@@ -552,7 +554,8 @@ class EventHistory:
 
         state: start|update|end, or `active` for events not yet ended.
         """
-        where, args = [], []
+        where: list[str] = []
+        args: list[str | float] = []
         if camera is not None:
             where.append("camera_id = ?")
             args.append(camera)
@@ -585,7 +588,8 @@ class EventHistory:
             items = self._with_cases(_record(row) for row in rows)
         return EventPage(items, total, limit, offset, rev)
 
-    def changes_since(self, rev: int, limit: int = 200) -> list[EventRecord]:
+    # `builtins.list`: inside this class `list` names the method above.
+    def changes_since(self, rev: int, limit: int = 200) -> builtins.list[EventRecord]:
         """Events changed after revision `rev`, oldest change first (each event once, at its latest)."""
         with self._lock:
             rows = self._db.execute(
@@ -757,20 +761,22 @@ def _parse_time(value: Any) -> float | None:
     except ValueError:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
 
 def _epoch(since: datetime | float) -> float:
     if isinstance(since, datetime):
         if since.tzinfo is None:
-            since = since.replace(tzinfo=timezone.utc)
+            since = since.replace(tzinfo=UTC)
         return since.timestamp()
     return float(since)
 
 
 def _row_values(payload: dict[str, Any], stored: str) -> tuple:
-    location = payload.get("location") if isinstance(payload.get("location"), dict) else {}
+    location = payload.get("location")
+    if not isinstance(location, dict):
+        location = {}
     now = time.time()
     updated_ts = _parse_time(payload.get("updated_at")) or now
     started_ts = _parse_time(payload.get("started_at")) or updated_ts
@@ -810,7 +816,7 @@ def _integer(value: Any) -> int | None:
 
 
 def _record(row: tuple, with_payload: bool = False) -> EventRecord:
-    values = dict(zip(COLUMNS, row))
+    values = dict(zip(COLUMNS, row, strict=False))  # the payload may follow the columns
     ack = None
     if values["ack_at"] is not None:
         ack = HistoryAck(values["ack_by"] or "", values["ack_case_id"] or "", values["ack_at"], values["ack_note"])

@@ -64,9 +64,10 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from gateway.delivery.storage import LOW_SPACE_BYTES, describe, free_bytes, is_disk_full, open_wal
 
@@ -343,7 +344,7 @@ class Outbox:
 
     # ------------------------------------------------------------------ transactions
 
-    def _transaction(self, durable: bool = True) -> "_Transaction":
+    def _transaction(self, durable: bool = True) -> _Transaction:
         assert self._db is not None
         return _Transaction(self._db, durable)
 
@@ -445,7 +446,8 @@ class Outbox:
         )
         self._depth += 1
         self._bytes += size
-        new_id = int(cursor.lastrowid)
+        assert cursor.lastrowid is not None, "an INSERT sets lastrowid"
+        new_id = cursor.lastrowid
         self._last_id = max(self._last_id, new_id)
         return new_id
 
@@ -613,6 +615,7 @@ class Outbox:
         return evictions
 
     def _shed_one_snapshot(self) -> Eviction | None:
+        assert self._db is not None
         row = self._db.execute(
             "SELECT id, topic, event_id, seq, state, camera_id, payload, size, created_at FROM outbox"
             " WHERE has_snapshot = 1 ORDER BY state = 'start', id LIMIT 1"
@@ -627,6 +630,7 @@ class Outbox:
         return Eviction("snapshot", event_id, seq, state, camera_id, size - new_size, created_at)
 
     def _drop_superseded_update(self) -> Eviction | None:
+        assert self._db is not None
         row = self._db.execute(
             "SELECT id, event_id, seq, state, camera_id, size, created_at FROM outbox AS o"
             " WHERE state = 'update' AND EXISTS"
@@ -636,6 +640,7 @@ class Outbox:
         return self._drop(row, "superseded_update")
 
     def _drop_oldest(self) -> Eviction | None:
+        assert self._db is not None
         row = self._db.execute(
             "SELECT id, event_id, seq, state, camera_id, size, created_at FROM outbox ORDER BY id LIMIT 1"
         ).fetchone()
@@ -644,6 +649,7 @@ class Outbox:
     def _drop(self, row: tuple | None, kind: str) -> Eviction | None:
         if row is None:
             return None
+        assert self._db is not None
         row_id, event_id, seq, state, camera_id, size, created_at = row
         self._db.execute("DELETE FROM outbox WHERE id=?", (row_id,))
         self._bytes -= size
@@ -672,7 +678,8 @@ class Outbox:
 
     def _log_eviction(self, ev: Eviction) -> None:
         age = max(0.0, self._clock() - ev.created_at)
-        what = f"event {ev.event_id} seq {ev.seq} ({ev.state or 'message'}, camera {ev.camera_id or '?'}, queued {age:.0f} s)"
+        what = (f"event {ev.event_id} seq {ev.seq} ({ev.state or 'message'}, camera {ev.camera_id or '?'}, "
+                f"queued {age:.0f} s)")
         total = self._evictions[ev.kind]
         where = (f"alerts held in memory over their {_human(self.hold_max_bytes)} bound ({self.problem})"
                  if ev.in_memory else f"outbox over its {_human(self.max_bytes)} cap")
@@ -860,13 +867,13 @@ class Outbox:
         """Forget events and acks older than `history_days` (but never an event still queued)."""
         cutoff = self._clock() - self.history_s
         try:
-            with self._transaction(durable=False):
-                self._db.execute(
+            with self._transaction(durable=False) as db:
+                db.execute(
                     "DELETE FROM known_events WHERE last_at < ?"
                     " AND event_id NOT IN (SELECT event_id FROM outbox)",
                     (cutoff,),
                 )
-                self._db.execute("DELETE FROM acks WHERE received_at < ?", (cutoff,))
+                db.execute("DELETE FROM acks WHERE received_at < ?", (cutoff,))
         except sqlite3.Error as exc:
             log.warning("outbox %s: could not prune old event history: %s", self.path, exc)
         self._next_prune = self._clock() + 3600.0

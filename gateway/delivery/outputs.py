@@ -22,6 +22,7 @@ from gateway.delivery.gb28181 import Gb28181Transport
 from gateway.delivery.mqtt.sink import AckListener, CaseListener, HealthProvider, MqttSink, SnapshotProvider
 from gateway.delivery.outbox import DB_NAME, MiB, Outbox
 from gateway.delivery.router import Output as RoutedOutput
+from gateway.delivery.sink import AlertSink
 from gateway.delivery.webhook import WebhookTransport, omit_snapshot
 
 
@@ -57,6 +58,7 @@ def build_outputs(
         cap_mb = getattr(output, "outbox_max_mb", None) or storage.outbox_max_mb
         outbox = Outbox(outbox_path(gateway.data_dir, output), int(cap_mb * MiB),
                         hold_max_bytes=int(storage.hold_max_mb * MiB))
+        sink: AlertSink
         if isinstance(output, MqttOutput):
             sink = MqttSink(output, gateway.id, outbox, health_provider=health_provider,
                             snapshot_provider=snapshot_provider, camera_known=camera_known, on_ack=on_ack,

@@ -47,8 +47,9 @@ class AlertSink(Protocol):
         """State for the heartbeat, /healthz and /metrics: connected, queued, delivered, last error."""
         ...
 
-    def submit(self, payloads: Sequence[dict[str, Any]]) -> None:
-        """Queue alert payloads durably (returns once they are on disk), then wake the sender."""
+    def submit(self, payloads: Sequence[dict[str, Any]]) -> list[int]:
+        """Queue alert payloads durably (returns once they are on disk, with their outbox row ids),
+        then wake the sender."""
         ...
 
 

@@ -34,7 +34,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lxml import etree
@@ -178,13 +178,13 @@ def _message_parts(message: Any) -> tuple[str, dict[str, str], dict[str, str], s
 
 def _when(value: Any, fallback: datetime) -> datetime:
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, str) and value.strip():
         try:
             parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
             return fallback
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return fallback
 
 
@@ -193,7 +193,7 @@ def parse_notification(camera_id: str, message: Any, now: datetime | None = None
 
     Raises ValueError for a known topic whose state cannot be read (the caller logs it).
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     topic, source, data, operation, utc = _message_parts(message)
     if not topic:
         return None
@@ -401,13 +401,13 @@ class OnvifEventListener:
     async def _sleep(self, seconds: float) -> None:
         try:
             await asyncio.wait_for(self._stopping.wait(), seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     def _termination(self, session: OnvifSession) -> str:
         if not self._absolute_times:
             return f"PT{int(self.subscription_s)}S"
-        camera_now = datetime.now(timezone.utc) + timedelta(seconds=session.clock_skew_s)
+        camera_now = datetime.now(UTC) + timedelta(seconds=session.clock_skew_s)
         return (camera_now + timedelta(seconds=self.subscription_s)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     @staticmethod

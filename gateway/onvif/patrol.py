@@ -103,7 +103,7 @@ class PatrolPlan:
         if move_s < 0:
             raise ValueError("move_s must be >= 0")
         for index, stop in enumerate(stops):
-            if float(getattr(stop, "dwell_s")) <= 0:
+            if float(stop.dwell_s) <= 0:
                 raise ValueError(f"patrol stop {index}: dwell_s must be > 0")
         self.stops = tuple(stops)
         self.move_s = float(move_s)
@@ -117,7 +117,7 @@ class PatrolPlan:
         return float(getattr(self.stops[index], "settle_s", 0) or 0)
 
     def _dwell(self, index: int) -> float:
-        return float(getattr(self.stops[index], "dwell_s"))
+        return float(self.stops[index].dwell_s)
 
     def stop_length(self, index: int) -> float:
         """What a stop takes when its move takes `move_s`: the time a failing stop is retried."""
@@ -142,7 +142,7 @@ class PatrolPlan:
             else:
                 phase, started, ends = WATCHING, watch_from, watch_from + self._dwell(index)
         stop = self.stops[index]
-        return PatrolState(index=index, preset=str(getattr(stop, "preset")),
+        return PatrolState(index=index, preset=str(stop.preset),
                            zones=tuple(getattr(stop, "zones", ()) or ()), phase=phase,
                            visit=self._visit, phase_started_at=started, phase_ends_at=ends)
 

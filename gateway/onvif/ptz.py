@@ -220,10 +220,11 @@ def _same_space(a: str | None, b: str | None) -> bool:
 def _near(a: PtzPosition, b: PtzPosition) -> bool | None:
     """Are two positions the same within the tolerance? None when they cannot be compared."""
     gaps = []
-    if None not in (a.pan, a.tilt, b.pan, b.tilt) and _same_space(a.pan_tilt_space, b.pan_tilt_space):
+    if (a.pan is not None and a.tilt is not None and b.pan is not None and b.tilt is not None
+            and _same_space(a.pan_tilt_space, b.pan_tilt_space)):
         wraps = (a.pan_tilt_space or b.pan_tilt_space or GENERIC_PAN_TILT_SPACE) == GENERIC_PAN_TILT_SPACE
         gaps += [_gap(a.pan, b.pan, wraps), _gap(a.tilt, b.tilt, False)]
-    if None not in (a.zoom, b.zoom) and _same_space(a.zoom_space, b.zoom_space):
+    if a.zoom is not None and b.zoom is not None and _same_space(a.zoom_space, b.zoom_space):
         gaps.append(_gap(a.zoom, b.zoom, False))
     return all(gap <= POSITION_TOLERANCE for gap in gaps) if gaps else None
 

@@ -59,15 +59,14 @@ class Mapping:
 
 def resolved_mapping(sensor: Sensor) -> Mapping:
     """Apply the format's and type's defaults to what the installer wrote."""
-    active = sensor.active_value
+    active: object = sensor.active_value  # a scalar, or the PRESS sentinel
     if sensor.format == "zigbee2mqtt":
-        name = sensor.field or ZIGBEE_FIELDS[sensor.type]
         if active is None:
             active = PRESS if sensor.momentary else ZIGBEE_ACTIVE.get(sensor.type, True)
-        return Mapping(name, active)
+        return Mapping(sensor.field or ZIGBEE_FIELDS[sensor.type], active)
     if sensor.format == "tasmota":
-        name = sensor.field or ("POWER" if not sensor.topic.endswith("/POWER") else None)
-        return Mapping(name, "ON" if active is None else active)
+        power_topic = sensor.topic is not None and sensor.topic.endswith("/POWER")
+        return Mapping(sensor.field or (None if power_topic else "POWER"), "ON" if active is None else active)
     if sensor.format == "json":
         return Mapping(sensor.field, PRESS if active is None and sensor.momentary else active)
     return Mapping(None, PRESS if active is None and sensor.momentary else active)

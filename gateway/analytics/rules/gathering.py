@@ -71,7 +71,7 @@ class GatheringCondition:
             groups = [rows[c] for c in clusters(distances, self.radius_m, self.min_people)]
         ids = scene.people.ids
         keys = self._identify([set(ids[group].tolist()) for group in groups])
-        return [Observation(key, True, len(group), group) for key, group in zip(keys, groups)]
+        return [Observation(key, True, len(group), group) for key, group in zip(keys, groups, strict=True)]
 
     def _identify(self, groups: list[set[int]]) -> list[int]:
         """Key per group: the remembered group sharing most members, else a new key."""
@@ -79,15 +79,17 @@ class GatheringCondition:
         shared = np.array(
             [[len(group & self._members[key]) for key in known] for group in groups], dtype=float
         ).reshape(len(groups), len(known))
-        keys: list[int | None] = [None] * len(groups)
-        for g, k in zip(*greedy_match(shared, 1.0)):
-            keys[g] = known[k]
-        for g, key in enumerate(keys):
+        matched = {int(g): known[k] for g, k in zip(*greedy_match(shared, 1.0), strict=True)}
+        keys: list[int] = []
+        for g, group in enumerate(groups):
+            key = matched.get(g)
             if key is None:
-                keys[g] = key = self._next_key
+                key = self._next_key
                 self._next_key += 1
-            self._members[key] = groups[g]
-        return keys  # type: ignore[return-value]
+            self._members[key] = group
+            keys.append(key)
+        return keys
 
     def forget(self, key: Hashable) -> None:
-        self._members.pop(key, None)  # type: ignore[arg-type]
+        if isinstance(key, int):  # this condition's keys; any other key was never one of its groups
+            self._members.pop(key, None)

@@ -46,7 +46,7 @@ class Debounce:
             self.false_since = None
             if self.true_since is None:
                 self.true_since = t
-            if not self.active and self._may_start(t):
+            if not self.active and self._may_start(self.true_since, t):
                 self.active = True
                 return Transition.START
             return None
@@ -61,8 +61,8 @@ class Debounce:
             return Transition.END
         return None
 
-    def _may_start(self, t: float) -> bool:
-        return t - self.true_since >= self.timing.for_s and t >= self.cooldown_until
+    def _may_start(self, true_since: float, t: float) -> bool:
+        return t - true_since >= self.timing.for_s and t >= self.cooldown_until
 
     def dormant(self, t: float) -> bool:
         """Nothing pending, open or cooling down: the instance can be forgotten."""

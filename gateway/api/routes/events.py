@@ -12,12 +12,12 @@ from pydantic import BeforeValidator
 
 from gateway.api.context import Context
 from gateway.api.query import epoch_or_none, known_query, rfc3339
-from gateway.api.schemas import AckOut, AckIn, AckResult, EventDetail, EventOut, EventPageOut, Problem
+from gateway.api.schemas import AckIn, AckOut, AckResult, EventDetail, EventOut, EventPageOut, Problem
 from gateway.api.stream import SSE_MAX_CLIENTS, EventStreamResponse, event_stream
 from gateway.config.models import IDENT_PATTERN
-from gateway.events.types import ALERT_TYPE_NAMES
 from gateway.delivery.history import EVENT_ID_RE
 from gateway.delivery.outbox import OutboxError, UnknownEventError
+from gateway.events.types import ALERT_TYPE_NAMES
 
 log = logging.getLogger("gateway.api")
 

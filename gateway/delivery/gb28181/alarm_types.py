@@ -97,10 +97,13 @@ def local_alarm_time(started_at: object, timezone: tzinfo, fallback: datetime) -
 def alarm_notice(payload: Mapping[str, Any], *, channel_id: str, timezone: tzinfo, now: datetime) -> Alarm:
     """The GB/T 28181 alarm for an alert `start` payload (gw.alert/1), raised on `channel_id`."""
     code = alarm_code(str(payload.get("type")))
-    location = payload.get("location") if isinstance(payload.get("location"), Mapping) else {}
+    location = payload.get("location")
+    if not isinstance(location, Mapping):
+        location = {}
+    severity = payload.get("severity")
     return Alarm(
         device_id=channel_id,
-        priority=alarm_priority(payload.get("severity") if isinstance(payload.get("severity"), int) else 2),
+        priority=alarm_priority(severity if isinstance(severity, int) else 2),
         method=code.method,
         alarm_type=code.type,
         time=local_alarm_time(payload.get("started_at"), timezone, now),

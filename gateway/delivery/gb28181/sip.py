@@ -211,7 +211,7 @@ class StreamFramer:
 
     def feed(self, data: bytes) -> list[bytes]:
         self._buffer += data
-        messages = []
+        messages: list[bytes] = []
         while True:
             while self._buffer[:2] == b"\r\n":  # keep-alive CRLFs between messages (RFC 5626)
                 del self._buffer[:2]

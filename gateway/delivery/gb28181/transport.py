@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -38,7 +39,7 @@ from gateway.delivery.gb28181.device import (
     Gb28181Device,
     Send,
 )
-from gateway.delivery.gb28181.manscdp import Channel
+from gateway.delivery.gb28181.manscdp import Alarm, Channel
 from gateway.delivery.gb28181.sip import SipParseError, SipResponse, StreamFramer, parse_message
 from gateway.delivery.sink import DeliveryFailed
 
@@ -210,7 +211,7 @@ class Gb28181Transport:
             now = time.monotonic()
             if self._stopping.is_set() and stop_deadline is None:
                 stop_deadline = now + UNREGISTER_WAIT_S
-                self._call(lambda: self._device.unregister(now))
+                self._call(partial(self._device.unregister, now))
             if stop_deadline is not None and (now >= stop_deadline or not self._device.busy_unregistering):
                 break
             try:
@@ -243,10 +244,13 @@ class Gb28181Transport:
                 return
             if command == "alarm":
                 token, notice = argument
-                self._call(lambda: self._device.send_alarm(token, notice, time.monotonic()))
+                self._send_alarm(token, notice)
             elif command == "abandon":
                 with self._lock:
                     self._device.abandon(argument)
+
+    def _send_alarm(self, token: int, notice: Alarm) -> None:
+        self._call(lambda: self._device.send_alarm(token, notice, time.monotonic()))
 
     def _call(self, step: Callable[[], list[Action]], reply_to: tuple[str, int] | None = None) -> None:
         """Run one step of the device under the lock, then carry out what it asks for."""
@@ -315,7 +319,9 @@ class Gb28181Transport:
     def _resolve(self) -> tuple[str, int]:
         kind = socket.SOCK_DGRAM if self.settings.transport == "udp" else socket.SOCK_STREAM
         infos = socket.getaddrinfo(self.settings.host, self.settings.port, socket.AF_INET, kind)
-        return infos[0][4][0], infos[0][4][1]
+        host, port = infos[0][4][:2]
+        assert isinstance(host, str) and isinstance(port, int), "an AF_INET address is (host, port)"
+        return host, port
 
     def _open_udp(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

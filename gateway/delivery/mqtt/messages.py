@@ -26,9 +26,10 @@ from __future__ import annotations
 import base64
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from gateway.delivery.cases import CASE_STATUSES, CaseUpdate
 from gateway.delivery.mqtt.topics import LEVEL
@@ -194,7 +195,7 @@ class RateLimiter:
 
 
 def iso_now(now: float) -> str:
-    return datetime.fromtimestamp(now, timezone.utc).astimezone().isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(now, UTC).astimezone().isoformat(timespec="milliseconds")
 
 
 def jpeg_size(data: bytes) -> tuple[int, int] | None:

@@ -24,8 +24,9 @@ The case loop: the centre's acks (`ack`) are recorded in the outbox's ack table;
 (`cases`) goes to `on_case` (the router stores it in the history). Malformed messages, and messages
 about events this gateway never sent, are logged in one line, counted and ignored. A duty
 officer's acknowledgement on the gateway's page is queued here like an alert (`announce_ack`) and
-published on `acks`, so it survives a broker outage and a restart. In `protocol: auto` a broker that answers "unsupported protocol version" makes
-the publisher fall back to 3.1.1 for the rest of the run (logged once).
+published on `acks`, so it survives a broker outage and a restart. In `protocol: auto` a broker that
+answers "unsupported protocol version" makes the publisher fall back to 3.1.1 for the rest of the run
+(logged once).
 
 Presence: retained `status` `{"state": "online", ...health}` on connect and every `heartbeat_s`;
 the Last Will is a retained `{"state": "offline"}`; a clean stop publishes `offline` itself before
@@ -47,8 +48,9 @@ import ssl
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -57,9 +59,10 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.backoff import Backoff
-from gateway.delivery.latency import LatencyWindow
+from gateway.config.models import MqttSection
 from gateway.delivery.cases import CaseUpdate
 from gateway.delivery.history import HistoryError
+from gateway.delivery.latency import LatencyWindow
 from gateway.delivery.mqtt.messages import (
     InvalidMessage,
     InvalidRequestWithReply,
@@ -75,7 +78,6 @@ from gateway.delivery.mqtt.messages import (
     snapshot_reply,
 )
 from gateway.delivery.mqtt.topics import Topics, reply_topic_problem
-from gateway.config.models import MqttSection
 from gateway.delivery.outbox import AckRecord, NewMessage, Outbox, OutboxError, OutboxMessage, UnknownEventError
 from gateway.logs import LogLimiter
 
@@ -359,7 +361,7 @@ class MqttSink:
         sock = client.socket() if client is not None else None
         rlist: list[Any] = [self._wake_r]
         wlist: list[Any] = []
-        if sock is not None:
+        if client is not None and sock is not None:
             rlist.append(sock)
             if client.want_write():
                 wlist.append(sock)
@@ -513,7 +515,8 @@ class MqttSink:
             if kind == "connack":
                 self._on_connack(*args)
             elif kind == "puback":
-                self._on_puback(*args, delivered)
+                mid, reason = args
+                self._on_puback(mid, reason, delivered)
             elif kind == "disconnect":
                 self._on_disconnect(*args)
             elif kind == "suback":
@@ -534,6 +537,7 @@ class MqttSink:
         self._budget = max(STATUS_RESERVE + 1, min(self._window + STATUS_RESERVE, receive_max or 65535))
         self._window_now = self._budget - STATUS_RESERVE
         self._other_inflight.clear()
+        assert self._client is not None  # only the current client's CONNACK is handled
         self._client.subscribe([(topic, 1) for topic in self._subscriptions])
         self._next_heartbeat = 0.0
         with self._lock:
@@ -595,7 +599,7 @@ class MqttSink:
         return (self.topics.ack, self.topics.cmd_snapshot, self.topics.cases)
 
     def _on_suback(self, codes: list[ReasonCode]) -> None:
-        for topic, code in zip(self._subscriptions, codes):
+        for topic, code in zip(self._subscriptions, codes, strict=False):  # a broker may answer short
             if code.is_failure:
                 log.error("MQTT broker %s refused our subscription to %s (%s): centre acks / remote look "
                           "requests / case progress will not arrive; check the broker ACL for %s",
@@ -711,7 +715,7 @@ class MqttSink:
             try:
                 extra = self._health_provider()
                 status.update({k: v for k, v in extra.items() if k not in ("state", "gateway_id")})
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the heartbeat must go out even if health fails
                 log.warning("health provider failed (%s); heartbeat sent without camera/detector health", exc)
         health = self.health()
         status["outbox_depth"] = health["outbox_depth"]
@@ -747,7 +751,7 @@ class MqttSink:
 
     def _handle_ack(self, message: mqtt.MQTTMessage) -> None:
         try:
-            ack = parse_ack(message.payload)
+            ack = parse_ack(bytes(message.payload))
         except InvalidMessage as exc:
             self._count("acks_ignored")
             self._log_limiter.log(log, logging.WARNING, "ack:malformed", "ignored a malformed ack on %s: %s",
@@ -779,7 +783,7 @@ class MqttSink:
 
     def _handle_case(self, message: mqtt.MQTTMessage) -> None:
         try:
-            update = parse_case(message.payload, time.time())
+            update = parse_case(bytes(message.payload), time.time())
         except InvalidMessage as exc:
             self._count("cases_ignored")
             self._log_limiter.log(log, logging.WARNING, "case:malformed", "ignored a malformed case update on %s: %s",
@@ -809,7 +813,7 @@ class MqttSink:
             self._refuse(None, "retained snapshot request ignored: it would replay on every reconnect")
             return
         try:
-            request = parse_snapshot_request(message.payload, self._reply_problem)
+            request = parse_snapshot_request(bytes(message.payload), self._reply_problem)
         except InvalidRequestWithReply as exc:
             self._refuse(exc.reply_to, str(exc), code="invalid_request", request_id=exc.request_id)
             return

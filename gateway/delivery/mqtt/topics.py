@@ -25,8 +25,8 @@ levels or control characters, and is at most 256 bytes. The centre subscribes to
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 LEVEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 """One topic level built from an id (gateway, camera): same rule as the config's Ident."""
