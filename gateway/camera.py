@@ -23,6 +23,7 @@ from detectors import Detector
 from gateway.analytics import CameraAnalytics, FrameResult
 from gateway.camera_events import CameraEventAlerts
 from gateway.config.models import Camera, FileSource, GatewaySection, OnvifSource
+from gateway.counting_io import camera_model
 from gateway.events import AlertMessage, Snapshot
 from gateway.offline import OfflineWatch
 from gateway.video.motion import MotionGate, region_mask
@@ -192,7 +193,7 @@ class CameraWorker:
         detections = detector.detect(masked)
         self._frames_inferred += 1
         result = self.analytics.process(detections, t=frame.received_at, now=datetime.now(self.timezone),
-                                        frame=masked, sensors=self.sensor_states)
+                                        frame=masked, sensors=self.sensor_states, counting_image=masked)
         with self._lock:
             self.last_result, self._last_image, self._last_image_at = result, masked, frame.received_at
             self._remember(frame.received_at, masked, result)
@@ -217,7 +218,8 @@ class CameraWorker:
                         self.camera.id, *self.analytics.frame_size, *size)
             ended = self.analytics.close_all(time.monotonic(), datetime.now(self.timezone))
         view, details = self._view()
-        self.analytics = CameraAnalytics(view, self.gateway, size, details=details)
+        self.analytics = CameraAnalytics(view, self.gateway, size, details=details,
+                                         counting_model=camera_model(self.camera, self.gateway.data_dir, size))
         watched = region_mask((size[1], size[0]), list(self.analytics.zones.values()),
                               self.analytics.masks, grow_up_px=int(size[1] * PERSON_HEIGHT_SHARE))
         motion = self.camera.motion

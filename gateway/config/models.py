@@ -398,6 +398,9 @@ class CameraDefaults(StrictModel):
     motion: MotionSettings = Field(default_factory=MotionSettings)
 
 
+from gateway.config.counting import CountingSection  # noqa: E402  (its module imports StrictModel from here)
+
+
 class Camera(CameraDefaults):
     id: Ident
     name: str = ""
@@ -409,6 +412,7 @@ class Camera(CameraDefaults):
     rules: list[Rule] = Field(default_factory=list)
     calibration: Calibration | None = None
     patrol: list[PatrolStop] = Field(default_factory=list)
+    counting: CountingSection = Field(default_factory=CountingSection)
 
     @model_validator(mode="after")
     def _consistent(self) -> Camera:

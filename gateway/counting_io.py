@@ -1,0 +1,127 @@
+"""Counting models on disk, and a counting background warmed from a recording: the I/O around
+the pure `gateway.analytics.counting` package.
+
+- `load_model(path, camera_id, frame_size)`: read and check a model file; every problem is a
+  `ModelFileError` naming the file and what is wrong (missing, unreadable, not JSON, not a
+  counting model, another camera, another frame size).
+- `save_model(path, model)`: write it atomically (a crash never leaves half a file).
+- `camera_model(camera, data_dir, frame_size)`: the model a camera should count with, or None
+  (detector counting, or a bad file: logged as a warning naming the camera and the file, and
+  the camera goes on counting with the detector).
+- `warmup_frames(source, ...)`: frames spread over the first minutes of a recording, for a
+  background that exists from the recording's first frame (replay, calibration).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from gateway.analytics.counting import BackgroundSettings, CountingModel, ModelFormatError
+from gateway.config.counting import default_model_path
+from gateway.config.models import Camera
+from gateway.video.decode import decode_frames, open_video
+
+log = logging.getLogger(__name__)
+
+CANDIDATES_PER_SAMPLE = 4
+"""Warm-up keeps this many candidate frames per background sample, so a recording shorter than
+the warm-up span still gives samples spread over all of it."""
+
+
+class ModelFileError(ValueError):
+    """A counting model file cannot be used; the message names the file and the problem."""
+
+
+def load_model(path: Path, camera_id: str, frame_size: tuple[int, int] | None = None) -> CountingModel:
+    """The model in `path`, checked against the camera (and its frame size when given)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: counting model file not found") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path}: is a directory, not a counting model file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ModelFileError(f"{path}: cannot read the counting model: {error}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ModelFileError(f"{path}: not a counting model (not JSON: {error.msg} at line {error.lineno})") from None
+    try:
+        model = CountingModel.from_dict(data)
+        model.check_fits(camera_id, frame_size)
+    except ModelFormatError as error:
+        raise ModelFileError(f"{path}: {error}") from None
+    return model
+
+
+def save_model(path: Path, model: CountingModel) -> None:
+    """Write `model` to `path` atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(model.to_dict(), ensure_ascii=False, indent=1)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def model_path(camera: Camera, data_dir: Path) -> Path:
+    """The camera's configured model file, else the one the page's tool writes."""
+    return camera.counting.model or default_model_path(data_dir, camera.id)
+
+
+def camera_model(camera: Camera, data_dir: Path, frame_size: tuple[int, int]) -> CountingModel | None:
+    """The model `camera` counts with at this frame size, or None: detector counting, or a model
+    that cannot be used (a warning says which camera, which file, why, and what happens now)."""
+    if camera.counting.mode == "detector":
+        return None
+    path = model_path(camera, data_dir)
+    if camera.counting.model is None and not path.exists():
+        log.warning("camera %s: counting: %s but no model yet (%s); counting with the detector until one is "
+                    "fitted (gateway calibrate count, or 标注人数 in the page)", camera.id, camera.counting.mode, path)
+        return None
+    try:
+        model = load_model(path, camera.id, frame_size)
+    except ModelFileError as error:
+        log.warning("camera %s: counting model unusable: %s; counting with the detector instead", camera.id, error)
+        return None
+    log.info("camera %s: counting in %s mode with %s (fitted on %s frames, cross-validated error %s people)",
+             camera.id, camera.counting.mode, path, model.training.get("frames", "?"),
+             (model.training.get("cross_validation") or {}).get("mae", "?"))
+    return model
+
+
+def warmup_frames(source: Path, settings: BackgroundSettings,
+                  shrink: Callable[[np.ndarray], np.ndarray]) -> list[np.ndarray]:
+    """`settings.warmup_samples` frames of a recording, `warmup_interval_s` apart from its start
+    (spread evenly over the whole recording when it is shorter), each passed through `shrink`
+    (e.g. mask and make the small grey counting picture). Raises VideoOpenError."""
+    spacing = settings.warmup_interval_s / CANDIDATES_PER_SAMPLE
+    limit = settings.warmup_s
+    candidates: list[np.ndarray] = []
+    next_t = 0.0
+    with open_video(source) as container:
+        for decoded in decode_frames(container):
+            if decoded.t + 1e-6 < next_t:
+                continue
+            candidates.append(shrink(decoded.bgr()))
+            next_t = decoded.t + spacing
+            if decoded.t >= limit:
+                break
+    if not candidates:
+        return []
+    picks = np.linspace(0, len(candidates) - 1, min(settings.warmup_samples, len(candidates)))
+    return [candidates[int(round(i))] for i in picks]
