@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Literal
 
-ENTER_RATIO, ENTER_MARGIN = 1.25, 3.0
-LEAVE_RATIO, LEAVE_MARGIN = 1.1, 1.5
+ENTER_RATIO, ENTER_MARGIN = 1.3, 4.0
+LEAVE_RATIO, LEAVE_MARGIN = 1.15, 2.0
 
 Mode = Literal["detector", "model", "auto"]
 Source = Literal["detector", "model"]
