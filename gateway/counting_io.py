@@ -88,6 +88,10 @@ def camera_model(camera: Camera, data_dir: Path, frame_size: tuple[int, int]) ->
     that cannot be used (a warning says which camera, which file, why, and what happens now)."""
     if camera.counting.mode == "detector":
         return None
+    if camera.patrol:
+        log.warning("camera %s: counting: %s ignored: a counting model needs a fixed view and this camera patrols "
+                    "presets; counting with the detector", camera.id, camera.counting.mode)
+        return None
     path = model_path(camera, data_dir)
     if camera.counting.model is None and not path.exists():
         log.warning("camera %s: counting: %s but no model yet (%s); counting with the detector until one is "
