@@ -26,6 +26,8 @@ from gateway.config.models import Camera, FileSource, GatewaySection, OnvifSourc
 from gateway.counting_io import camera_model
 from gateway.events import AlertMessage, Snapshot
 from gateway.offline import OfflineWatch
+from gateway.onvif.patrol import PatrolState, PatrolStatus
+from gateway.patrol_fault import PatrolFaultWatch
 from gateway.video.motion import MotionGate, region_mask
 from gateway.video.reader import CameraReader, ReaderHealth
 from gateway.video.urls import source_url
@@ -36,8 +38,8 @@ PERSON_HEIGHT_SHARE = 0.25
 """The motion gate watches zones grown upwards by this share of the frame height (a body above
 its feet at the zone's far edge)."""
 ONVIF_RESOLVE_TIMEOUT_S = 15.0
-PATROL_MOVE_S = 3.0
-"""Time allowed for a GotoPreset move before the settle time starts (PTZ moves take 1-3 s)."""
+RECENT_FRAME_S = 10.0
+"""A camera alarm's start carries the last analysed picture only if it is at most this old."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class WorkerStatus:
     frame_size: tuple[int, int] | None
     last_analysed_age_s: float | None
     last_frame_age_when_analysed_s: float | None
+    patrol: PatrolStatus | None = None
 
 
 def make_reader(camera: Camera) -> CameraReader:
@@ -71,8 +74,10 @@ def make_patrol(camera: Camera, onvif_loop):
     from gateway.onvif import PatrolDriver, PatrolPlan, PtzController
 
     controller = PtzController(camera.source.onvif, loop=onvif_loop)
-    plan = PatrolPlan(camera.patrol, move_s=PATROL_MOVE_S, start=time.monotonic())
-    return PatrolDriver(camera.id, controller, plan)
+    plan = PatrolPlan(camera.patrol, move_s=camera.patrol_move_s, start=time.monotonic())
+    return PatrolDriver(camera.id, controller, plan, move_s=camera.patrol_move_s,
+                        move_timeout_s=camera.patrol_move_timeout_s,
+                        fault_after_s=camera.patrol_fault_after_s)
 
 
 def onvif_stream_resolver(camera_id: str, source: OnvifSource):
@@ -110,8 +115,10 @@ class CameraWorker:
                                                      self._camera_event_queue.put, loop=onvif_loop)
         self.onvif_loop = onvif_loop
         self.patrol = make_patrol(camera, onvif_loop) if camera.patrol else None
+        self.patrol_fault = PatrolFaultWatch(camera, gateway) if camera.patrol else None
         self._ptz = self.patrol.controller if self.patrol else None
-        self._visit: int | None = None
+        self._patrol_state: PatrolState | None = None
+        """The patrol state the analysis last took (its view): read and written by the scheduler only."""
         self.sensor_states: dict[str, bool] = {}
         """Sensor id -> active, for rules with `when_sensor`/`escalate` (the service keeps it current)."""
         self.alarm_sensors: list = []
@@ -156,6 +163,8 @@ class CameraWorker:
             self._ptz.close()
         now, t = datetime.now(self.timezone), time.monotonic()
         messages = self.camera_events.close_all(t, now) + self.offline_watch.close(t, now)
+        if self.patrol_fault is not None:
+            messages += self.patrol_fault.close(t, now)
         if self.analytics is not None:
             messages += self.analytics.close_all(t, now)
         return messages
@@ -163,7 +172,9 @@ class CameraWorker:
     # ----------------------------------------------------------------- scheduler side
 
     def has_new_frame(self) -> bool:
-        return self.reader.frame_seq > self._last_seq
+        """A frame to analyse, or a patrol view change to handle: that ends the old view's events
+        even while the camera sends no frames (both on the scheduler's thread, which owns them)."""
+        return self.reader.frame_seq > self._last_seq or self._patrol_view_changed()
 
     @property
     def last_analysed_at(self) -> float:
@@ -173,15 +184,16 @@ class CameraWorker:
     def analyse(self, detector: Detector) -> list[AlertMessage]:
         """Analyse the newest frame if there is one: gate, detect, track, rules. Returns alerts."""
         frame = self.reader.latest()
+        ended = self._follow_patrol()  # a new patrol view ends the old one's events, frame or not
         if frame is None or frame.seq == self._last_seq:
-            return []
+            return ended
         self._last_seq = frame.seq
         now_t = time.monotonic()
         self._last_analysed_at = now_t
         self._last_frame_age = now_t - frame.received_at
         self.frame_ages.append(self._last_frame_age)
-        messages = self._follow_patrol()
-        if self.patrol is not None and not self.patrol.state().analysing:
+        messages = ended
+        if not self._patrol_watching(frame.received_at):
             return messages  # the camera is moving or settling: its picture means nothing yet
         messages += self._ensure_analytics(frame.image)
         masked = self.analytics.prepare(frame.image)
@@ -229,25 +241,35 @@ class CameraWorker:
             self.last_result = None
         return ended
 
+    def _patrol_view_changed(self) -> bool:
+        """The patrol moved on from the view the open analytics belong to."""
+        return (self.patrol is not None and self.analytics is not None
+                and (self._patrol_state is None or self.patrol.state().visit != self._patrol_state.visit))
+
     def _follow_patrol(self) -> list[AlertMessage]:
-        """At a new patrol stop, end the old view's events; the next frame builds the new view."""
+        """Take the patrol's state for this turn; at a new view (stop, or turned away for a linked
+        sensor) end the old view's events; the next watched frame builds the new view."""
         if self.patrol is None:
             return []
-        visit = self.patrol.state().visit
-        if visit == self._visit:
+        stop, previous = self.patrol.state(), self._patrol_state
+        self._patrol_state = stop
+        if self.analytics is None or (previous is not None and previous.visit == stop.visit):
             return []
-        self._visit = visit
-        ended = []
-        if self.analytics is not None:
-            ended = self.analytics.close_all(time.monotonic(), datetime.now(self.timezone))
-            self.analytics = None
+        ended = self.analytics.close_all(time.monotonic(), datetime.now(self.timezone))
+        self.analytics = None
         return ended
+
+    def _patrol_watching(self, frame_at: float) -> bool:
+        """Analyse a frame only if it was taken while the camera watched a stop it was confirmed
+        to have reached (a frame taken while settling but picked up later does not count)."""
+        stop = self._patrol_state
+        return stop is None or (stop.analysing and frame_at >= stop.phase_started_at)
 
     def _view(self) -> tuple[Camera, dict | None]:
         """The camera as analysed now: at a patrol stop, only that stop's zones and their rules."""
-        if self.patrol is None:
+        stop = self._patrol_state
+        if stop is None:
             return self.camera, None
-        stop = self.patrol.state()
         zones = [zone for zone in self.camera.zones if not stop.zones or zone.id in stop.zones]
         zone_ids = {zone.id for zone in zones}
         rules = [rule for rule in self.camera.rules if rule.zone is None or rule.zone in zone_ids]
@@ -295,6 +317,8 @@ class CameraWorker:
             silent = time.monotonic() - self._started_at
         now, t = datetime.now(self.timezone), time.monotonic()
         messages = self.offline_watch.observe(silent, t, now)
+        if self.patrol is not None:
+            messages += self.patrol_fault.observe(self.patrol.status(), self.offline_watch.offline, t, now)
         while not self._camera_event_queue.empty():
             event = self._camera_event_queue.get_nowait()
             log.info("camera %s: ONVIF %s %s (%s)", self.camera.id, event.kind,
@@ -305,7 +329,7 @@ class CameraWorker:
                 self.alarm_sink(sensor.id, event.active, event.data.get("input") or event.kind)
             if not claimed:
                 messages += self.camera_events.handle(event.kind, event.active, event.source_topic,
-                                                      event.data, t, now)
+                                                      event.data, t, now, snapshot=self.recent_snapshot)
         return messages
 
     def status(self) -> WorkerStatus:
@@ -321,7 +345,15 @@ class CameraWorker:
             else round(now - self._last_analysed_at, 3),
             last_frame_age_when_analysed_s=None if self._last_frame_age is None
             else round(self._last_frame_age, 3),
+            patrol=self.patrol.status() if self.patrol is not None else None,
         )
+
+    def recent_snapshot(self) -> Snapshot | None:
+        """The annotated picture of the last analysed frame if it is recent (camera alarms show
+        what the camera saw when they fired); None when the camera has no recent frame."""
+        if time.monotonic() - self._last_image_at > RECENT_FRAME_S:
+            return None
+        return self.evidence()[1]
 
     def live_snapshot(self) -> bytes | None:
         """Annotated JPEG of the last analysed frame (None before the first one)."""

@@ -9,11 +9,12 @@ active, and never repeats one already open.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from gateway.config.models import Camera, GatewaySection
-from gateway.events import AlertMessage, AlertSource, AlertSubject, OpenEvent, Reading, UpdatePolicy
+from gateway.events import AlertMessage, AlertSource, AlertSubject, OpenEvent, Reading, Snapshot, UpdatePolicy
 
 SEVERITY = {"tamper": 3, "digital_input": 2, "motion": 1}
 ALERT_TYPE = {"tamper": "camera_tamper", "digital_input": "sensor", "motion": "sensor"}
@@ -24,16 +25,13 @@ HEARTBEAT_S = 600.0
 class CameraEventAlerts:
     def __init__(self, camera: Camera, gateway: GatewaySection):
         self.camera = camera
-        self.source = AlertSource(
-            gateway_id=gateway.id, camera_id=camera.id, camera_name=camera.name,
-            grid_id=camera.grid_id, address=camera.location.address,
-            lat=camera.location.lat, lon=camera.location.lon,
-        )
+        self.source = AlertSource.for_camera(gateway.id, camera)
         self._open: dict[tuple[str, str], OpenEvent] = {}
 
     def handle(self, kind: str, active: bool, topic: str, data: dict[str, Any], t: float,
-               now: datetime) -> list[AlertMessage]:
-        """One camera event (from `CameraEvent`'s fields); returns the messages it causes."""
+               now: datetime, snapshot: Callable[[], Snapshot | None] = lambda: None) -> list[AlertMessage]:
+        """One camera event (from `CameraEvent`'s fields); returns the messages it causes.
+        `snapshot` gives the camera's recent picture for the start message (None without one)."""
         if kind not in ALERT_TYPE:
             return []
         key = (kind, _source_key(data))
@@ -42,7 +40,7 @@ class CameraEventAlerts:
             event = OpenEvent(self.source, self._subject(kind, topic, data),
                               UpdatePolicy(min_change=1, every_s=HEARTBEAT_S), started_at=now)
             self._open[key] = event
-            return [event.start(Reading(count=None), t, now, lambda: None)]
+            return [event.start(Reading(count=None), t, now, snapshot)]
         if not active and event is not None:
             del self._open[key]
             return [event.end(Reading(count=None), t, now, ended_at=now)]

@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="validate a configuration file")
     check.add_argument("-c", "--config", type=Path, required=True)
+    check.add_argument("--load-model", action="store_true",
+                       help="also load the detector and run one inference (the service's start-up check)")
     check.set_defaults(handler=cmd_check)
 
     run = commands.add_parser("run", help="the service: watch every configured camera")
@@ -98,13 +100,33 @@ def load_or_report(path: Path, counting_models: bool = True):
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from gateway.config import summary
+    from gateway.config import config_warnings, summary
 
     config = load_or_report(args.config)
     if config is None:
         return EXIT_INVALID_CONFIG
+    for warning in config_warnings(config):
+        print(f"{args.config}: warning: {warning}", file=sys.stderr)
+    if args.load_model and not model_runs(config, args.config):
+        return EXIT_FAILED
     print(summary(config, args.config))
     return EXIT_OK
+
+
+def model_runs(config, path: Path) -> bool:
+    """Load the configured detector and run one inference (loading warms it up); say why not."""
+    try:
+        from gateway.detection import load_detector
+
+        load_detector(config.detector).close()
+    except ImportError as error:
+        print(f"{path}: detector: the {config.detector.backend} runtime cannot be imported ({error}); "
+              "reinstall the gateway (systemd/install.sh) on a 64-bit system", file=sys.stderr)
+        return False
+    except Exception as error:  # noqa: BLE001 - DetectorError and whatever a broken runtime raises
+        print(f"{path}: detector: {error}", file=sys.stderr)
+        return False
+    return True
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -112,6 +134,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import threading
 
     from detectors import DetectorError
+    from gateway.config import config_warnings
     from gateway.service import GatewayService
 
     config = load_or_report(args.config)
@@ -123,10 +146,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             log.info("%s received: stopping", signal.Signals(number).name), stop.set()))
     signal.signal(signal.SIGHUP, lambda _number, _frame: (
         log.info("SIGHUP received: reloading %s", args.config), reload.set()))
+    for warning in config_warnings(config):
+        log.warning("%s: %s", args.config, warning)
     service = GatewayService(config)
     try:
         service.start()
-    except DetectorError as error:
+    except (DetectorError, OSError, ValueError) as error:
+        # A model that does not load, a data_dir that cannot be written, an API that may not be
+        # served: one clear line for the journal, not a traceback (systemd retries the unit).
         log.error("cannot start: %s", error)
         service.stop()
         return EXIT_FAILED

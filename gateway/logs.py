@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 
 from gateway.redaction import redact
@@ -55,3 +56,37 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+class LogLimiter:
+    """At most `burst` lines per kind of message per `window_s`; the rest are counted, and the
+    next line that gets through says how many were held back. Used where the network decides
+    how often we log (malformed acks, refused requests): a flood must not flood the journal.
+    The clock is passed in, so the policy is testable without waiting."""
+
+    def __init__(self, burst: int = 5, window_s: float = 60.0) -> None:
+        self.burst = burst
+        self.window_s = window_s
+        self._windows: dict[str, tuple[float, int, int]] = {}  # kind -> (window start, logged, held back)
+        self._lock = threading.Lock()
+
+    def allow(self, kind: str, now: float) -> tuple[bool, int]:
+        """(log this line?, lines held back since the last one that was logged)."""
+        with self._lock:
+            start, logged, held = self._windows.get(kind, (now, 0, 0))
+            if now - start >= self.window_s:
+                start, logged = now, 0
+            if logged < self.burst:
+                self._windows[kind] = (start, logged + 1, 0)
+                return True, held
+            self._windows[kind] = (start, logged, held + 1)
+            if len(self._windows) > 256:  # kinds are ours, but keep the map bounded anyway
+                self._windows = {k: v for k, v in self._windows.items() if now - v[0] < self.window_s}
+            return False, held + 1
+
+    def log(self, logger: logging.Logger, level: int, kind: str, message: str, *args: object,
+            now: float | None = None) -> None:
+        allowed, held = self.allow(kind, time.monotonic() if now is None else now)
+        if allowed:
+            suffix = f" ({held} more like it held back in the last {self.window_s:.0f} s)" if held else ""
+            logger.log(level, message + suffix, *args)

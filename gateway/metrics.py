@@ -15,6 +15,12 @@ Series (all prefixed `gateway_`):
     camera_frame_age_seconds{camera}       age of the newest frame (absent before the first frame)
     camera_reconnects_total{camera}        reconnections since start
     camera_skip_ratio{camera}              share of due frames the motion gate skipped
+    camera_patrol_state{camera,state}      PTZ patrol cameras: 1 for the patrol's current state
+                                           (moving, settling, watching, away, failing, stopped)
+    camera_patrol_fault{camera}            1 while the patrol has not moved for patrol_fault_after_s
+    camera_patrol_moves_total{camera}      confirmed moves to a patrol stop
+    camera_patrol_move_failures_total{camera}  failed move attempts (each one retried)
+    camera_patrol_move_seconds{camera}     how long the last confirmed move took
     ready{component}                       readiness checks (1 = alive)
     inference_ms                           histogram of detector run time per frame, milliseconds:
                                            pulled from an attached `TimedDetector`-like source
@@ -45,14 +51,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gateway.api.view import CAMERA_STATES, GatewayView
+from gateway.status import CAMERA_STATES, GatewayView
+from gateway.detection import INFERENCE_MS_BUCKETS
 from gateway.events.types import ALERT_TYPES
+from gateway.onvif.patrol import PATROL_STATES
 
 log = logging.getLogger(__name__)
 
 PREFIX = "gateway"
-INFERENCE_BUCKETS_MS = (5, 10, 20, 30, 50, 75, 100, 150, 250, 500, 1000)
-"""Same edges as gateway.detection.INFERENCE_MS_BUCKETS (a pulled source brings its own)."""
 
 
 class HealthSource(Protocol):
@@ -84,7 +90,7 @@ class GatewayMetrics:
         self.history = None
         self.inference = inference
         self._unsubscribe = None
-        self._pushed = _Histogram(INFERENCE_BUCKETS_MS)
+        self._pushed = _Histogram(INFERENCE_MS_BUCKETS)
         self._alerts = dict.fromkeys(ALERT_TYPES, 0)
         self.registry.register(_LiveCollector(self))
         if history is not None:
@@ -209,10 +215,35 @@ class _LiveCollector(Collector):
             if cam.skip_ratio is not None:
                 skip.add_metric([cam.id], float(cam.skip_ratio))
         yield from (up, state, analysed, decoded, age, reconnects, skip)
+        yield from self._patrols(cameras)
         ready = _gauge("ready", "Readiness checks (1 = alive).", ["component"])
         for component, alive in sorted(view.readiness().items()):
             ready.add_metric([component], 1.0 if alive else 0.0)
         yield ready
+
+    @staticmethod
+    def _patrols(cameras: list[Any]) -> Iterator[Metric]:
+        state = _gauge("camera_patrol_state", "1 for the PTZ patrol's current state.", ["camera", "state"])
+        fault = _gauge("camera_patrol_fault", "1 while the PTZ patrol cannot move (patrol_fault alert).",
+                       ["camera"])
+        moves = CounterMetricFamily(f"{PREFIX}_camera_patrol_moves", "Confirmed moves to a patrol stop.",
+                                    labels=["camera"])
+        failures = CounterMetricFamily(f"{PREFIX}_camera_patrol_move_failures",
+                                       "Failed PTZ move attempts (each one retried).", labels=["camera"])
+        seconds = _gauge("camera_patrol_move_seconds", "How long the last confirmed PTZ move took.",
+                         ["camera"])
+        for cam in cameras:
+            patrol = getattr(cam, "patrol", None)
+            if patrol is None:
+                continue
+            for name in PATROL_STATES:
+                state.add_metric([cam.id, name], 1.0 if patrol.state == name else 0.0)
+            fault.add_metric([cam.id], 1.0 if patrol.fault else 0.0)
+            moves.add_metric([cam.id], float(patrol.moves))
+            failures.add_metric([cam.id], float(patrol.move_failures))
+            if patrol.last_move_s is not None:
+                seconds.add_metric([cam.id], float(patrol.last_move_s))
+        yield from (state, fault, moves, failures, seconds)
 
     def _outbox(self, outbox: Any) -> Iterator[Metric]:
         stats = outbox.stats()

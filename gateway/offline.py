@@ -20,11 +20,7 @@ OFFLINE_HEARTBEAT_S = 600.0
 class OfflineWatch:
     def __init__(self, camera: Camera, gateway: GatewaySection):
         self.offline_after_s = camera.offline_after_s
-        self.source = AlertSource(
-            gateway_id=gateway.id, camera_id=camera.id, camera_name=camera.name,
-            grid_id=camera.grid_id, address=camera.location.address,
-            lat=camera.location.lat, lon=camera.location.lon,
-        )
+        self.source = AlertSource.for_camera(gateway.id, camera)
         self.subject = AlertSubject(
             type="camera_offline", severity=OFFLINE_SEVERITY, place=camera.name or camera.id,
             rule={"type": "camera_offline", "offline_after_s": camera.offline_after_s},

@@ -30,14 +30,16 @@ from gateway.config.models import Camera, GatewayConfig, GatewaySection, OnvifSo
 from gateway.detection import TimedDetector, load_detector
 from gateway.events import AlertMessage
 from gateway.outbox import AckRecord, Outbox
-from gateway.api.app import create_app, make_server
-from gateway.api.view import CameraStatus, ZoneOutline
+from gateway.api.app import create_app
+from gateway.api.server import make_server
+from gateway.status import CameraStatus, ZoneOutline
 from gateway.history import EventHistory
 from gateway.metrics import GatewayMetrics
 from gateway.comms.sensor_input import SensorInput
 from gateway.scheduler import AnalysisScheduler
 from gateway.sensors.alerts import LinkedEvidence
 from gateway.sensors.hub import SensorHub
+from gateway.redaction import redact
 from gateway.sdnotify import SystemdNotifier
 
 log = logging.getLogger(__name__)
@@ -82,7 +84,7 @@ class GatewayService:
                      self.outbox.depth())
         self.publisher = MqttPublisher(
             self.config.mqtt, settings.id, self.outbox, health_provider=self.health,
-            snapshot_provider=self.camera_snapshot, on_ack=self._on_ack)
+            snapshot_provider=self.camera_snapshot, camera_known=self._has_camera, on_ack=self._on_ack)
         self.publisher.start()
         self.history = EventHistory.from_config(settings.data_dir, self.config.storage)
         self.scheduler = AnalysisScheduler(self.detector, self.emit)
@@ -132,7 +134,8 @@ class GatewayService:
         metrics = GatewayMetrics()
         metrics.attach(inference=self.detector)
         app = create_app(self, self.history, self.outbox, self.config.api, metrics=metrics,
-                         publisher=self.publisher, timezone=self.config.gateway.timezone)
+                         publisher=self.publisher, timezone=self.config.gateway.timezone,
+                         sessions_path=self.config.gateway.data_dir / "web-sessions.json")
         self.api_server = make_server(app, self.config.api)
 
         def serve() -> None:
@@ -280,6 +283,8 @@ class GatewayService:
         for worker in self.scheduler.workers() if self.scheduler else []:
             if not worker.reader.alive:
                 failures.append(f"camera {worker.camera.id}: reader thread is dead")
+            if worker.patrol is not None and not worker.patrol.alive:
+                failures.append(f"camera {worker.camera.id}: PTZ patrol task is dead")
         return failures
 
     def status_line(self) -> str:
@@ -298,7 +303,12 @@ class GatewayService:
         """
         if config_path is None:
             return
-        new, issues = check_config(config_path)
+        try:
+            new, issues = check_config(config_path)
+        except Exception as error:  # noqa: BLE001 - a bad file must never stop a running gateway
+            log.error("reload rejected: %s could not be read (%s); still running the previous "
+                      "configuration", config_path, redact(str(error)))
+            return
         if new is None:
             for issue in issues:
                 log.error("reload rejected: %s", issue)
@@ -354,6 +364,7 @@ class GatewayService:
             "skip_ratio": status.skip_ratio,
             "frames_inferred": status.frames_inferred,
             "frame_age_when_analysed_s": status.last_frame_age_when_analysed_s,
+            **({"patrol": asdict(status.patrol)} if status.patrol is not None else {}),
             "at": datetime.now(self.timezone).isoformat(timespec="seconds"),
         }
 
@@ -390,6 +401,7 @@ class GatewayService:
             last_frame_age_s=reader.last_frame_age_s, reconnects=reader.reconnects,
             last_error=reader.last_error, skip_ratio=status.skip_ratio if worker.gate else None,
             frame_size=status.frame_size, zones=zones, masks=masks, preset=worker.preset,
+            patrol=status.patrol,
             source=reader.url, resolution=camera.resolution, coordinates=camera.coordinates,
         )
 
@@ -400,6 +412,9 @@ class GatewayService:
             ready[f"camera:{worker.camera.id}"] = worker.reader.alive and \
                 worker.reader.health().state == "streaming"
         return ready
+
+    def _has_camera(self, camera_id: str) -> bool:
+        return any(worker.camera.id == camera_id for worker in (self.scheduler.workers() if self.scheduler else []))
 
     def camera_snapshot(self, camera_id: str) -> bytes | None:
         for worker in self.scheduler.workers() if self.scheduler else []:

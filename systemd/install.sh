@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install or upgrade the gateway as a systemd service on Debian 12 or Raspberry Pi OS (arm64).
+# Install or upgrade the gateway as a systemd service on Debian 12 or 64-bit Raspberry Pi OS
+# (bookworm) on x86_64 or arm64; 32-bit systems are refused (no onnxruntime/OpenCV wheels).
 #
 #   sudo systemd/install.sh [--model FILE] [--with-broker]
 #
@@ -29,12 +30,17 @@ while (($#)); do
     --no-apt) APT=0; shift ;;
     --no-user) USER_SETUP=0; shift ;;
     --no-systemctl) SYSTEMCTL=0; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "install: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 
 say() { echo "install: $*"; }
+
+source "$SOURCE_DIR/systemd/check-platform.sh"
+if command -v python3 >/dev/null && ! check_platform python3; then
+  exit 1
+fi
 
 if [ -z "$MODEL" ] && [ ! -f "$PREFIX/models/yolox_nano.onnx" ]; then
   echo "install: no detector model: give --model FILE (e.g. yolox_nano.onnx) on the first install" >&2
@@ -58,6 +64,7 @@ if ((USER_SETUP)) && ! id gateway >/dev/null 2>&1; then
   useradd --system --home-dir "$STATE" --no-create-home --shell /usr/sbin/nologin gateway
 fi
 
+check_platform python3 || exit 1
 if [ ! -x "$PREFIX/venv/bin/python" ]; then
   say "creating $PREFIX/venv"
   mkdir -p "$PREFIX"
@@ -120,8 +127,8 @@ sed -e "s|/opt/gateway|$PREFIX|g" -e "s|/etc/gateway|$ETC|g" -e "s|/var/lib/gate
 mv "$UNIT_DIR/gateway.service.new" "$UNIT_DIR/gateway.service"
 say "unit installed: $UNIT_DIR/gateway.service"
 
-if ! "$PREFIX/venv/bin/gateway" check -c "$ETC/gateway.yaml"; then
-  say "$ETC/gateway.yaml has problems (above): fix them, then: systemctl restart gateway"
+if ! "$PREFIX/venv/bin/gateway" check -c "$ETC/gateway.yaml" --load-model; then
+  say "$ETC/gateway.yaml or its model has problems (above): fix them, then: systemctl restart gateway"
   exit 1
 fi
 if ((SYSTEMCTL)); then

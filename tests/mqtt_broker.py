@@ -36,6 +36,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from waiting import PATIENCE_S
 
 HOST = "127.0.0.1"
 
@@ -154,7 +155,7 @@ class Mosquitto:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self, timeout: float = 10.0) -> Mosquitto:
+    def start(self, timeout: float = PATIENCE_S) -> Mosquitto:
         if self.running:
             return self
         self._proc = subprocess.Popen(
@@ -262,7 +263,7 @@ class Subscriber:
         props.SessionExpiryInterval = 3600 if persistent else 0
         self.client.connect(host, port, keepalive=10, clean_start=not persistent, properties=props)
         self.client.loop_start()
-        if not self.subscribed.wait(10):
+        if not self.subscribed.wait(PATIENCE_S):
             raise RuntimeError(f"subscriber could not subscribe to {topics} on {host}:{port}")
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
@@ -278,7 +279,7 @@ class Subscriber:
         with self._cond:
             return [m for m in self.messages if m.topic.startswith(topic_prefix)]
 
-    def wait_for(self, predicate: Callable[[list[Received]], bool], timeout: float = 10.0) -> bool:
+    def wait_for(self, predicate: Callable[[list[Received]], bool], timeout: float = PATIENCE_S) -> bool:
         deadline = time.monotonic() + timeout
         with self._cond:
             while not predicate(self.messages):

@@ -9,6 +9,11 @@ be offset with `clock_offset_s`), so a wrong password or a skewed clock gives th
 `env:Sender / ter:NotAuthorized` fault (or HTTP 401 with `auth_failure="http401"`).
 
 Knobs: per-operation `faults` and `delays`, `never_answer` (accepts the request, never replies),
+`refuse_credentials` / `wrong_password_for_s` (every authenticated request gets NotAuthorized, as
+a camera does while its password is being changed), PTZ behaviour (`move_s`: a GotoPreset move
+takes this long, MoveStatus MOVING and the position sliding towards the preset meanwhile;
+`ptz_status`: what GetStatus reports, "full", "move_status", "position" or "unsupported";
+`ptz_stuck`: GotoPreset is accepted but the head does not move),
 `get_services=False` (old devices: fall back to GetCapabilities), `stream_uri_credentials`
 (the camera embeds user:password in the stream URI, as some do), PullPoint behaviour
 (`max_subscriptions`, `cancel_all_on_unsubscribe`, `broken_relative_time`, `max_termination_s`),
@@ -59,8 +64,11 @@ NAMESPACES = {
     "wsu": WSU,
 }
 XMLNS = " ".join(f'xmlns:{prefix}="{uri}"' for prefix, uri in NAMESPACES.items())
-PRE_AUTH = {"GetSystemDateAndTime"}
-"""ONVIF access class PRE_AUTH: answered without credentials (the client needs the clock first)."""
+PRE_AUTH = {"GetSystemDateAndTime", "GetServices", "GetCapabilities", "GetServiceCapabilities",
+            "GetWsdlUrl", "GetHostname", "GetEndpointReference"}
+"""ONVIF access class PRE_AUTH (Core spec, 5.9.4.3): answered without credentials. A camera with a
+wrong password therefore lets a client connect and list its services, then refuses the rest."""
+PTZ_STATUS_KINDS = ("full", "move_status", "position", "unsupported")
 
 
 @dataclass
@@ -134,6 +142,31 @@ def parse_duration(text: str) -> float:
 class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self.connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        """Reset every open keep-alive connection, as a device that powers off does."""
+        with self._connections_lock:
+            connections = list(self.connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # clients that gave up (timeouts, stopped listeners) are part of the tests
 
@@ -152,7 +185,9 @@ class FakeOnvifDevice:
                  rtsp_port: int = 554, max_subscriptions: int = 8,
                  cancel_all_on_unsubscribe: bool = False, broken_relative_time: bool = False,
                  max_termination_s: float | None = None, name: str = "Front Gate",
-                 location: str = "city/Shenzhen", port: int = 0):
+                 location: str = "city/Shenzhen", port: int = 0, refuse_credentials: bool = False,
+                 wrong_password_for_s: float = 0.0, move_s: float = 0.0, ptz_status: str = "full",
+                 ptz_stuck: bool = False):
         self.user, self.password = user, password
         self.info = (manufacturer, model, firmware, serial, hardware_id)
         self.profiles = profiles if profiles is not None else [
@@ -178,9 +213,24 @@ class FakeOnvifDevice:
         self.name, self.location = name, location
         self.endpoint_uuid = f"urn:uuid:{uuid.uuid4()}"
         self.calls: list[str] = []
+        self.call_times: list[tuple[str, float]] = []
+        """(operation, time.monotonic()) of every request, for tests of retry pacing."""
         self.auth_failures = 0
         self.goto_calls: list[tuple[str, str]] = []
+        self.refuse_credentials = refuse_credentials
+        """While True every authenticated request is refused (tests flip it to 'fix the password')."""
+        self.wrong_password_for_s = wrong_password_for_s
+        self._credentials_ok_at = 0.0
+        if ptz_status not in PTZ_STATUS_KINDS:
+            raise ValueError(f"ptz_status must be one of {PTZ_STATUS_KINDS}")
+        self.move_s = move_s
+        self.ptz_status = ptz_status
+        self.ptz_stuck = ptz_stuck
+        self._position = (0.0, 0.0, 0.0)
+        self._move: tuple[tuple[float, float, float], tuple[float, float, float], float] | None = None
         self.subscriptions: dict[int, Subscription] = {}
+        self.states: dict[tuple, tuple[str, dict[str, str], dict[str, str]]] = {}
+        """Current property states (topic, source) -> (topic, data, source), as pushed."""
         self.stats = {"created": 0, "renewed": 0, "unsubscribed": 0, "pulls": 0}
         self._next_subscription = 1
         self._lock = threading.Condition()
@@ -198,6 +248,7 @@ class FakeOnvifDevice:
         self.stop()
 
     def start(self) -> FakeOnvifDevice:
+        self._credentials_ok_at = time.monotonic() + self.wrong_password_for_s
         self._released.clear()
         self._server = _Server(("127.0.0.1", self._port), self._handler_class())
         self._server.daemon_threads = True
@@ -214,13 +265,16 @@ class FakeOnvifDevice:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            self._server.drop_connections()
             self._server = None
 
     def reboot(self, downtime_s: float = 0.5) -> None:
-        """Drop every subscription and refuse connections for `downtime_s` (in the background)."""
-        self.stop()
+        """Power-cycle: every connection is reset, subscriptions and event states are lost, and
+        connections are refused for `downtime_s` (the restart happens in the background)."""
         with self._lock:
             self.subscriptions.clear()
+            self.states.clear()
+        self.stop()
         threading.Timer(downtime_s, self.start).start()
 
     @property
@@ -242,9 +296,15 @@ class FakeOnvifDevice:
 
     def push_event(self, topic: str, data: dict[str, str], source: dict[str, str] | None = None,
                    operation: str = "Changed") -> None:
-        """Queue one notification on every live subscription (tns1: topics)."""
+        """Queue one notification on every live subscription (tns1: topics); the device
+        remembers it as the property's current state, re-sent at every synchronisation point."""
         message = notification_xml(topic, data, source or {}, operation, self.now())
         with self._lock:
+            key = (topic, tuple(sorted((source or {}).items())))
+            if operation == "Deleted":
+                self.states.pop(key, None)
+            else:
+                self.states[key] = (topic, dict(data), dict(source or {}))
             for subscription in self.subscriptions.values():
                 subscription.messages.append(message)
             self._lock.notify_all()
@@ -299,6 +359,7 @@ class FakeOnvifDevice:
             return self._fault(FaultSpec("env:Sender", "ter:WellFormed", "Malformed SOAP message"))
         operation = etree.QName(request).localname
         self.calls.append(operation)
+        self.call_times.append((operation, time.monotonic()))
         if delay := self.delays.get(operation):
             self._released.wait(delay)
         if operation not in PRE_AUTH and not self._authorized(envelope):
@@ -333,6 +394,8 @@ class FakeOnvifDevice:
         return spec.http_status, _envelope(content), {}
 
     def _authorized(self, envelope: etree._Element) -> bool:
+        if self.refuse_credentials or time.monotonic() < self._credentials_ok_at:
+            return False
         token = envelope.find(f"{{{ENV}}}Header/{{{WSSE}}}Security/{{{WSSE}}}UsernameToken")
         if token is None:
             return False
@@ -504,21 +567,48 @@ class FakeOnvifDevice:
             "</tt:PTZPosition></tptz:Preset>" for p in self.presets)
         return f"<tptz:GetPresetsResponse>{items}</tptz:GetPresetsResponse>", None
 
+    def ptz_position(self) -> tuple[tuple[float, float, float], bool]:
+        """((pan, tilt, zoom), moving) of the PTZ head now."""
+        with self._lock:
+            if self._move is None:
+                return self._position, False
+            origin, target, started = self._move
+            progress = (time.monotonic() - started) / self.move_s if self.move_s > 0 else 1.0
+            if progress >= 1.0:
+                self._position, self._move = target, None
+                return target, False
+            return tuple(a + (b - a) * progress for a, b in zip(origin, target)), True
+
     def op_GotoPreset(self, request, path):  # noqa: N802
         profile = self._ptz_profile(request)
         token = request.findtext(f"{{{NAMESPACES['tptz']}}}PresetToken") or ""
-        if not any(p.token == token for p in self.presets):
+        preset = next((p for p in self.presets if p.token == token), None)
+        if preset is None:
             raise Fault(FaultSpec("env:Sender", "ter:InvalidArgVal", "No such preset"),
                         f"<ter:NoToken>{escape(token)}</ter:NoToken>")
         self.goto_calls.append((profile, token))
+        if not self.ptz_stuck:
+            position, _moving = self.ptz_position()
+            with self._lock:
+                self._move = (position, (preset.pan, preset.tilt, preset.zoom), time.monotonic())
         return "<tptz:GotoPresetResponse/>", None
 
     def op_GetStatus(self, request, path):  # noqa: N802
         self._ptz_profile(request)
-        return ("<tptz:GetStatusResponse><tptz:PTZStatus><tt:MoveStatus><tt:PanTilt>IDLE</tt:PanTilt>"
-                "<tt:Zoom>IDLE</tt:Zoom></tt:MoveStatus>"
-                f"<tt:UtcTime>{_iso(self.now())}</tt:UtcTime></tptz:PTZStatus></tptz:GetStatusResponse>",
-                None)
+        if self.ptz_status == "unsupported":
+            raise Fault(FaultSpec())
+        (pan, tilt, zoom), moving = self.ptz_position()
+        position = (f'<tt:Position><tt:PanTilt x="{pan:.6f}" y="{tilt:.6f}" '
+                    'space="http://www.onvif.org/ver10/tptz/PanTiltSpaces/PositionGenericSpace"/>'
+                    f'<tt:Zoom x="{zoom:.6f}" '
+                    'space="http://www.onvif.org/ver10/tptz/ZoomSpaces/PositionGenericSpace"/></tt:Position>'
+                    if self.ptz_status in ("full", "position") else "")
+        word = "MOVING" if moving else "IDLE"
+        move_status = (f"<tt:MoveStatus><tt:PanTilt>{word}</tt:PanTilt><tt:Zoom>{word}</tt:Zoom></tt:MoveStatus>"
+                       if self.ptz_status in ("full", "move_status") else "")
+        return ("<tptz:GetStatusResponse><tptz:PTZStatus>"
+                f"{position}{move_status}<tt:UtcTime>{_iso(self.now())}</tt:UtcTime>"
+                "</tptz:PTZStatus></tptz:GetStatusResponse>", None)
 
     # ------------------------------------------------------------------ events (PullPoint)
 
@@ -572,11 +662,16 @@ class FakeOnvifDevice:
                 "http://www.onvif.org/ver10/events/wsdl/EventPortType/CreatePullPointSubscriptionResponse")
 
     def op_SetSynchronizationPoint(self, request, path):  # noqa: N802
+        """Every property's current state again, as 'Initialized' (ONVIF Core 9.6): the scene
+        is unchanged unless an event said otherwise."""
+        idle_scene = ("tns1:VideoSource/GlobalSceneChange/ImagingService", {"State": "false"},
+                      {"Source": "VideoSource_1"})
         with self._lock:
             subscription = self._subscription(path)
-            subscription.messages.append(notification_xml(
-                "tns1:VideoSource/GlobalSceneChange/ImagingService", {"State": "false"},
-                {"Source": "VideoSource_1"}, "Initialized", self.now()))
+            states = dict(self.states)
+            states.setdefault((idle_scene[0], tuple(sorted(idle_scene[2].items()))), idle_scene)
+            for topic, data, source in states.values():
+                subscription.messages.append(notification_xml(topic, data, source, "Initialized", self.now()))
             self._lock.notify_all()
         return ("<tev:SetSynchronizationPointResponse/>",
                 "http://www.onvif.org/ver10/events/wsdl/PullPointSubscription/SetSynchronizationPointResponse")

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from waiting import PATIENCE_S
 
 SERVER_SCRIPT = Path(__file__).resolve().parent / "rtsp_server.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -63,7 +64,7 @@ class RtspServer:
         self.port = 0
         self.process: subprocess.Popen[str] | None = None
 
-    def start(self, timeout: float = 10) -> RtspServer:
+    def start(self, timeout: float = PATIENCE_S) -> RtspServer:
         command = [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port), "--fps", f"{self.fps:g}",
                    *([] if self.loop else ["--no-loop"]),
                    *(_mapping(path, target) for path, target in self.mappings.items())]

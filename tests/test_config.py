@@ -7,14 +7,20 @@ Line numbers are visible in the dedented YAML strings: the first line of each st
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from waiting import PATIENCE_S
 
 from gateway.config import ConfigError, ConfigIssue, check_config, load_config, summary
 from gateway.config.errors import Redactor
 from gateway.config.models import CrowdRule, FileSource, NvrSource, OnvifSource, RtspSource
+from gateway.redaction import redact
+from gateway.video.urls import redact_url
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = REPO.parent / "shared" / "models" / "yolox_nano.onnx"
@@ -559,3 +565,130 @@ def test_yaml_anchors_under_x_keys_and_merge_keys_point_at_the_anchor():
 def test_issue_format():
     issue = ConfigIssue("config/site.yaml", 14, "cameras[2].zones[0].polygon", "need at least 3 points")
     assert str(issue) == "config/site.yaml:14: cameras[2].zones[0].polygon: need at least 3 points"
+
+
+# --------------------------------------------------------------------------- hostile files
+
+
+def test_a_number_of_thousands_of_digits_is_an_error_with_its_line():
+    issue = single(HEAD + "storage:\n  outbox_max_mb: " + "9" * 5000 + "\n")
+    assert (issue.file, issue.line) == ("site.yaml", 6) and "cannot be read" in issue.message
+    assert "9999999999" not in str(issue)
+
+
+def test_nesting_thousands_of_levels_deep_is_an_error_not_a_crash():
+    issue = single(HEAD + "cameras: " + "[" * 3000 + "]" * 3000 + "\n")
+    assert issue.file == "site.yaml" and issue.line == 5 and "nested" in issue.message
+    issue = single(HEAD + "defaults: " + "[" * 60 + "1" + "]" * 60 + "\n")  # readable, but absurd
+    assert "nested more than 40 levels" in issue.message
+
+
+def test_an_alias_bomb_is_refused_before_it_is_expanded():
+    bomb = "gateway: {id: gw1}\nx-a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+    for level in "bcdefghi":
+        previous = chr(ord(level) - 1)
+        bomb += f"x-{level}: &{level} [" + ", ".join([f"*{previous}"] * 10) + "]\n"
+    bomb += "cameras: *i\n"   # 10^9 values if expanded
+    assert len(bomb.encode()) < 1000
+    issue = single(bomb)
+    assert "more than 100,000 values" in issue.message and "alias" in issue.message
+
+
+def test_huge_files_and_pipes_are_refused_without_reading_them(tmp_path: Path):
+    huge = Path("huge.yaml")
+    with huge.open("wb") as handle:
+        handle.truncate(60 * 1024 * 1024)  # sparse: 60 MB that take no disk
+    issue = single_file("huge.yaml")
+    assert "60.0 MB" in issue.message and issue.line == 0
+    os.mkfifo("pipe.yaml")
+    # In a child process: a regression would block on the pipe forever, not hang the suite.
+    result = subprocess.run([sys.executable, "-m", "gateway", "check", "-c", "pipe.yaml"], capture_output=True,
+                            text=True, timeout=PATIENCE_S, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 2 and "not a regular file" in result.stderr
+
+
+def test_binary_garbage_names_the_line_of_the_bad_character():
+    Path("garbage.yaml").write_bytes(b"gateway:\n  id: gw1\n  name: ok\x00\x01\x02\n")
+    issue = single_file("garbage.yaml")
+    assert issue.line == 3 and "#x0000" in issue.message and "binary" in issue.message
+
+
+def test_including_a_file_that_is_not_configuration_never_echoes_it():
+    write("shadow", "root: $6$secret-hash\ndaemon: '*'\nbin: '*'\nsys: '*'\n")
+    issues = issues_of(HEAD + "include: [shadow]\n")
+    text = "\n".join(map(str, issues))
+    assert len(issues) == 1 and "not a gateway configuration file: 4 of its 4 top-level keys" in text
+    assert "root" not in text and "secret-hash" not in text and "daemon" not in text
+
+
+@pytest.mark.parametrize("key, value", [
+    ("name", '"东门\\n# evil: true"'),
+    ("grid_id", '"G1\\rG2"'),
+])
+def test_line_breaks_in_names_are_refused(key: str, value: str):
+    issue = single(camera(f"""\
+        - id: cam1
+          {key}: {value}
+          source: {{file: cam.mp4}}
+        """))
+    assert where([issue]) == [("site.yaml", 7, f"cameras[0].{key}")] and "one line" in issue.message
+
+
+def test_line_breaks_in_hosts_and_secrets_are_refused_without_echoing_them():
+    issues = issues_of(camera("""\
+        - id: cam1
+          source: {onvif: {host: "10.0.0.7\\nevil", user: admin, password: "${CAM_PASSWORD}"}}
+        """), env={"CAM_PASSWORD": "line-one\nline-two"})
+    assert {issue.path for issue in issues} == {"cameras[0].source.onvif.host", "cameras[0].source.onvif.password"}
+    assert all("one line" in issue.message for issue in issues)
+    assert "line-one" not in "\n".join(map(str, issues))
+
+
+# --------------------------------------------------------------------------- what run would refuse
+
+
+def test_an_open_api_beyond_loopback_is_an_error_at_check():
+    issue = single(HEAD + "api:\n  bind: 0.0.0.0\n")
+    assert where([issue]) == [("site.yaml", 5, "api")] and "api.token is not set" in issue.message
+
+
+def test_a_short_api_token_is_a_warning_at_check(tmp_path: Path):
+    write("site.yaml", HEAD + "api:\n  bind: 0.0.0.0\n  token: ${API_TOKEN}\n")
+    result = subprocess.run([sys.executable, "-m", "gateway", "check", "-c", "site.yaml"], capture_output=True,
+                            text=True, timeout=PATIENCE_S, cwd=tmp_path,
+                            env={**os.environ, "API_TOKEN": "short-tok", "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    assert "warning: api.token is only 9 characters" in result.stderr and "short-tok" not in result.stderr
+
+
+def test_a_data_dir_that_cannot_be_a_directory_is_an_error_at_check():
+    write("blocker", "a file, not a directory\n")
+    issue = single(HEAD.replace("  id: gw1\n", "  id: gw1\n  data_dir: blocker/data\n"))
+    assert where([issue]) == [("site.yaml", 3, "gateway.data_dir")] and "is not a directory" in issue.message
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def test_secrets_from_the_environment_are_masked_everywhere_after_loading():
+    config, issues = check_config(write("site.yaml", camera("""\
+        - id: cam1
+          source: {rtsp: "rtsp://cam.local/live?channel=1&pwd=${CAM_KEY}"}
+        - id: cam2
+          source: {rtsp: "rtsp://admin:${CAM2}@10.0.0.9:554/${STREAM_PATH}"}
+        """)), env={"CAM_KEY": "q7-Query-Secret", "CAM2": "pa/ss word", "STREAM_PATH": "h264"})
+    assert config is not None, issues
+    assert redact("opening rtsp://cam.local/live?channel=1&pwd=q7-Query-Secret failed") == \
+        "opening rtsp://cam.local/live?channel=1&pwd=*** failed"
+    assert "q7-Query-Secret" not in redact("camera said: bad key q7-Query-Secret")  # the value alone too
+    assert redact("rtsp://admin:pa/ss word@10.0.0.9:554/h264") == "rtsp://admin:***@10.0.0.9:554/h264"
+    assert "pa%2Fss%20word" not in redact("url rtsp://x/?u=admin&p=pa%2Fss%20word")  # encoded form too
+    assert redact_url("rtsp://cam.local/live?pwd=abc&token=xyz&channel=2") == \
+        "rtsp://cam.local/live?pwd=***&token=***&channel=2"
+    assert redact("host 10.0.0.9 path h264") == "host 10.0.0.9 path h264"  # hosts stay readable
+
+
+def single_file(name: str) -> ConfigIssue:
+    config, issues = check_config(name, env={})
+    assert config is None and len(issues) == 1, "\n".join(map(str, issues))
+    return issues[0]

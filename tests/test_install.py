@@ -5,10 +5,14 @@ second run (an upgrade) keeping the installer's edited config and the undelivere
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 from pathlib import Path
 
+import pytest
 from conftest import REPO, YOLOX_NANO
+from waiting import PATIENCE_S
 
 
 def install(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -48,3 +52,51 @@ def test_first_install_without_a_model_says_what_is_missing(tmp_path: Path) -> N
     result = install(tmp_path)
     assert result.returncode == 2
     assert "no detector model: give --model FILE" in result.stderr
+
+
+def test_help_is_the_header_only(tmp_path: Path) -> None:
+    result = install(tmp_path, "--help")
+    assert result.returncode == 0 and result.stdout.startswith("Install or upgrade the gateway")
+    assert "set -euo" not in result.stdout and not result.stdout.startswith("\n")
+
+
+@pytest.mark.parametrize("script", ["systemd/install.sh", ".ci/setup"])
+def test_32_bit_systems_and_old_pythons_are_refused_with_the_reason(tmp_path: Path, script: str) -> None:
+    def run(**env: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(REPO / script), "--no-apt"] if "install" in script
+                              else ["bash", str(REPO / script)], capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "GATEWAY_PREFIX": str(tmp_path / "opt"), **env})
+
+    armv7 = run(GATEWAY_ARCH="armv7l")
+    assert armv7.returncode == 1 and "64-bit Raspberry Pi OS (bookworm)" in armv7.stderr
+    old_python = tmp_path / "python3.9"
+    old_python.write_text("#!/bin/sh\necho 3.9\n")
+    old_python.chmod(0o755)
+    old = run(GATEWAY_PYTHON=str(old_python))
+    assert old.returncode == 1 and "Python 3.9 is too old" in old.stderr
+
+
+def test_the_demo_stops_the_broker_it_started(tmp_path: Path) -> None:
+    for port in (1883, 8080):
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} is taken: the demo needs it"
+    demo = subprocess.Popen(["bash", str(REPO / ".ci" / "demo")], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    seen: list[str] = []
+    try:
+        for line in demo.stdout:  # ends if the demo dies: then the assertion below says why
+            seen.append(line)
+            if "web page on http://" in line:
+                break
+        assert any("started a local MQTT broker" in line for line in seen), "".join(seen)
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", 1883)) == 0
+        os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C in the terminal
+        rest = demo.communicate(timeout=2 * PATIENCE_S)[0]
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+    assert demo.returncode in (0, 130), rest
+    assert "stopped the MQTT broker it had started" in rest
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", 1883)) != 0  # nothing left listening

@@ -119,7 +119,8 @@ def test_discover_without_password_lists_devices_as_refused(monkeypatch, capsys)
         code = run_discover(["--address", f"127.0.0.1:{wsd.port}", "--timeout", "0.3",
                              "--password-env", "GATE_PW"], monkeypatch, password=None)
     captured = capsys.readouterr()
-    assert code == 0
+    assert code == 1  # nothing usable found: a script must not carry on as if it had
+    assert "1 refused the credentials" in captured.err
     assert "$GATE_PW is not set" in captured.err
     assert "not authorized" in captured.out and "cameras:" not in captured.out
 

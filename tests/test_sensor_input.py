@@ -15,6 +15,7 @@ from gateway.comms.sensor_input import SensorInput
 from gateway.config.models import Sensor, SensorBroker
 from gateway.sensors import SensorReading, parse_payload
 from mqtt_broker import mosquitto, subscriber_factory  # noqa: F401
+from waiting import PATIENCE_S, wait_until
 
 SENSORS = [
     Sensor(id="door-1", name="东门门磁", type="door", topic="zigbee2mqtt/door_1", format="zigbee2mqtt"),
@@ -40,7 +41,7 @@ class Collector:
             self.readings.append((sensor_id, reading))
             self.cond.notify_all()
 
-    def wait(self, predicate: Callable[[list[tuple[str, SensorReading]]], bool], timeout: float = 10) -> bool:
+    def wait(self, predicate: Callable[[list[tuple[str, SensorReading]]], bool], timeout: float = PATIENCE_S) -> bool:
         with self.cond:
             return self.cond.wait_for(lambda: predicate(self.readings), timeout)
 
@@ -49,22 +50,13 @@ def fast_backoff() -> Backoff:
     return Backoff(min_s=0.1, max_s=0.5)
 
 
-def wait_until(condition: Callable[[], Any], timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 @pytest.fixture
 def site(mosquitto):  # noqa: F811
     collector = Collector()
     brokers = {"site": SensorBroker(host=mosquitto.host, port=mosquitto.port)}
     sensor_input = SensorInput(brokers, SENSORS, collector, gateway_id="gw1", backoff=fast_backoff)
     sensor_input.start()
-    assert wait_until(lambda: sensor_input.health()["site"]["connected"]), sensor_input.health()
+    wait_until(lambda: sensor_input.health()["site"]["connected"], what="the site broker connected")
     yield sensor_input, collector
     sensor_input.stop()
 
@@ -99,16 +91,32 @@ def test_malformed_payload_is_counted_and_the_next_good_one_arrives(site, mosqui
     assert any("东门门磁" in r.getMessage() and "not JSON" in r.getMessage() for r in caplog.records)
 
 
+def test_a_flood_of_deeply_nested_payloads_is_counted_in_one_log_line(site, mosquitto, subscriber_factory,  # noqa: F811
+                                                                      caplog):
+    sensor_input, collector = site
+    device = subscriber_factory(mosquitto.port, ["unused/#"])
+    with caplog.at_level("DEBUG", logger="gateway.comms.sensor_input"):
+        for _ in range(300):
+            device.publish("zigbee2mqtt/door_1", b"[" * 5000 + b"]" * 5000)
+        device.publish("zigbee2mqtt/door_1", {"contact": True})
+        assert collector.wait(lambda r: len(r) == 1)
+    door = sensor_input.health()["site"]["sensors"]["door-1"]
+    assert door["errors"] == 300 and door["last_error"] == "malformed payload: payload is JSON nested too deeply"
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and not any(r.exc_info for r in caplog.records)
+
+
 def test_broker_restart_reconnects_and_receives_again(site, mosquitto, subscriber_factory, caplog):  # noqa: F811
     sensor_input, collector = site
     with caplog.at_level("INFO", logger="gateway.comms.sensor_input"):
         mosquitto.stop()
-        assert wait_until(lambda: sensor_input.health()["site"]["state"] == "down")
-        time.sleep(1.0)  # several failed attempts: logged once, not per attempt
+        wait_until(lambda: sensor_input.health()["site"]["state"] == "down", what="the link down")
+        # several failed attempts: logged once, not per attempt
+        wait_until(lambda: sensor_input.health()["site"]["failures"] >= 3, what="three failed reconnects")
         health = sensor_input.health()["site"]
         assert health["connected"] is False and health["last_error"]
         mosquitto.start()
-        assert wait_until(lambda: sensor_input.health()["site"]["connected"])
+        wait_until(lambda: sensor_input.health()["site"]["connected"])
     down_lines = [r for r in caplog.records if r.levelname == "WARNING" and "sensor broker site" in r.getMessage()]
     assert 1 <= len(down_lines) <= 2, [r.getMessage() for r in down_lines]
     assert "retrying in" in down_lines[0].getMessage()
@@ -126,7 +134,7 @@ def test_two_sensors_on_one_broker_and_a_down_broker_do_not_block_each_other(mos
     sensor_input = SensorInput(brokers, sensors, collector, gateway_id="gw1", backoff=fast_backoff)
     sensor_input.start()
     try:
-        assert wait_until(lambda: sensor_input.health()["site"]["connected"])
+        wait_until(lambda: sensor_input.health()["site"]["connected"])
         device = subscriber_factory(mosquitto.port, ["unused/#"])
         for index in range(5):
             device.publish("zigbee2mqtt/door_1", {"contact": index % 2 == 0})
@@ -164,13 +172,13 @@ def test_hub_turns_a_real_door_message_into_a_sensor_alert(mosquitto, subscriber
     sensor_input = SensorInput(config.sensor_brokers, config.sensors, hub.dispatch, "gw1", backoff=fast_backoff)
     sensor_input.start()
     try:
-        assert wait_until(lambda: sensor_input.health()["site"]["connected"])
+        wait_until(lambda: sensor_input.health()["site"]["connected"])
         device = subscriber_factory(mosquitto.port, ["unused/#"])
         device.publish("zigbee2mqtt/door_1", b"garbage")
         device.publish("zigbee2mqtt/door_1", {"contact": False})
         device.publish("zigbee2mqtt/door_1", {"contact": True})
         with cond:
-            assert cond.wait_for(lambda: len(messages) == 2, 10)
+            assert cond.wait_for(lambda: len(messages) == 2, PATIENCE_S)
         assert [m.state for m in messages] == ["start", "end"]
         for message in messages:
             validate_alert(message.payload)
@@ -193,9 +201,11 @@ def test_refused_credentials_are_reported_without_the_password(tmp_path, caplog)
         with caplog.at_level("DEBUG", logger="gateway.comms.sensor_input"):
             sensor_input.start()
             try:
-                assert wait_until(lambda: (sensor_input.health()["site"]["last_error"] or "").startswith(
-                    "broker refused"))
-                time.sleep(0.5)
+                wait_until(lambda: (sensor_input.health()["site"]["last_error"] or "").startswith(
+                    "broker refused"), what="the refusal")
+                failures = sensor_input.health()["site"]["failures"]
+                wait_until(lambda: sensor_input.health()["site"]["failures"] >= failures + 2,
+                           what="two more refused attempts")
             finally:
                 sensor_input.stop()
         health = sensor_input.health()["site"]

@@ -77,7 +77,7 @@ def test_json_and_plain_formats():
     (b"", "payload is empty"),
     (b"\xff\xfe", "payload is not UTF-8 text"),
     (b"{not json", "payload is not JSON (Expecting property name enclosed in double quotes at char 1)"),
-    (b"[1, 2]", "payload is JSON list, expected an object"),
+    (b"[1, 2]", "payload is a JSON list, expected an object"),
     (b'{"battery": 80}', "field 'contact' is missing (fields: battery)"),
     (b'{"contact": "maybe"}', "field 'contact' has unexpected value 'maybe' (expected true/false, 1/0 or ON/OFF)"),
 ])

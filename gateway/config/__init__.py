@@ -10,7 +10,8 @@ them all.
 """
 
 from gateway.config.errors import ConfigError, ConfigIssue
-from gateway.config.loader import check_config, load_config, summary
+from gateway.config.loader import check_config, config_warnings, load_config, summary
 from gateway.config.models import GatewayConfig
 
-__all__ = ["ConfigError", "ConfigIssue", "GatewayConfig", "check_config", "load_config", "summary"]
+__all__ = ["ConfigError", "ConfigIssue", "GatewayConfig", "check_config", "config_warnings", "load_config",
+           "summary"]

@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from gateway.config.models import StrictModel
+from gateway.config.base import StrictModel
 
 COUNTING_MODES = ("detector", "model", "auto")
 

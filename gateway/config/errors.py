@@ -14,16 +14,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.config.models import (
-    IDENT_PATTERN,
-    Key,
-    LocatedErrors,
-    LocatedValueError,
-    LocInfo,
-    describe_loc,
-    model_keys,
-)
-from gateway.redaction import redact
+from gateway.config.base import IDENT_PATTERN, LocatedErrors, LocatedValueError
+from gateway.config.keypaths import Key, LocInfo, describe_loc, model_keys
+from gateway.config.models import GatewayConfig
+from gateway.redaction import mask_values, redact
 
 
 @dataclass(frozen=True)
@@ -81,19 +75,13 @@ def is_secret_name(name: str) -> bool:
 
 
 class Redactor:
-    """Masks URL passwords and every known secret value in a message."""
+    """Masks URL passwords and every secret value of this configuration in a message."""
 
     def __init__(self, secrets: Iterable[str] = ()):
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
-        text = redact(text)
-        for secret in self._secrets:
-            if len(secret) >= 3:
-                text = text.replace(secret, "***")
-            else:  # too short to mask blindly: only where it stands alone
-                text = re.sub(rf"(?<![\w]){re.escape(secret)}(?![\w])", "***", text)
-        return text
+        return mask_values(redact(text), self._secrets)
 
 
 # --------------------------------------------------------------------------- pydantic errors
@@ -105,7 +93,7 @@ def explain(error: dict[str, Any]) -> list[tuple[tuple[Key, ...], str, bool]]:
     A `LocatedValueError` (or several, from one validator) contributes its own sub-path, so a
     cross-field problem lands on the key it is about rather than on the whole model.
     """
-    info = describe_loc(tuple(error["loc"]))
+    info = describe_loc(tuple(error["loc"]), GatewayConfig)
     cause = (error.get("ctx") or {}).get("error")
     if isinstance(cause, LocatedErrors):
         return [(info.path + parse_path(e.subpath), e.message, False) for e in cause.errors]

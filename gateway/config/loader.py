@@ -22,15 +22,18 @@ from __future__ import annotations
 import glob
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
 
 from gateway.config.errors import (
     ConfigError,
@@ -42,10 +45,19 @@ from gateway.config.errors import (
     join_branches,
 )
 from gateway.config.counting import check_model_file
-from gateway.config.models import GatewayConfig, Key, path_values
+from gateway.config.keypaths import Key, path_values
+from gateway.config.models import GatewayConfig, GatewaySection
+from gateway.redaction import register_secrets, url_passwords
 
 LIST_SECTIONS = ("cameras", "sensors")
 """Sections that included files extend; every other section is defined in exactly one file."""
+MAX_FILE_BYTES = 2 * 1024 * 1024
+"""A configuration file is kilobytes; anything this big is the wrong file (split cameras into includes)."""
+MAX_VALUES = 100_000
+"""Values across all files once YAML aliases are expanded: a thousand cameras need a tenth of this,
+and a few hundred bytes of aliases referring to aliases (an 'alias bomb') would need billions."""
+MAX_DEPTH = 40
+"""Nesting deeper than this is no configuration (the deepest real key path is about 8 levels)."""
 
 _ENV_REFERENCE = re.compile(r"\$\$\{|\$\{(?P<body>[^}]*)\}|\$\{")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -77,7 +89,9 @@ def check_config(
     about to write them).
     """
     reader = _Reader(os.environ if env is None else env, counting_models)
-    return reader.run(Path(path), os.fspath(path))
+    result = reader.run(Path(path), os.fspath(path))
+    register_secrets(reader.secrets)  # from now on every log line, API answer and message masks them
+    return result
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -86,6 +100,11 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     if config is None:
         raise ConfigError(issues)
     return config
+
+
+def config_warnings(config: GatewayConfig) -> list[str]:
+    """What is allowed but unwise (`gateway check` prints it; `gateway run` logs it)."""
+    return config.api.warnings()
 
 
 def summary(config: GatewayConfig, path: str | os.PathLike[str]) -> str:
@@ -115,6 +134,7 @@ class _Reader:
         self.loaded: set[Path] = set()
         self.secrets: set[str] = set()
         self.unreadable = False
+        self.values = 0
 
     # ----------------------------------------------------------------- driver
 
@@ -125,6 +145,7 @@ class _Reader:
             self._apply_defaults()
             self._resolve_paths()
             self._check_model_file()
+            self._check_data_dir()
             config = self._validate()
             if config is not None and self.counting_models:
                 self._check_counting_models(config)
@@ -175,7 +196,15 @@ class _Reader:
         if root is None:
             return
         lines: LineMap = {(): Origin(display, _line(getattr(root.lc, "line", 0)))}
-        data = self._plain(root, (), display, lines)
+        try:
+            data = self._plain(root, (), display, lines)
+        except _Refused as refused:
+            self._issue(display, refused.line, (), refused.message)
+            self.unreadable = True
+            return
+        if not self._looks_like_configuration(data, display):
+            self.unreadable = True
+            return
         includes = data.pop("include", None)
         for key in [key for key in data if isinstance(key, str) and key.startswith("x-")]:
             del data[key]  # `x-...:` top-level keys only hold YAML anchors for reuse
@@ -195,16 +224,8 @@ class _Reader:
         return root
 
     def _parse_tree(self, path: Path, display: str) -> Any:
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except FileNotFoundError:
-            self._issue(display, 0, (), "file not found")
-            return None
-        except UnicodeDecodeError as error:
-            self._issue(display, 0, (), f"not UTF-8 text (byte {error.start}); save the file as UTF-8")
-            return None
-        except OSError as error:
-            self._issue(display, 0, (), f"cannot read the file: {error.strerror}")
+        text = self._read_text(path, display)
+        if text is None:
             return None
         try:
             root = YAML(typ="rt").load(text)
@@ -214,8 +235,19 @@ class _Reader:
         except MarkedYAMLError as error:
             self._issue(display, _mark_line(error), (), _syntax_message(error))
             return None
+        except ReaderError as error:
+            self._issue(display, _line_at(text, error.position), (),
+                        f"contains a character YAML does not allow (#x{error.character:04x}): is it a binary "
+                        "file?" if isinstance(error.character, int) else "not readable as YAML text")
+            return None
         except YAMLError as error:
             self._issue(display, 0, (), f"YAML error: {type(error).__name__}")
+            return None
+        except RecursionError:
+            self._issue(display, _deepest_line(text), (), "nested too deeply to read: not a configuration")
+            return None
+        except ValueError as error:  # e.g. an integer of thousands of digits
+            self._issue(display, _huge_number_line(text), (), f"a value cannot be read: {_first_line(error)}")
             return None
         if root is None:
             self._issue(display, 1, (), "the file is empty")
@@ -226,6 +258,45 @@ class _Reader:
                         f"the top level must be a map of sections (gateway:, detector:, cameras:, ...), not {kind}")
             return None
         return root
+
+    def _read_text(self, path: Path, display: str) -> str | None:
+        """The file's text, or None after recording why: missing, not a regular file (a FIFO
+        would block `check` forever), too big, or not UTF-8."""
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            self._issue(display, 0, (), "file not found")
+            return None
+        except OSError as error:
+            self._issue(display, 0, (), f"cannot read the file: {error.strerror}")
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            self._issue(display, 0, (), "not a regular file (a directory, pipe or device): refused")
+            return None
+        if info.st_size > MAX_FILE_BYTES:
+            self._issue(display, 0, (), f"the file is {info.st_size / 2**20:.1f} MB; a configuration file is at "
+                        f"most {MAX_FILE_BYTES // (1024 * 1024)} MB: is it the right file?")
+            return None
+        try:
+            with path.open("rb") as handle:
+                raw = handle.read(MAX_FILE_BYTES + 1)
+            return raw.decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            self._issue(display, 0, (), f"not UTF-8 text (byte {error.start}); save the file as UTF-8")
+        except OSError as error:
+            self._issue(display, 0, (), f"cannot read the file: {error.strerror}")
+        return None
+
+    def _looks_like_configuration(self, data: dict[Any, Any], display: str) -> bool:
+        """A file whose top-level keys are mostly not sections is not a configuration (e.g.
+        `include: [/etc/shadow]`): say so with a count, never echoing what the file holds."""
+        keys = [key for key in data if not (isinstance(key, str) and key.startswith("x-"))]
+        unknown = [key for key in keys if key not in SECTIONS]
+        if len(unknown) >= 2 and len(unknown) * 2 > len(keys):
+            self._issue(display, 0, (), f"not a gateway configuration file: {len(unknown)} of its {len(keys)} "
+                        f"top-level keys are not sections ({', '.join(sorted(SECTIONS))})")
+            return False
+        return True
 
     def _includes(
         self, value: Any, lines: LineMap, base: Path, display: str
@@ -290,7 +361,15 @@ class _Reader:
     # ----------------------------------------------------------------- YAML tree -> plain data
 
     def _plain(self, node: Any, path: KeyPath, file: str, lines: LineMap) -> Any:
-        """Plain dict/list/str/int/float/bool/None, recording the line of every key and item."""
+        """Plain dict/list/str/int/float/bool/None, recording the line of every key and item.
+
+        Raises _Refused past MAX_VALUES values (aliases are expanded here) or MAX_DEPTH levels."""
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise _Refused(lines[path].line, f"the configuration expands to more than {MAX_VALUES:,} values "
+                           "(YAML aliases that refer to aliases?): refused")
+        if len(path) > MAX_DEPTH:
+            raise _Refused(lines[path].line, f"nested more than {MAX_DEPTH} levels deep: not a configuration")
         if isinstance(node, dict):
             result = {}
             for key in node:
@@ -337,11 +416,17 @@ class _Reader:
             if value is None:
                 self._env_problem(path, lines, f"environment variable {name} is not set")
                 return ""
-            if is_secret_name(name) and value:
+            if value and (is_secret_name(name) or _secret_place(path)):
                 self.secrets.add(value)
+            if value:
+                substituted.append(value)
             return value
 
-        return _ENV_REFERENCE.sub(replace_reference, text)
+        substituted: list[str] = []
+        result = _ENV_REFERENCE.sub(replace_reference, text)
+        if "://" in result:
+            self.secrets.update(_url_secrets(result, substituted))
+        return result
 
     def _env_problem(self, path: KeyPath, lines: LineMap, message: str) -> None:
         origin = lines[path]
@@ -376,7 +461,7 @@ class _Reader:
 
     def _resolve_paths(self) -> None:
         """Relative paths are relative to the file they are written in, not the working directory."""
-        for path, value in list(path_values(self.data)):
+        for path, value in list(path_values(self.data, GatewayConfig)):
             if not isinstance(value, str) or not value:
                 continue
             resolved = Path(value).expanduser()
@@ -396,6 +481,21 @@ class _Reader:
         elif not Path(model).is_file():
             problem = "is a directory, not a model file" if Path(model).is_dir() else "model file not found"
             self._issue_at(("detector", "model"), f"{problem}: {model}")
+
+    def _check_data_dir(self) -> None:
+        """`gateway run` must be able to write its outbox: a read-only data_dir is an error now."""
+        section = self.data.get("gateway")
+        value = section.get("data_dir") if isinstance(section, dict) else None
+        if value is not None and not isinstance(value, str):
+            return  # the wrong type: validation says so
+        where = Path(value or GatewaySection.model_fields["data_dir"].default)
+        existing = next((p for p in (where, *where.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            self._issue_at(("gateway", "data_dir"), f"{existing} is not a directory")
+        elif existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+            verb = "is" if existing == where else f"cannot be created ({existing} is)"
+            self._issue_at(("gateway", "data_dir"), f"{where} {verb} not writable by this user "
+                           f"(uid {os.getuid()}): create it and give it to the user the gateway runs as")
 
     def _check_counting_models(self, config: GatewayConfig) -> None:
         """A counting model that cannot be used is reported at `check`, not found at run time."""
@@ -434,6 +534,60 @@ class _Reader:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+SECTIONS = frozenset({*GatewayConfig.model_fields, "include"})
+
+
+class _Refused(Exception):
+    """The file is no configuration (too many values, too deep): one issue, at `line`."""
+
+    def __init__(self, line: int, message: str) -> None:
+        self.line = line
+        self.message = message
+
+
+def _secret_place(path: KeyPath) -> bool:
+    """A value written under a secret-looking key (password, token, ...)."""
+    return bool(path) and isinstance(path[-1], str) and is_secret_name(path[-1])
+
+
+def _url_secrets(url: str, substituted: list[str]) -> list[str]:
+    """The ${ENV} values that make up a URL's password or query string (where cameras take
+    credentials and tokens); hosts, ports and paths stay readable in logs."""
+    try:
+        query = urlsplit(url).query
+    except ValueError:
+        return list(substituted)
+    private = "\n".join([*url_passwords(url), query])
+    return [value for value in substituted if value in private]
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else type(error).__name__
+
+
+def _line_at(text: str, position: int | None) -> int:
+    return text.count("\n", 0, position or 0) + 1
+
+
+def _huge_number_line(text: str) -> int:
+    match = re.search(r"\d{1000,}", text)
+    return _line_at(text, match.start()) if match else 0
+
+
+def _deepest_line(text: str) -> int:
+    """The first line where brackets or indentation pass MAX_DEPTH levels (for the error)."""
+    depth = 0
+    for number, line in enumerate(text.splitlines(), 1):
+        if len(line) - len(line.lstrip(" -")) > 2 * MAX_DEPTH:
+            return number
+        for char in line:
+            depth += (char in "[{") - (char in "]}")
+            if depth > MAX_DEPTH:
+                return number
+    return 0
 
 
 def _line(zero_based: int | None) -> int:

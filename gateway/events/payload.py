@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.events.snapshot import Snapshot
 from gateway.events.timestamps import iso
@@ -30,6 +30,15 @@ def title_zh(event_type: str, place: str, count: int | None, state: str) -> str:
     return title + ("（已结束）" if state == "end" else "")
 
 
+class CameraPlace(Protocol):
+    """What a camera's alerts say about where it is (a config `Camera` is one)."""
+
+    id: str
+    name: str
+    grid_id: str
+    location: Any  # .address, .lat, .lon
+
+
 @dataclass(frozen=True)
 class AlertSource:
     """Where alerts come from: the same for every event of one camera."""
@@ -42,6 +51,14 @@ class AlertSource:
     lat: float | None = None
     lon: float | None = None
     frame_size: tuple[int, int] | None = None
+
+    @classmethod
+    def for_camera(cls, gateway_id: str, camera: CameraPlace,
+                   frame_size: tuple[int, int] | None = None) -> AlertSource:
+        """The source of every alert a camera raises (video rules, outages, its own alarms)."""
+        place = camera.location
+        return cls(gateway_id=gateway_id, camera_id=camera.id, camera_name=camera.name, grid_id=camera.grid_id,
+                   address=place.address, lat=place.lat, lon=place.lon, frame_size=frame_size)
 
 
 @dataclass(frozen=True)

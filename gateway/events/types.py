@@ -23,14 +23,15 @@ class AlertType:
 
 
 _TYPES = (
-    AlertType("crowd", "人数超限", "Crowd", counts_people=True),
+    AlertType("crowd", "人数超限", "Crowd limit", counts_people=True),
     AlertType("gathering", "人员聚集", "Gathering", counts_people=True),
-    AlertType("growth", "人数激增", "Fast growth", counts_people=True),
+    AlertType("growth", "人数激增", "Crowd surge", counts_people=True),
     AlertType("loitering", "人员徘徊", "Loitering", counts_people=True),
     AlertType("intrusion", "区域入侵", "Intrusion", counts_people=True),
-    AlertType("sensor", "传感器告警", "Sensor", counts_people=False),
+    AlertType("sensor", "传感器告警", "Sensor alarm", counts_people=False),
     AlertType("camera_offline", "摄像机离线", "Camera offline", counts_people=False),
     AlertType("camera_tamper", "摄像机遮挡/破坏", "Camera tamper", counts_people=False),
+    AlertType("patrol_fault", "巡逻中断", "Patrol stopped", counts_people=False),
 )
 
 ALERT_TYPES: dict[str, AlertType] = {alert_type.name: alert_type for alert_type in _TYPES}

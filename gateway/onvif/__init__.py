@@ -7,7 +7,8 @@ Public API (imported lazily, so `import gateway.onvif.cli` stays cheap for the C
   and redacted, for display), snapshot URL, clock skew.  Failures are `OnvifError` subclasses.
 - `OnvifLoop`: the one asyncio loop (daemon thread) that every long-lived ONVIF task shares.
 - `OnvifEventListener` → `CameraEvent(camera_id, kind, active, source_topic, data, at)` records.
-- `PtzController`, `PatrolPlan` (pure), `PatrolDriver`, `PatrolState`.
+- `PtzController`, `PatrolDriver` (moves the camera), `PatrolPlan`, `PatrolState`, `PatrolStatus`
+  (pure, in `gateway.onvif.patrol`: cheap to import for the API).
 - `probe`, `discover`, `format_cameras_yaml` (WS-Discovery and the `gateway discover` stanza).
 """
 
@@ -23,8 +24,9 @@ _EXPORTS = {
                "OnvifNoMediaProfile", "CLOCK_SKEW_WARN_S"),
     "events": ("CameraEvent", "OnvifEventListener", "ListenerStatus", "parse_notification",
                "cancels_all_on_unsubscribe"),
-    "ptz": ("PtzController", "PtzPreset", "PatrolPlan", "PatrolDriver", "PatrolState", "PresetNotFound",
-            "find_preset"),
+    "ptz": ("PtzController", "PtzPreset", "PtzPosition", "PtzStatus", "PatrolDriver", "PresetNotFound",
+            "MoveNotConfirmed", "find_preset"),
+    "patrol": ("PatrolPlan", "PatrolState", "PatrolStatus", "PATROL_STATES"),
     "discovery": ("DiscoveredDevice", "DiscoveryResult", "probe", "discover", "format_cameras_yaml"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

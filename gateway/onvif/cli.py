@@ -70,4 +70,10 @@ def cmd_discover(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     note = f" on {target[0]}:{target[1]} within {args.timeout:g} s"
     sys.stdout.write(format_cameras_yaml(results, user=user, password_env=env_name, probe_note=note))
+    if all(result.camera is None for result in results):
+        refused = sum(result.refused for result in results)
+        print(f"gateway discover: none of the {len(results)} devices could be read"
+              + (f" ({refused} refused the credentials: check --user and ${env_name})" if refused else ""),
+              file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK

@@ -211,12 +211,14 @@ class DiscoveryResult:
     device: DiscoveredDevice
     camera: object | None = None  # gateway.onvif.device.OnvifCamera
     error: str = ""
+    refused: bool = False
+    """The device refused the credentials (as opposed to being unreachable or broken)."""
 
 
 async def resolve_all(devices: Sequence[DiscoveredDevice], user: str, password: str,
                       timeout: float = 10.0) -> list[DiscoveryResult]:
     """Resolve every device concurrently; failures become results with `error` set."""
-    from gateway.onvif.device import OnvifError, resolve_camera
+    from gateway.onvif.device import OnvifError, OnvifNotAuthorized, resolve_camera
 
     async def one(device: DiscoveredDevice) -> DiscoveryResult:
         host, port = device.host_port
@@ -227,7 +229,7 @@ async def resolve_all(devices: Sequence[DiscoveredDevice], user: str, password: 
         try:
             return DiscoveryResult(device, await resolve_camera(settings, timeout, all_streams=True))
         except OnvifError as error:
-            return DiscoveryResult(device, error=error.detail)
+            return DiscoveryResult(device, error=error.detail, refused=isinstance(error, OnvifNotAuthorized))
 
     return list(await asyncio.gather(*(one(device) for device in devices)))
 

@@ -438,6 +438,9 @@ class OnvifEventListener:
         manager = await session.service_at("subscription", address)
         renew_at, expires_at = self._schedule(answer)
         subscription = _Subscription(address, pullpoint, manager, renew_at, expires_at)
+        if self._status.state in ("retrying", "unsupported"):
+            log.info("%s: camera events subscribed again (after: %s)", self.camera_id,
+                     self._status.detail or "a lost subscription")
         self._set_status(state="subscribed", detail="", subscriptions=self._status.subscriptions + 1,
                          let_expire=self._should_let_expire())
         granted = self._granted(answer)

@@ -12,12 +12,12 @@ Pure: bytes in, a reading out; the caller logs the error with the sensor's name.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.config.models import Sensor
+from gateway.jsonpayload import PayloadError, json_object
 
 ZIGBEE_FIELDS = {"door": "contact", "smoke": "smoke", "water_leak": "water_leak", "pir": "occupancy",
                  "sos": "action", "tamper": "tamper"}
@@ -104,12 +104,9 @@ def _text(payload: bytes) -> str:
 
 def _json_object(text: str) -> dict[str, Any]:
     try:
-        data = json.loads(text)
-    except ValueError as error:
-        raise SensorPayloadError(f"payload is not JSON ({error.msg} at char {error.pos})") from None
-    if not isinstance(data, dict):
-        raise SensorPayloadError(f"payload is JSON {type(data).__name__}, expected an object")
-    return data
+        return json_object(text, MAX_PAYLOAD)
+    except PayloadError as error:
+        raise SensorPayloadError(str(error)) from None
 
 
 def _reading(active: bool | None, value: Any, fields: dict[str, Any]) -> SensorReading:

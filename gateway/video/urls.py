@@ -64,17 +64,17 @@ def source_url(source: Any) -> tuple[str, str]:
 
 
 def redact_url(url: str) -> str:
-    """`url` with its password replaced by ***; anything unparsable goes through the text redactor."""
+    """`url` with its password and secret query parameters replaced by ***."""
     try:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:
         return redact(url)
-    if password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    if password is not None:
+        user = parts.username or ""
+        host = parts.netloc.rpartition("@")[2]
+        url = urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    return redact(url)
 
 
 def redact_text(text: str, url: str | None = None) -> str:

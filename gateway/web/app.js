@@ -28,6 +28,7 @@
     fresh: new Set(),       // ids that arrived live and are not yet seen/acked
     inst: { camera: "", points: [], timer: null },
     wallTimer: null,
+    types: {},              // alert type -> {zh, en}, from /api/info (the gateway's one vocabulary)
   };
 
   // ------------------------------------------------------------------ i18n
@@ -40,8 +41,8 @@
     return text;
   }
   function typeName(type) {
-    const table = (window.I18N[state.lang] || window.I18N.zh).types;
-    return table[type] || type;
+    const labels = state.types[type];
+    return (labels && (labels[state.lang] || labels.zh)) || type;
   }
   function applyI18n() {
     document.documentElement.lang = state.lang === "en" ? "en" : "zh-CN";
@@ -114,13 +115,13 @@
     return node;
   }
   let toastTimer = null;
-  function toast(text, bad) {
+  function toast(text, bad, ms) {
     const box = $("#toast");
     box.textContent = text;
     box.classList.toggle("bad", !!bad);
     box.hidden = false;
     clearTimeout(toastTimer);
-    toastTimer = setTimeout(() => { box.hidden = true; }, 3500);
+    toastTimer = setTimeout(() => { box.hidden = true; }, ms || 3500);
   }
   function officer() {
     return ($("#officer").value || "").trim() || "web";
@@ -421,7 +422,7 @@
     const current = select.value;
     select.textContent = "";
     select.append(new Option(t("filter.allTypes"), ""));
-    for (const type of Object.keys(window.I18N.zh.types)) select.append(new Option(typeName(type), type));
+    for (const type of Object.keys(state.types)) select.append(new Option(typeName(type), type));
     select.value = current;
   }
   function fillCameraFilter() {
@@ -811,8 +812,14 @@
       $("#gw-name").textContent = info.gateway_name || info.gateway_id;
       setGatewayClock(info.time);
       state.rev = info.rev;
+      state.types = info.alert_types || {};
+      fillTypeFilter();
       $("#logout").hidden = !info.auth;
     } catch (e) { return; }
+    if (window.location.hash === "#token-in-history") {   // opened through a ?token= kiosk link
+      history.replaceState(null, "", "/");
+      toast(t("kiosk.tokenInHistory"), true, 20000);
+    }
     await loadCameras();
     try { await loadEvents(false); } catch (e) { toast(e.message, true); }
     connect();

@@ -92,16 +92,7 @@ window.I18N = {
     "inst.yamlUnits": "坐标",
     "inst.noCameras": "没有可用画面的摄像机",
     "session.expired": "登录已过期，请重新登录",
-    "types": {
-      "gathering": "人员聚集",
-      "crowd": "人数超限",
-      "growth": "人数激增",
-      "loitering": "人员徘徊",
-      "intrusion": "区域入侵",
-      "sensor": "传感器告警",
-      "camera_offline": "摄像机离线",
-      "camera_tamper": "摄像机遮挡/破坏"
-    }
+    "kiosk.tokenInHistory": "已通过带令牌的链接登录：令牌留在了本浏览器的历史记录中。请清除历史记录，或在网关上更换 api.token。"
   },
   en: {
     "doc.title": "Duty desk · Edge video gateway",
@@ -194,15 +185,6 @@ window.I18N = {
     "inst.yamlUnits": "units",
     "inst.noCameras": "No camera has a picture yet",
     "session.expired": "Session expired: please log in again",
-    "types": {
-      "gathering": "Gathering",
-      "crowd": "Crowd limit",
-      "growth": "Crowd surge",
-      "loitering": "Loitering",
-      "intrusion": "Intrusion",
-      "sensor": "Sensor alarm",
-      "camera_offline": "Camera offline",
-      "camera_tamper": "Camera tamper"
-    }
+    "kiosk.tokenInHistory": "Logged in through a link carrying the token: the token is now in this browser's history. Clear the history, or change api.token on the gateway."
   }
 };

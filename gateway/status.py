@@ -1,8 +1,9 @@
-"""What the web API reads live state through: the running service implements `GatewayView`.
+"""The gateway's live status as its outputs read it: the running service implements `GatewayView`.
 
-The API never touches readers, detectors or analytics directly (DESIGN §2: data flows one way);
-the service hands it this narrow, read-only view. Everything here is plain data so that a test
-can implement the protocol with real frames and no threads.
+The web API and the metrics never touch readers, detectors or analytics directly (DESIGN §2:
+data flows one way); the service hands them this narrow, read-only view, which sits below both.
+Everything here is plain data so that a test can implement the protocol with real frames and
+no threads.
 
 Coordinates: `frame_size`, zone and mask polygons are in pixels of the *decoded* frame (what
 `camera_snapshot` shows, before any downscaling of the JPEG). `resolution` and `coordinates`
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
+
+from gateway.onvif.patrol import PatrolStatus
 
 CameraState = Literal["connecting", "streaming", "backoff", "stopped", "offline"]
 CAMERA_STATES: tuple[str, ...] = ("connecting", "streaming", "backoff", "stopped", "offline")
@@ -54,6 +57,7 @@ class CameraStatus:
     resolution / coordinates: the camera's YAML units (`resolution: [w, h]` the pixel polygons
     were drawn on, or `coordinates: normalized`); the installer view writes zones in these units.
     preset: the PTZ preset the camera is parked on / patrolling, if any.
+    patrol: the PTZ patrol's state (None without a patrol): moving, watching, failing, fault...
     """
 
     id: str
@@ -74,6 +78,7 @@ class CameraStatus:
     source: str = ""
     resolution: tuple[int, int] | None = None
     coordinates: Literal["pixels", "normalized"] = "pixels"
+    patrol: PatrolStatus | None = None
 
 
 @runtime_checkable

@@ -1,0 +1,297 @@
+"""Who may use the web API: the bearer token, browser sessions, login throttling, same-origin checks.
+
+- `api.token` (from the config or `${ENV}`) is the one credential. Scripts send it as
+  `Authorization: Bearer <token>`; browsers trade it once (login form, or the kiosk link
+  `/?token=`) for a session: a random id in an HttpOnly, SameSite=Strict cookie. The gateway
+  keeps only a hash of each id (in `data_dir`, so a restart does not log the wall screen out);
+  logout revokes it, and changing the token revokes them all. Tokens are compared in constant
+  time.
+- Failed logins are throttled per client and overall (a guesser gets a few tries a minute,
+  however many connections it opens) and logged with the client's address, never the guess.
+- Without a token the API is open, which is allowed only on a loopback bind, and then answers
+  only loopback Host names (no DNS rebinding from a web page).
+- State-changing requests from a browser (cookie or open mode) must come from the page's own
+  origin, so another site cannot acknowledge alerts or log an officer out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from gateway.config.api import ApiSection, is_loopback
+
+log = logging.getLogger("gateway.api")
+
+SESSION_COOKIE = "gw_session"
+SESSION_MAX_AGE_S = 30 * 86400
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+class ApiConfigError(ValueError):
+    """The `api` section cannot be served safely (message says what to change)."""
+
+
+class Redirect(Exception):
+    """Answer with a redirect instead of an error (a browser asking for the page goes to /login)."""
+
+    def __init__(self, location: str) -> None:
+        self.location = location
+
+
+def check_settings(settings: ApiSection) -> None:
+    """Refuse to serve an open API beyond this machine; warn about a short token.
+
+    The config already refuses the first (at `gateway check`); this guards settings built in code."""
+    if settings.token is None and not is_loopback(settings.bind):
+        raise ApiConfigError(f"api.bind is {settings.bind!r} but api.token is not set: the web API would be "
+                             "open to the network. Set api.token or bind to 127.0.0.1.")
+    for warning in settings.warnings():
+        log.warning(warning)
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+class SessionStore:
+    """Browser sessions: random ids handed out at login, kept as hashes until they expire or are
+    revoked. Persisted to `path` (if given) so that a gateway restart keeps officers logged in."""
+
+    def __init__(self, token: bytes, path: Path | None = None, max_age_s: float = SESSION_MAX_AGE_S) -> None:
+        self.path = path
+        self.max_age_s = max_age_s
+        self._token_mark = hmac.new(token, b"gateway-web-session/2", hashlib.sha256).hexdigest()
+        self._sessions: dict[str, float] = {}  # sha256(id) -> expiry (epoch s)
+        self._lock = threading.Lock()
+        self._load()
+
+    def create(self) -> str:
+        session_id = secrets.token_urlsafe(32)
+        with self._lock:
+            self._forget_expired(time.time())
+            self._sessions[_digest(session_id)] = time.time() + self.max_age_s
+            self._save()
+        return session_id
+
+    def valid(self, session_id: str) -> bool:
+        expires = self._sessions.get(_digest(session_id))
+        return expires is not None and expires > time.time()
+
+    def revoke(self, session_id: str) -> bool:
+        with self._lock:
+            removed = self._sessions.pop(_digest(session_id), None) is not None
+            if removed:
+                self._save()
+        return removed
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def _forget_expired(self, now: float) -> None:
+        for key in [key for key, expires in self._sessions.items() if expires <= now]:
+            del self._sessions[key]
+
+    def _load(self) -> None:
+        if self.path is None or not self.path.exists():
+            return
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            if data.get("token") != self._token_mark:
+                log.info("web sessions from before were issued for another api.token: every browser "
+                         "logs in again")
+                return
+            self._sessions = {str(k): float(v) for k, v in data.get("sessions", {}).items()}
+            self._forget_expired(time.time())
+        except (OSError, ValueError, AttributeError, TypeError) as exc:
+            log.warning("web sessions file %s unreadable (%s); browsers log in again", self.path, exc)
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        try:
+            temporary = self.path.with_suffix(".tmp")
+            temporary.write_text(json.dumps({"token": self._token_mark, "sessions": self._sessions}),
+                                 encoding="utf-8")
+            temporary.chmod(0o600)
+            temporary.replace(self.path)
+        except OSError as exc:
+            log.warning("web sessions not saved to %s (%s): browsers log in again after a restart",
+                        self.path, exc)
+
+
+def _digest(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode("utf-8", "replace")).hexdigest()
+
+
+# --------------------------------------------------------------------------- login throttle
+
+
+class LoginThrottle:
+    """Failed logins per client and overall within a sliding window (the clock is passed in).
+
+    A client with `per_client` failures in `window_s` is refused until the oldest one leaves the
+    window; once `overall` failures happened in the window from anywhere, every client is, so a
+    guesser with many addresses gets no further than one with a single address.
+    """
+
+    def __init__(self, per_client: int = 5, overall: int = 20, window_s: float = 300.0) -> None:
+        self.per_client = per_client
+        self.overall = overall
+        self.window_s = window_s
+        self._failures: dict[str, deque[float]] = {}
+        self._all: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def retry_after(self, client: str, now: float) -> float:
+        """Seconds until `client` may try again (0: now)."""
+        with self._lock:
+            self._expire(now)
+            waits = [0.0]
+            mine = self._failures.get(client)
+            if mine is not None and len(mine) >= self.per_client:
+                waits.append(mine[-self.per_client] + self.window_s - now)
+            if len(self._all) >= self.overall:
+                waits.append(self._all[-self.overall] + self.window_s - now)
+            return max(waits)
+
+    def failed(self, client: str, now: float) -> int:
+        """Record a failure; returns the client's failures in the window."""
+        with self._lock:
+            self._expire(now)
+            self._all.append(now)
+            mine = self._failures.setdefault(client, deque())
+            mine.append(now)
+            return len(mine)
+
+    def succeeded(self, client: str) -> None:
+        with self._lock:
+            self._failures.pop(client, None)
+
+    def _expire(self, now: float) -> None:
+        horizon = now - self.window_s
+        while self._all and self._all[0] <= horizon:
+            self._all.popleft()
+        for client in list(self._failures):
+            times = self._failures[client]
+            while times and times[0] <= horizon:
+                times.popleft()
+            if not times:
+                del self._failures[client]
+
+
+# --------------------------------------------------------------------------- auth
+
+
+class Auth:
+    """Bearer token or session cookie; open when no token is set."""
+
+    def __init__(self, token: str | None, sessions_path: Path | None = None,
+                 throttle: LoginThrottle | None = None) -> None:
+        self._token = token.encode("utf-8") if token else None
+        self.sessions = SessionStore(self._token, sessions_path) if self._token else None
+        self.throttle = throttle or LoginThrottle()
+
+    @property
+    def enabled(self) -> bool:
+        return self._token is not None
+
+    def token_ok(self, value: str) -> bool:
+        return self._token is not None and hmac.compare_digest(value.encode("utf-8"), self._token)
+
+    def check(self, request: Request) -> tuple[str | None, str]:
+        """(problem or None, how): how is 'open', 'bearer' or 'cookie'."""
+        if self._token is None:
+            return None, "open"
+        header = request.headers.get("authorization")
+        if header:
+            scheme, _, value = header.partition(" ")
+            if scheme.lower() == "bearer" and self.token_ok(value.strip()):
+                return None, "bearer"
+            return "invalid credentials", "bearer"
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            assert self.sessions is not None
+            if self.sessions.valid(cookie):
+                return None, "cookie"
+            return "session expired: log in again", "cookie"
+        return "authentication required: send 'Authorization: Bearer <token>'", "none"
+
+    def start_session(self, response: Response, request: Request) -> Response:
+        """Set a new session cookie on `response` (after a good login or kiosk link)."""
+        if self.sessions is not None:
+            response.set_cookie(SESSION_COOKIE, self.sessions.create(), max_age=SESSION_MAX_AGE_S, path="/",
+                                httponly=True, samesite="strict", secure=request.url.scheme == "https")
+        return response
+
+    def end_session(self, response: Response, request: Request) -> Response:
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie and self.sessions is not None:
+            self.sessions.revoke(cookie)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def wants_page(request: Request) -> bool:
+    return request.method in ("GET", "HEAD") and "text/html" in request.headers.get("accept", "")
+
+
+def host_name(host_header: str) -> str:
+    try:
+        return urlsplit(f"//{host_header}").hostname or ""
+    except ValueError:
+        return ""
+
+
+def same_origin(request: Request) -> bool:
+    """The request comes from this server's own pages (or from a non-browser client)."""
+    origin = request.headers.get("origin")
+    site = request.headers.get("sec-fetch-site")
+    if origin is None or origin == "null":  # "null": e.g. a form post under a strict referrer policy
+        return site in ("same-origin", "none") or (origin is None and site is None)
+    try:
+        parts = urlsplit(origin)
+        return bool(parts.netloc) and parts.netloc.lower() == request.headers.get("host", "").lower()
+    except ValueError:
+        return False
+
+
+_bearer = HTTPBearer(auto_error=False, description="api.token; browsers use the session cookie from /login.")
+
+
+def authorize_dependency(auth: Auth) -> Callable[..., Any]:
+    """The dependency every secured route has: credentials, loopback-only when open, same origin."""
+
+    def authorize(
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None
+    ) -> None:
+        if not auth.enabled and host_name(request.headers.get("host", "")) not in LOOPBACK_HOSTS:
+            raise HTTPException(403, "this gateway's API is open to loopback only; use http://127.0.0.1 "
+                                     "or set api.token")
+        problem, how = auth.check(request)
+        if problem is not None:
+            if wants_page(request) and request.url.path in ("/", "/docs"):
+                raise Redirect("/login")
+            raise HTTPException(401, problem, headers={"WWW-Authenticate": 'Bearer realm="gateway"'})
+        if how in ("cookie", "open") and request.method not in SAFE_METHODS and not same_origin(request):
+            raise HTTPException(403, "cross-site request refused")
+
+    return authorize

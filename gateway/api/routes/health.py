@@ -1,0 +1,61 @@
+"""Liveness, readiness, metrics and the gateway's identity."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+
+from gateway import __version__
+from gateway.api.context import Context
+from gateway.api.schemas import Health, Info, Readiness
+from gateway.api.web import NO_STORE
+from gateway.events.types import ALERT_TYPES
+from gateway.redaction import redact
+
+log = logging.getLogger("gateway.api")
+
+public = APIRouter(tags=["health"])
+"""Routes without authentication (a load balancer's or systemd's probe)."""
+router = APIRouter()
+
+
+@public.get("/healthz", response_model=Health, summary="Liveness (no auth)")
+async def healthz() -> Health:
+    return Health()
+
+
+@public.head("/healthz", include_in_schema=False)
+async def healthz_head() -> Response:
+    return Response(status_code=200)
+
+
+@router.get("/readyz", response_model=Readiness, tags=["health"],
+            responses={503: {"model": Readiness, "description": "Some part is not alive."}},
+            summary="Readiness: every camera reader and the detector alive")
+def readyz(ctx: Context) -> Response:
+    try:
+        checks = {str(k): bool(v) for k, v in ctx.view.readiness().items()}
+    except Exception as exc:
+        log.warning("readiness check failed: %s", redact(str(exc)))
+        checks = {"gateway": False}
+    ready = bool(checks) and all(checks.values())
+    body = Readiness(ready=ready, checks=checks).model_dump()
+    return JSONResponse(body, 200 if ready else 503, headers=NO_STORE)
+
+
+@router.get("/metrics", tags=["health"], summary="Prometheus metrics",
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
+def prometheus(ctx: Context) -> Response:
+    body, content_type = ctx.metrics.render()
+    return Response(body, media_type=content_type, headers=NO_STORE)
+
+
+@router.get("/api/info", response_model=Info, tags=["gateway"])
+def info(ctx: Context) -> Info:
+    return Info(gateway_id=ctx.view.gateway_id, gateway_name=ctx.view.gateway_name or ctx.view.gateway_id,
+                version=__version__, auth=ctx.auth.enabled, time=ctx.fmt_time(time.time()),
+                rev=ctx.history.rev,
+                alert_types={name: {"zh": kind.title_zh, "en": kind.label_en} for name, kind in ALERT_TYPES.items()})

@@ -1,0 +1,209 @@
+"""Request and response models of the web API (they are its OpenAPI contract), and the
+conversions from the gateway's own records into them.
+
+Every string that can carry a URL or an installer's free text is redacted on the way out, and
+numbers that may be NaN or infinite (rates of a camera that never streamed) become null.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.onvif.patrol import PatrolStatus
+from gateway.redaction import redact
+from gateway.status import CameraStatus, ZoneOutline
+
+ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
+"""Printable text on one line (no control characters)."""
+NAME = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+"""One line with at least one visible character."""
+NOTE = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
+"""Text that may have line breaks and tabs, no other control characters."""
+
+
+# --------------------------------------------------------------------------- health
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, bool]
+
+
+class Info(BaseModel):
+    gateway_id: str
+    gateway_name: str
+    version: str
+    auth: bool = Field(description="True when the API needs a token (the page then offers a logout).")
+    time: str = Field(description="The gateway's clock, ISO-8601 with offset.")
+    rev: int = Field(description="Newest event revision (stream changes after it).")
+    alert_types: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="Every alert type with its labels: {type: {zh, en}}.")
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+# --------------------------------------------------------------------------- cameras
+
+
+class ZoneOut(BaseModel):
+    id: str
+    name: str
+    polygon: list[tuple[float, float]] = Field(description="Points in decoded-frame pixels.")
+
+
+class CameraOut(BaseModel):
+    id: str
+    name: str
+    grid_id: str
+    address: str
+    state: str = Field(description="connecting | streaming | backoff | stopped | offline")
+    analysed_fps: float
+    decoded_fps: float
+    last_frame_age_s: float | None
+    reconnects: int
+    last_error: str | None = Field(description="Last stream error, credentials redacted.")
+    skip_ratio: float | None
+    frame_size: tuple[int, int] | None = Field(description="[width, height] of the decoded frame.")
+    zones: list[ZoneOut]
+    masks: list[ZoneOut]
+    preset: str | None
+    source: str = Field(description="Stream address, credentials redacted.")
+    resolution: tuple[int, int] | None = Field(description="[width, height] the YAML's pixel polygons refer to.")
+    coordinates: Literal["pixels", "normalized"]
+    snapshot_url: str
+    patrol: PatrolStatus | None = Field(default=None, description="PTZ patrol state; null without a patrol.")
+
+
+def zone_out(zone: ZoneOutline | dict[str, Any]) -> ZoneOut:
+    zone = ZoneOutline.coerce(zone)
+    return ZoneOut(id=redact(zone.id), name=redact(zone.name), polygon=[(float(x), float(y)) for x, y in zone.polygon])
+
+
+def finite(value: float | None) -> float | None:
+    """The number, or None for None, NaN and infinities (JSON has no such numbers)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if value == value and abs(value) != float("inf") else None
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    value = finite(value)
+    return None if value is None else round(value, digits)
+
+
+def camera_out(camera: CameraStatus) -> CameraOut:
+    return CameraOut(
+        id=camera.id,
+        name=redact(camera.name),
+        grid_id=redact(camera.grid_id),
+        address=redact(camera.address),
+        state=camera.state,
+        analysed_fps=_rounded(camera.analysed_fps, 2) or 0.0,
+        decoded_fps=_rounded(camera.decoded_fps, 2) or 0.0,
+        last_frame_age_s=_rounded(camera.last_frame_age_s, 2),
+        reconnects=int(camera.reconnects or 0),
+        last_error=redact(camera.last_error) if camera.last_error else None,
+        skip_ratio=_rounded(camera.skip_ratio, 3),
+        frame_size=tuple(camera.frame_size) if camera.frame_size else None,
+        zones=[zone_out(z) for z in camera.zones],
+        masks=[zone_out(z) for z in camera.masks],
+        preset=redact(camera.preset) if camera.preset else None,
+        source=redact(camera.source or ""),
+        resolution=tuple(camera.resolution) if camera.resolution else None,
+        coordinates=camera.coordinates,
+        snapshot_url=f"/api/cameras/{camera.id}/snapshot.jpg",
+        patrol=camera.patrol,  # its last_error is redacted where it is made (gateway.onvif.ptz)
+    )
+
+
+# --------------------------------------------------------------------------- events
+
+
+class AckOut(BaseModel):
+    by: str
+    case_id: str
+    at: str = Field(description="When the ack was recorded, ISO-8601 with offset.")
+    note: str | None = None
+
+
+class EventOut(BaseModel):
+    """An event as the page lists it: the history's `EventRecord` fields of the same names,
+    plus the links and the ack the API works out (`ApiContext.event_out`)."""
+
+    event_id: str
+    rev: int = Field(description="Revision of this event's last change (the stream's `id:`).")
+    seq: int
+    state: Literal["start", "update", "end"]
+    active: bool
+    type: str
+    severity: int
+    title_zh: str
+    camera_id: str
+    camera_name: str
+    grid_id: str
+    address: str
+    lat: float | None
+    lon: float | None
+    zone_id: str | None
+    zone_name: str | None
+    rule_id: str | None
+    count: int | None
+    peak_count: int | None
+    density_per_m2: float | None
+    started_at: str
+    updated_at: str
+    ended_at: str | None
+    snapshot_url: str | None = Field(default=None, description="The start picture, if kept.")
+    peak_snapshot_url: str | None = Field(default=None,
+                                          description="The latest picture taken when the count peaked, if any.")
+    snapshot_evicted: bool = Field(description="Pictures were deleted by the size cap or retention.")
+    ack: AckOut | None = None
+
+
+class EventDetail(EventOut):
+    payload: dict[str, Any] | None = Field(description="The latest gw.alert/1 payload, picture data stripped.")
+
+
+class EventPageOut(BaseModel):
+    items: list[EventOut]
+    total: int
+    limit: int
+    offset: int
+    rev: int = Field(description="Newest revision when read: open the stream with ?after=rev.")
+
+
+class AckIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    by: str = Field(default="web", min_length=1, max_length=64, pattern=NAME,
+                    description="Who acknowledged (the officer's name).")
+    case_id: str | None = Field(default=None, max_length=64, pattern=ONE_LINE,
+                                description="Case number, if one was opened.")
+    note: str | None = Field(default=None, max_length=500, pattern=NOTE)
+
+
+class AckResult(BaseModel):
+    event_id: str
+    new: bool = Field(description="False when the same ack was already recorded.")
+    ack: AckOut
+    event: EventOut | None
+
+
+def redact_tree(value: Any) -> Any:
+    """`value` (JSON-like) with every string redacted."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redact_tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_tree(v) for v in value]
+    return value
