@@ -27,18 +27,15 @@ import numpy as np
 from detectors import Detector
 from gateway.analytics import CameraAnalytics
 from gateway.analytics.counting import AnnotatedFrame, CountingModel, CrossValidation, TrainingError, fit_model
-from gateway.analytics.counting.perspective import Perspective, from_boxes, from_ground_plane, from_ramp
 from gateway.analytics.counting.training import MIN_FRAMES
-from gateway.analytics.geometry import GroundPlane, Region
 from gateway.config.models import Camera, GatewayConfig
-from gateway.counting_io import save_model, warmup_frames
+from gateway.counting_io import camera_perspective, outside_masks, perspective_problem, save_model, warmup_frames
+from gateway.counting_live import PERSPECTIVE_MIN_SCORE
 from gateway.video.decode import decode_frames, frame_rate, open_video
 from gateway.video.pacing import AnalysisPacer
 
 log = logging.getLogger(__name__)
 
-PERSPECTIVE_MIN_SCORE = 0.5
-"""Only confident person boxes measure the perspective (half-hidden people are shorter)."""
 
 
 class CalibrationError(Exception):
@@ -102,10 +99,12 @@ def calibrate(config: GatewayConfig, camera_id: str, source: Path, points_path: 
     camera = config.camera(camera_id)
     points = read_points(points_path)
     frames, boxes, frame_size, analytics = _annotated_features(camera, config, source, points, points_path, detector)
-    perspective = _perspective(camera, analytics, boxes, frame_size, source)
+    perspective = camera_perspective(camera, frame_size, boxes)
+    if perspective is None:
+        raise CalibrationError(f"{source}: {perspective_problem(camera, boxes)}")
     annotated, masked = [], 0
     for index, features in frames.items():
-        keep = _outside_masks(points[index], analytics)
+        keep = outside_masks(points[index], analytics.masks)
         masked += int((~keep).sum())
         annotated.append(AnnotatedFrame(features, points[index][keep], label=f"frame {index}"))
     try:
@@ -142,7 +141,7 @@ def _annotated_features(camera: Camera, config: GatewayConfig, source: Path, poi
             masked = analytics.prepare(image)
             detections = detector.detect(masked)
             boxes, scores = analytics.unmasked(detections)
-            confident.append(boxes[scores >= PERSPECTIVE_MIN_SCORE])
+            confident.append(boxes[scores >= PERSPECTIVE_MIN_SCORE])  # half-hidden people look shorter
             analytics.counter.observe(masked, boxes, decoded.t)
             if annotated:
                 features[decoded.index] = analytics.counter.last_features
@@ -161,35 +160,6 @@ def _warmed_analytics(camera: Camera, config: GatewayConfig, frame_size: tuple[i
     extractor.background.warm_from(warmup_frames(
         source, extractor.background.settings, lambda image: extractor.working_gray(analytics.prepare(image))))
     return analytics
-
-
-def _perspective(camera: Camera, analytics: CameraAnalytics, boxes: np.ndarray, frame_size: tuple[int, int],
-                 source: Path) -> Perspective:
-    """The ground-plane calibration, else the detector's boxes, else the installer's ramp."""
-    if isinstance(analytics.ground, GroundPlane):
-        perspective = from_ground_plane(analytics.ground.to_ground, frame_size)
-        if perspective is not None:
-            return perspective
-    perspective = from_boxes(boxes, frame_size[1])
-    if perspective is not None:
-        return perspective
-    ramp = camera.counting.person_height_px
-    if ramp is not None:
-        scale = frame_size[1] / camera.resolution[1] if camera.resolution and camera.coordinates == "pixels" else 1.0
-        return from_ramp(ramp[0] * scale, ramp[1] * scale, frame_size[1])
-    raise CalibrationError(
-        f"{source}: cannot tell how tall people are at each row of camera {camera.id}: the detector saw "
-        f"{len(boxes)} clear person boxes (30 spread over the picture are needed); set "
-        f"cameras[{camera.id}].counting.person_height_px: [top, bottom] (a standing person's height in "
-        f"pixels at the top and bottom row) or a ground-plane calibration")
-
-
-def _outside_masks(points: np.ndarray, analytics: CameraAnalytics) -> np.ndarray:
-    """bool per point: not inside a private area (those are never analysed, so never counted)."""
-    keep = np.ones(len(points), bool)
-    for mask in analytics.masks:
-        keep &= ~Region(mask).contains(points)
-    return keep
 
 
 def describe(report: CalibrationReport, camera_id: str, source: Path, out: Path) -> str:

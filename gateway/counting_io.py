@@ -4,12 +4,17 @@ the pure `gateway.analytics.counting` package.
 - `load_model(path, camera_id, frame_size)`: read and check a model file; every problem is a
   `ModelFileError` naming the file and what is wrong (missing, unreadable, not JSON, not a
   counting model, another camera, another frame size).
-- `save_model(path, model)`: write it atomically (a crash never leaves half a file).
+- `save_model(path, model)`: write it atomically (`write_atomically`: a crash never leaves half
+  a file).
 - `camera_model(camera, data_dir, frame_size)`: the model a camera should count with, or None
   (detector counting, or a bad file: logged as a warning naming the camera and the file, and
   the camera goes on counting with the detector).
 - `warmup_frames(source, ...)`: frames spread over the first minutes of a recording, for a
   background that exists from the recording's first frame (replay, calibration).
+- `camera_perspective(camera, frame_size, boxes)`: how tall people are at each row of a camera,
+  from its ground-plane calibration, else the detector's boxes, else its configured ramp.
+- `outside_masks(points, masks)`: annotated people outside the private areas (the only ones a
+  model can count).
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.analytics.counting import BackgroundSettings, CountingModel, ModelFormatError
+from gateway.analytics.counting import BackgroundSettings, CountingModel, ModelFormatError, Perspective
+from gateway.analytics.counting.perspective import MIN_BOXES, from_boxes, from_ground_plane, from_ramp
+from gateway.analytics.geometry import GroundPlane, Region, ground_model
 from gateway.config.counting import default_model_path
 from gateway.config.models import Camera
 from gateway.video.decode import decode_frames, open_video
@@ -62,14 +69,18 @@ def load_model(path: Path, camera_id: str, frame_size: tuple[int, int] | None = 
 
 
 def save_model(path: Path, model: CountingModel) -> None:
-    """Write `model` to `path` atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
+    """Write `model` to `path` atomically."""
+    write_atomically(Path(path), (json.dumps(model.to_dict(), ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write a file so that a crash or power cut leaves the old file or the new one, never half
+    of one: a temporary file in the same folder, synced, then renamed over it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(model.to_dict(), ensure_ascii=False, indent=1)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -129,3 +140,37 @@ def warmup_frames(source: Path, settings: BackgroundSettings,
         return []
     picks = np.linspace(0, len(candidates) - 1, min(settings.warmup_samples, len(candidates)))
     return [candidates[int(round(i))] for i in picks]
+
+
+def camera_perspective(camera: Camera, frame_size: tuple[int, int], boxes: np.ndarray) -> Perspective | None:
+    """The ground-plane calibration, else the detector's confident person boxes, else the
+    configured `counting.person_height_px` ramp; None when none of them can tell."""
+    ground = ground_model(camera, frame_size)
+    if isinstance(ground, GroundPlane):
+        perspective = from_ground_plane(ground.to_ground, frame_size)
+        if perspective is not None:
+            return perspective
+    perspective = from_boxes(boxes, frame_size[1])
+    if perspective is not None:
+        return perspective
+    ramp = camera.counting.person_height_px
+    if ramp is None:
+        return None
+    scale = frame_size[1] / camera.resolution[1] if camera.resolution and camera.coordinates == "pixels" else 1.0
+    return from_ramp(ramp[0] * scale, ramp[1] * scale, frame_size[1])
+
+
+def perspective_problem(camera: Camera, boxes: np.ndarray) -> str:
+    """Why `camera_perspective` found nothing, and what the installer can do about it."""
+    return (f"cannot tell how tall people are at each row of camera {camera.id}: the detector saw {len(boxes)} "
+            f"clear person boxes ({MIN_BOXES} spread over the picture are needed); set counting.person_height_px: "
+            f"[top, bottom] for this camera (a standing person's height in pixels at the top and bottom row) "
+            f"or a ground-plane calibration")
+
+
+def outside_masks(points: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
+    """bool per point: not inside a private area (those are never analysed, so never counted)."""
+    keep = np.ones(len(points), bool)
+    for mask in masks:
+        keep &= ~Region(mask).contains(points)
+    return keep

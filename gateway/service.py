@@ -27,6 +27,8 @@ from gateway.camera import CameraWorker
 from gateway.comms.mqtt import MqttPublisher
 from gateway.config import check_config
 from gateway.config.models import Camera, GatewayConfig, GatewaySection, OnvifSource
+from gateway.counting_live import LiveCounting
+from gateway.counting_studio import CountingStudio
 from gateway.detection import TimedDetector, load_detector
 from gateway.events import AlertMessage
 from gateway.outbox import AckRecord, Outbox
@@ -128,6 +130,13 @@ class GatewayService:
                 evidence.append(LinkedEvidence(camera_id, count, snapshot))
         return evidence
 
+    def _live_counting(self, camera_id: str) -> LiveCounting | None:
+        """A running camera's counting state, for the page's annotation tool (API threads)."""
+        for worker in self.scheduler.workers() if self.scheduler else []:
+            if worker.camera.id == camera_id:
+                return worker.counting
+        return None
+
     def _start_api(self) -> None:
         """The web API and page on their own thread; a port already taken is logged, not fatal:
         alerts keep flowing to the centre without the page."""
@@ -135,7 +144,8 @@ class GatewayService:
         metrics.attach(inference=self.detector)
         app = create_app(self, self.history, self.outbox, self.config.api, metrics=metrics,
                          publisher=self.publisher, timezone=self.config.gateway.timezone,
-                         sessions_path=self.config.gateway.data_dir / "web-sessions.json")
+                         sessions_path=self.config.gateway.data_dir / "web-sessions.json",
+                         counting_studio=CountingStudio(self.config.gateway.data_dir, self._live_counting))
         self.api_server = make_server(app, self.config.api)
 
         def serve() -> None:

@@ -76,7 +76,8 @@ class CameraAnalytics:
     details: facts every alert of this view carries in `details` (e.g. the PTZ preset).
     counting_model: the camera's fitted counting model (None: count with the detector);
     counting_features: keep a counter (background and features) even without a model, for an
-    installer annotating frames.
+    installer annotating frames. counting_mode: overrides `camera.counting.mode` (a model fitted
+    in the page counts in `auto` until the configuration says otherwise).
     Use: `masked = prepare(frame)` -> detector -> `process(detections, t, now, masked,
     counting_image=masked)`; `close_all` at shutdown ends whatever is still open.
     """
@@ -91,6 +92,7 @@ class CameraAnalytics:
         details: dict | None = None,
         counting_model: CountingModel | None = None,
         counting_features: bool = False,
+        counting_mode: str | None = None,
     ):
         self.camera = camera
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
@@ -105,9 +107,14 @@ class CameraAnalytics:
         self.tracker = ByteTracker(tracker)
         self.engines = [RuleEngine(rule, ZoneInfo(gateway.timezone)) for rule in camera.rules]
         self.desk = AlertDesk(camera, gateway, self.frame_size, self.zones, self.masks, details)
-        self.switch = CountSwitch(camera.counting.mode)
+        self.switch = CountSwitch(counting_mode or camera.counting.mode)  # type: ignore[arg-type]
         self.counter = (CrowdCounter(self.frame_size, self.zones, self.masks, counting_model)
                         if counting_model is not None or counting_features else None)
+
+    def start_counting_features(self) -> None:
+        """Keep a counter (background and features) running without a model, for annotation."""
+        if self.counter is None:
+            self.counter = CrowdCounter(self.frame_size, self.zones, self.masks)
 
     def use_counting_model(self, model: CountingModel, mode: str) -> None:
         """Count with a newly fitted model from the next frame on (the background stays warm)."""
