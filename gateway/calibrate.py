@@ -107,10 +107,10 @@ def calibrate(config: GatewayConfig, camera_id: str, source: Path, points_path: 
         keep = outside_masks(points[index], analytics.masks)
         masked += int((~keep).sum())
         annotated.append(AnnotatedFrame(features, points[index][keep], label=f"frame {index}"))
+    settings = analytics.counter.extractor.background.settings
+    training = {"source": Path(source).name, "fitted_at": datetime.now().astimezone().isoformat(timespec="seconds")}
     try:
-        result = fit_model(annotated, camera.id, frame_size, perspective, analytics.counter.extractor.background.settings,
-                           folds=folds, training={"source": Path(source).name,
-                                                  "fitted_at": datetime.now().astimezone().isoformat(timespec="seconds")})
+        result = fit_model(annotated, camera.id, frame_size, perspective, settings, folds=folds, training=training)
     except TrainingError as error:
         raise CalibrationError(f"{points_path}: {error}") from None
     save_model(out, result.model)
@@ -154,7 +154,8 @@ def _annotated_features(camera: Camera, config: GatewayConfig, source: Path, poi
     return features, np.concatenate(confident), analytics.frame_size, analytics
 
 
-def _warmed_analytics(camera: Camera, config: GatewayConfig, frame_size: tuple[int, int], source: Path) -> CameraAnalytics:
+def _warmed_analytics(camera: Camera, config: GatewayConfig, frame_size: tuple[int, int],
+                      source: Path) -> CameraAnalytics:
     analytics = CameraAnalytics(camera, config.gateway, frame_size, counting_features=True)
     extractor = analytics.counter.extractor
     extractor.background.warm_from(warmup_frames(

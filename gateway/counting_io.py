@@ -106,7 +106,8 @@ def camera_model(camera: Camera, data_dir: Path, frame_size: tuple[int, int]) ->
     path = model_path(camera, data_dir)
     if camera.counting.model is None and not path.exists():
         log.warning("camera %s: counting: %s but no model yet (%s); counting with the detector until one is "
-                    "fitted (gateway calibrate count, or 标注人数 in the page)", camera.id, camera.counting.mode, path)
+                    "fitted (gateway calibrate count, or 标注人数 in the page)",
+                    camera.id, camera.counting.mode, path)
         return None
     try:
         model = load_model(path, camera.id, frame_size)

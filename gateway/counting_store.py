@@ -81,7 +81,8 @@ class SnapshotStore:
         points_file = self._path(snapshot_id, ".json", must_exist=False)
         points = None
         if points_file.exists():
-            points = np.asarray(json.loads(points_file.read_text(encoding="utf-8"))["points"], np.float64).reshape(-1, 2)
+            saved = json.loads(points_file.read_text(encoding="utf-8"))["points"]
+            points = np.asarray(saved, np.float64).reshape(-1, 2)
         return StoredSnapshot(snapshot_id, taken_at, (width, height), detected, points)
 
     def jpeg(self, snapshot_id: str) -> bytes:

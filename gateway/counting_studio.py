@@ -151,9 +151,10 @@ class CountingStudio:
         perspective = camera_perspective(camera, size, all_boxes)
         if perspective is None:
             raise StudioError(409, perspective_problem(camera, all_boxes))
+        fitted_at = datetime.now().astimezone().isoformat(timespec="seconds")
         try:
             result = fit_model(frames, camera_id, size, perspective, BackgroundSettings(),
-                               training={"source": "page", "fitted_at": datetime.now().astimezone().isoformat(timespec="seconds")})
+                               training={"source": "page", "fitted_at": fitted_at})
         except TrainingError as error:
             raise StudioError(409, f"camera {camera_id}: {error}") from None
         path = default_model_path(self.data_dir, camera_id)

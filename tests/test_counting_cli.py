@@ -117,7 +117,8 @@ def five_frames(extra: dict | None = None) -> dict:
 
 @pytest.mark.parametrize("points, message", [
     (five_frames({"2": [[100, 200], [800, 10]]}), r"frame 2: point \[800, 10\] lies outside the 768x576 frame"),
-    (five_frames({"39": [[10, 10]], "400": [[10, 10]]}), r"frame 400 is past the end of .* \(40 frames, numbered 0-39\)"),
+    (five_frames({"39": [[10, 10]], "400": [[10, 10]]}),
+     r"frame 400 is past the end of .* \(40 frames, numbered 0-39\)"),
     ({str(k): [[10, 10]] for k in range(3)}, r"3 annotated frames; a counting model needs at least 5"),
     (five_frames({"x1": [[1, 2]]}), r"'x1' is not a frame index"),
     (five_frames({"3": [[1, 2, 3]]}), r"frame 3: expected a list of \[x, y\] pixel points"),

@@ -71,7 +71,8 @@ cameras:
     zones:
       - {{id: left, name: 左侧通道, polygon: {LEFT}}}
     rules:
-      - {{type: crowd, id: crowd-all, min_people: {CROWD['min_people']}, for_s: {CROWD['for_s']}, clear_s: {CROWD['clear_s']}}}
+      - {{type: crowd, id: crowd-all, min_people: {CROWD['min_people']}, for_s: {CROWD['for_s']},
+         clear_s: {CROWD['clear_s']}}}
       - {{type: crowd, id: crowd-left, zone: left, min_people: 24, for_s: 5, clear_s: 10}}
 """, encoding="utf-8")
     calibrated = gateway("calibrate", "count", "-c", str(config), "--camera", "mall", "--source", str(VIDEO),

@@ -2,7 +2,8 @@
 crowd clip as a live camera, real Mosquitto), its API over real HTTP, and the page in headless
 Chromium, the way an installer fits a camera's counting model without a recording.
 
-The browser takes five live snapshots, and on each clicks every annotated head of that frame
+The browser opens the tool while the camera's counting background still warms up, takes five
+live snapshots, and on each clicks every annotated head of that frame
 (the frame is recognised among the clip's 800 frames; one snapshot is marked at 2x zoom, and
 one mark is removed and put back by clicking it), saves, fits, reads the cross-validated error
 and the before/after count, and the running camera then counts with the model: no restart.
@@ -15,17 +16,16 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
-from pathlib import Path
 
 import cv2
 import httpx
 import numpy as np
-import playwright.sync_api as playwright_api
 import pytest
 from conftest import REPO, SHARED, YOLOX_NANO
 from mqtt_broker import Mosquitto, free_port
 from waiting import PATIENCE_S, wait_until
+from web_support import browser  # noqa: F401  (fixture)
+from web_support import wait_until as page_wait
 
 from gateway.analytics.counting import CountingModel
 
@@ -35,9 +35,6 @@ TOKEN = "counting-test-token-5d1e8b"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 WARMUP_PATIENCE_S = 300.0
 """The counting background learns from about 95 s of live frames before the first snapshot."""
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +115,8 @@ def test_counting_api_over_http_refuses_what_it_cannot_do(gateway) -> None:
     assert "warming up" in early.json()["detail"] or "no analysed frame" in early.json()["detail"]
     fit = client.post("/api/cameras/mall/counting/fit", headers={"Origin": gateway["url"]})
     assert fit.status_code == 409
-    assert fit.json()["detail"] == "camera mall: 0 annotated snapshots; a counting model needs at least 5: annotate 5 more"
+    assert fit.json()["detail"] == \
+        "camera mall: 0 annotated snapshots; a counting model needs at least 5: annotate 5 more"
     assert client.get("/api/cameras/mall/counting/snapshots/not-an-id").status_code == 422
     missing = client.put("/api/cameras/mall/counting/snapshots/20260101120000-abcdef/points",
                          json={"points": [[1, 2]]}, headers={"Origin": gateway["url"]})
@@ -128,50 +126,7 @@ def test_counting_api_over_http_refuses_what_it_cannot_do(gateway) -> None:
         assert anonymous.post("/api/cameras/mall/counting/fit").status_code == 401
 
 
-def test_points_are_checked_against_the_snapshot(gateway) -> None:
-    client: httpx.Client = gateway["client"]
-    origin = {"Origin": gateway["url"]}
-    wait_until(lambda: client.get("/api/cameras/mall/counting").json()["warmup_left_s"] == 0, WARMUP_PATIENCE_S,
-               "the counting background to warm up", step=1.0)
-    shot = client.post("/api/cameras/mall/counting/snapshots", headers=origin)
-    assert shot.status_code == 201, shot.text
-    shot_id = shot.json()["id"]
-    image = client.get(f"/api/cameras/mall/counting/snapshots/{shot_id}/image.jpg")
-    assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
-    assert cv2.imdecode(np.frombuffer(image.content, np.uint8), cv2.IMREAD_COLOR).shape == (480, 640, 3)
-    path = f"/api/cameras/mall/counting/snapshots/{shot_id}/points"
-    outside = client.put(path, json={"points": [[10, 10], [700, 5]]}, headers=origin)
-    assert outside.status_code == 422 and outside.json()["detail"] == \
-        "points[1]: [700, 5] lies outside the 640x480 picture"
-    assert client.put(path, json={"points": [[1, 2, 3]]}, headers=origin).status_code == 422
-    assert client.put(path, json={"points": "many"}, headers=origin).status_code == 422
-    assert client.put(path, json={"points": [[5, 5]], "extra": 1}, headers=origin).status_code == 422
-    saved = client.put(path, json={"points": [[5.5, 6.5]]}, headers=origin)
-    assert saved.status_code == 200 and saved.json()["points"] == [[5.5, 6.5]]
-    assert client.get(f"/api/cameras/mall/counting/snapshots/{shot_id}").json()["points"] == [[5.5, 6.5]]
-    assert client.delete(f"/api/cameras/mall/counting/snapshots/{shot_id}", headers=origin).status_code == 204
-    assert client.get(f"/api/cameras/mall/counting/snapshots/{shot_id}").status_code == 404
-
-
 # --------------------------------------------------------------------------- in the browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian chromium is missing (apt-get install chromium; .ci/setup installs it)")
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-def page_wait(page, script: str, timeout: float = PATIENCE_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not page.evaluate(script):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {script}")
-        page.wait_for_timeout(100)
 
 
 def which_frame(jpeg: bytes, clip_frames: np.ndarray) -> int:
@@ -179,7 +134,7 @@ def which_frame(jpeg: bytes, clip_frames: np.ndarray) -> int:
     small = cv2.resize(image, (160, 120), interpolation=cv2.INTER_AREA).astype(np.float32)
     differences = np.abs(clip_frames - small).mean(axis=(1, 2))
     best = int(np.argmin(differences))
-    assert differences[best] < 4.0, f"the snapshot matches no frame of the clip (closest differs by {differences[best]:.1f})"
+    assert differences[best] < 4.0, f"the snapshot matches no frame (the closest differs by {differences[best]:.1f})"
     return best
 
 
@@ -213,7 +168,15 @@ def test_installer_annotates_fits_and_the_camera_counts_with_the_model(gateway, 
     page.click("#tab-installer")
     page.click("#inst-tool-count")
     assert page.locator("#count-panel").is_visible() and not page.locator("#inst-copy").is_visible()
-    page_wait(page, "() => !document.querySelector('#count-take').disabled", WARMUP_PATIENCE_S)
+    # opened while the background still learns: the panel counts down, then allows snapshots by itself
+    page_wait(page, "() => /正在学习空场景背景|正在启动/.test(document.querySelector('#count-status').textContent)")
+    assert page.locator("#count-take").is_disabled()
+    try:
+        page_wait(page, "() => !document.querySelector('#count-take').disabled", timeout=WARMUP_PATIENCE_S)
+    except AssertionError as error:
+        status = page.locator("#count-status").inner_text()
+        raise AssertionError(f"{error}; the panel says: {status}; API: {client.get('/api/cameras/mall/counting').text}"
+                             f"\n{gateway['log'].read_text()[-2000:]}") from None
 
     clicked: dict[str, np.ndarray] = {}
     for round_ in range(5):
@@ -243,7 +206,7 @@ def test_installer_annotates_fits_and_the_camera_counts_with_the_model(gateway, 
     page_wait(page, "() => document.querySelector('#count-need').dataset.annotated === '5'"
                     " && !document.querySelector('#count-fit').disabled")
     page.click("#count-fit")
-    page_wait(page, "() => !document.querySelector('#count-result').hidden", 2 * PATIENCE_S)
+    page_wait(page, "() => !document.querySelector('#count-result').hidden", timeout=2 * PATIENCE_S)
     cv_text = page.locator("#count-cv").inner_text()
     compare = page.locator("#count-compare").inner_text()
     assert cv_text.startswith("交叉验证误差：") and "5 帧" in cv_text, cv_text
@@ -269,3 +232,31 @@ def test_installer_annotates_fits_and_the_camera_counts_with_the_model(gateway, 
     assert page.locator("#count-cv").inner_text().startswith("Cross-validated error:")
     context.close()
     assert not errors, errors
+
+
+# --------------------------------------------------------------------------- over HTTP, warm
+
+
+def test_points_are_checked_against_the_snapshot(gateway) -> None:
+    client: httpx.Client = gateway["client"]
+    origin = {"Origin": gateway["url"]}
+    wait_until(lambda: client.get("/api/cameras/mall/counting").json()["warmup_left_s"] == 0, WARMUP_PATIENCE_S,
+               "the counting background to warm up", step=1.0)
+    shot = client.post("/api/cameras/mall/counting/snapshots", headers=origin)
+    assert shot.status_code == 201, shot.text
+    shot_id = shot.json()["id"]
+    image = client.get(f"/api/cameras/mall/counting/snapshots/{shot_id}/image.jpg")
+    assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+    assert cv2.imdecode(np.frombuffer(image.content, np.uint8), cv2.IMREAD_COLOR).shape == (480, 640, 3)
+    path = f"/api/cameras/mall/counting/snapshots/{shot_id}/points"
+    outside = client.put(path, json={"points": [[10, 10], [700, 5]]}, headers=origin)
+    assert outside.status_code == 422 and outside.json()["detail"] == \
+        "points[1]: [700, 5] lies outside the 640x480 picture"
+    assert client.put(path, json={"points": [[1, 2, 3]]}, headers=origin).status_code == 422
+    assert client.put(path, json={"points": "many"}, headers=origin).status_code == 422
+    assert client.put(path, json={"points": [[5, 5]], "extra": 1}, headers=origin).status_code == 422
+    saved = client.put(path, json={"points": [[5.5, 6.5]]}, headers=origin)
+    assert saved.status_code == 200 and saved.json()["points"] == [[5.5, 6.5]]
+    assert client.get(f"/api/cameras/mall/counting/snapshots/{shot_id}").json()["points"] == [[5.5, 6.5]]
+    assert client.delete(f"/api/cameras/mall/counting/snapshots/{shot_id}", headers=origin).status_code == 204
+    assert client.get(f"/api/cameras/mall/counting/snapshots/{shot_id}").status_code == 404

@@ -61,10 +61,14 @@
   }
 
   async function poll() {
-    if (state.tool !== "count" || GW.tab() !== "installer" || !state.camera || document.hidden) return;
+    if (state.tool !== "count" || GW.tab() !== "installer" || document.hidden) return;
+    const chosen = $("#inst-camera").value;   // the list may fill after the tool was opened
+    if (chosen && chosen !== state.camera) { await selectCamera(chosen); return; }
+    if (!state.camera) return;
     try { state.status = await call(""); } catch (e) { return; }
     renderStatus();
     renderShots();
+    renderButtons();   // the background may just have warmed up: snapshots allowed now
   }
 
   // ------------------------------------------------------------------ snapshots
@@ -175,7 +179,7 @@
     else if (status.warmup_left_s > 0) lines.push(t("count.warming", { s: Math.ceil(status.warmup_left_s) }));
     else lines.push(t("count.ready"));
     if (status && status.model && status.model.cross_validation) {
-      lines.push(t("count.model", { n: status.model.frames, mae: status.model.cross_validation.mae,
+      lines.push(t("count.model", { n: status.model.frames, mae: Number(status.model.cross_validation.mae).toFixed(2),
         mode: status.active_mode }));
     } else if (status) {
       lines.push(t("count.noModel"));
