@@ -100,8 +100,11 @@ class LiveCounting:
         if counter is None:
             return
         confident = result.boxes[result.scores >= PERSPECTIVE_MIN_SCORE]
-        frame = CountingFrame(image, counter.last_features, result.detected, result.estimated, confident, now,
-                              counter.warmup_left_s)
+        features = counter.last_features
+        warmup_left = counter.warmup_left_s if features is None else 0.0
+        if features is None and warmup_left == 0.0:
+            warmup_left = 1.0 / max(self.camera.fps, 0.1)  # warm from the next frame on
+        frame = CountingFrame(image, features, result.detected, result.estimated, confident, now, warmup_left)
         with self._lock:
             self._frame = frame
             if len(confident):

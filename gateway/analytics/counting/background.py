@@ -152,7 +152,8 @@ class BackgroundModel:
         """
         if self.background is None:
             self._collect(gray, t)
-            return None
+            if self.background is None:
+                return None
         derived = self._derived
         frame = gray.astype(np.float32)
         frame *= self._gain(gray)
