@@ -94,7 +94,7 @@ def timed_rounds(detector, counter: CrowdCounter, frames: list[np.ndarray], boxe
             detector.detect(frame)
         detect_best = min(detect_best, (time.perf_counter() - began) * 1000 / len(frames))
         began = time.perf_counter()
-        for frame, frame_boxes in zip(frames, boxes):
+        for frame, frame_boxes in zip(frames, boxes, strict=True):
             t += 0.5
             counter.observe(frame, frame_boxes, t)
         count_best = min(count_best, (time.perf_counter() - began) * 1000 / len(frames))

@@ -1,10 +1,10 @@
-"""Alert delivery benchmark: outbox (SQLite on disk, fsynced) + MqttPublisher vs bare paho publish.
+"""Alert delivery benchmark: outbox (SQLite on disk, fsynced) + MqttSink vs bare paho publish.
 
 Both run in the same process against the same real Mosquitto on 127.0.0.1, with the same payload,
 QoS 1 and in-flight window, received by the same real subscriber:
 
 * throughput: N messages produced as fast as possible; msg/s from the first publish/submit to the
-  last message received by the subscriber (the outbox also with `submit_many` batches, one fsync
+  last message received by the subscriber (the outbox also with `submit` batches, one fsync
   per batch);
 * latency: M messages produced at a steady rate (alert-like, far above real alert rates);
   creation (the `submit()` call / the bare `publish()` call) → receipt by the subscriber, p50/p95.
@@ -33,9 +33,9 @@ sys.path.insert(0, str(REPO / "tests"))
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion  # noqa: E402
 
-from gateway.comms.mqtt import MqttPublisher  # noqa: E402
+from gateway.delivery.mqtt.sink import MqttSink  # noqa: E402
 from gateway.config.models import MqttSection  # noqa: E402
-from gateway.outbox import Outbox  # noqa: E402
+from gateway.delivery.outbox import Outbox  # noqa: E402
 from mqtt_broker import Mosquitto  # noqa: E402
 
 GATEWAY_ID = "bench"
@@ -134,7 +134,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="msg/s in the latency phases")
     parser.add_argument("--payload-bytes", type=int, default=1500)
     parser.add_argument("--window", type=int, default=32, help="QoS 1 messages in flight (both sides)")
-    parser.add_argument("--batch", type=int, default=20, help="messages per submit_many() in the batch phase")
+    parser.add_argument("--batch", type=int, default=20, help="messages per submit() call in the batch phase")
     parser.add_argument("--data-dir", type=Path, default=None, help="where the outbox lives (default: a temp dir)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -145,7 +145,7 @@ def main() -> int:
             sink = Sink(broker.port)
             bare = bare_client(broker.port, args.window)
             outbox = Outbox.in_dir(data_dir)
-            publisher = MqttPublisher(MqttSection(port=broker.port), GATEWAY_ID, outbox, window=args.window)
+            publisher = MqttSink(MqttSection(port=broker.port), GATEWAY_ID, outbox, window=args.window)
             publisher.start()
             if not publisher.wait_connected(10):
                 raise RuntimeError("publisher did not connect")
@@ -155,7 +155,7 @@ def main() -> int:
                                               qos=1)
 
             def gw_send(tag: str) -> Callable[[int], None]:
-                return lambda i: publisher.submit(payload(i, tag, args.payload_bytes))
+                return lambda i: publisher.submit([payload(i, tag, args.payload_bytes)])
 
             def gw_batch_send(tag: str, count: int) -> Callable[[int], None]:
                 batch: list[dict] = []
@@ -163,7 +163,7 @@ def main() -> int:
                 def send(i: int) -> None:
                     batch.append(payload(i, tag, args.payload_bytes))
                     if len(batch) == args.batch or i == count - 1:
-                        publisher.submit_many(batch)
+                        publisher.submit(batch)
                         batch.clear()
                 return send
 
@@ -193,7 +193,7 @@ def report(r: dict, args: argparse.Namespace) -> None:
     rows = [
         (f"bare paho, burst of {args.messages}", r["bare_tput"]),
         (f"outbox+publisher, burst of {args.messages}", r["gw_tput"]),
-        (f"  same, submit_many by {args.batch}", r["gw_batch"]),
+        (f"  same, submit by {args.batch}", r["gw_batch"]),
         (f"bare paho, {args.rate:g} msg/s", r["bare_lat"]),
         (f"outbox+publisher, {args.rate:g} msg/s", r["gw_lat"]),
     ]
@@ -201,8 +201,8 @@ def report(r: dict, args: argparse.Namespace) -> None:
         print(f"{name:40}{row['msg_s']:10.0f}{row['p50_ms']:10.2f}{row['p95_ms']:10.2f}{row['max_ms']:10.2f}")
     ratio = r["gw_tput"]["msg_s"] / r["bare_tput"]["msg_s"]
     print(f"throughput ratio outbox+publisher / bare paho: {ratio:.2f} "
-          f"(submit_many by {args.batch}: {r['gw_batch']['msg_s'] / r['bare_tput']['msg_s']:.2f}); "
-          "one fsync per submit() bounds the single-message rate")
+          f"(submit by {args.batch}: {r['gw_batch']['msg_s'] / r['bare_tput']['msg_s']:.2f}); "
+          "one fsync per submit() of one message bounds the single-message rate")
     print(f"latency p95 at {args.rate:g} msg/s: {r['gw_lat']['p95_ms']:.2f} ms (bare {r['bare_lat']['p95_ms']:.2f} ms, "
           f"ratio {r['gw_lat']['p95_ms'] / max(1e-9, r['bare_lat']['p95_ms']):.2f}); target ≤ 100 ms: "
           f"{'met' if r['gw_lat']['p95_ms'] <= 100 else 'NOT met'}")

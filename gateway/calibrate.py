@@ -26,7 +26,15 @@ import numpy as np
 
 from detectors import Detector
 from gateway.analytics import CameraAnalytics
-from gateway.analytics.counting import AnnotatedFrame, CountingModel, CrossValidation, TrainingError, fit_model
+from gateway.analytics.counting import (
+    AnnotatedFrame,
+    BackgroundSettings,
+    CountingModel,
+    CrossValidation,
+    CrowdCounter,
+    TrainingError,
+    fit_model,
+)
 from gateway.analytics.counting.training import MIN_FRAMES
 from gateway.config.models import Camera, GatewayConfig
 from gateway.counting_io import camera_perspective, outside_masks, perspective_problem, save_model, warmup_frames
@@ -107,7 +115,7 @@ def calibrate(config: GatewayConfig, camera_id: str, source: Path, points_path: 
         keep = outside_masks(points[index], analytics.masks)
         masked += int((~keep).sum())
         annotated.append(AnnotatedFrame(features, points[index][keep], label=f"frame {index}"))
-    settings = analytics.counter.extractor.background.settings
+    settings = BackgroundSettings()  # what a counter without a model learns with
     training = {"source": Path(source).name, "fitted_at": datetime.now().astimezone().isoformat(timespec="seconds")}
     try:
         result = fit_model(annotated, camera.id, frame_size, perspective, settings, folds=folds, training=training)
@@ -126,6 +134,7 @@ def _annotated_features(camera: Camera, config: GatewayConfig, source: Path, poi
     features: dict[int, np.ndarray] = {}
     confident: list[np.ndarray] = []
     analytics: CameraAnalytics | None = None
+    counter: CrowdCounter | None = None
     decoded_frames = 0
     with open_video(source) as container:
         pacer = AnalysisPacer(camera.fps, frame_rate(container))
@@ -135,18 +144,20 @@ def _annotated_features(camera: Camera, config: GatewayConfig, source: Path, poi
             if not (pacer.due(decoded.t) or annotated):
                 continue
             image = decoded.bgr()
-            if analytics is None:
-                analytics = _warmed_analytics(camera, config, (image.shape[1], image.shape[0]), source)
+            if analytics is None or counter is None:
+                analytics, counter = _warmed_analytics(camera, config, (image.shape[1], image.shape[0]), source)
                 check_inside(points, analytics.frame_size, points_path)
             masked = analytics.prepare(image)
             detections = detector.detect(masked)
             boxes, scores = analytics.unmasked(detections)
             confident.append(boxes[scores >= PERSPECTIVE_MIN_SCORE])  # half-hidden people look shorter
-            analytics.counter.observe(masked, boxes, decoded.t)
-            if annotated:
-                features[decoded.index] = analytics.counter.last_features
+            counter.observe(masked, boxes, decoded.t)
+            if annotated and counter.last_features is not None:
+                features[decoded.index] = counter.last_features
             if decoded.index >= last:
                 break
+    if analytics is None:
+        raise CalibrationError(f"{source}: no video frame could be decoded")
     missing = [index for index in points if index not in features]
     if missing:
         raise CalibrationError(f"{points_path}: frame {missing[0]} is past the end of {source} "
@@ -155,12 +166,15 @@ def _annotated_features(camera: Camera, config: GatewayConfig, source: Path, poi
 
 
 def _warmed_analytics(camera: Camera, config: GatewayConfig, frame_size: tuple[int, int],
-                      source: Path) -> CameraAnalytics:
+                      source: Path) -> tuple[CameraAnalytics, CrowdCounter]:
+    """The camera's analytics with a counter (no model) whose background is warmed from `source`."""
     analytics = CameraAnalytics(camera, config.gateway, frame_size, counting_features=True)
-    extractor = analytics.counter.extractor
+    counter = analytics.counter
+    assert counter is not None  # counting_features=True
+    extractor = counter.extractor
     extractor.background.warm_from(warmup_frames(
         source, extractor.background.settings, lambda image: extractor.working_gray(analytics.prepare(image))))
-    return analytics
+    return analytics, counter
 
 
 def describe(report: CalibrationReport, camera_id: str, source: Path, out: Path) -> str:

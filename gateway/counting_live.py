@@ -68,6 +68,7 @@ class LiveCounting:
     def model_for(self, frame_size: tuple[int, int]) -> CountingModel | None:
         """The model analytics of this frame size count with (a page-fitted one first)."""
         fitted = self._fitted
+        model: CountingModel | None
         if fitted is not None and tuple(fitted.frame_size) == tuple(frame_size):
             model = fitted
         else:

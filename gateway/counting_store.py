@@ -19,6 +19,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -48,6 +49,8 @@ class SnapshotStore:
         self.folder = folder
 
     def add(self, frame: CountingFrame) -> StoredSnapshot:
+        if frame.features is None:
+            raise ValueError("a snapshot needs its counting features (the background is still warming up)")
         if len(self.ids()) >= MAX_SNAPSHOTS:
             raise OverflowError(f"{MAX_SNAPSHOTS} snapshots kept already: delete some first")
         taken_at = frame.taken_at.isoformat(timespec="seconds")
@@ -57,9 +60,10 @@ class SnapshotStore:
         if not ok:
             raise ValueError("JPEG encoding failed")
         self.folder.mkdir(parents=True, exist_ok=True)
-        arrays = {"features": frame.features, "boxes": np.asarray(frame.boxes, np.float32).reshape(-1, 4),
-                  "frame_size": np.array([width, height]), "detected": np.array(frame.detected),
-                  "taken_at": np.array(taken_at)}
+        arrays: dict[str, Any] = {
+            "features": frame.features, "boxes": np.asarray(frame.boxes, np.float32).reshape(-1, 4),
+            "frame_size": np.array([width, height]), "detected": np.array(frame.detected),
+            "taken_at": np.array(taken_at)}
         packed = io.BytesIO()
         np.savez(packed, **arrays)
         write_atomically(self.folder / f"{snapshot_id}.npz", packed.getvalue())

@@ -145,7 +145,8 @@ class CountingStudio:
         for snapshot in annotated:
             features, snapshot_boxes = store.features(snapshot.id)
             boxes.append(snapshot_boxes)
-            points = snapshot.points[outside_masks(snapshot.points, masks)]
+            marked = snapshot.points if snapshot.points is not None else np.zeros((0, 2))
+            points = marked[outside_masks(marked, masks)]
             frames.append(AnnotatedFrame(features, points, label=f"snapshot {snapshot.id}"))
         all_boxes = np.concatenate(boxes)
         perspective = camera_perspective(camera, size, all_boxes)

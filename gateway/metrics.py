@@ -2,7 +2,8 @@
 
 Live values are pulled on scrape from the objects that already hold them, so nothing can go
 stale: per-camera health from the `GatewayView`, queue depth and age from the `Outbox`, publish
-latency and connection state from the `MqttPublisher`. Only what happens as a stream of events
+latency and connection state from the `MqttSink`, every output and the data disk from the
+alert router (`delivery`). Only what happens as a stream of events
 is pushed: inference times (`observe_inference`) and alerts (counted from the `EventHistory`
 as new events arrive, or `count_alert` by hand).
 
@@ -35,6 +36,14 @@ Series (all prefixed `gateway_`):
     mqtt_published_total                   alert messages acknowledged by the broker
     mqtt_publish_latency_ms{quantile}      put -> PUBACK latency over the last 1000 messages
                                            (quantile 0.5, 0.95 and 1 = max)
+    output_up{output}                      1 while the output's delivery thread runs (mqtt, webhook:<id>, ...)
+    output_connected{output}               1 while it reaches its far end (MQTT connected, last POST 2xx)
+    output_queued{output}                  alerts not yet delivered by it (in its outbox or held in memory)
+    output_held_in_memory{output}          of those, alerts held in memory because the disk cannot take them
+    output_oldest_undelivered_age_seconds{output}  age of its oldest undelivered alert (0 when none)
+    output_delivered_total{output}         alerts its far end took since start
+    output_delivery_latency_ms{output,quantile}  put -> delivered latency over its last 1000 alerts
+    disk_full                              1 while the data disk cannot take alerts (see the disk_full alert)
     alerts_total{type}                     new events by type
     history_snapshot_bytes                 evidence pictures kept for the web page
 """
@@ -62,7 +71,7 @@ PREFIX = "gateway"
 
 
 class HealthSource(Protocol):
-    """Anything with a `health()` dict in the shape of `MqttPublisher.health()`."""
+    """Anything with a `health()` dict in the shape of `MqttSink.health()`."""
 
     def health(self) -> dict[str, Any]: ...
 
@@ -81,6 +90,7 @@ class GatewayMetrics:
         publisher: HealthSource | None = None,
         history: Any | None = None,
         inference: Any | None = None,
+        delivery: Any | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._lock = threading.Lock()
@@ -89,6 +99,7 @@ class GatewayMetrics:
         self.publisher = publisher
         self.history = None
         self.inference = inference
+        self.delivery = delivery
         self._unsubscribe = None
         self._pushed = _Histogram(INFERENCE_MS_BUCKETS)
         self._alerts = dict.fromkeys(ALERT_TYPES, 0)
@@ -98,13 +109,16 @@ class GatewayMetrics:
 
     def attach(self, *, view: GatewayView | None = None, outbox: Any | None = None,
                publisher: HealthSource | None = None, history: Any | None = None,
-               inference: Any | None = None) -> None:
+               inference: Any | None = None, delivery: Any | None = None) -> None:
         """Add sources after construction; a history is subscribed to, to count new events.
 
         inference: an object with `bucket_counts` (one per edge plus +Inf), `count` and
-        `total_ms` (the service's `TimedDetector`), read on each scrape.
+        `total_ms` (the service's `TimedDetector`), read on each scrape. delivery: the alert
+        router (`health()` with every output and `disk_full`).
         """
         with self._lock:
+            if delivery is not None:
+                self.delivery = delivery
             if inference is not None:
                 self.inference = inference
             if view is not None:
@@ -167,7 +181,7 @@ class _LiveCollector(Collector):
             alerts.add_metric([alert_type], float(count))
         yield alerts
         for part, source in (("cameras", m.view), ("outbox", m.outbox), ("publisher", m.publisher),
-                             ("history", m.history)):
+                             ("history", m.history), ("delivery", m.delivery)):
             if source is None:
                 continue
             try:
@@ -273,6 +287,31 @@ class _LiveCollector(Collector):
             if latency.get(key) is not None:
                 family.add_metric([quantile], float(latency[key]))
         yield family
+
+    def _delivery(self, delivery: Any) -> Iterator[Metric]:
+        health = delivery.health()
+        up = _gauge("output_up", "1 while the output's delivery thread runs.", ["output"])
+        connected = _gauge("output_connected", "1 while the output reaches its far end.", ["output"])
+        queued = _gauge("output_queued", "Alerts not yet delivered by the output.", ["output"])
+        held = _gauge("output_held_in_memory", "Alerts held in memory: the data disk cannot take them.", ["output"])
+        age = _gauge("output_oldest_undelivered_age_seconds", "Age of the oldest undelivered alert.", ["output"])
+        delivered = CounterMetricFamily(f"{PREFIX}_output_delivered", "Alerts the far end took since start.",
+                                        labels=["output"])
+        latency = _gauge("output_delivery_latency_ms", "Put -> delivered latency over the last 1000 alerts "
+                         "(quantile 1 = max).", ["output", "quantile"])
+        for name, output in sorted(health.get("outputs", {}).items()):
+            up.add_metric([name], 1.0 if output.get("alive") else 0.0)
+            connected.add_metric([name], 1.0 if output.get("connected") else 0.0)
+            queued.add_metric([name], float(output.get("queued") or 0))
+            held.add_metric([name], float(output.get("held_in_memory") or 0))
+            age.add_metric([name], float(output.get("oldest_undelivered_age_s") or 0.0))
+            delivered.add_metric([name], float(output.get("delivered") or 0))
+            summary = output.get("delivery_latency") or output.get("publish_latency") or {}
+            for quantile, key in (("0.5", "p50_ms"), ("0.95", "p95_ms"), ("1", "max_ms")):
+                if summary.get(key) is not None:
+                    latency.add_metric([name, quantile], float(summary[key]))
+        yield from (up, connected, queued, held, age, delivered, latency)
+        yield _value("disk_full", "1 while the data disk cannot take alerts.", 1.0 if health.get("disk_full") else 0.0)
 
     def _history(self, history: Any) -> Iterator[Metric]:
         stats = history.stats()

@@ -1,14 +1,17 @@
-"""`gateway run`: every configured camera, one shared detector, alerts to the outbox and MQTT.
+"""`gateway run`: every configured camera, one shared detector, alerts to every output.
 
 Threads, and who owns what:
   reader-<camera>  one per camera (gateway.video.reader): keeps the newest frame, reconnects.
   analysis         one (gateway.scheduler): gate -> detect -> track -> rules, camera by camera.
-  mqtt-publisher   one (gateway.comms.mqtt): outbox -> broker, status, acks, remote look.
+  mqtt-publisher   the MQTT output (gateway.delivery.mqtt): its outbox -> broker, status, acks,
+                   case progress, remote look.
+  deliver-<name>   one per other output (gateway.delivery.durable): its outbox -> webhook, ...
   api              the web API and page (uvicorn), reading live state through `GatewayView`.
-  main             supervision once a second: camera_offline alerts, retained camera state.
-Alerts take one path whatever raised them: `emit` writes them to the durable outbox (and
-from there the publisher sends them; nothing is published that was not first on disk) and
-to the event history the web page shows.
+  main             supervision once a second: camera_offline alerts, retained camera state,
+                   held alerts and the disk_full alert (gateway.delivery.router).
+Alerts take one path whatever raised them: `emit` hands them to the router, which queues them
+in every output's durable outbox (nothing is sent that was not first queued), records them in
+the history the web page shows, and runs the reactions (PTZ linkage).
 """
 
 from __future__ import annotations
@@ -24,18 +27,22 @@ from zoneinfo import ZoneInfo
 
 from gateway import __version__
 from gateway.camera import CameraWorker
-from gateway.comms.mqtt import MqttPublisher
+from gateway.delivery.diskwatch import DiskFullWatch
+from gateway.delivery.history import EventHistory
+from gateway.delivery.mqtt.sink import MqttSink
+from gateway.delivery.outputs import build_outputs
+from gateway.delivery.reactions import PtzLinkage
+from gateway.delivery.router import AlertRouter
 from gateway.config import check_config
 from gateway.config.models import Camera, GatewayConfig, GatewaySection, OnvifSource
 from gateway.counting_live import LiveCounting
 from gateway.counting_studio import CountingStudio
 from gateway.detection import TimedDetector, load_detector
 from gateway.events import AlertMessage
-from gateway.outbox import AckRecord, Outbox
+from gateway.delivery.outbox import Outbox
 from gateway.api.app import create_app
 from gateway.api.server import make_server
 from gateway.status import CameraStatus, ZoneOutline
-from gateway.history import EventHistory
 from gateway.metrics import GatewayMetrics
 from gateway.comms.sensor_input import SensorInput
 from gateway.scheduler import AnalysisScheduler
@@ -59,8 +66,11 @@ class GatewayService:
         self.timezone = ZoneInfo(config.gateway.timezone)
         self.started_at = time.monotonic()
         self.detector: TimedDetector | None = None
+        self.router: AlertRouter | None = None
         self.outbox: Outbox | None = None
-        self.publisher: MqttPublisher | None = None
+        """The ledger: the outbox that keeps acks and the ids of sent events (the MQTT output's)."""
+        self.mqtt: MqttSink | None = None
+        """The MQTT output, when configured: presence, camera state, acks, remote look."""
         self.scheduler: AnalysisScheduler | None = None
         self.history: EventHistory | None = None
         self.api_server = None
@@ -69,26 +79,20 @@ class GatewayService:
         self.sensor_hub: SensorHub | None = None
         self.sensor_input: SensorInput | None = None
         self._published_states: dict[str, tuple[str, float]] = {}
-        self._emit_lock = threading.Lock()
 
     # ----------------------------------------------------------------- start / stop
 
     def start(self) -> None:
-        """Load the model, open the outbox, connect (in the background), start every camera."""
+        """Load the model, open the outputs (they connect in the background), start every camera."""
         settings = self.config.gateway
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a full disk must not stop the gateway: alerts are held in memory
+            log.error("cannot create the data directory %s: %s", settings.data_dir, exc)
         self.detector = TimedDetector(load_detector(self.config.detector))
         log.info("detector ready: %s, input %dx%d, %d threads", self.config.detector.model.name,
                  *self.detector.input_size, self.config.detector.threads)
-        self.outbox = Outbox.in_dir(settings.data_dir, self.config.storage.outbox_max_mb)
-        if self.outbox.depth():
-            log.info("outbox holds %d undelivered alert messages from before; resending them",
-                     self.outbox.depth())
-        self.publisher = MqttPublisher(
-            self.config.mqtt, settings.id, self.outbox, health_provider=self.health,
-            snapshot_provider=self.camera_snapshot, camera_known=self._has_camera, on_ack=self._on_ack)
-        self.publisher.start()
-        self.history = EventHistory.from_config(settings.data_dir, self.config.storage)
+        self._start_delivery()
         self.scheduler = AnalysisScheduler(self.detector, self.emit)
         for camera in self.config.cameras:
             self.add_camera_worker(self.make_worker(camera, settings))
@@ -97,6 +101,22 @@ class GatewayService:
         self._start_api()
         log.info("gateway %s %s running: %d cameras, data in %s", settings.id, __version__,
                  len(self.config.cameras), settings.data_dir)
+
+    def _start_delivery(self) -> None:
+        """Every output with its own outbox, the history, and the router that feeds them."""
+        settings = self.config.gateway
+        outputs = build_outputs(self.config, health_provider=self.health, snapshot_provider=self.camera_snapshot,
+                                camera_known=self._has_camera, camera_online=self._camera_online,
+                                on_ack=lambda record: self.router.on_centre_ack(record),
+                                on_case=lambda update: self.router.record_case(update))
+        self.history = EventHistory.from_config(settings.data_dir, self.config.storage)
+        self.router = AlertRouter(outputs, self.history, gateway_id=settings.id,
+                                  reactions=[PtzLinkage(self._turn_camera)], disk_watch=DiskFullWatch(settings),
+                                  timezone=self.timezone, data_dir=settings.data_dir)
+        self.outbox = self.router.ledger
+        self.mqtt = next((out.sink for out in outputs if isinstance(out.sink, MqttSink)), None)
+        self.router.start()
+        log.info("alerts go to %s", ", ".join(sink.name for sink in self.router.sinks))
 
     def _start_sensors(self) -> None:
         """IoT sensors on their site brokers: alerts with evidence from linked cameras."""
@@ -110,15 +130,11 @@ class GatewayService:
         log.info("%d sensors on %d site brokers", len(self.config.sensors),
                  len(self.config.sensor_brokers))
 
-    def _turn_linked_camera(self, payload: dict) -> None:
-        """A sensor alert that starts with `link.preset` turns its first linked camera."""
-        details = payload.get("details") or {}
-        if payload["type"] != "sensor" or payload["state"] != "start" or not details.get("preset"):
-            return
-        linked = details.get("linked") or []
-        workers = {worker.camera.id: worker for worker in self.scheduler.workers()}
-        if linked and linked[0]["camera_id"] in workers:
-            workers[linked[0]["camera_id"]].turn_to(details["preset"])
+    def _turn_camera(self, camera_id: str, preset: str) -> None:
+        """The PTZ linkage's hand on the cameras (gateway.delivery.reactions decides when)."""
+        for worker in self.scheduler.workers() if self.scheduler else []:
+            if worker.camera.id == camera_id:
+                worker.turn_to(preset)
 
     def linked_evidence(self, camera_ids: list[str], before_s: float = 0.0) -> list[LinkedEvidence]:
         """Each linked camera's analysed picture and count from `before_s` ago (no network I/O)."""
@@ -141,10 +157,10 @@ class GatewayService:
         """The web API and page on their own thread; a port already taken is logged, not fatal:
         alerts keep flowing to the centre without the page."""
         metrics = GatewayMetrics()
-        metrics.attach(inference=self.detector)
+        metrics.attach(inference=self.detector, delivery=self.router)
         app = create_app(self, self.history, self.outbox, self.config.api, metrics=metrics,
-                         publisher=self.publisher, timezone=self.config.gateway.timezone,
-                         sessions_path=self.config.gateway.data_dir / "web-sessions.json",
+                         publisher=self.mqtt, timezone=self.config.gateway.timezone,
+                         sessions_path=self.config.gateway.data_dir / "web-sessions.json", delivery=self.router,
                          counting_studio=CountingStudio(self.config.gateway.data_dir, self._live_counting))
         self.api_server = make_server(app, self.config.api)
 
@@ -155,7 +171,7 @@ class GatewayService:
                 pass
             if not self.api_server.should_exit:
                 log.error("web API on %s:%d stopped or could not start (port in use?); alerts are "
-                          "still delivered over MQTT", self.config.api.bind, self.config.api.port)
+                          "still delivered to every output", self.config.api.bind, self.config.api.port)
 
         self._api_thread = threading.Thread(target=serve, name="api", daemon=True)
         self._api_thread.start()
@@ -186,8 +202,8 @@ class GatewayService:
             self._published_states.pop(camera_id, None)
 
     def stop(self) -> None:
-        """Stop readers and analysis, end open events into the outbox, flush, disconnect."""
-        log.info("stopping: ending open events and flushing the outbox")
+        """Stop readers and analysis, end open events into the outboxes, flush, disconnect."""
+        log.info("stopping: ending open events and flushing the outboxes")
         if self.api_server is not None:
             self.api_server.should_exit = True
             self._api_thread.join(5)
@@ -200,47 +216,24 @@ class GatewayService:
             self.sensor_input.stop()
         if self.onvif_loop is not None:
             self.onvif_loop.stop()
-        if self.publisher is not None:
-            self.publisher.stop()
-        if self.history is not None:
-            self.history.close()
-        if self.outbox is not None:
-            left = self.outbox.depth()
-            if left:
-                log.info("%d alert messages stay in the outbox for the next start", left)
-            self.outbox.close()
+        if self.router is not None:
+            self.router.stop()
         if self.detector is not None:
             self.detector.close()
 
     # ----------------------------------------------------------------- alerts
 
     def emit(self, messages: list[AlertMessage]) -> None:
-        """The one path of every alert: durable outbox first, then the publisher sends it."""
-        if not messages:
-            return
-        with self._emit_lock:
-            self.publisher.submit_many([message.payload for message in messages])
-        for message in messages:
-            self._turn_linked_camera(message.payload)
-            try:
-                self.history.record(message)
-            except Exception:  # noqa: BLE001 - the page's copy must never cost the alert itself
-                log.exception("event %s: not recorded in the web history (it is queued for MQTT)",
-                              message.event_id)
-            payload = message.payload
-            log.info("camera %s: %s [%s seq %d, event %s]", payload["camera_id"], payload["title_zh"],
-                     message.state, message.seq, message.event_id)
-
-    def _on_ack(self, record: AckRecord) -> None:
-        log.info("event %s acknowledged by %s (case %s)", record.event_id, record.by, record.case_id)
-        if self.history is not None:
-            self.history.note_ack(record)
+        """The one path of every alert: the router queues it for every output (durably, first),
+        records it for the page and runs the reactions. Never raises."""
+        self.router.route(messages)
 
     # ----------------------------------------------------------------- supervision
 
     def supervise(self) -> None:
-        """One supervision turn: offline alerts and retained camera state."""
+        """One supervision turn: offline alerts, retained camera state, held alerts, disk_full."""
         now = time.monotonic()
+        self.router.tick()
         sensor_states = {}
         if self.sensor_hub is not None:
             self.sensor_hub.tick()
@@ -251,8 +244,10 @@ class GatewayService:
             status = worker.status()
             state = "offline" if status.offline else status.reader.state
             previous = self._published_states.get(worker.camera.id)
+            if self.mqtt is None:
+                continue
             if previous is None or previous[0] != state or now - previous[1] >= CAMERA_STATE_EVERY_S:
-                self.publisher.set_camera_state(worker.camera.id, self._camera_health(worker))
+                self.mqtt.set_camera_state(worker.camera.id, self._camera_health(worker))
                 self._published_states[worker.camera.id] = (state, now)
 
     def run_until(self, stop: threading.Event, notifier: SystemdNotifier | None = None,
@@ -288,8 +283,7 @@ class GatewayService:
             failures.append("analysis thread is dead")
         elif time.monotonic() - self.scheduler.heartbeat > ANALYSIS_STALL_S:
             failures.append(f"analysis thread stuck for {time.monotonic() - self.scheduler.heartbeat:.0f} s")
-        if not (self.publisher and self.publisher.alive):
-            failures.append("MQTT publisher thread is dead")
+        failures += self.router.failures() if self.router else ["delivery is not running"]
         for worker in self.scheduler.workers() if self.scheduler else []:
             if not worker.reader.alive:
                 failures.append(f"camera {worker.camera.id}: reader thread is dead")
@@ -300,8 +294,9 @@ class GatewayService:
     def status_line(self) -> str:
         workers = self.scheduler.workers() if self.scheduler else []
         streaming = sum(worker.reader.health().state == "streaming" for worker in workers)
-        depth = self.outbox.depth() if self.outbox else 0
-        return f"{streaming}/{len(workers)} cameras streaming, {depth} alerts queued"
+        depth = self.router.queued() if self.router else 0
+        full = ", DATA DISK FULL" if self.router and self.router.disk_full else ""
+        return f"{streaming}/{len(workers)} cameras streaming, {depth} alerts queued{full}"
 
     # ----------------------------------------------------------------- reload
 
@@ -339,7 +334,7 @@ class GatewayService:
             else:
                 continue
             self.add_camera_worker(self.make_worker(camera, new.gateway))
-        needs_restart = [section for section in ("detector", "mqtt", "storage", "api", "sensors",
+        needs_restart = [section for section in ("detector", "mqtt", "outputs", "storage", "api", "sensors",
                                                  "sensor_brokers")
                          if getattr(new, section) != getattr(self.config, section)]
         if needs_restart:
@@ -352,7 +347,8 @@ class GatewayService:
     # ----------------------------------------------------------------- views
 
     def health(self) -> dict[str, Any]:
-        """Heartbeat body: per-camera health and detector timing (the publisher adds its own)."""
+        """Heartbeat body: per-camera health, detector timing, every output and the data disk
+        (the MQTT output adds its own connection figures)."""
         return {
             "version": __version__,
             "uptime_s": round(time.monotonic() - self.started_at, 1),
@@ -362,6 +358,7 @@ class GatewayService:
                         for worker in (self.scheduler.workers() if self.scheduler else [])},
             **({"sensors": self.sensor_hub.health(), "sensor_brokers": self.sensor_input.health()}
                if self.sensor_hub is not None else {}),
+            **(self.router.health() if self.router is not None else {}),
         }
 
     def _camera_health(self, worker: CameraWorker) -> dict[str, Any]:
@@ -425,6 +422,13 @@ class GatewayService:
 
     def _has_camera(self, camera_id: str) -> bool:
         return any(worker.camera.id == camera_id for worker in (self.scheduler.workers() if self.scheduler else []))
+
+    def _camera_online(self, camera_id: str) -> bool:
+        """For GB/T 28181 catalogues: the camera runs and has not been declared offline."""
+        for worker in self.scheduler.workers() if self.scheduler else []:
+            if worker.camera.id == camera_id:
+                return not worker.status().offline
+        return False
 
     def camera_snapshot(self, camera_id: str) -> bytes | None:
         for worker in self.scheduler.workers() if self.scheduler else []:

@@ -1,4 +1,4 @@
-"""A gateway-shaped publishing process for the kill -9 test: outbox on disk + MqttPublisher.
+"""A gateway-shaped publishing process for the kill -9 test: outbox on disk + MqttSink.
 
 Run as `python tests/mqtt_worker.py --db PATH --port N --gateway-id ID`. It prints JSON lines on
 stdout (`{"ready": ...}`, `{"connected": true}`, replies to commands) and reads commands on stdin:
@@ -21,9 +21,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.backoff import Backoff
-from gateway.comms.mqtt import MqttPublisher  # noqa: E402
+from gateway.delivery.mqtt.sink import MqttSink  # noqa: E402
 from gateway.config.models import MqttSection  # noqa: E402
-from gateway.outbox import Outbox  # noqa: E402
+from gateway.delivery.outbox import Outbox  # noqa: E402
 
 _print_lock = threading.Lock()
 
@@ -58,7 +58,7 @@ def main() -> int:
 
     outbox = Outbox(args.db)
     settings = MqttSection(host="127.0.0.1", port=args.port, keepalive_s=5, heartbeat_s=5)
-    publisher = MqttPublisher(settings, args.gateway_id, outbox, backoff=Backoff(0.2, 1.0))
+    publisher = MqttSink(settings, args.gateway_id, outbox, backoff=Backoff(0.2, 1.0))
     publisher.start()
     emit(ready=True, depth=outbox.depth())
 
@@ -75,7 +75,7 @@ def main() -> int:
         if words[0] == "put":
             count, prefix = int(words[1]), words[2]
             for index in range(count):
-                publisher.submit(alert(prefix, index))
+                publisher.submit([alert(prefix, index)])
             emit(queued=count, depth=outbox.depth())
         elif words[0] == "depth":
             emit(depth=outbox.depth())

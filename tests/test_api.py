@@ -27,10 +27,10 @@ from pydantic import SecretStr, ValidationError
 from gateway.api.app import ApiConfigError, create_app
 from gateway.api.auth import LoginThrottle, SessionStore
 from gateway.api.server import make_server
-from gateway.comms.mqtt import MqttPublisher
+from gateway.delivery.mqtt.sink import MqttSink
 from gateway.config.models import ApiSection, MqttSection
-from gateway.history import EventHistory
-from gateway.outbox import Outbox
+from gateway.delivery.history import EventHistory
+from gateway.delivery.outbox import Outbox
 from mqtt_broker import Mosquitto, mosquitto  # noqa: F401  (fixture)
 from waiting import PATIENCE_S, wait_until
 from web_support import GATEWAY_ID, PASSWORD, TOKEN, DemoView, serve
@@ -526,10 +526,10 @@ def test_server_stops_promptly_with_a_stream_open(tmp_path):
 
 
 def test_metrics_for_prometheus(tmp_path, mosquitto: Mosquitto):  # noqa: F811
-    publishers: list[MqttPublisher] = []
+    publishers: list[MqttSink] = []
 
-    def publisher(outbox: Outbox) -> MqttPublisher:
-        made = MqttPublisher(MqttSection(host="127.0.0.1", port=mosquitto.port), GATEWAY_ID, outbox, poll_s=0.1)
+    def publisher(outbox: Outbox) -> MqttSink:
+        made = MqttSink(MqttSection(host="127.0.0.1", port=mosquitto.port), GATEWAY_ID, outbox, poll_s=0.1)
         publishers.append(made)
         return made
 

@@ -29,6 +29,7 @@ EXAMPLE_ENV = {
     "NVR_PASSWORD": "nvr-Pa55",
     "MQTT_PASSWORD": "mqtt-Pa55",
     "API_TOKEN": "api-T0ken",
+    "WEBHOOK_SECRET": "hook-S3cret",
 }
 
 # Lines 1-4 of most test files; the camera under test starts at line 5.

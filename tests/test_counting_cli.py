@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, VTEST, YOLOX_NANO
-from rtsp_fixtures import transcode_h264
 
+from conftest import REPO, VTEST, YOLOX_NANO
 from gateway.analytics.counting import CountingModel
 from gateway.analytics.counting.perspective import from_ramp
 from gateway.counting_io import save_model
 from gateway.events import validate_alert
+from rtsp_fixtures import transcode_h264
 
 POINTS = Path(__file__).resolve().parent / "data" / "vtest_points.json"
 DEMO = (REPO / "config" / "demo.yaml").read_text(encoding="utf-8")

@@ -21,13 +21,12 @@ import json
 import subprocess
 import sys
 from datetime import datetime
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, SHARED, YOLOX_NANO
 
+from conftest import REPO, SHARED, YOLOX_NANO
 from gateway.analytics.rules.timing import Debounce, Timing, Transition
 from gateway.events import validate_alert
 
@@ -129,7 +128,7 @@ def alert_intervals(counts: list[float], t: list[float]) -> list[tuple[float, fl
     """The crowd rule's timing (the gateway's own Debounce) applied to a count series."""
     debounce = Debounce(Timing(CROWD["for_s"], CROWD["clear_s"]))
     intervals, start = [], None
-    for count, now in zip(counts, t):
+    for count, now in zip(counts, t, strict=True):
         transition = debounce.step(count >= CROWD["min_people"], now)
         if transition is Transition.START:
             start = debounce.true_since

@@ -21,13 +21,13 @@ import cv2
 import httpx
 import numpy as np
 import pytest
+
 from conftest import REPO, SHARED, YOLOX_NANO
+from gateway.analytics.counting import CountingModel
 from mqtt_broker import Mosquitto, free_port
 from waiting import PATIENCE_S, wait_until
 from web_support import browser  # noqa: F401  (fixture)
 from web_support import wait_until as page_wait
-
-from gateway.analytics.counting import CountingModel
 
 MALL = SHARED / "data" / "mall-train"
 VIDEO = MALL / "mall_train_0001-0800_2fps.mp4"
@@ -157,7 +157,8 @@ def too_close_at_full_view(page, points: np.ndarray) -> bool:
     return bool(gaps.min() * scale < 8)
 
 
-def test_installer_annotates_fits_and_the_camera_counts_with_the_model(gateway, browser, clip_frames, heads) -> None:
+def test_installer_annotates_fits_and_the_camera_counts_with_the_model(
+        gateway, browser, clip_frames, heads) -> None:  # noqa: F811  (browser: the shared fixture)
     client: httpx.Client = gateway["client"]
     context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN")
     page = context.new_page()

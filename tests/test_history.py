@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from gateway.events import AlertMessage
-from gateway.history import EventHistory, HistoryError, is_event_id
-from gateway.outbox import Outbox
+from gateway.delivery.history import EventHistory, HistoryError, is_event_id
+from gateway.delivery.outbox import Outbox
 from web_support import Alerts
 
 MiB = 1024 * 1024

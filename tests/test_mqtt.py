@@ -26,9 +26,9 @@ from mqtt_broker import mosquitto, subscriber_factory  # noqa: F401  (fixtures)
 from waiting import PATIENCE_S, wait_until
 
 from gateway.backoff import Backoff
-from gateway.comms.mqtt import MqttPublisher
+from gateway.delivery.mqtt.sink import MqttSink
 from gateway.config.models import MqttSection, MqttTls
-from gateway.outbox import Outbox
+from gateway.delivery.outbox import Outbox
 
 GW = "gk"
 REPO = Path(__file__).resolve().parent.parent
@@ -58,15 +58,15 @@ def keys(messages: list[Received]) -> list[tuple[str, int]]:
 
 
 @pytest.fixture
-def publisher_factory(tmp_path: Path) -> Iterator[Callable[..., MqttPublisher]]:
-    made: list[tuple[MqttPublisher, Outbox]] = []
+def publisher_factory(tmp_path: Path) -> Iterator[Callable[..., MqttSink]]:
+    made: list[tuple[MqttSink, Outbox]] = []
 
-    def make(port: int, *, outbox: Outbox | None = None, start: bool = True, **kwargs: Any) -> MqttPublisher:
+    def make(port: int, *, outbox: Outbox | None = None, start: bool = True, **kwargs: Any) -> MqttSink:
         settings_kw = {k: kwargs.pop(k) for k in list(kwargs) if k in MqttSection.model_fields}
         settings = MqttSection(host="127.0.0.1", port=port, keepalive_s=5, **settings_kw)
         box = outbox or Outbox(tmp_path / f"outbox-{len(made)}.sqlite3")
         kwargs.setdefault("backoff", Backoff(0.1, 1.0))
-        publisher = MqttPublisher(settings, GW, box, **kwargs)
+        publisher = MqttSink(settings, GW, box, **kwargs)
         made.append((publisher, box))
         if start:
             publisher.start()
@@ -88,7 +88,7 @@ def test_publish_receive_presence_and_camera_state(mosquitto: Mosquitto, subscri
     assert pub.wait_connected(PATIENCE_S)
     sent = [alert("ev-a", 0, snapshot_kb=40), alert("ev-a", 1), alert("ev-b", 0, camera="cam2"), alert("ev-a", 2)]
     for payload in sent:
-        pub.submit(payload)
+        pub.submit([payload])
     pub.set_camera_state("cam1", {"state": "online", "fps": 2.0})
     assert pub.flush(PATIENCE_S)
     assert centre.wait_for(lambda ms: sum("/events/" in m.topic for m in ms) == 4, PATIENCE_S)
@@ -120,7 +120,7 @@ def test_publish_receive_presence_and_camera_state(mosquitto: Mosquitto, subscri
 
 
 def test_broker_down_30s_loses_nothing(mosquitto: Mosquitto, subscriber_factory, publisher_factory, caplog):
-    caplog.set_level(logging.INFO, logger="gateway.comms.mqtt")
+    caplog.set_level(logging.INFO, logger="gateway.delivery.mqtt.sink")
     centre = subscriber_factory(mosquitto.port, [f"gw/{GW}/events/#"])
     pub = publisher_factory(mosquitto.port, backoff=Backoff(0.2, 2.0))
     assert pub.wait_connected(PATIENCE_S)
@@ -132,7 +132,7 @@ def test_broker_down_30s_loses_nothing(mosquitto: Mosquitto, subscriber_factory,
             index = len(produced)
             key = (f"ev-{index // 10}", index % 10)
             started = time.monotonic()
-            pub.submit(alert(*key, snapshot_kb=4 if index % 7 == 0 else 0))
+            pub.submit([alert(*key, snapshot_kb=4 if index % 7 == 0 else 0)])
             slowest = max(slowest, time.monotonic() - started)
             produced.append(key)
             time.sleep(spacing)
@@ -254,13 +254,13 @@ def test_tls_with_client_certificate_and_wrong_ca(tmp_path: Path, subscriber_fac
         tls = MqttTls(ca_file=good.ca_cert, cert_file=good.client_cert, key_file=good.client_key)
         pub = publisher_factory(broker.tls_port, tls=tls)
         assert pub.wait_connected(PATIENCE_S), pub.health()["last_error"]
-        pub.submit(alert("tls-1", 0))
+        pub.submit([alert("tls-1", 0)])
         assert centre.wait_for(lambda ms: len(ms) == 1, PATIENCE_S)
 
-        caplog.set_level(logging.WARNING, logger="gateway.comms.mqtt")
+        caplog.set_level(logging.WARNING, logger="gateway.delivery.mqtt.sink")
         bad_tls = MqttTls(ca_file=wrong.ca_cert, cert_file=good.client_cert, key_file=good.client_key)
         bad = publisher_factory(broker.tls_port, tls=bad_tls, client_id="gw-bad", backoff=Backoff(0.1, 0.2))
-        bad.submit(alert("tls-2", 0))
+        bad.submit([alert("tls-2", 0)])
         wait_until(lambda: bad.health()["connect_failures"] >= 3, what="three failed TLS connections")
         assert not bad.connected  # keeps retrying
         assert bad.outbox.depth() == 1
@@ -287,11 +287,11 @@ def test_username_password(tmp_path: Path, subscriber_factory, publisher_factory
 
 def test_acks_recorded_and_malformed_ones_ignored(mosquitto: Mosquitto, subscriber_factory, publisher_factory,
                                                   caplog):
-    caplog.set_level(logging.INFO, logger="gateway.comms.mqtt")
+    caplog.set_level(logging.INFO, logger="gateway.delivery.mqtt.sink")
     heard: list = []
     pub = publisher_factory(mosquitto.port, on_ack=heard.append)
     assert pub.wait_connected(PATIENCE_S)
-    pub.submit(alert("ev-ack", 0))
+    pub.submit([alert("ev-ack", 0)])
     assert pub.flush(PATIENCE_S)
     centre = subscriber_factory(mosquitto.port, [f"gw/{GW}/replies/#"])
     ack_topic = f"gw/{GW}/ack"
@@ -321,7 +321,7 @@ def test_acks_recorded_and_malformed_ones_ignored(mosquitto: Mosquitto, subscrib
 
 
 def test_snapshot_requests(mosquitto: Mosquitto, subscriber_factory, publisher_factory, caplog):
-    caplog.set_level(logging.WARNING, logger="gateway.comms.mqtt")
+    caplog.set_level(logging.WARNING, logger="gateway.delivery.mqtt.sink")
     asked: list[str] = []
 
     def provider(camera_id: str) -> bytes | None:
@@ -385,11 +385,11 @@ def test_snapshot_requests(mosquitto: Mosquitto, subscriber_factory, publisher_f
 
 
 def test_no_broker_queues_without_blocking(publisher_factory, caplog):
-    caplog.set_level(logging.DEBUG, logger="gateway.comms.mqtt")
+    caplog.set_level(logging.DEBUG, logger="gateway.delivery.mqtt.sink")
     pub = publisher_factory(free_port(), backoff=Backoff(0.05, 0.2))
     started = time.monotonic()
     for index in range(50):
-        pub.submit(alert(f"nb-{index // 5}", index % 5))
+        pub.submit([alert(f"nb-{index // 5}", index % 5)])
     assert time.monotonic() - started < PATIENCE_S  # 50 connect timeouts would take minutes
     wait_until(lambda: pub.health()["connect_failures"] >= 4, what="four failed connection attempts")
     h = pub.health()
@@ -434,7 +434,7 @@ class _Mqtt311OnlyBroker:
 
 
 def test_falls_back_to_mqtt_311(publisher_factory, caplog):
-    caplog.set_level(logging.INFO, logger="gateway.comms.mqtt")
+    caplog.set_level(logging.INFO, logger="gateway.delivery.mqtt.sink")
     broker = _Mqtt311OnlyBroker()
     try:
         pub = publisher_factory(broker.port)
@@ -462,10 +462,10 @@ def test_backoff_grows_with_jitter_and_caps() -> None:
 
 def test_a_flood_of_deeply_nested_acks_is_counted_in_a_few_log_lines(mosquitto: Mosquitto, subscriber_factory,
                                                                      publisher_factory, caplog):
-    caplog.set_level(logging.DEBUG, logger="gateway.comms.mqtt")
+    caplog.set_level(logging.DEBUG, logger="gateway.delivery.mqtt.sink")
     pub = publisher_factory(mosquitto.port)
     assert pub.wait_connected(PATIENCE_S)
-    pub.submit(alert("ev-flood", 0))
+    pub.submit([alert("ev-flood", 0)])
     assert pub.flush(PATIENCE_S)
     centre = subscriber_factory(mosquitto.port, [f"gw/{GW}/replies/#"])
     nested = b"[" * 5000 + b"]" * 5000  # 10 KB: Python's JSON parser gives up with RecursionError
@@ -481,7 +481,7 @@ def test_a_flood_of_deeply_nested_acks_is_counted_in_a_few_log_lines(mosquitto: 
 
 def test_requests_for_made_up_cameras_do_not_spend_the_budget_of_real_ones(
         mosquitto: Mosquitto, subscriber_factory, publisher_factory, caplog):
-    caplog.set_level(logging.WARNING, logger="gateway.comms.mqtt")
+    caplog.set_level(logging.WARNING, logger="gateway.delivery.mqtt.sink")
     pub = publisher_factory(mosquitto.port, snapshot_provider=lambda camera_id: JPEG,
                             camera_known=lambda camera_id: camera_id == "cam1")
     assert pub.wait_connected(PATIENCE_S)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.outbox import MiB, NewMessage, Outbox, UnknownEventError, shed_snapshot
+from gateway.delivery.outbox import MiB, NewMessage, Outbox, UnknownEventError, shed_snapshot
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -92,7 +92,7 @@ def test_survives_kill_9(tmp_path: Path) -> None:
     script = (
         "import os, signal, sys\n"
         f"sys.path.insert(0, {str(REPO)!r})\n"
-        "from gateway.outbox import Outbox\n"
+        "from gateway.delivery.outbox import Outbox\n"
         f"box = Outbox({str(path)!r})\n"
         "for i in range(50):\n"
         "    box.put('gw/gk/events/cam1', {'camera_id': 'cam1', 'i': i}, f'e{i // 5}', i % 5)\n"
@@ -109,7 +109,7 @@ def test_eviction_sheds_snapshots_first_updates_before_start(tmp_path: Path, cap
     box = Outbox(tmp_path / "o.sqlite3", max_bytes=60 * 1024)
     put(box, "e1", 0, "start", snapshot_kb=20)
     put(box, "e1", 1, "update", snapshot_kb=20)
-    caplog.set_level(logging.WARNING, logger="gateway.outbox")
+    caplog.set_level(logging.WARNING, logger="gateway.delivery.outbox")
     put(box, "e2", 0, "start", snapshot_kb=20)  # needs room: the update's snapshot goes, not the start's
     messages = {(m.event_id, m.seq): json.loads(m.payload) for m in box.pending()}
     assert messages[("e1", 1)]["snapshot"] is None and messages[("e1", 1)]["details"] == {"snapshot_evicted": True}
@@ -122,7 +122,7 @@ def test_eviction_sheds_snapshots_first_updates_before_start(tmp_path: Path, cap
 
 
 def test_eviction_order_then_metadata_last(tmp_path: Path, caplog) -> None:
-    caplog.set_level(logging.WARNING, logger="gateway.outbox")
+    caplog.set_level(logging.WARNING, logger="gateway.delivery.outbox")
     box = Outbox(tmp_path / "o.sqlite3", max_bytes=4 * 1024)
     for seq in range(4):
         put(box, "e1", seq, "start" if seq == 0 else "update")

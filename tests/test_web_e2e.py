@@ -14,6 +14,8 @@ from waiting import PATIENCE_S
 from web_support import TOKEN, serve
 from web_support import browser, wait_until  # noqa: F401  (fixture; page polling)
 
+from gateway.delivery.cases import CaseUpdate
+
 PATIENCE_MS = PATIENCE_S * 1000
 
 
@@ -81,6 +83,26 @@ def test_updates_and_acks_from_elsewhere_reach_the_page(page, site):
     site.history.note_ack(ack)
     card.locator(".acked").wait_for(timeout=PATIENCE_MS)
     assert "C-2024-0815" in card.locator(".acked").inner_text()
+
+
+def test_the_centres_case_status_is_shown_on_the_alert_as_text(page, site):
+    _, message = site.alerts.start("market", "crowd", 96, severity=2)
+    card = page.locator(f'[data-id="{message.event_id}"]')
+    card.wait_for(timeout=PATIENCE_MS)
+    assert card.locator(".case-status").is_hidden()  # no case yet
+    note = '<img src=x onerror="window.pwned=1">请网格员到场'
+    site.history.record_case(CaseUpdate(message.event_id, "GD-2024-0042", "accepted", "综治中心",
+                                        "2024-05-01T09:31:00+08:00", 1714527060.0, note))  # what the router stores
+    line = card.locator(".case-status")
+    line.wait_for(state="visible", timeout=PATIENCE_MS)  # pushed over the event stream
+    text = line.inner_text()
+    assert "工单状态" in text and "已接单" in text and "GD-2024-0042" in text and "综治中心" in text
+    assert line.locator(".case-note").inner_text() == note  # the centre's text, shown as text
+    assert line.locator("img").count() == 0 and not page.evaluate("() => window.pwned === 1")
+    page.click("#lang")
+    wait_until(page, "id => document.querySelector(`[data-id='${id}'] .case-state`).textContent === 'Accepted'",
+               message.event_id)
+    page.click("#lang")
 
 
 def test_english_switch(page):

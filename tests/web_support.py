@@ -39,9 +39,9 @@ from gateway.config.models import ApiSection, Camera
 from gateway.events import AlertMessage, AlertSource, AlertSubject, Evidence, OpenEvent, Reading, UpdatePolicy
 from gateway.events import take_snapshot, validate_alert
 from gateway.events.snapshot import encode_bounded, render
-from gateway.history import EventHistory
+from gateway.delivery.history import EventHistory
 from gateway.metrics import GatewayMetrics
-from gateway.outbox import Outbox
+from gateway.delivery.outbox import Outbox
 from gateway.video.decode import decode_frames, open_video
 from waiting import PATIENCE_S
 
@@ -209,11 +209,13 @@ class LiveEvent:
 
 
 class Alerts:
-    """Builds real alert messages and delivers them as the service does: outbox, then history."""
+    """Builds real alert messages and delivers them as the service does: through the alert router
+    when there is one, else outbox, then history."""
 
-    def __init__(self, outbox: Outbox, history: EventHistory) -> None:
+    def __init__(self, outbox: Outbox, history: EventHistory, router=None) -> None:
         self.outbox = outbox
         self.history = history
+        self.router = router
 
     def start(self, camera_id: str, event_type: str, frame_index: int, *, severity: int = 3,
               ago_s: float = 0.0) -> tuple[LiveEvent, AlertMessage]:
@@ -252,6 +254,9 @@ class Alerts:
 
     def deliver(self, message: AlertMessage) -> None:
         validate_alert(message.payload)
+        if self.router is not None:
+            self.router.route([message])
+            return
         topic = f"gw/{GATEWAY_ID}/events/{message.payload['camera_id']}"
         self.outbox.put(topic, message.payload, message.event_id, message.seq, message.state)
         self.history.record(message)
@@ -291,19 +296,22 @@ class Served:
 
 
 @contextmanager
-def serve(data_dir: Path, token: str | None = TOKEN, publisher_factory=None, **app_options) -> Iterator[Served]:
+def serve(data_dir: Path, token: str | None = TOKEN, publisher_factory=None, router=None,
+          **app_options) -> Iterator[Served]:
     """The app on a real uvicorn bound to a free 127.0.0.1 port, stopped on exit.
 
     publisher_factory(outbox) -> publisher: for /metrics' MQTT series (started by the caller).
+    router: a started `AlertRouter` (its history and ledger are served, its outputs' health is
+    in /healthz and /metrics, page acks are announced through it); the caller stops it.
     """
-    outbox = Outbox.in_dir(data_dir)
-    history = EventHistory(data_dir)
+    outbox = router.ledger if router is not None else Outbox.in_dir(data_dir)
+    history = router.history if router is not None else EventHistory(data_dir)
     view = DemoView()
     metrics = GatewayMetrics()
     publisher = publisher_factory(outbox) if publisher_factory else None
     settings = ApiSection(bind="127.0.0.1", port=8080, token=SecretStr(token) if token else None)
     app = create_app(view, history, outbox, settings, metrics=metrics, publisher=publisher,
-                     timezone="Asia/Shanghai", **app_options)
+                     timezone="Asia/Shanghai", delivery=router, **app_options)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -317,13 +325,14 @@ def serve(data_dir: Path, token: str | None = TOKEN, publisher_factory=None, **a
             raise RuntimeError("the API server did not start")
         time.sleep(0.02)
     try:
-        yield Served(f"http://127.0.0.1:{port}", view, history, outbox, Alerts(outbox, history), metrics, app)
+        yield Served(f"http://127.0.0.1:{port}", view, history, outbox, Alerts(outbox, history, router), metrics, app)
     finally:
         server.should_exit = True
         thread.join(timeout=PATIENCE_S)
         sock.close()
-        history.close()
-        outbox.close()
+        if router is None:
+            history.close()
+            outbox.close()
         if thread.is_alive():
             raise RuntimeError(f"the API server did not stop within {PATIENCE_S:.0f} s")
 

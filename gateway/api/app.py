@@ -14,7 +14,8 @@ per resource (gateway/api/routes/). Routes (OpenAPI at `/openapi.json`, offline 
     GET  /api/events/stream                 server-sent events: `alert` for every new or changed event
     GET  /api/events/{id}                   one event with its latest payload (picture data stripped)
     GET  /api/events/{id}/snapshot.jpg      its evidence picture (?which=start|peak|latest)
-    POST /api/events/{id}/ack               acknowledge: {"by", "case_id"?, "note"?} -> the outbox's acks
+    POST /api/events/{id}/ack               acknowledge: {"by", "case_id"?, "note"?} -> the outbox's acks,
+                                            and to the centre (MQTT `acks`)
     GET  /metrics                           Prometheus text format
     GET  /                                  the duty-officer page (alerts, camera wall, installer view)
     GET|POST /login, POST /logout           browser sessions (gateway/api/auth.py says who may do what)
@@ -38,14 +39,14 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from gateway import __version__
 from gateway.api.auth import ApiConfigError, Auth, Redirect, authorize_dependency, check_settings
-from gateway.api.context import AckLedger, ApiContext, SnapshotCache
+from gateway.api.context import AckLedger, ApiContext, DeliveryView, SnapshotCache
 from gateway.api.routes import cameras, counting, events, health, page, session
 from gateway.api.schemas import Problem
 from gateway.api.stream import SSE_HEARTBEAT_S, StreamHub
 from gateway.api.web import WEB_DIR, SecurityHeaders, WebFiles, install_access_log_filter
 from gateway.config.models import ApiSection
 from gateway.counting_studio import CountingStudio
-from gateway.history import EventHistory
+from gateway.delivery.history import EventHistory
 from gateway.metrics import GatewayMetrics, HealthSource
 from gateway.redaction import redact
 from gateway.status import GatewayView
@@ -67,6 +68,7 @@ def create_app(
     web_dir: Path = WEB_DIR,
     sse_heartbeat_s: float = SSE_HEARTBEAT_S,
     sessions_path: Path | None = None,
+    delivery: DeliveryView | None = None,
     counting_studio: CountingStudio | None = None,
 ) -> FastAPI:
     """The API and page over the service's live `view`, the event `history` and the `acks` the
@@ -75,6 +77,8 @@ def create_app(
     metrics: the service's `GatewayMetrics`; one is made if omitted. publisher: the MQTT
     publisher, for publish latency in /metrics. timezone: IANA name for the times the API prints
     (acks); default the system's. sessions_path: where browser sessions survive a restart.
+    delivery: the alert router (every output's health for /healthz and /metrics; the page's
+    acks announced to the centre).
     counting_studio: the page's counting-model tool (gateway/api/routes/counting.py); None: not offered.
     Raises ApiConfigError for an open API on a non-loopback bind.
     """
@@ -83,10 +87,11 @@ def create_app(
     auth = Auth(token or None, sessions_path)
     if metrics is None:
         metrics = GatewayMetrics()
-    metrics.attach(view=view, outbox=acks, publisher=publisher, history=history)
+    metrics.attach(view=view, outbox=acks, publisher=publisher, history=history, delivery=delivery)
     context = ApiContext(view=view, history=history, acks=acks, metrics=metrics, auth=auth, hub=StreamHub(),
                          web=WebFiles(web_dir), snapshots=SnapshotCache(view),
-                         timezone=ZoneInfo(timezone) if timezone else None, sse_heartbeat_s=sse_heartbeat_s)
+                         timezone=ZoneInfo(timezone) if timezone else None, sse_heartbeat_s=sse_heartbeat_s,
+                         delivery=delivery)
     install_access_log_filter()
 
     @asynccontextmanager

@@ -1,5 +1,6 @@
 """What every route of the API works with: the gateway's live view, the event history, the
-outbox (acks), metrics and the clock's time zone, gathered once by `create_app`.
+outbox (acks), the delivery (outputs' health, the page's acks to the centre), metrics and the
+clock's time zone, gathered once by `create_app`.
 
 Routes get it through the `context` dependency instead of closures, so each resource's router
 lives in its own module (gateway/api/routes/) and reads like any FastAPI router.
@@ -10,17 +11,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Annotated, Protocol
+from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, HTTPException, Request
 
 from gateway.api.auth import Auth
-from gateway.api.schemas import AckOut, CameraOut, EventDetail, EventOut, camera_out, redact_tree
+from gateway.api.schemas import AckOut, CameraOut, CaseOut, EventDetail, EventOut, camera_out, redact_tree
 from gateway.api.stream import StreamHub
 from gateway.api.web import WebFiles
-from gateway.history import EventHistory, EventRecord
+from gateway.delivery.history import EventHistory, EventRecord
 from gateway.metrics import GatewayMetrics
-from gateway.outbox import AckRecord
+from gateway.delivery.outbox import AckRecord
 from gateway.status import GatewayView
 
 SNAPSHOT_CACHE_S = 0.5
@@ -34,6 +35,22 @@ class AckLedger(Protocol):
     def is_known_event(self, event_id: str) -> bool: ...
 
     def record_ack(self, event_id: str, case_id: str, by: str) -> tuple[AckRecord, bool]: ...
+
+
+class DeliveryView(Protocol):
+    """The alert router as the API sees it (gateway.delivery.router.AlertRouter)."""
+
+    def health(self) -> dict[str, Any]:
+        """{"outputs": {name: {"alive", "connected", "queued", ...}}, "disk_full": bool, ...}"""
+        ...
+
+    def failures(self) -> list[str]:
+        """Outputs whose delivery thread is dead."""
+        ...
+
+    def announce_page_ack(self, ack: AckRecord, note: str | None) -> None:
+        """Tell the centre about an acknowledgement made on the page (MQTT `acks`)."""
+        ...
 
 
 class SnapshotCache:
@@ -69,6 +86,7 @@ class ApiContext:
     snapshots: SnapshotCache
     timezone: tzinfo | None
     sse_heartbeat_s: float
+    delivery: DeliveryView | None = None
 
     def fmt_time(self, epoch: float) -> str:
         return datetime.fromtimestamp(epoch, self.timezone).astimezone(self.timezone).isoformat(timespec="seconds")
@@ -90,10 +108,12 @@ class ApiContext:
             "snapshot_url": f"{base}/snapshot.jpg" if record.has_snapshot else None,
             "peak_snapshot_url": f"{base}/snapshot.jpg?which=peak" if record.has_peak_snapshot else None,
             "ack": self.ack_of(record),
+            "case": CaseOut.of(record.case) if record.case is not None else None,
         }
         if detail:
-            return EventDetail(**_record_fields(EventDetail, record, links), **links,
-                               payload=redact_tree(record.payload))
+            cases = [CaseOut.of(step) for step in self.history.cases(record.event_id)]
+            return EventDetail(**_record_fields(EventDetail, record, {**links, "cases": cases}), **links,
+                               payload=redact_tree(record.payload), cases=cases)
         return EventOut(**_record_fields(EventOut, record, links), **links)
 
     def find_event(self, event_id: str) -> EventRecord:

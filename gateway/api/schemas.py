@@ -26,8 +26,20 @@ NOTE = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
 # --------------------------------------------------------------------------- health
 
 
+class OutputHealth(BaseModel):
+    alive: bool = Field(description="Its delivery thread runs.")
+    connected: bool = Field(description="Its far end took the last delivery (MQTT: connected).")
+    queued: int = Field(description="Alerts not yet delivered (in its outbox, or held in memory).")
+
+
 class Health(BaseModel):
-    status: Literal["ok"] = "ok"
+    """Liveness. Without the delivery view (tests of the page alone) only `status: ok`."""
+
+    status: Literal["ok", "degraded", "failing"] = Field(
+        default="ok", description="failing (HTTP 503): an output's delivery thread is dead; degraded: the "
+                                  "data disk is full or an output cannot reach its far end.")
+    outputs: dict[str, OutputHealth] | None = None
+    disk_full: bool | None = None
 
 
 class Readiness(BaseModel):
@@ -135,6 +147,20 @@ class AckOut(BaseModel):
     note: str | None = None
 
 
+class CaseOut(BaseModel):
+    """One step of the centre's case for an alert (from `{prefix}/{gateway_id}/cases`)."""
+
+    case_id: str
+    status: Literal["dispatched", "accepted", "handled", "verified", "rejected"]
+    by: str = Field(description="Who at the centre (may be empty).")
+    at: str = Field(description="When, ISO-8601 with offset, as the centre sent it.")
+    note: str | None = Field(default=None, description="The centre's remark: plain text, shown as text.")
+
+    @classmethod
+    def of(cls, update: Any) -> CaseOut:
+        return cls(case_id=update.case_id, status=update.status, by=update.by, at=update.at, note=update.note)
+
+
 class EventOut(BaseModel):
     """An event as the page lists it: the history's `EventRecord` fields of the same names,
     plus the links and the ack the API works out (`ApiContext.event_out`)."""
@@ -167,10 +193,12 @@ class EventOut(BaseModel):
                                           description="The latest picture taken when the count peaked, if any.")
     snapshot_evicted: bool = Field(description="Pictures were deleted by the size cap or retention.")
     ack: AckOut | None = None
+    case: CaseOut | None = Field(default=None, description="The centre's latest case step (工单状态), by its time.")
 
 
 class EventDetail(EventOut):
     payload: dict[str, Any] | None = Field(description="The latest gw.alert/1 payload, picture data stripped.")
+    cases: list[CaseOut] = Field(default_factory=list, description="Every case step the centre sent, in time order.")
 
 
 class EventPageOut(BaseModel):

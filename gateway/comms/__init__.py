@@ -1,7 +1,5 @@
-"""Delivery to the township centre over MQTT: topics, inbound message parsing, the publisher."""
+"""Input from site MQTT brokers (IoT sensors). Delivery to the centre lives in gateway.delivery."""
 
-from gateway.comms.messages import SnapshotLimits
-from gateway.comms.mqtt import Backoff, MqttPublisher
-from gateway.comms.topics import Topics
+from gateway.comms.sensor_input import SensorInput
 
-__all__ = ["Backoff", "MqttPublisher", "SnapshotLimits", "Topics"]
+__all__ = ["SensorInput"]

@@ -32,6 +32,7 @@ from gateway.config.camera import Camera, CameraDefaults, MotionSettings, Patrol
 from gateway.config.detector import DetectorSection
 from gateway.config.geometry import Calibration, Location, Mask, Polygon, Zone
 from gateway.config.mqtt import MqttSection, MqttTls
+from gateway.config.outputs import Output, output_problems, resolve_outputs
 from gateway.config.rules import (
     CrowdRule,
     Escalation,
@@ -75,6 +76,8 @@ class GatewayConfig(StrictModel):
     sensors: list[Sensor] = Field(default_factory=list)
     sensor_brokers: dict[Ident, SensorBroker] = Field(default_factory=dict)
     mqtt: MqttSection = Field(default_factory=MqttSection)
+    outputs: list[Output] = Field(default_factory=list)
+    """Where alerts go (gateway.config.outputs); the top-level `mqtt:` is the first output."""
     storage: StorageSection = Field(default_factory=StorageSection)
     api: ApiSection = Field(default_factory=ApiSection)
 
@@ -94,6 +97,8 @@ class GatewayConfig(StrictModel):
                 raise
             raise _add_problems(error, problems, data) from None
         problems += list(config._sensor_problems())
+        problems += list(output_problems("mqtt" in config.model_fields_set, config.outputs,
+                                         {camera.id for camera in config.cameras}))
         if problems:
             raise LocatedErrors(problems)
         return config
@@ -125,6 +130,11 @@ class GatewayConfig(StrictModel):
                 if rule.escalate is not None and rule.escalate.sensor not in sensor_ids:
                     yield located(f"{where}.escalate.sensor", f"unknown sensor {rule.escalate.sensor!r}",
                                    sensor_ids)
+
+    @property
+    def delivery_outputs(self) -> list[Output]:
+        """Every output in use, in order (the top-level `mqtt:` section first, when given)."""
+        return resolve_outputs(self.mqtt, "mqtt" in self.model_fields_set, self.outputs)
 
     def sensor(self, sensor_id: str) -> Sensor:
         for sensor in self.sensors:

@@ -32,6 +32,7 @@ _TYPES = (
     AlertType("camera_offline", "摄像机离线", "Camera offline", counts_people=False),
     AlertType("camera_tamper", "摄像机遮挡/破坏", "Camera tamper", counts_people=False),
     AlertType("patrol_fault", "巡逻中断", "Patrol stopped", counts_people=False),
+    AlertType("disk_full", "存储空间已满", "Disk full", counts_people=False),
 )
 
 ALERT_TYPES: dict[str, AlertType] = {alert_type.name: alert_type for alert_type in _TYPES}

@@ -228,7 +228,8 @@
       const body = el("div", "body");
       const head = el("div", "head");
       head.append(el("span", "chip type"), el("span", "chip state"), el("span", "chip sev"), el("span", "chip new-chip"));
-      body.append(head, el("h3", "title"), el("div", "meta place"), el("div", "meta when"));
+      body.append(head, el("h3", "title"), el("div", "meta place"), el("div", "meta when"),
+                  el("div", "meta case-status"));
       const actions = el("div", "actions");
       const ack = el("button", "btn ack-btn");
       ack.type = "button";
@@ -286,6 +287,7 @@
     time.title = ev.started_at;
     when.append(time);
     if (ev.ended_at) when.append(el("span", "dur", t("alert.duration", { d: duration(ev.started_at, ev.ended_at) })));
+    renderCase(ev.case, $(".case-status", card));
 
     const ackBtn = $(".ack-btn", card);
     const acked = $(".acked", card);
@@ -303,6 +305,22 @@
       if (!ackBtn.disabled) ackBtn.textContent = t("alert.ack");
     }
     return card;
+  }
+
+  // The centre's case progress (工单状态): every field is the centre's text, shown as text.
+  function renderCase(step, line) {
+    line.textContent = "";
+    line.hidden = !step;
+    if (!step) return;
+    line.dataset.status = step.status;
+    line.append(el("span", "case-label", t("case.status")));
+    line.append(el("b", "case-state", t("case." + step.status)));
+    line.append(el("span", "case-id", step.case_id));
+    if (step.by) line.append(el("span", "case-by", step.by));
+    const at = el("span", "case-at", shortTime(step.at));
+    at.title = step.at;
+    line.append(at);
+    if (step.note) line.append(el("span", "case-note", step.note));
   }
 
   async function acknowledge(id, button) {

@@ -29,6 +29,7 @@ of a millisecond per frame.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -68,8 +69,8 @@ class BackgroundSettings:
 
     @classmethod
     def from_dict(cls, data: dict) -> BackgroundSettings:
-        known = {key: float(value) if key != "warmup_samples" else int(value)
-                 for key, value in data.items() if key in cls.__dataclass_fields__}
+        known: dict[str, Any] = {key: float(value) if key != "warmup_samples" else int(value)
+                                 for key, value in data.items() if key in cls.__dataclass_fields__}
         return cls(**known)
 
     @property
@@ -152,19 +153,19 @@ class BackgroundModel:
         """
         if self.background is None:
             self._collect(gray, t)
-            if self.background is None:
-                return None
+        if self.background is None or self._derived is None:
+            return None
         derived = self._derived
         frame = gray.astype(np.float32)
-        frame *= self._gain(gray)
+        frame *= self._gain(gray, self.background)
         difference = cv2.absdiff(frame, self.background)
         foreground = cv2.morphologyEx(cv2.compare(difference, derived.threshold, cv2.CMP_GT),
                                       cv2.MORPH_OPEN, self._open_kernel)
         fx, fy = cv2.Sobel(frame, cv2.CV_32F, 1, 0), cv2.Sobel(frame, cv2.CV_32F, 0, 1)
         changed = cv2.magnitude(cv2.subtract(fx, derived.bx), cv2.subtract(fy, derived.by))
-        gradient = cv2.compare(changed, self.settings.gradient_threshold, cv2.CMP_GT)
-        strength = cv2.add(cv2.absdiff(fx, 0), cv2.absdiff(fy, 0))
-        edges = cv2.bitwise_and(cv2.compare(strength, EDGE_STRENGTH, cv2.CMP_GT), derived.plain)
+        gradient = _above(changed, self.settings.gradient_threshold)
+        strength = np.abs(fx) + np.abs(fy)
+        edges = cv2.bitwise_and(_above(strength, EDGE_STRENGTH), derived.plain)
         change = Change(foreground // 255, gradient // 255, edges // 255)
         if self._last_learnt is None or t - self._last_learnt >= LEARN_EVERY_S:
             elapsed = 0.0 if self._last_learnt is None else min(t - self._last_learnt, MAX_STEP_S)
@@ -172,11 +173,12 @@ class BackgroundModel:
             self._learn(frame, difference, change.foreground, strength, protect, elapsed)
         return change
 
-    def _gain(self, gray: np.ndarray) -> float:
+    @staticmethod
+    def _gain(gray: np.ndarray, background_image: np.ndarray) -> float:
         """The exposure ratio background / frame over the pixels that look like background."""
         stride = GAIN_SAMPLE_STRIDE
         frame = gray[::stride, ::stride].astype(np.float32).ravel()
-        background = self.background[::stride, ::stride].ravel()
+        background = background_image[::stride, ::stride].ravel()
         difference = np.abs(frame - background)
         keep = difference <= np.percentile(difference, GAIN_BACKGROUND_SHARE)
         frame_level = float(np.median(frame[keep])) + 1.0
@@ -184,7 +186,7 @@ class BackgroundModel:
 
     def _learn(self, frame, difference, foreground, frame_strength, protect, elapsed: float) -> None:
         """Move the background towards `frame` by `elapsed` seconds' worth (see the docstring)."""
-        if elapsed <= 0:
+        if elapsed <= 0 or self.background is None or self._derived is None:
             return
         settings = self.settings
         frame_texture = cv2.blur(frame_strength, (5, 5))
@@ -205,7 +207,8 @@ class BackgroundModel:
         self._derive()
 
     def _derive(self) -> None:
-        self._derived = _Derived.of(self.background, self._noise, self.settings)
+        if self.background is not None:
+            self._derived = _Derived.of(self.background, self._noise, self.settings)
 
     def _dense_cells(self, foreground: np.ndarray) -> np.ndarray:
         """uint8 map (255 = dense): cells whose foreground covers `dense_share` or more."""
@@ -213,7 +216,7 @@ class BackgroundModel:
         rows, columns = self.height // cell, self.width // cell
         share = cv2.resize(foreground[: rows * cell, : columns * cell].astype(np.float32), (columns, rows),
                            interpolation=cv2.INTER_AREA)
-        dense = cv2.compare(share, self.settings.dense_share, cv2.CMP_GE)
+        dense = _above(share, self.settings.dense_share - 1e-9)
         return cv2.resize(dense, (self.width, self.height), interpolation=cv2.INTER_NEAREST)
 
 
@@ -231,7 +234,12 @@ class _Derived:
     @classmethod
     def of(cls, background: np.ndarray, noise: np.ndarray, settings: BackgroundSettings) -> _Derived:
         bx, by = cv2.Sobel(background, cv2.CV_32F, 1, 0), cv2.Sobel(background, cv2.CV_32F, 0, 1)
-        strength = cv2.add(cv2.absdiff(bx, 0), cv2.absdiff(by, 0))
-        edges = cv2.dilate(cv2.compare(strength, EDGE_STRENGTH, cv2.CMP_GT), np.ones((3, 3), np.uint8))
+        strength = np.abs(bx) + np.abs(by)
+        edges = cv2.dilate(_above(strength, EDGE_STRENGTH), np.ones((3, 3), np.uint8))
         threshold = np.maximum(noise * settings.noise_factor, settings.min_threshold).astype(np.float32)
         return cls(bx, by, cv2.blur(strength, (5, 5)), cv2.bitwise_not(edges), threshold)
+
+
+def _above(image: np.ndarray, level: float) -> np.ndarray:
+    """uint8 mask, 255 where `image` > `level` (the form OpenCV's bitwise operations take)."""
+    return (image > level).view(np.uint8) * np.uint8(255)

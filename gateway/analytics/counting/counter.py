@@ -20,7 +20,6 @@ from gateway.analytics.counting.background import BackgroundSettings
 from gateway.analytics.counting.features import CellGrid, FeatureExtractor
 from gateway.analytics.counting.model import CountingModel, ModelFormatError
 
-
 PERSON_WIDTH_SHARE = 0.35
 """A standing person's outline is about this much as wide as tall (for the crowding map)."""
 

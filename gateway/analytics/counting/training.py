@@ -154,7 +154,7 @@ class _Design:
             return STRENGTHS[-1]
         errors = [np.abs(self.held_out(rows, folds, strength) - self.counts[rows]).mean() for strength in STRENGTHS]
         best = min(errors)
-        return max(s for s, e in zip(STRENGTHS, errors) if e <= best + 1e-9)
+        return max(s for s, e in zip(STRENGTHS, errors, strict=True) if e <= best + 1e-9)
 
     def cross_validate(self, folds: int) -> CrossValidation:
         rows = np.arange(len(self.counts))

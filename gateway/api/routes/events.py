@@ -16,8 +16,8 @@ from gateway.api.schemas import AckOut, AckIn, AckResult, EventDetail, EventOut,
 from gateway.api.stream import SSE_MAX_CLIENTS, EventStreamResponse, event_stream
 from gateway.config.models import IDENT_PATTERN
 from gateway.events.types import ALERT_TYPE_NAMES
-from gateway.history import EVENT_ID_RE
-from gateway.outbox import UnknownEventError
+from gateway.delivery.history import EVENT_ID_RE
+from gateway.delivery.outbox import OutboxError, UnknownEventError
 
 log = logging.getLogger("gateway.api")
 
@@ -102,9 +102,11 @@ def event_snapshot(
 
 
 @router.post("/api/events/{event_id}/ack", response_model=AckResult,
-             summary="Acknowledge an event (recorded with the centre's acks in the outbox)",
+             summary="Acknowledge an event (recorded with the centre's acks in the outbox; the centre is "
+                     "told on MQTT `acks`)",
              responses={400: {"model": Problem, "description": "The body is not JSON text."},
-                        404: {"model": Problem}, 409: {"model": Problem}})
+                        404: {"model": Problem}, 409: {"model": Problem},
+                        503: {"model": Problem, "description": "The data disk cannot take the ack (full)."}})
 def acknowledge(event_id: EventIdParam, body: AckIn, ctx: Context) -> AckResult:
     record = ctx.history.get(event_id)
     if record is None and not ctx.acks.is_known_event(event_id):
@@ -113,10 +115,16 @@ def acknowledge(event_id: EventIdParam, body: AckIn, ctx: Context) -> AckResult:
         ack, new = ctx.acks.record_ack(event_id, body.case_id or "", body.by)
     except UnknownEventError:
         raise HTTPException(409, f"event {event_id} is too old to acknowledge (the outbox forgot it)") from None
+    except OutboxError as exc:
+        log.error("event %s: the page's acknowledgement by %s could not be recorded: %s", event_id, body.by, exc)
+        raise HTTPException(503, "the acknowledgement could not be stored (is the data disk full?); try again "
+                                 "in a moment") from None
     updated = ctx.history.note_ack(ack, body.note) if new or body.note else ctx.history.get(event_id)
     if new:
         log.info("event %s acknowledged on the web page by %s%s", event_id, body.by,
                  f" as case {body.case_id}" if body.case_id else "")
+        if ctx.delivery is not None:
+            ctx.delivery.announce_page_ack(ack, body.note)
     note = body.note if body.note else (updated.ack.note if updated and updated.ack else None)
     return AckResult(
         event_id=event_id, new=new,

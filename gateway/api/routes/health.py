@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from gateway import __version__
 from gateway.api.context import Context
-from gateway.api.schemas import Health, Info, Readiness
+from gateway.api.schemas import Health, Info, OutputHealth, Readiness
 from gateway.api.web import NO_STORE
 from gateway.events.types import ALERT_TYPES
 from gateway.redaction import redact
@@ -22,14 +22,37 @@ public = APIRouter(tags=["health"])
 router = APIRouter()
 
 
-@public.get("/healthz", response_model=Health, summary="Liveness (no auth)")
-async def healthz() -> Health:
-    return Health()
+@public.get("/healthz", response_model=Health, summary="Liveness (no auth): every output and the data disk",
+            responses={503: {"model": Health, "description": "An output's delivery thread is dead."}})
+def healthz(ctx: Context) -> Response:
+    health = _health(ctx)
+    return JSONResponse(health.model_dump(exclude_none=True), 503 if health.status == "failing" else 200,
+                        headers=NO_STORE)
 
 
 @public.head("/healthz", include_in_schema=False)
-async def healthz_head() -> Response:
-    return Response(status_code=200)
+def healthz_head(ctx: Context) -> Response:
+    return Response(status_code=503 if _health(ctx).status == "failing" else 200)
+
+
+def _health(ctx: Context) -> Health:
+    """Every output (alive, reaching its far end, queued) and the disk; no addresses or errors:
+    this route needs no token (the heartbeat and /metrics carry the details)."""
+    if ctx.delivery is None:
+        return Health()
+    try:
+        state = ctx.delivery.health()
+        failing = bool(ctx.delivery.failures())
+    except Exception as exc:  # noqa: BLE001 - a liveness probe answers, it does not crash
+        log.warning("health check failed: %s", redact(str(exc)))
+        return Health(status="failing")
+    outputs = {name: OutputHealth(alive=bool(output.get("alive")), connected=bool(output.get("connected")),
+                                  queued=int(output.get("queued") or 0))
+               for name, output in state.get("outputs", {}).items()}
+    disk_full = bool(state.get("disk_full"))
+    degraded = disk_full or not all(output.connected for output in outputs.values())
+    return Health(status="failing" if failing else "degraded" if degraded else "ok", outputs=outputs,
+                  disk_full=disk_full)
 
 
 @router.get("/readyz", response_model=Readiness, tags=["health"],

@@ -22,6 +22,12 @@ Bounds (DESIGN §4: evidence goes first, alert metadata stays):
 File names are built only from validated uuids (`is_event_id`), never from raw input.
 Acknowledgements live in the outbox (`Outbox.record_ack`, the one place for acks); this module
 mirrors the latest ack (`note_ack`) so the list can filter on it and the page hears about it.
+The centre's case progress (`record_case`) is kept here, every step, in the `cases` table.
+
+When the disk is full the history gives way to the alerts (the router records without pictures,
+and asks `shed_pictures` for room before an alert would have to wait in memory). A history that
+cannot be opened at all (`from_config`) is kept in memory instead, so the gateway still starts
+and the page shows the alerts of this run; `problem` says so.
 """
 
 from __future__ import annotations
@@ -35,11 +41,14 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
+
+from gateway.delivery.cases import CaseUpdate
+from gateway.delivery.storage import describe, is_disk_full, open_wal
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +103,21 @@ CREATE UNIQUE INDEX IF NOT EXISTS events_rev ON events (rev);
 CREATE INDEX IF NOT EXISTS events_started ON events (started_ts DESC, event_id);
 CREATE INDEX IF NOT EXISTS events_camera ON events (camera_id, started_ts DESC);
 CREATE INDEX IF NOT EXISTS events_last_seen ON events (last_seen);
+CREATE TABLE IF NOT EXISTS cases (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id    TEXT NOT NULL,
+    case_id     TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    acted_by    TEXT NOT NULL DEFAULT '',
+    at          TEXT NOT NULL,
+    at_ts       REAL NOT NULL,
+    note        TEXT,
+    received_at REAL NOT NULL,
+    UNIQUE (event_id, case_id, status, at)
+);
+CREATE INDEX IF NOT EXISTS cases_event ON cases (event_id, at_ts, id);
 """
+CASE_COLUMNS = "event_id, case_id, status, acted_by, at, at_ts, note"
 
 COLUMNS = (
     "event_id", "rev", "seq", "state", "type", "severity", "title_zh", "camera_id", "camera_name",
@@ -160,6 +183,8 @@ class EventRecord:
     ack: HistoryAck | None
     payload: dict[str, Any] | None = None
     """The latest payload without the inline picture; only filled by `get`."""
+    case: CaseUpdate | None = None
+    """The centre's latest case step for this event (by its time), if it sent any."""
 
     @property
     def active(self) -> bool:
@@ -184,9 +209,11 @@ class HistoryStats:
     max_bytes: int
     snapshots_evicted: int
     rev: int
+    problem: str | None = None
+    """Why the history is not (fully) on disk right now (kept in memory, disk full); None when fine."""
 
 
-ChangeKind = Literal["new", "update", "ack"]
+ChangeKind = Literal["new", "update", "ack", "case"]
 Listener = Callable[[EventRecord, str], None]
 
 
@@ -201,7 +228,11 @@ class EventHistory:
         snapshot_retention_days: float = 30.0,
         max_events: int = 100_000,
         clock: Callable[[], float] = time.time,
+        in_memory: bool = False,
+        problem: str | None = None,
     ) -> None:
+        """in_memory: keep events in memory only, without pictures (the data disk cannot be used);
+        `problem` then says why, for health."""
         self.data_dir = Path(data_dir)
         self.snapshot_dir = self.data_dir / SNAPSHOT_DIR
         self.path = self.data_dir / DB_NAME
@@ -212,11 +243,21 @@ class EventHistory:
         self._lock = threading.RLock()
         self._listeners: list[Listener] = []
         self._evicted = 0
-        try:
-            self.snapshot_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise HistoryError(f"cannot create the snapshot folder {self.snapshot_dir}: {exc}") from exc
-        self._db = self._open(self.path)
+        self.in_memory = in_memory
+        self.problem = problem
+        """Why the history is not (fully) on disk right now; None when it is."""
+        self.disk_full = False
+        """The last write failed because the data disk is full."""
+        if in_memory:
+            self._db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            self._db.executescript(SCHEMA)
+        else:
+            try:
+                self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise HistoryError(f"cannot create the snapshot folder {self.snapshot_dir}: "
+                                   f"{describe(exc, self.snapshot_dir)}") from exc
+            self._db = self._open(self.path)
         self._rev, self._bytes, self._events = self._db.execute(
             "SELECT COALESCE(MAX(rev), 0), COALESCE(SUM(snap_bytes + peak_bytes), 0), COUNT(*) FROM events"
         ).fetchone()
@@ -226,22 +267,28 @@ class EventHistory:
 
     @classmethod
     def from_config(cls, data_dir: str | Path, storage: Any | None = None, **kwargs: Any) -> EventHistory:
-        """The gateway's history in `data_dir`, bounded by a `StorageSection` (or the defaults)."""
+        """The gateway's history in `data_dir`, bounded by a `StorageSection` (or the defaults).
+
+        A history that cannot be opened must not stop the gateway (it only feeds the page): it is
+        then kept in memory for this run, with an ERROR saying why.
+        """
         if storage is not None:
             kwargs.setdefault("snapshot_max_mb", storage.snapshot_max_mb)
             kwargs.setdefault("snapshot_retention_days", storage.snapshot_retention_days)
-        return cls(data_dir, **kwargs)
+        try:
+            return cls(data_dir, **kwargs)
+        except HistoryError as exc:
+            log.error("%s; the web page shows this run's alerts only (kept in memory, without pictures) "
+                      "until the gateway restarts with the history readable", exc)
+            return cls(data_dir, **kwargs, in_memory=True, problem=f"kept in memory: {exc}")
 
     @staticmethod
     def _open(path: Path) -> sqlite3.Connection:
         try:
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(SCHEMA)
-            db.execute("PRAGMA user_version=1")
-            return db
-        except sqlite3.DatabaseError as exc:
+            return open_wal(path, SCHEMA, synchronous="NORMAL")
+        except (sqlite3.Error, OSError) as exc:
+            if is_disk_full(exc, path):
+                raise HistoryError(f"cannot open the alert history {path}: {describe(exc, path)}") from exc
             raise HistoryError(
                 f"cannot open the alert history {path}: {exc}. It only feeds the web page (queued alerts "
                 "are in the outbox): move the file aside and restart to begin a new history."
@@ -279,12 +326,13 @@ class EventHistory:
 
     # ------------------------------------------------------------------ recording
 
-    def record(self, message: Any) -> EventRecord | None:
+    def record(self, message: Any, *, pictures: bool = True) -> EventRecord | None:
         """Fold one `AlertMessage` into its event's row; returns the updated record.
 
         Duplicates and out-of-order messages (seq not above the stored one) change nothing and
         return None. A picture (the message's `snapshot_jpeg`, or the payload's inline base64)
-        becomes the start picture if the event has none yet, else the latest peak picture.
+        becomes the start picture if the event has none yet, else the latest peak picture;
+        `pictures=False` (the disk is full) keeps the row without storing the picture.
         """
         payload = message.payload
         event_id = payload.get("event_id")
@@ -293,7 +341,8 @@ class EventHistory:
         seq = payload.get("seq")
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
             raise ValueError(f"alert {event_id} has no valid seq: {seq!r}")
-        jpeg = getattr(message, "snapshot_jpeg", None) or _inline_jpeg(payload)
+        jpeg = (getattr(message, "snapshot_jpeg", None) or _inline_jpeg(payload)) \
+            if pictures and not self.in_memory else None
         stored = _stored_payload(payload)
         now = self._clock()
         with self._lock:
@@ -336,7 +385,10 @@ class EventHistory:
                     )
             except sqlite3.Error as exc:
                 self._resync()
-                raise HistoryError(f"cannot record alert {event_id} in {self.path}: {exc}") from exc
+                self.disk_full = is_disk_full(exc, self.path)
+                raise HistoryError(f"cannot record alert {event_id} in {self.path}: "
+                                   f"{describe(exc, self.path)}") from exc
+            self.disk_full = False
             if self._bytes > self.max_bytes:
                 self._make_room(keep=event_id)
             if row is None and self._events > self.max_events:
@@ -370,6 +422,84 @@ class EventHistory:
             self._notify(record, "ack")
         return record
 
+    def record_case(self, update: CaseUpdate) -> tuple[EventRecord | None, bool]:
+        """Store one step of the centre's case for an event; returns (record, is_new).
+
+        The record is None when the history has no such event (the caller logs and ignores the
+        message); a step already stored (same case, status and time) is not new and changes nothing.
+        Raises HistoryError when the file cannot take it.
+        """
+        if not is_event_id(update.event_id):
+            return None, False
+        with self._lock:
+            if self._db.execute("SELECT 1 FROM events WHERE event_id=?", (update.event_id,)).fetchone() is None:
+                return None, False
+            try:
+                cursor = self._db.execute(
+                    f"INSERT INTO cases ({CASE_COLUMNS}, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT DO NOTHING",
+                    (update.event_id, update.case_id, update.status, update.by, update.at, update.at_ts,
+                     update.note, self._clock()),
+                )
+                if cursor.rowcount != 1:
+                    return self._get_locked(update.event_id), False
+                self._rev += 1
+                self._db.execute("UPDATE events SET rev=? WHERE event_id=?", (self._rev, update.event_id))
+            except sqlite3.Error as exc:
+                self._resync()
+                raise HistoryError(f"cannot record the case of event {update.event_id} in {self.path}: "
+                                   f"{describe(exc, self.path)}") from exc
+            record = self._get_locked(update.event_id)
+        if record is not None:
+            self._notify(record, "case")
+        return record, True
+
+    def cases(self, event_id: str) -> list[CaseUpdate]:
+        """Every case step the centre sent for one event, in the order of their times."""
+        if not is_event_id(event_id):
+            return []
+        with self._lock:
+            rows = self._db.execute(f"SELECT {CASE_COLUMNS} FROM cases WHERE event_id=? ORDER BY at_ts, id",
+                                    (event_id,)).fetchall()
+        return [CaseUpdate(*row) for row in rows]
+
+    def _with_cases(self, records: Iterable[EventRecord]) -> list[EventRecord]:
+        """The records with their latest case step attached (one query for the lot)."""
+        records = list(records)
+        if not records:
+            return records
+        latest: dict[str, CaseUpdate] = {}
+        for chunk in _chunks([record.event_id for record in records], 500):
+            marks = ",".join("?" * len(chunk))
+            for row in self._db.execute(
+                    f"SELECT {CASE_COLUMNS} FROM cases WHERE event_id IN ({marks}) ORDER BY at_ts, id", chunk):
+                latest[row[0]] = CaseUpdate(*row)
+        return [replace(record, case=latest[record.event_id]) if record.event_id in latest else record
+                for record in records]
+
+    def shed_pictures(self, min_bytes: int) -> int:
+        """Delete the evidence pictures of the events seen least recently until at least `min_bytes`
+        are free again (or none are left): the disk is full and alerts come first. Returns bytes freed."""
+        freed = 0
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT event_id, snap_bytes, peak_bytes FROM events WHERE snap_bytes > 0 OR peak_bytes > 0"
+                " ORDER BY last_seen, rev"
+            ).fetchall()
+            for event_id, snap_bytes, peak_bytes in rows:
+                if freed >= min_bytes:
+                    break
+                before = self._bytes
+                try:
+                    self._evict_pictures(event_id, snap_bytes, peak_bytes)
+                except sqlite3.Error:  # the files are gone; the row catches up at the next cleanup
+                    pass
+                freed += max(0, before - self._bytes)
+        if freed:
+            log.warning("data disk full: deleted the evidence pictures of the oldest events (%d kB) to make room "
+                        "for alerts (the alerts themselves are kept)", freed // 1024)
+        return freed
+
     def _write_picture(self, event_id: str, kind: str, jpeg: bytes) -> int:
         path = self._picture_path(event_id, kind)
         tmp = path.with_name(path.name + ".tmp")
@@ -378,8 +508,9 @@ class EventHistory:
                 handle.write(jpeg)
             os.replace(tmp, path)
         except OSError as exc:
+            self.disk_full = is_disk_full(exc, path)
             log.error("cannot store the %s picture of event %s in %s: %s (the alert itself is kept)",
-                      kind, event_id, self.snapshot_dir, exc)
+                      kind, event_id, self.snapshot_dir, describe(exc, path))
             try:
                 tmp.unlink(missing_ok=True)
             except OSError:
@@ -404,7 +535,7 @@ class EventHistory:
     def _get_locked(self, event_id: str, with_payload: bool = False) -> EventRecord | None:
         columns = SELECT + (", payload" if with_payload else "")
         row = self._db.execute(f"{columns} FROM events WHERE event_id=?", (event_id,)).fetchone()
-        return _record(row, with_payload) if row else None
+        return self._with_cases([_record(row, with_payload)])[0] if row else None
 
     def list(
         self,
@@ -451,7 +582,8 @@ class EventHistory:
                 (*args, limit, offset),
             ).fetchall()
             rev = self._rev
-        return EventPage([_record(row) for row in rows], total, limit, offset, rev)
+            items = self._with_cases(_record(row) for row in rows)
+        return EventPage(items, total, limit, offset, rev)
 
     def changes_since(self, rev: int, limit: int = 200) -> list[EventRecord]:
         """Events changed after revision `rev`, oldest change first (each event once, at its latest)."""
@@ -459,7 +591,7 @@ class EventHistory:
             rows = self._db.execute(
                 f"{SELECT} FROM events WHERE rev > ? ORDER BY rev LIMIT ?", (int(rev), int(limit))
             ).fetchall()
-        return [_record(row) for row in rows]
+            return self._with_cases(_record(row) for row in rows)
 
     @property
     def rev(self) -> int:
@@ -485,7 +617,9 @@ class EventHistory:
             files = self._db.execute(
                 "SELECT COALESCE(SUM((snap_bytes > 0) + (peak_bytes > 0)), 0) FROM events"
             ).fetchone()[0]
-            return HistoryStats(self._events, files, self._bytes, self.max_bytes, self._evicted, self._rev)
+            problem = self.problem or ("the data disk is full: alerts are recorded without pictures"
+                                       if self.disk_full else None)
+            return HistoryStats(self._events, files, self._bytes, self.max_bytes, self._evicted, self._rev, problem)
 
     # ------------------------------------------------------------------ bounds
 
@@ -582,6 +716,11 @@ class EventHistory:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def _iter_files(folder: Path) -> Iterator[Path]:

@@ -1,4 +1,5 @@
-"""MQTT publisher: delivers the outbox to the township centre and keeps the gateway's presence.
+"""The MQTT output (`MqttSink`): delivers its outbox to the township centre's broker, keeps the
+gateway's presence there, and is the centre's way back in (acks, case progress, remote look).
 
 One thread owns the paho client and runs its network loop itself (paho's external-loop API:
 `socket()`, `loop_read()`, `loop_write()`, `loop_misc()` around our own `select`). Every paho
@@ -16,8 +17,14 @@ event_id/seq (a duplicate the centre can drop). A PUBACK with a failure reason c
 authorised) keeps the row and retries it after `REJECTED_RETRY_S`.
 
 Session: MQTT 5 with `clean_start=False` and a session expiry, or 3.1.1 with `clean_session=False`,
-so the broker keeps our `ack` and `cmd/snapshot` subscriptions and queues acks sent while the
-gateway was away. In `protocol: auto` a broker that answers "unsupported protocol version" makes
+so the broker keeps our `ack`, `cases` and `cmd/snapshot` subscriptions and queues what the centre
+sent while the gateway was away.
+
+The case loop: the centre's acks (`ack`) are recorded in the outbox's ack table; its case progress
+(`cases`) goes to `on_case` (the router stores it in the history). Malformed messages, and messages
+about events this gateway never sent, are logged in one line, counted and ignored. A duty
+officer's acknowledgement on the gateway's page is queued here like an alert (`announce_ack`) and
+published on `acks`, so it survives a broker outage and a restart. In `protocol: auto` a broker that answers "unsupported protocol version" makes
 the publisher fall back to 3.1.1 for the rest of the run (logged once).
 
 Presence: retained `status` `{"state": "online", ...health}` on connect and every `heartbeat_s`;
@@ -40,7 +47,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import paho.mqtt.client as mqtt
@@ -50,7 +57,10 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.backoff import Backoff
-from gateway.comms.messages import (
+from gateway.delivery.latency import LatencyWindow
+from gateway.delivery.cases import CaseUpdate
+from gateway.delivery.history import HistoryError
+from gateway.delivery.mqtt.messages import (
     InvalidMessage,
     InvalidRequestWithReply,
     RateLimiter,
@@ -58,14 +68,16 @@ from gateway.comms.messages import (
     SnapshotRequest,
     error_reply,
     iso_now,
+    page_ack_notice,
     parse_ack,
+    parse_case,
     parse_snapshot_request,
     snapshot_reply,
 )
-from gateway.comms.topics import Topics, reply_topic_problem
+from gateway.delivery.mqtt.topics import Topics, reply_topic_problem
 from gateway.config.models import MqttSection
+from gateway.delivery.outbox import AckRecord, NewMessage, Outbox, OutboxError, OutboxMessage, UnknownEventError
 from gateway.logs import LogLimiter
-from gateway.outbox import AckRecord, NewMessage, Outbox, OutboxMessage, UnknownEventError
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +92,8 @@ MAX_INBOUND = 1000
 HealthProvider = Callable[[], dict[str, Any]]
 SnapshotProvider = Callable[[str], "bytes | None"]
 AckListener = Callable[[AckRecord], None]
+CaseListener = Callable[[CaseUpdate], None]
+"""Stores a case step; raises UnknownEventError for an event the gateway does not know."""
 
 
 @dataclass
@@ -90,25 +104,11 @@ class _Inflight:
     created_at: float
 
 
-@dataclass
-class _Latency:
-    """Rolling window of put → PUBACK latencies (seconds)."""
+class MqttSink:
+    """Publishes queued alerts, presence and camera state; handles acks, case progress and
+    remote-look requests. An `AlertSink` named 'mqtt'."""
 
-    samples: deque = field(default_factory=lambda: deque(maxlen=1000))
-
-    def add(self, value: float) -> None:
-        self.samples.append(value)
-
-    def summary(self) -> dict[str, float | int | None]:
-        values = sorted(self.samples)
-        if not values:
-            return {"n": 0, "p50_ms": None, "p95_ms": None, "max_ms": None}
-        pick = lambda q: round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 1)  # noqa: E731
-        return {"n": len(values), "p50_ms": pick(0.5), "p95_ms": pick(0.95), "max_ms": round(values[-1] * 1000, 1)}
-
-
-class MqttPublisher:
-    """Publishes queued alerts, presence and camera state; handles acks and remote-look requests."""
+    name = "mqtt"
 
     def __init__(
         self,
@@ -120,6 +120,7 @@ class MqttPublisher:
         snapshot_provider: SnapshotProvider | None = None,
         camera_known: Callable[[str], bool] | None = None,
         on_ack: AckListener | None = None,
+        on_case: CaseListener | None = None,
         window: int = 32,
         backoff: Backoff | None = None,
         snapshot_limits: SnapshotLimits | None = None,
@@ -140,6 +141,7 @@ class MqttPublisher:
         self._camera_known = camera_known
         self._log_limiter = LogLimiter()
         self._on_ack = on_ack
+        self._on_case = on_case
         self._window = max(1, window)
         self._backoff = backoff or Backoff()
         self._limiter = RateLimiter(snapshot_limits or SnapshotLimits())
@@ -171,6 +173,7 @@ class MqttPublisher:
         self._inbound: deque[mqtt.MQTTMessage] = deque()
         self._inflight: dict[int, _Inflight] = {}
         self._cursor = 0
+        self._generation = outbox.generation
         self._window_now = self._window
         self._budget = self._window + STATUS_RESERVE
         self._other_inflight: set[int] = set()
@@ -187,11 +190,11 @@ class MqttPublisher:
         self._dirty_cameras: set[str] = set()
         self._replies: deque[tuple[str, bytes]] = deque(maxlen=16)
         self._snap_jobs: queue.Queue[SnapshotRequest | None] = queue.Queue(maxsize=2)
-        self._latency = _Latency()
+        self._latency = LatencyWindow()
         self._stats = {
             "published": 0, "resent": 0, "rejected": 0, "reconnects": 0, "connect_failures": 0,
-            "acks_recorded": 0, "acks_ignored": 0, "snapshot_requests": 0, "snapshot_replies": 0,
-            "snapshot_refused": 0, "inbound_dropped": 0,
+            "acks_recorded": 0, "acks_ignored": 0, "cases_recorded": 0, "cases_ignored": 0,
+            "snapshot_requests": 0, "snapshot_replies": 0, "snapshot_refused": 0, "inbound_dropped": 0,
         }
         self._last_error: str | None = None
         self._protocol_name: str | None = None
@@ -231,19 +234,22 @@ class MqttPublisher:
         self._wake_r.close()
         self._wake_w.close()
 
-    def submit(self, payload: dict[str, Any]) -> int:
-        """Queue one alert message (DESIGN §3.3 payload) durably and wake the publisher.
+    def submit(self, payloads: Sequence[dict[str, Any]]) -> list[int]:
+        """Queue alert messages (DESIGN §3.3 payloads) durably, in order, and wake the publisher.
 
-        Returns the outbox row id. Raises ValueError for a payload without camera_id/event_id/seq
-        and OutboxError when the disk cannot take it. Never waits for the broker.
+        One outbox transaction (one fsync) for the lot; returns their outbox row ids. Raises
+        ValueError for a payload without camera_id/event_id/seq. Never waits for the broker.
         """
-        return self.submit_many([payload])[0]
-
-    def submit_many(self, payloads: Sequence[dict[str, Any]]) -> list[int]:
-        """Queue several alert messages in one outbox transaction (one fsync), in order."""
         row_ids = self.outbox.put_many([self._new_message(payload) for payload in payloads])
         self.notify()
         return row_ids
+
+    def announce_ack(self, ack: AckRecord, note: str | None, at: str) -> None:
+        """Queue a duty officer's page acknowledgement for the centre on `acks` (`page_ack_notice`),
+        durably like an alert; a later one for the same event replaces one still queued."""
+        notice = page_ack_notice(self.gateway_id, ack.event_id, ack.case_id, ack.by, at, note)
+        self.outbox.put_many([NewMessage(self.topics.acks, notice, ack.event_id, 0, "ack", replace=True)])
+        self.notify()
 
     def _new_message(self, payload: dict[str, Any]) -> NewMessage:
         try:
@@ -291,6 +297,11 @@ class MqttPublisher:
         outbox = self.outbox.stats()
         return {
             "connected": self.connected,
+            "queued": outbox.depth,
+            "delivered": stats["published"],
+            "held_in_memory": outbox.held,
+            "storage_problem": outbox.problem,
+            "disk_full": outbox.disk_full,
             "state": self._state,
             "broker": self.broker,
             "protocol": self._protocol_name,
@@ -523,7 +534,7 @@ class MqttPublisher:
         self._budget = max(STATUS_RESERVE + 1, min(self._window + STATUS_RESERVE, receive_max or 65535))
         self._window_now = self._budget - STATUS_RESERVE
         self._other_inflight.clear()
-        self._client.subscribe([(self.topics.ack, 1), (self.topics.cmd_snapshot, 1)])
+        self._client.subscribe([(topic, 1) for topic in self._subscriptions])
         self._next_heartbeat = 0.0
         with self._lock:
             self._dirty_cameras.update(self._camera_states)
@@ -579,12 +590,16 @@ class MqttPublisher:
                     "reconnecting in %.1f s; %d alerts queued", self.broker, reason, inflight, delay,
                     self.outbox.depth())
 
+    @property
+    def _subscriptions(self) -> tuple[str, ...]:
+        return (self.topics.ack, self.topics.cmd_snapshot, self.topics.cases)
+
     def _on_suback(self, codes: list[ReasonCode]) -> None:
-        for topic, code in zip((self.topics.ack, self.topics.cmd_snapshot), codes):
+        for topic, code in zip(self._subscriptions, codes):
             if code.is_failure:
                 log.error("MQTT broker %s refused our subscription to %s (%s): centre acks / remote look "
-                          "requests will not arrive; check the broker ACL for %s", self.broker, topic, code,
-                          self.client_id)
+                          "requests / case progress will not arrive; check the broker ACL for %s",
+                          self.broker, topic, code, self.client_id)
 
     def _on_puback(self, mid: int, reason: ReasonCode, delivered: list[int]) -> None:
         entry = self._inflight.pop(mid, None)
@@ -629,9 +644,12 @@ class MqttPublisher:
             room -= 1
         if room <= 0:
             return
+        if self.outbox.generation != self._generation:  # the file opened late: older rows appeared
+            self._generation, self._cursor = self.outbox.generation, 0
+        in_flight = {entry.row_id for entry in self._inflight.values()}
         for message in self.outbox.pending(after_id=self._cursor, limit=room):
             self._cursor = message.id
-            if message.id in self._rejected:
+            if message.id in self._rejected or message.id in in_flight:
                 continue
             if not self._publish_alert(message):
                 return
@@ -720,6 +738,8 @@ class MqttPublisher:
                 self._handle_ack(message)
             elif message.topic == self.topics.cmd_snapshot:
                 self._handle_snapshot_request(message)
+            elif message.topic == self.topics.cases:
+                self._handle_case(message)
             else:
                 log.debug("ignoring a message on %s (not subscribed by this gateway)", message.topic)
         except Exception:
@@ -741,6 +761,11 @@ class MqttPublisher:
                                   "(case %s by %s): this gateway never sent it or forgot it",
                                   ack.event_id, ack.case_id, ack.by)
             return
+        except OutboxError as exc:
+            self._count("acks_ignored")
+            log.error("could not record the ack of event %s (case %s by %s): %s", ack.event_id, ack.case_id,
+                      ack.by, exc)
+            return
         if not is_new:
             log.debug("repeated ack of event %s (case %s by %s)", ack.event_id, ack.case_id, ack.by)
             return
@@ -751,6 +776,32 @@ class MqttPublisher:
                 self._on_ack(record)
             except Exception:
                 log.exception("ack listener failed for event %s; the ack is recorded", record.event_id)
+
+    def _handle_case(self, message: mqtt.MQTTMessage) -> None:
+        try:
+            update = parse_case(message.payload, time.time())
+        except InvalidMessage as exc:
+            self._count("cases_ignored")
+            self._log_limiter.log(log, logging.WARNING, "case:malformed", "ignored a malformed case update on %s: %s",
+                                  message.topic, exc)
+            return
+        if self._on_case is None:
+            self._count("cases_ignored")
+            return
+        try:
+            self._on_case(update)
+        except UnknownEventError:
+            self._count("cases_ignored")
+            self._log_limiter.log(log, logging.WARNING, "case:unknown", "ignored a case update for unknown event %s "
+                                  "(case %s, %s): this gateway never sent it or forgot it",
+                                  update.event_id, update.case_id, update.status)
+            return
+        except HistoryError as exc:
+            self._count("cases_ignored")
+            log.error("could not store the case update of event %s (case %s, %s): %s", update.event_id,
+                      update.case_id, update.status, exc)
+            return
+        self._count("cases_recorded")
 
     def _handle_snapshot_request(self, message: mqtt.MQTTMessage) -> None:
         self._count("snapshot_requests")

@@ -6,6 +6,13 @@ Ack (`{prefix}/{gw}/ack`): `{"event_id": str, "case_id": str, "by": str}`. Extra
 allowed and ignored, so a case platform that adds fields (a note, its own timestamp) keeps
 working; missing or non-string required fields are an error with the reason.
 
+Case progress (`{prefix}/{gw}/cases`): `{"event_id", "case_id", "status", "by", "at", "note"}`;
+`status` one of dispatched|accepted|handled|verified|rejected; `by`, `at` (ISO-8601 with offset;
+default: when it arrived) and `note` (≤ 1000 characters, shown as text) are optional. Extra keys
+are ignored.
+
+Page acknowledgement (published on `{prefix}/{gw}/acks`): `page_ack_notice`.
+
 Remote look (`{prefix}/{gw}/cmd/snapshot`): `{"camera_id": str, "reply_to": topic}` plus an
 optional `request_id` (≤ 64 chars) that is echoed in the reply so the centre can match them.
 `reply_to` must pass `topics.reply_topic_problem` (under `{prefix}/{gw}/replies/`).
@@ -23,12 +30,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from gateway.comms.topics import LEVEL
+from gateway.delivery.cases import CASE_STATUSES, CaseUpdate
+from gateway.delivery.mqtt.topics import LEVEL
 from gateway.jsonpayload import PayloadError, json_object
 
 MAX_ACK_BYTES = 16 * 1024
 MAX_REQUEST_BYTES = 4 * 1024
 MAX_FIELD_CHARS = 128
+MAX_NOTE_CHARS = 1000
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
@@ -81,6 +90,45 @@ def parse_ack(payload: bytes) -> Ack:
     """An ack from the centre, or InvalidMessage saying what is wrong with it."""
     message = _json_object(payload, MAX_ACK_BYTES)
     return Ack(_text_field(message, "event_id"), _text_field(message, "case_id"), _text_field(message, "by"))
+
+
+def parse_case(payload: bytes, received_at: float) -> CaseUpdate:
+    """One step of the centre's case, or InvalidMessage saying what is wrong with it."""
+    message = _json_object(payload, MAX_ACK_BYTES)
+    event_id, case_id = _text_field(message, "event_id"), _text_field(message, "case_id")
+    status = message.get("status")
+    if status not in CASE_STATUSES:
+        raise InvalidMessage(f"'status' must be one of {', '.join(CASE_STATUSES)}, got {status!r:.80}")
+    by = _text_field(message, "by") if message.get("by") is not None else ""
+    at, at_ts = _case_time(message.get("at"), received_at)
+    note = message.get("note")
+    if note is not None:
+        if not isinstance(note, str) or len(note) > MAX_NOTE_CHARS or \
+                any(ord(ch) < 32 and ch not in "\n\t" for ch in note):
+            raise InvalidMessage(f"'note' must be text of at most {MAX_NOTE_CHARS} characters")
+        note = note.strip() or None
+    return CaseUpdate(event_id, case_id, status, by, at, at_ts, note)
+
+
+def _case_time(value: Any, received_at: float) -> tuple[str, float]:
+    if value is None:
+        return iso_now(received_at), received_at
+    if not isinstance(value, str) or len(value) > 64:
+        raise InvalidMessage(f"'at' must be an ISO-8601 time with offset, got {value!r:.80}")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidMessage(f"'at' is not an ISO-8601 time: {value!r:.80}") from None
+    if moment.tzinfo is None:
+        raise InvalidMessage(f"'at' needs a UTC offset (e.g. 2024-05-01T09:30:00+08:00), got {value!r:.80}")
+    return value, moment.timestamp()
+
+
+def page_ack_notice(gateway_id: str, event_id: str, case_id: str, by: str, at: str,
+                    note: str | None) -> dict[str, Any]:
+    """What `{prefix}/{gw}/acks` carries when a duty officer acknowledges on the gateway's page."""
+    return {"gateway_id": gateway_id, "event_id": event_id, "case_id": case_id or None, "by": by, "at": at,
+            "note": note, "source": "page"}
 
 
 def parse_snapshot_request(payload: bytes, reply_problem: Callable[[object], str | None]) -> SnapshotRequest:

@@ -4,7 +4,11 @@ Every topic the gateway uses is built here, so the layout lives in one place:
 
     {prefix}/{gateway_id}/status                      retained presence + health, LWT "offline"
     {prefix}/{gateway_id}/events/{camera_id}          alerts, QoS 1, not retained
+    {prefix}/{gateway_id}/events/sensor-{sensor_id}   alerts of a sensor with no linked camera
+    {prefix}/{gateway_id}/events/gateway              alerts about the gateway itself (disk_full)
     {prefix}/{gateway_id}/ack                         the centre acknowledges an alert
+    {prefix}/{gateway_id}/acks                        a duty officer acknowledged on the gateway's page
+    {prefix}/{gateway_id}/cases                       the centre's case progress for an alert
     {prefix}/{gateway_id}/cameras/{camera_id}/state   retained camera health
     {prefix}/{gateway_id}/cmd/snapshot                remote look request
     {prefix}/{gateway_id}/replies/...                 where remote-look replies may go (see below)
@@ -63,6 +67,14 @@ class Topics:
         return f"{self.base}/ack"
 
     @property
+    def acks(self) -> str:
+        return f"{self.base}/acks"
+
+    @property
+    def cases(self) -> str:
+        return f"{self.base}/cases"
+
+    @property
     def cmd_snapshot(self) -> str:
         return f"{self.base}/cmd/snapshot"
 
@@ -75,15 +87,16 @@ class Topics:
         return f"{self.base}/events/{check_level('camera id', camera_id)}"
 
     def alert(self, payload: dict) -> str:
-        """The topic of one alert: its camera's, or for a sensor with no linked camera
-        `events/sensor-<sensor id>` (DESIGN §3.2 names topics by camera only)."""
+        """The topic of one alert: its camera's; for a sensor with no linked camera
+        `events/sensor-<sensor id>`; for an alert about the gateway itself (no camera, no sensor:
+        `disk_full`) `events/gateway` (DESIGN §3.2 names topics by camera only)."""
         camera_id = payload.get("camera_id")
         if camera_id:
             return self.events(camera_id)
         sensor_id = (payload.get("details") or {}).get("sensor_id")
-        if not sensor_id:
-            raise ValueError("alert payload has neither camera_id nor details.sensor_id")
-        return self.events(f"sensor-{sensor_id}")
+        if sensor_id:
+            return self.events(f"sensor-{sensor_id}")
+        return f"{self.base}/events/gateway"
 
     def camera_state(self, camera_id: str) -> str:
         return f"{self.base}/cameras/{check_level('camera id', camera_id)}/state"

@@ -1,0 +1,662 @@
+"""The gateway as a GB/T 28181 device: registration, keepalives, alarms, answers. Pure logic.
+
+`Gb28181Device` is a state machine without sockets, threads or a clock of its own: the
+transport feeds it what arrives (`receive`), the passing of time (`tick`, with `next_wakeup`
+saying when) and the alarms to send (`send_alarm`), and carries out the `Send` actions it
+returns. So every rule below is unit-tested with a fake clock, and the transport stays small.
+
+The rules:
+- Registration: REGISTER, answered with 401 + a digest challenge, then REGISTER with
+  `Authorization` (username = device ID). Refreshed at 3/4 of the granted lifetime (same
+  Call-ID, RFC 3261 10.2.4); a new registration after a failure starts a new Call-ID.
+  A 401 to credentials for the same nonce means a wrong password; that, 403, any other
+  refusal and no answer within `answer_timeout_s` are failures: retried after a capped,
+  jittered backoff (`retry_max_s`).
+- Keepalive: a MANSCDP Keepalive MESSAGE every `keepalive_s` while registered. Each one (or
+  alarm) left unanswered counts as a miss; `max_missed_keepalives` misses in a row, or a
+  refusal (401/403/404/481: the platform forgot the device), mean registering again.
+- Alarms: a MESSAGE per alarm; the outcome (answered 2xx, refused, no answer, not registered)
+  comes back as `AlarmOutcome` for the alarm's token.
+- The platform's requests: MESSAGE queries for Catalog, DeviceInfo and DeviceStatus are
+  answered 200 OK and then with a Response MESSAGE; OPTIONS 200; others are declined. Only
+  the configured platform (From = platform ID) is served; retransmitted requests get the
+  same answer again and are not processed twice.
+- UDP requests are retransmitted (timer E: 0.5 s doubling to 4 s) until answered.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from gateway.backoff import Backoff
+from gateway.delivery.gb28181 import manscdp
+from gateway.delivery.gb28181.digest import Challenge, DigestError, authorization, parse_challenge
+from gateway.delivery.gb28181.manscdp import Channel, ManscdpError
+from gateway.delivery.gb28181.sip import (
+    BRANCH_MAGIC,
+    SipMessage,
+    SipParseError,
+    SipRequest,
+    SipResponse,
+    header_params,
+    new_branch,
+    new_call_id,
+    new_tag,
+    response_to,
+    uri_of,
+    uri_user,
+)
+
+log = logging.getLogger(__name__)
+
+T1 = 0.5
+T2 = 4.0
+"""RFC 3261 timers: first retransmission interval and its cap (UDP)."""
+REFRESH_AT = 0.75
+"""Refresh a registration after this share of its lifetime."""
+FORGOTTEN = frozenset({401, 403, 404, 481})
+"""Answers to a MESSAGE meaning the platform no longer knows the device: register again."""
+SERVER_MEMORY_S = 32.0
+SERVER_MEMORY_MAX = 256
+USER_AGENT = "edge-gateway GB/T 28181"
+ALLOW = "REGISTER, MESSAGE, OPTIONS, ACK"
+
+State = Literal["stopped", "registering", "registered", "waiting"]
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    """What the device needs to know (from the output's config, password in plain text)."""
+
+    device_id: str
+    platform_id: str
+    domain: str
+    password: str
+    transport: Literal["UDP", "TCP"] = "UDP"
+    expires_s: int = 3600
+    keepalive_s: float = 60.0
+    max_missed_keepalives: int = 3
+    answer_timeout_s: float = 32.0
+    name: str = ""
+    manufacturer: str = ""
+    model: str = ""
+    firmware: str = ""
+
+
+@dataclass(frozen=True)
+class Send:
+    """Put this message on the wire to the platform (responses: to where the request came from)."""
+
+    message: SipMessage
+
+
+@dataclass(frozen=True)
+class AlarmOutcome:
+    """How the alarm sent with `token` ended: error None = the platform answered 2xx."""
+
+    token: int
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Disconnect:
+    """TCP: drop the connection (the platform stopped answering on it) and connect anew."""
+
+    reason: str
+
+
+Action = Send | AlarmOutcome | Disconnect
+
+
+@dataclass
+class _Transaction:
+    """A request the gateway sent, waiting for its final answer."""
+
+    request: SipRequest
+    purpose: Literal["register", "unregister", "keepalive", "alarm", "answer"]
+    deadline: float
+    retransmit_at: float | None
+    interval: float = T1
+    token: int | None = None
+
+
+@dataclass
+class _Registration:
+    """One registration binding: Call-ID and From tag live as long as it does."""
+
+    call_id: str
+    from_tag: str
+    challenge: Challenge | None = None
+    nonce_count: int = 0
+    sent_with_nonce: str | None = None
+    challenges_answered: int = 0
+    expires: int = 0
+
+
+@dataclass
+class DeviceCounters:
+    registrations: int = 0
+    refreshes: int = 0
+    registration_failures: int = 0
+    keepalives_sent: int = 0
+    keepalives_answered: int = 0
+    alarms_sent: int = 0
+    alarms_delivered: int = 0
+    alarms_failed: int = 0
+    queries_answered: int = 0
+    answers_sent: int = 0
+    answers_acknowledged: int = 0
+    malformed: int = 0
+    refused_requests: int = 0
+
+
+@dataclass
+class _Timers:
+    retry_at: float | None = None
+    refresh_at: float | None = None
+    keepalive_at: float | None = None
+
+
+class Gb28181Device:
+    """The device side of GB/T 28181 as a state machine (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: DeviceSettings,
+        *,
+        channels: Callable[[], Sequence[Channel]],
+        local_time: Callable[[], str],
+        backoff: Backoff,
+        label: str = "GB/T 28181 platform",
+    ) -> None:
+        self.settings = settings
+        self._channels = channels
+        self._local_time = local_time
+        self._backoff = backoff
+        self._label = label
+        self.state: State = "stopped"
+        self.last_error: str | None = None
+        self.missed = 0
+        self.counters = DeviceCounters()
+        self.registered_since: float | None = None
+        self._local: tuple[str, int] | None = None
+        self._link_up = False
+        self._registration: _Registration | None = None
+        self._transactions: dict[tuple[str, str], _Transaction] = {}
+        self._answered: OrderedDict[tuple[str, str], tuple[float, SipResponse]] = OrderedDict()
+        self._timers = _Timers()
+        self._cseq = 0
+        self._sn = secrets.randbelow(10_000)
+        self._to_tag = new_tag()
+
+    # ------------------------------------------------------------------ inputs from the transport
+
+    def start(self, now: float) -> list[Action]:
+        """Begin: register as soon as the link is up (`link_up`)."""
+        self.state = "waiting"
+        self._timers.retry_at = now
+        return self.tick(now)
+
+    def link_up(self, local: tuple[str, int], now: float) -> list[Action]:
+        """The socket is ready (UDP bound, TCP connected) with this address for Via and Contact:
+        register on it, after the backoff wait of a previous failure if one is running."""
+        self._local = local
+        self._link_up = True
+        if self.state == "waiting" and self._timers.retry_at is not None:
+            self._timers.retry_at = max(now, self._timers.retry_at)
+        return self.tick(now)
+
+    def link_down(self, reason: str, now: float) -> list[Action]:
+        """TCP connection lost: everything in flight failed, the registration with it."""
+        self._link_up = False
+        actions = self._fail_all(f"connection lost ({reason})")
+        if self.state in ("registered", "registering"):
+            actions += self._registration_failed(f"connection to the platform lost ({reason})", now)
+        return actions
+
+    def tick(self, now: float) -> list[Action]:
+        """Timers: retransmissions, timeouts, registration retry and refresh, keepalives."""
+        actions: list[Action] = []
+        for key, transaction in list(self._transactions.items()):
+            if key not in self._transactions:
+                continue  # ended by an earlier timeout's consequences
+            if now >= transaction.deadline:
+                del self._transactions[key]
+                actions += self._timed_out(transaction, now)
+            elif transaction.retransmit_at is not None and now >= transaction.retransmit_at:
+                transaction.interval = min(transaction.interval * 2, T2)
+                transaction.retransmit_at = now + transaction.interval
+                actions.append(Send(transaction.request))
+        self._forget_old_answers(now)
+        if not self._link_up or self.state == "stopped":
+            return actions
+        if self.state == "waiting" and self._due(self._timers.retry_at, now):
+            actions += self._register(now, fresh=True)
+        elif self.state == "registered":
+            if self._due(self._timers.refresh_at, now):
+                self._timers.refresh_at = None
+                actions += self._register(now, fresh=False)
+            if self._due(self._timers.keepalive_at, now):
+                actions += self._send_keepalive(now)
+        return actions
+
+    def next_wakeup(self) -> float | None:
+        """The earliest time `tick` has something to do (None: only input can change anything)."""
+        times = [t.deadline for t in self._transactions.values()]
+        times += [t.retransmit_at for t in self._transactions.values() if t.retransmit_at is not None]
+        if self._link_up and self.state == "waiting" and self._timers.retry_at is not None:
+            times.append(self._timers.retry_at)
+        if self.state == "registered":
+            times += [t for t in (self._timers.refresh_at, self._timers.keepalive_at) if t is not None]
+        if self._answered:
+            times.append(next(iter(self._answered.values()))[0] + SERVER_MEMORY_S)
+        return min(times) if times else None
+
+    def receive(self, message: SipMessage, now: float) -> list[Action]:
+        if isinstance(message, SipResponse):
+            return self._on_response(message, now)
+        assert isinstance(message, SipRequest)
+        return self._on_request(message, now)
+
+    def send_alarm(self, token: int, notice: manscdp.Alarm, now: float) -> list[Action]:
+        """Send one alarm; its `AlarmOutcome` comes now (not registered) or with the answer."""
+        if self.state != "registered":
+            detail = f"; last error: {self.last_error}" if self.last_error else ""
+            return [AlarmOutcome(token, f"not registered with the platform ({self.state}{detail})")]
+        self.counters.alarms_sent += 1
+        body = manscdp.alarm(notice, self._next_sn())
+        return self._send_request(self._message_request(body), "alarm", now, token=token)
+
+    def abandon(self, token: int) -> None:
+        """The sender stopped waiting for this alarm: a late answer produces no outcome."""
+        for transaction in self._transactions.values():
+            if transaction.token == token:
+                transaction.token = None
+
+    def unregister(self, now: float) -> list[Action]:
+        """Say goodbye (REGISTER with Expires: 0) if registered; the device is stopped after."""
+        actions = self._fail_all("the gateway is stopping")
+        if self.state == "registered" and self._registration is not None and self._link_up:
+            actions += self._send_request(self._register_request(expires=0), "unregister", now)
+        self.state = "stopped"
+        return actions
+
+    @property
+    def busy_unregistering(self) -> bool:
+        return any(t.purpose == "unregister" for t in self._transactions.values())
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "registered": self.state == "registered",
+            "local": f"{self._host}:{self._port}" if self._local else None,
+            "missed_keepalives": self.missed,
+            "last_error": self.last_error,
+            **vars(self.counters),
+        }
+
+    # ------------------------------------------------------------------ registration
+
+    def _register(self, now: float, *, fresh: bool) -> list[Action]:
+        if fresh or self._registration is None:
+            previous = self._registration
+            self._registration = _Registration(call_id=new_call_id(self._host), from_tag=new_tag())
+            if previous is not None and previous.challenge is not None:
+                # answer at once with the last nonce; a platform that forgot it challenges again
+                self._registration.challenge = previous.challenge
+                self._registration.nonce_count = previous.nonce_count
+        if fresh:
+            self.state = "registering"
+        return self._send_request(self._register_request(self.settings.expires_s), "register", now)
+
+    def _register_request(self, expires: int) -> SipRequest:
+        registration = self._registration
+        assert registration is not None
+        own = f"<sip:{self.settings.device_id}@{self.settings.domain}>"
+        request = self._request("REGISTER", self._platform_uri, call_id=registration.call_id,
+                                from_value=f"{own};tag={registration.from_tag}", to_value=own)
+        request.add("Contact", f"<sip:{self.settings.device_id}@{self._host}:{self._port}>")
+        request.add("Expires", str(expires))
+        registration.sent_with_nonce = None
+        if registration.challenge is not None:
+            registration.nonce_count += 1
+            registration.sent_with_nonce = registration.challenge.nonce
+            request.add("Authorization", authorization(
+                registration.challenge, username=self.settings.device_id, password=self.settings.password,
+                method="REGISTER", uri=self._platform_uri, nonce_count=registration.nonce_count,
+                cnonce=secrets.token_hex(8)))
+        return request
+
+    def _on_register_answer(self, transaction: _Transaction, response: SipResponse, now: float) -> list[Action]:
+        registration = self._registration
+        if registration is None or response.call_id != registration.call_id:
+            return []  # the answer to a registration given up since
+        if 200 <= response.status < 300:
+            return self._registered(response, now)
+        if response.status in (401, 407):
+            return self._answer_challenge(registration, response, now)
+        if response.status == 423 and (response.get("Min-Expires") or "").isdigit():
+            self.settings = replace(self.settings, expires_s=int(response.get("Min-Expires") or 0))
+            return self._register(now, fresh=False)
+        hint = " (check device_id, the password and that the device is added on the platform)" \
+            if response.status == 403 else ""
+        return self._registration_failed(
+            f"the platform refused the registration: {response.status} {response.reason}{hint}", now)
+
+    def _answer_challenge(self, registration: _Registration, response: SipResponse, now: float) -> list[Action]:
+        header = response.get("WWW-Authenticate") or response.get("Proxy-Authenticate")
+        if header is None:
+            return self._registration_failed(f"{response.status} without a digest challenge", now)
+        try:
+            challenge = parse_challenge(header)
+        except DigestError as error:
+            return self._registration_failed(f"cannot answer the platform's challenge: {error}", now)
+        if registration.sent_with_nonce == challenge.nonce and not challenge.stale:
+            return self._registration_failed(
+                "the platform refused the password (401 after a digest answer): check password "
+                "and device_id against the platform's device entry", now)
+        registration.challenges_answered += 1
+        if registration.challenges_answered > 3:
+            return self._registration_failed(
+                "the platform refused every digest answer, with a new nonce each time (401 loop): check "
+                "password and device_id against the platform's device entry", now)
+        registration.challenge = challenge
+        registration.nonce_count = 0
+        return self._send_request(self._register_request(self.settings.expires_s), "register", now)
+
+    def _registered(self, response: SipResponse, now: float) -> list[Action]:
+        registration = self._registration
+        assert registration is not None
+        granted = _granted_expires(response, self.settings.expires_s)
+        registration.expires = granted
+        registration.challenges_answered = 0
+        first = self.state != "registered"
+        self.state = "registered"
+        self.last_error = None
+        self.missed = 0
+        self._backoff.reset()
+        self._timers.refresh_at = now + granted * REFRESH_AT
+        if not first:
+            self.counters.refreshes += 1
+        else:
+            self.counters.registrations += 1
+            self.registered_since = now
+            self._timers.keepalive_at = now  # the first keepalive at once: proves the path both ways
+            log.info("%s: registered as %s for %d s; keepalive every %g s", self._label,
+                     self.settings.device_id, granted, self.settings.keepalive_s)
+        return self.tick(now)
+
+    def _registration_failed(self, reason: str, now: float, *, silent_platform: bool = False) -> list[Action]:
+        """Registering did not work: wait (backoff), then start a new registration. Over TCP a
+        platform that stopped answering gets a new connection too (the old one may be dead)."""
+        self.counters.registration_failures += 1
+        self.last_error = reason
+        self.state = "waiting"
+        self.registered_since = None
+        self._timers.refresh_at = self._timers.keepalive_at = None
+        delay = self._backoff.next_delay()
+        self._timers.retry_at = now + delay
+        log.warning("%s: %s; registering again in %.1f s", self._label, reason, delay)
+        for key, transaction in list(self._transactions.items()):
+            if transaction.purpose == "register":
+                del self._transactions[key]
+        if silent_platform and self.settings.transport == "TCP":
+            return [Disconnect(reason)]
+        return []
+
+    def _lost_registration(self, reason: str, now: float, *, silent_platform: bool = False) -> list[Action]:
+        """Registered, but the platform stopped answering or forgot the device: register anew at
+        once (over a new connection if TCP and the platform went silent)."""
+        log.warning("%s: %s; registering again", self._label, reason)
+        self.last_error = reason
+        self.state = "waiting"
+        self.registered_since = None
+        self._timers.refresh_at = self._timers.keepalive_at = None
+        self._timers.retry_at = now
+        if silent_platform and self.settings.transport == "TCP":
+            return [Disconnect(reason)]
+        return self.tick(now)
+
+    # ------------------------------------------------------------------ keepalive and alarms
+
+    def _send_keepalive(self, now: float) -> list[Action]:
+        self._timers.keepalive_at = now + self.settings.keepalive_s
+        self.counters.keepalives_sent += 1
+        body = manscdp.keepalive(self.settings.device_id, self._next_sn())
+        return self._send_request(self._message_request(body), "keepalive", now)
+
+    def _on_message_answer(self, transaction: _Transaction, response: SipResponse, now: float) -> list[Action]:
+        actions: list[Action] = []
+        ok = 200 <= response.status < 300
+        if ok:
+            self.missed = 0
+        if transaction.purpose == "keepalive" and ok:
+            self.counters.keepalives_answered += 1
+        elif transaction.purpose == "answer" and ok:
+            self.counters.answers_acknowledged += 1
+        elif transaction.purpose == "alarm":
+            error = None if ok else f"the platform answered the alarm with {response.status} {response.reason}"
+            actions += self._alarm_ended(transaction, error)
+        if not ok and response.status in FORGOTTEN and self.state == "registered":
+            what = {"keepalive": "a keepalive", "alarm": "an alarm"}.get(transaction.purpose, "a message")
+            actions += self._lost_registration(
+                f"the platform answered {what} with {response.status} {response.reason} "
+                "(it no longer knows the device)", now)
+        return actions
+
+    def _timed_out(self, transaction: _Transaction, now: float) -> list[Action]:
+        waited = f"no answer within {self.settings.answer_timeout_s:g} s"
+        method = transaction.request.method
+        if transaction.purpose == "register":
+            return self._registration_failed(f"{waited} to REGISTER", now, silent_platform=True)
+        if transaction.purpose == "unregister":
+            return []
+        actions: list[Action] = []
+        if transaction.purpose == "alarm":
+            actions += self._alarm_ended(transaction, f"{waited} to the alarm MESSAGE")
+        if self.state == "registered" and transaction.purpose in ("keepalive", "alarm"):
+            self.missed += 1
+            if self.missed >= self.settings.max_missed_keepalives:
+                actions += self._lost_registration(
+                    f"{self.missed} messages in a row unanswered ({waited} to {method})", now, silent_platform=True)
+        return actions
+
+    # ------------------------------------------------------------------ the platform's requests
+
+    def _on_request(self, request: SipRequest, now: float) -> list[Action]:
+        key = _server_key(request)
+        if key in self._answered:
+            return [Send(self._answered[key][1])]  # a retransmission: same answer, no second action
+        if request.method == "ACK":
+            return []
+        problem = self._refusal(request)
+        if problem is not None:
+            status, reason, why = problem
+            self.counters.refused_requests += 1
+            log.warning("%s: refused %s: %s", self._label, request.summary(), why)
+            return [self._answer(request, status, reason, now)]
+        if request.method == "OPTIONS":
+            response = response_to(request, 200, "OK", self._to_tag)
+            response.add("Allow", ALLOW)
+            return [self._remember(key, response, now)]
+        if request.method != "MESSAGE":
+            status, reason = (481, "Call/Transaction Does Not Exist") if request.method in ("BYE", "CANCEL") \
+                else (501, "Not Implemented")
+            log.info("%s: declined %s (%d: this gateway only sends alarms; no video, no subscriptions)",
+                     self._label, request.summary(), status)
+            return [self._answer(request, status, reason, now)]
+        return self._on_manscdp(request, now)
+
+    def _refusal(self, request: SipRequest) -> tuple[int, str, str] | None:
+        sender = uri_user(uri_of(request.get("From") or ""))
+        if sender != self.settings.platform_id:
+            return 403, "Forbidden", f"From {sender!r} is not the platform {self.settings.platform_id}"
+        addressee = uri_user(uri_of(request.get("To") or "")) or uri_user(request.uri)
+        if request.method != "OPTIONS" and addressee not in (self.settings.device_id, None) \
+                and addressee not in {c.channel_id for c in self._channels()}:
+            return 404, "Not Found", f"addressed to {addressee}, not this device"
+        return None
+
+    def _on_manscdp(self, request: SipRequest, now: float) -> list[Action]:
+        try:
+            command = manscdp.parse(request.body)
+        except ManscdpError as error:
+            self.counters.malformed += 1
+            log.warning("%s: ignored %s: %s", self._label, request.summary(), error)
+            return [self._answer(request, 400, "Bad Request", now)]
+        actions: list[Action] = [self._answer(request, 200, "OK", now)]
+        bodies = self._answer_bodies(command)
+        if bodies is None:
+            log.info("%s: %s %s not supported; answered 200 OK and ignored", self._label, command.root,
+                     command.cmd_type)
+            return actions
+        self.counters.queries_answered += 1
+        log.info("%s: answering %s query (SN %d) in %d message(s)", self._label, command.cmd_type,
+                 command.sn, len(bodies))
+        for body in bodies:
+            self.counters.answers_sent += 1
+            actions += self._send_request(self._message_request(body), "answer", now)
+        return actions
+
+    def _answer_bodies(self, command: manscdp.Command) -> list[bytes] | None:
+        if command.root != "Query":
+            return None
+        device = self.settings.device_id
+        if command.cmd_type == "Catalog":
+            return manscdp.catalog_responses(device, command.sn, list(self._channels()))
+        if command.cmd_type == "DeviceInfo":
+            return [manscdp.device_info_response(
+                device, command.sn, name=self.settings.name, manufacturer=self.settings.manufacturer,
+                model=self.settings.model, firmware=self.settings.firmware, channels=len(self._channels()))]
+        if command.cmd_type == "DeviceStatus":
+            return [manscdp.device_status_response(device, command.sn, self._local_time())]
+        return None
+
+    def _answer(self, request: SipRequest, status: int, reason: str, now: float) -> Send:
+        return self._remember(_server_key(request), response_to(request, status, reason, self._to_tag), now)
+
+    def _remember(self, key: tuple[str, str], response: SipResponse, now: float) -> Send:
+        response.add("User-Agent", USER_AGENT)
+        self._answered[key] = (now, response)
+        while len(self._answered) > SERVER_MEMORY_MAX:
+            self._answered.popitem(last=False)
+        return Send(response)
+
+    def _forget_old_answers(self, now: float) -> None:
+        while self._answered and next(iter(self._answered.values()))[0] + SERVER_MEMORY_S <= now:
+            self._answered.popitem(last=False)
+
+    # ------------------------------------------------------------------ responses to our requests
+
+    def _on_response(self, response: SipResponse, now: float) -> list[Action]:
+        try:
+            key = (response.branch, response.cseq[1])
+        except SipParseError:
+            return []
+        transaction = self._transactions.get(key)
+        if transaction is None:
+            log.debug("%s: late or unknown answer %s ignored", self._label, response.summary())
+            return []
+        if response.status < 200:
+            transaction.interval = T2
+            if transaction.retransmit_at is not None:
+                transaction.retransmit_at = now + T2
+            return []
+        del self._transactions[key]
+        if transaction.purpose == "register":
+            return self._on_register_answer(transaction, response, now)
+        if transaction.purpose == "unregister":
+            return []
+        return self._on_message_answer(transaction, response, now)
+
+    # ------------------------------------------------------------------ building and sending
+
+    def _send_request(self, request: SipRequest, purpose: Any, now: float, token: int | None = None) -> list[Action]:
+        if not self._link_up:
+            if token is not None:
+                return [AlarmOutcome(token, "not connected to the platform")]
+            return []
+        retransmit = now + T1 if self.settings.transport == "UDP" else None
+        self._transactions[(request.branch, request.method)] = _Transaction(
+            request, purpose, now + self.settings.answer_timeout_s, retransmit, T1, token)
+        return [Send(request)]
+
+    def _message_request(self, body: bytes) -> SipRequest:
+        own = f"<sip:{self.settings.device_id}@{self.settings.domain}>"
+        request = self._request("MESSAGE", self._platform_uri, call_id=new_call_id(self._host),
+                                from_value=f"{own};tag={new_tag()}", to_value=f"<{self._platform_uri}>")
+        request.add("Content-Type", manscdp.CONTENT_TYPE)
+        request.body = body
+        return request
+
+    def _request(self, method: str, uri: str, *, call_id: str, from_value: str, to_value: str) -> SipRequest:
+        self._cseq += 1
+        request = SipRequest(method=method, uri=uri)
+        request.add("Via", f"SIP/2.0/{self.settings.transport} {self._host}:{self._port};rport;branch={new_branch()}")
+        request.add("From", from_value)
+        request.add("To", to_value)
+        request.add("Call-ID", call_id)
+        request.add("CSeq", f"{self._cseq} {method}")
+        request.add("Max-Forwards", "70")
+        request.add("User-Agent", USER_AGENT)
+        return request
+
+    def _alarm_ended(self, transaction: _Transaction, error: str | None) -> list[Action]:
+        """Count how an alarm ended; its sender learns it unless it stopped waiting (abandon)."""
+        if error is None:
+            self.counters.alarms_delivered += 1
+        else:
+            self.counters.alarms_failed += 1
+        return [AlarmOutcome(transaction.token, error)] if transaction.token is not None else []
+
+    def _fail_all(self, reason: str) -> list[Action]:
+        actions: list[Action] = []
+        for transaction in self._transactions.values():
+            if transaction.purpose == "alarm":
+                actions += self._alarm_ended(transaction, reason)
+        self._transactions.clear()
+        return actions
+
+    def _next_sn(self) -> int:
+        self._sn = self._sn % 999_999_999 + 1
+        return self._sn
+
+    @property
+    def _platform_uri(self) -> str:
+        return f"sip:{self.settings.platform_id}@{self.settings.domain}"
+
+    @property
+    def _host(self) -> str:
+        return self._local[0] if self._local else "0.0.0.0"
+
+    @property
+    def _port(self) -> int:
+        return self._local[1] if self._local else 0
+
+    @staticmethod
+    def _due(moment: float | None, now: float) -> bool:
+        return moment is not None and now >= moment
+
+
+def _server_key(request: SipRequest) -> tuple[str, str]:
+    """Which server transaction a request belongs to (RFC 3261 17.2.3): the branch, if it is an
+    RFC 3261 one; else Call-ID, CSeq and From tag (an RFC 2543 peer)."""
+    if request.branch.startswith(BRANCH_MAGIC):
+        return request.branch, request.cseq[1]
+    tag = header_params(request.get("From") or "").get("tag", "")
+    return f"{request.call_id}|{request.cseq[0]}|{tag}", request.cseq[1]
+
+
+def _granted_expires(response: SipResponse, asked: int) -> int:
+    """The lifetime the registrar granted: Contact's expires, else Expires, else what was asked."""
+    for contact in response.get_all("Contact"):
+        value = header_params(contact).get("expires", "")
+        if value.isdigit():
+            return max(1, int(value))
+    value = (response.get("Expires") or "").strip()
+    return max(1, int(value)) if value.isdigit() else asked

@@ -1,0 +1,938 @@
+"""Durable alert outbox: every alert is on disk before it is published, and leaves only on PUBACK.
+
+One SQLite database in the data directory (`outbox.sqlite3`) holds three things:
+
+* `outbox` — the alert messages not yet acknowledged by the broker, in the order they were put
+  (rowid order = per-event `seq` order, because an event's messages are put in `seq` order).
+  The publisher reads them from here, publishes them, and deletes a row when its PUBACK arrives.
+  After a restart or a reconnect everything still here is sent again; duplicates carry the same
+  `event_id`/`seq`, so the centre can drop them.
+* `known_events` — every event id this gateway has queued (kept `history_days`), so an ack from
+  the centre can be told apart from an ack for an event we never sent.
+* `acks` — the centre's acknowledgements (`event_id`, `case_id`, `by`, `received_at`), for the API
+  and the web page.
+
+Durability (why `synchronous=FULL` in WAL mode):
+    DESIGN §4 promises that power loss loses no alert. With WAL + `synchronous=NORMAL` a commit is
+    only in the OS page cache until the next checkpoint: it survives `kill -9` (the kernel still
+    writes it), but a power cut can drop the last transactions — i.e. the alerts just put. With
+    WAL + `FULL` each commit fsyncs the WAL before `put()` returns, so an alert that `put()`
+    accepted is on stable storage. The price is one fsync per alert (≈0.3 ms on an SSD, a few ms
+    on an SD card) — negligible at alert rates, and `put()` is not on the frame path.
+    Deleting delivered rows is the exception: those transactions run with `NORMAL`. Losing a
+    delete in a power cut only means the message is sent once more (a QoS 1 duplicate with the
+    same event_id/seq, which the contract allows), and WAL keeps transactions in order, so the
+    next fsynced `put()` makes every earlier delete durable too. This halves the fsyncs without
+    weakening the promise.
+
+Size cap and eviction policy (`max_bytes`, from `storage.outbox_max_mb`):
+    The cap counts the stored message bytes (payload + topic + a fixed per-row overhead); the file
+    itself is somewhat larger (indexes, free pages that SQLite reuses, the WAL, bounded by
+    `journal_size_limit`). When a new alert would exceed the cap, room is made in this order —
+    evidence goes first, alert metadata last:
+
+    1. `snapshot`: shed the inline snapshot of queued messages, `update`/`end` messages before
+       `start` messages, oldest first. The rest of the payload is kept; `snapshot` becomes null and
+       `details.snapshot_evicted: true` is set so the centre knows why the picture is missing.
+    2. `superseded_update`: drop whole `update` messages for which a later message of the same
+       event is still queued (the later one carries the newer count), oldest first.
+    3. `message`: drop the oldest queued message. Only reached when metadata alone fills the cap.
+
+    The alert being put is never refused: if it still does not fit, its own snapshot is shed, and
+    if its metadata alone exceeds the cap it is stored anyway (the cap bounds evidence, not the
+    newest alert). Every eviction is logged (snapshots at WARNING, messages at ERROR) and counted
+    in the `counters` table, which survives restarts.
+
+When the disk cannot take an alert (full, or failing):
+    `put()` never refuses an alert and never raises for a storage problem. Messages the database
+    cannot take are *held in memory*, in order, with row ids that continue the file's own, and are
+    handed to the sender by `pending()` like any other row: the centre still gets them while the
+    disk is full. Held messages are written to the file, with the same ids, as soon as it takes
+    writes again (`write_held()`, also tried before every put; while any are held, new messages
+    queue behind them so the order stays). Memory is bounded by `hold_max_bytes` with the same
+    policy as the disk: snapshots first, then superseded updates, then the oldest message — the
+    newest alerts stay. If the file cannot even be opened at start (a restart on a full disk), the
+    outbox starts with memory only and opens the file later; `generation` then increases so a
+    sender that walks rows by id starts again from the oldest (the file's older rows come first).
+    `problem` and `disk_full` say what is wrong, for health and the `disk_full` alert.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from gateway.delivery.storage import LOW_SPACE_BYTES, describe, free_bytes, is_disk_full, open_wal
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "outbox.sqlite3"
+ROW_OVERHEAD = 128
+"""Bytes counted per row on top of payload and topic (ids, timestamps, index entries)."""
+EVICTION_KINDS = ("snapshot", "superseded_update", "message")
+MiB = 1024 * 1024
+HOLD_MAX_BYTES = 16 * MiB
+"""Default memory bound for messages held while the disk cannot take them (`storage.hold_max_mb`)."""
+WRITE_CHUNK = 64
+"""Held messages written per transaction once the disk takes writes again (progress on a tight disk)."""
+REMIND_S = 300.0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic        TEXT    NOT NULL,
+    event_id     TEXT    NOT NULL,
+    seq          INTEGER NOT NULL,
+    state        TEXT    NOT NULL DEFAULT '',
+    camera_id    TEXT    NOT NULL DEFAULT '',
+    payload      BLOB    NOT NULL,
+    size         INTEGER NOT NULL,
+    has_snapshot INTEGER NOT NULL DEFAULT 0,
+    created_at   REAL    NOT NULL,
+    UNIQUE (event_id, seq)
+);
+CREATE INDEX IF NOT EXISTS outbox_snapshots ON outbox (id) WHERE has_snapshot = 1;
+CREATE TABLE IF NOT EXISTS known_events (
+    event_id  TEXT PRIMARY KEY,
+    camera_id TEXT NOT NULL DEFAULT '',
+    first_at  REAL NOT NULL,
+    last_at   REAL NOT NULL,
+    last_seq  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS known_events_last ON known_events (last_at);
+CREATE TABLE IF NOT EXISTS acks (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id    TEXT NOT NULL,
+    case_id     TEXT NOT NULL,
+    acked_by    TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    UNIQUE (event_id, case_id, acked_by)
+);
+CREATE INDEX IF NOT EXISTS acks_event ON acks (event_id, id);
+CREATE TABLE IF NOT EXISTS counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"""
+
+
+class OutboxError(RuntimeError):
+    """The outbox database cannot be opened or written (disk full, corrupt file, permissions)."""
+
+    def __init__(self, message: str, *, disk_full: bool = False) -> None:
+        super().__init__(message)
+        self.disk_full = disk_full
+
+
+class UnknownEventError(KeyError):
+    """An ack names an event id this gateway never queued (or forgot after `history_days`)."""
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """An alert message to queue: its topic, the JSON payload, and the ids the centre dedups on."""
+
+    topic: str
+    payload: dict[str, Any]
+    event_id: str
+    seq: int
+    state: str = ""
+    replace: bool = False
+    """A notice that supersedes its own still-queued predecessor with the same (event_id, seq)
+    (the page's acknowledgement of an event) instead of being ignored as a duplicate."""
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """One queued alert message, exactly as it will be published."""
+
+    id: int
+    topic: str
+    event_id: str
+    seq: int
+    state: str
+    payload: bytes
+    created_at: float
+
+
+@dataclass(frozen=True)
+class AckRecord:
+    """The centre's acknowledgement of one alert: it became case `case_id`, taken by `by`."""
+
+    event_id: str
+    case_id: str
+    by: str
+    received_at: float
+
+
+@dataclass(frozen=True)
+class Eviction:
+    """What one eviction removed; logged after the transaction commits."""
+
+    kind: str
+    event_id: str
+    seq: int
+    state: str
+    camera_id: str
+    freed: int
+    created_at: float
+    in_memory: bool = False
+    """Evicted from the messages held in memory (the disk was full), not from the file."""
+
+
+@dataclass(frozen=True)
+class OutboxStats:
+    depth: int
+    bytes: int
+    max_bytes: int
+    oldest_age_s: float | None
+    evictions: dict[str, int]
+    held: int = 0
+    """Of `depth`, messages held in memory because the disk could not take them."""
+    held_bytes: int = 0
+    problem: str | None = None
+    disk_full: bool = False
+
+
+@dataclass
+class _Held:
+    """A message the disk could not take, kept in memory (in id order) until it can."""
+
+    id: int
+    topic: str
+    event_id: str
+    seq: int
+    state: str
+    camera_id: str
+    body: bytes
+    size: int
+    has_snapshot: bool
+    created_at: float
+
+    def message(self) -> OutboxMessage:
+        return OutboxMessage(self.id, self.topic, self.event_id, self.seq, self.state, self.body, self.created_at)
+
+    def eviction(self, kind: str, freed: int) -> Eviction:
+        return Eviction(kind, self.event_id, self.seq, self.state, self.camera_id, freed, self.created_at, True)
+
+
+def encode_payload(payload: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON; NaN/Infinity are refused (they are not JSON and break consumers)."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def has_inline_snapshot(payload: dict[str, Any]) -> bool:
+    snapshot = payload.get("snapshot")
+    return isinstance(snapshot, dict) and bool(snapshot.get("data"))
+
+
+def shed_snapshot(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload without its inline snapshot: keeps every other field, says the picture was evicted.
+
+    The marker goes into `details` (the schema's open object for extras; gw.alert/1 allows no new
+    top-level keys), so a shed message still validates.
+    """
+    slim = dict(payload)
+    slim["snapshot"] = None
+    details = slim.get("details")
+    if details is None or isinstance(details, dict):
+        slim["details"] = {**(details or {}), "snapshot_evicted": True}
+    return slim
+
+
+class Outbox:
+    """SQLite-backed queue of alert messages plus the ack records; safe to share between threads."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        max_bytes: int = 200 * MiB,
+        *,
+        history_days: float = 30.0,
+        hold_max_bytes: int = HOLD_MAX_BYTES,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self.max_bytes = int(max_bytes)
+        self.hold_max_bytes = int(hold_max_bytes)
+        self.history_s = history_days * 86400.0
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._db: sqlite3.Connection | None = None
+        self._depth = self._bytes = 0
+        self._evictions = dict.fromkeys(EVICTION_KINDS, 0)
+        self._unsaved_evictions = dict.fromkeys(EVICTION_KINDS, 0)
+        self._held: dict[int, _Held] = {}
+        self._held_bytes = 0
+        self._last_id = 0
+        self._next_prune = 0.0
+        self.problem: str | None = None
+        """Why the file cannot take writes right now (None when it can)."""
+        self.disk_full = False
+        self.generation = 0
+        """Increases when the file is opened late: rows older than the held ones may appear."""
+        self._problem_logged_at = 0.0
+        try:
+            self._attach(self._open(self.path))
+        except OutboxError as exc:
+            if not exc.disk_full:
+                raise
+            # Held ids must stay above every id in the file we cannot read yet: a millisecond
+            # clock is far above any row count the file can have reached.
+            self._last_id = int(self._clock() * 1000)
+            self._set_problem(exc.__cause__ or exc)
+        if self._depth:
+            log.info("outbox %s holds %d undelivered alert messages (%s); they will be sent first",
+                     self.path, self._depth, _human(self._bytes))
+
+    @classmethod
+    def in_dir(cls, data_dir: str | Path, max_mb: float = 200.0, **kwargs: Any) -> Outbox:
+        """The gateway's outbox: `<data_dir>/outbox.sqlite3`, capped at `storage.outbox_max_mb`."""
+        return cls(Path(data_dir) / DB_NAME, int(max_mb * MiB), **kwargs)
+
+    # ------------------------------------------------------------------ opening
+
+    @staticmethod
+    def _open(path: Path) -> sqlite3.Connection:
+        try:
+            return open_wal(path, SCHEMA, synchronous="FULL")
+        except (sqlite3.Error, OSError) as exc:
+            if is_disk_full(exc, path):
+                raise OutboxError(f"cannot open the alert outbox {path}: {describe(exc, path)}",
+                                  disk_full=True) from exc
+            if isinstance(exc, OSError):
+                raise OutboxError(f"cannot create the alert outbox {path}: {exc}") from exc
+            raise OutboxError(
+                f"cannot open the alert outbox {path}: {exc}. Queued alerts are in this file; "
+                "move it aside (do not delete it) if it is damaged, and restart."
+            ) from exc
+
+    def _attach(self, db: sqlite3.Connection) -> None:
+        """Start using an opened file: its counts, its counters, ids above its own."""
+        self._db = db
+        self._depth, self._bytes = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
+        stored = self._load_counters()
+        self._evictions = {kind: stored[kind] + self._unsaved_evictions[kind] for kind in EVICTION_KINDS}
+        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='outbox'").fetchone()
+        self._last_id = max(self._last_id, row[0] if row else 0)
+        self._prune()
+
+    def _load_counters(self) -> dict[str, int]:
+        counts = dict.fromkeys(EVICTION_KINDS, 0)
+        assert self._db is not None
+        for name, value in self._db.execute("SELECT name, value FROM counters"):
+            if name.startswith("evicted_") and name[8:] in counts:
+                counts[name[8:]] = value
+        return counts
+
+    def close(self) -> None:
+        with self._lock:
+            if self._held:
+                self._write_held_locked(self._clock(), [])
+            if self._held:
+                log.error("outbox %s: %d alert messages held in memory could not be written (%s) and are "
+                          "lost with this stop", self.path, len(self._held), self.problem)
+            if self._db is not None:
+                self._db.close()
+
+    # ------------------------------------------------------------------ transactions
+
+    def _transaction(self, durable: bool = True) -> "_Transaction":
+        assert self._db is not None
+        return _Transaction(self._db, durable)
+
+    # ------------------------------------------------------------------ put
+
+    def put(self, topic: str, payload: dict[str, Any], event_id: str, seq: int, state: str = "") -> int:
+        """Store one alert message durably (fsynced) and return its row id.
+
+        Putting the same (event_id, seq) again while it is still queued is a no-op that returns
+        the existing row: a producer that retries after a crash cannot create two messages.
+        A message the disk cannot take is held in memory (see the module docstring).
+        """
+        return self.put_many([NewMessage(topic, payload, event_id, seq, state)])[0]
+
+    def put_many(self, messages: Sequence[NewMessage]) -> list[int]:
+        """Store several alert messages in one transaction (one fsync); row ids in the same order.
+
+        For producers that emit a burst at once (several events ending in one tick): the cost of a
+        put is dominated by the fsync, so a batch of n costs about as much as one message.
+        Raises ValueError for a message without valid ids or with a payload that is not JSON.
+        """
+        for message in messages:
+            _check_ids(message.event_id, message.seq)
+        encoded = [(m, encode_payload(m.payload)) for m in messages]  # bad JSON fails before anything
+        now = self._clock()
+        evictions: list[Eviction] = []
+        with self._lock:
+            if self._held or self._db is None:
+                self._write_held_locked(now, evictions)
+            row_ids = None
+            if not self._held and self._db is not None:
+                try:
+                    row_ids = self._put_locked(encoded, now, evictions)
+                    self._clear_problem()
+                except sqlite3.Error as exc:
+                    self._resync()
+                    self._set_problem(exc)
+            if row_ids is None:
+                row_ids = [self._hold(message, body, now, evictions) for message, body in encoded]
+            if self._db is not None and now >= self._next_prune:
+                self._prune()
+        for eviction in evictions:
+            self._log_eviction(eviction)
+        return row_ids
+
+    def _put_locked(self, encoded: list[tuple[NewMessage, bytes]], now: float,
+                    evictions: list[Eviction]) -> list[int]:
+        row_ids: list[int] = []
+        made: list[Eviction] = []
+        with self._transaction():
+            for message, body in encoded:
+                row_ids.append(self._insert(message, body, now, made))
+            self._save_counters(made)
+        self._counted(made)
+        evictions.extend(made)
+        return row_ids
+
+    def _insert(self, m: NewMessage, body: bytes, now: float, evictions: list[Eviction]) -> int:
+        assert self._db is not None
+        existing = self._db.execute("SELECT id, size FROM outbox WHERE event_id=? AND seq=?",
+                                    (m.event_id, m.seq)).fetchone()
+        if existing and not m.replace:
+            log.debug("alert %s/%d is already queued (row %d); not stored twice", m.event_id, m.seq, existing[0])
+            return int(existing[0])
+        if existing:
+            self._db.execute("DELETE FROM outbox WHERE id=?", (existing[0],))
+            self._depth -= 1
+            self._bytes -= existing[1]
+        camera_id = str(m.payload.get("camera_id") or "")
+        has_snapshot = has_inline_snapshot(m.payload)
+        size = _row_size(m.topic, body)
+        evictions.extend(self._make_room(size))
+        if self._bytes + size > self.max_bytes and has_snapshot:
+            slim = encode_payload(shed_snapshot(m.payload))
+            evictions.append(Eviction("snapshot", m.event_id, m.seq, m.state, camera_id, len(body) - len(slim), now))
+            body, size, has_snapshot = slim, _row_size(m.topic, slim), False
+        return self._insert_row(None, m.topic, m.event_id, m.seq, m.state, camera_id, body, size, has_snapshot, now)
+
+    def _insert_row(self, row_id: int | None, topic: str, event_id: str, seq: int, state: str, camera_id: str,
+                    body: bytes, size: int, has_snapshot: bool, created_at: float) -> int:
+        """One row (with the id it was held under, if any) and its known_events entry.
+
+        Ids are handed out here, not by AUTOINCREMENT: a held message that was delivered from memory
+        never reaches the table, and its id must still never be given to a later row (a sender
+        that walks rows by id is already past it).
+        """
+        assert self._db is not None
+        if row_id is None:
+            row_id = self._last_id + 1
+        cursor = self._db.execute(
+            "INSERT INTO outbox (id, topic, event_id, seq, state, camera_id, payload, size, has_snapshot, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (row_id, topic, event_id, seq, state, camera_id, body, size, int(has_snapshot), created_at),
+        )
+        self._db.execute(
+            "INSERT INTO known_events (event_id, camera_id, first_at, last_at, last_seq) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT(event_id) DO UPDATE SET last_at=excluded.last_at, last_seq=MAX(last_seq, excluded.last_seq)",
+            (event_id, camera_id, created_at, created_at, seq),
+        )
+        self._depth += 1
+        self._bytes += size
+        new_id = int(cursor.lastrowid)
+        self._last_id = max(self._last_id, new_id)
+        return new_id
+
+    # ------------------------------------------------------------------ held in memory
+
+    def _hold(self, m: NewMessage, body: bytes, now: float, evictions: list[Eviction]) -> int:
+        """Keep one message in memory (the file cannot take it); returns its row id."""
+        existing = self._queued_id(m.event_id, m.seq)
+        if existing is not None:
+            if not m.replace:
+                return existing
+            self._forget(existing)
+        self._last_id += 1
+        held = _Held(self._last_id, m.topic, m.event_id, m.seq, m.state, str(m.payload.get("camera_id") or ""),
+                     body, _row_size(m.topic, body), has_inline_snapshot(m.payload), now)
+        self._held[held.id] = held
+        self._held_bytes += held.size
+        made = self._trim_held(keep=held.id)
+        self._counted(made)
+        for kind in (e.kind for e in made):
+            self._unsaved_evictions[kind] += 1
+        evictions.extend(made)
+        return held.id
+
+    def _queued_id(self, event_id: str, seq: int) -> int | None:
+        for held in self._held.values():
+            if held.event_id == event_id and held.seq == seq:
+                return held.id
+        if self._db is not None:
+            try:
+                row = self._db.execute("SELECT id FROM outbox WHERE event_id=? AND seq=?", (event_id, seq)).fetchone()
+            except sqlite3.Error:
+                return None
+            return int(row[0]) if row else None
+        return None
+
+    def _forget(self, row_id: int) -> None:
+        held = self._held.pop(row_id, None)
+        if held is not None:
+            self._held_bytes -= held.size
+        else:
+            self._delete_rows([row_id])
+
+    def _trim_held(self, keep: int) -> list[Eviction]:
+        """Bring the held messages under `hold_max_bytes`: snapshots, superseded updates, oldest."""
+        made: list[Eviction] = []
+        while self._held_bytes > self.hold_max_bytes:
+            with_picture = sorted((h for h in self._held.values() if h.has_snapshot),
+                                  key=lambda h: (h.state == "start", h.id))
+            if with_picture:
+                made.append(self._shed_held_snapshot(with_picture[0]))
+                continue
+            later = {h.event_id: h.seq for h in self._held.values()}
+            superseded = next((h for h in self._held.values()
+                               if h.state == "update" and later[h.event_id] > h.seq), None)
+            oldest = next((h for h in self._held.values() if h.id != keep), None)
+            victim = superseded or oldest
+            if victim is None:
+                break
+            del self._held[victim.id]
+            self._held_bytes -= victim.size
+            made.append(victim.eviction("superseded_update" if victim is superseded else "message", victim.size))
+        return made
+
+    def _shed_held_snapshot(self, held: _Held) -> Eviction:
+        slim = encode_payload(shed_snapshot(json.loads(held.body)))
+        new_size = _row_size(held.topic, slim)
+        freed = held.size - new_size
+        held.body, held.size, held.has_snapshot = slim, new_size, False
+        self._held_bytes -= freed
+        return held.eviction("snapshot", freed)
+
+    def write_held(self) -> bool:
+        """Write the messages held in memory to the file if it takes them now (opening it first
+        if it could not be opened); True when nothing is held any more."""
+        evictions: list[Eviction] = []
+        with self._lock:
+            done = self._write_held_locked(self._clock(), evictions)
+        for eviction in evictions:
+            self._log_eviction(eviction)
+        return done
+
+    def _write_held_locked(self, now: float, evictions: list[Eviction]) -> bool:
+        if self._db is None:
+            try:
+                db = self._open(self.path)
+            except OutboxError as exc:
+                self._set_problem(exc.__cause__ or exc)
+                return False
+            self._attach(db)
+            self.generation += 1
+            log.warning("outbox %s: opened at last (%d undelivered messages in the file, %d held in memory)",
+                        self.path, self._depth, len(self._held))
+        written = 0
+        while self._held:
+            chunk = list(self._held.values())[:WRITE_CHUNK]
+            made: list[Eviction] = []
+            try:
+                with self._transaction():
+                    for held in chunk:
+                        self._write_one(held, made)
+                    self._save_counters(made, unsaved=True)
+            except sqlite3.Error as exc:
+                self._resync()
+                self._set_problem(exc)
+                return False
+            for held in chunk:
+                del self._held[held.id]
+                self._held_bytes -= held.size
+            self._counted(made)
+            self._unsaved_evictions = dict.fromkeys(EVICTION_KINDS, 0)
+            evictions.extend(made)
+            written += len(chunk)
+        if written:
+            log.warning("outbox %s: the disk takes writes again; wrote the %d alert messages held in memory",
+                        self.path, written)
+        elif self.disk_full and (free_bytes(self.path) or 0) < LOW_SPACE_BYTES:
+            return True  # nothing to write, but no sign yet that the disk has room again
+        self._clear_problem()
+        return True
+
+    def _write_one(self, held: _Held, evictions: list[Eviction]) -> None:
+        assert self._db is not None
+        existing = self._db.execute("SELECT id FROM outbox WHERE event_id=? AND seq=?",
+                                    (held.event_id, held.seq)).fetchone()
+        if existing:  # queued in the file before it could be opened: the file's row is the one
+            return
+        evictions.extend(self._make_room(held.size))
+        body, size, has_snapshot = held.body, held.size, held.has_snapshot
+        if self._bytes + size > self.max_bytes and has_snapshot:
+            body = encode_payload(shed_snapshot(json.loads(body)))
+            size, has_snapshot = _row_size(held.topic, body), False
+            evictions.append(replace(held.eviction("snapshot", held.size - size), in_memory=False))
+        self._insert_row(held.id, held.topic, held.event_id, held.seq, held.state, held.camera_id, body, size,
+                         has_snapshot, held.created_at)
+
+    def _set_problem(self, exc: BaseException) -> None:
+        """The file cannot take writes: say so once (and every REMIND_S while it lasts)."""
+        problem = describe(exc, self.path)
+        self.disk_full = is_disk_full(exc, self.path)
+        now = time.monotonic()
+        if problem != self.problem or now - self._problem_logged_at >= REMIND_S:
+            log.error("outbox %s cannot take alerts: %s; keeping them in memory (up to %s; %d held) and "
+                      "writing them as soon as it can; they are still delivered meanwhile",
+                      self.path, problem, _human(self.hold_max_bytes), len(self._held))
+            self._problem_logged_at = now
+        self.problem = problem
+
+    def _clear_problem(self) -> None:
+        if self.problem is not None:
+            log.warning("outbox %s takes writes again (was: %s)", self.path, self.problem)
+        self.problem, self.disk_full = None, False
+
+    # ------------------------------------------------------------------ eviction
+
+    def _make_room(self, needed: int) -> list[Eviction]:
+        """Evict (inside the caller's transaction) until `needed` more bytes fit, or nothing is left."""
+        evictions: list[Eviction] = []
+        for evict in (self._shed_one_snapshot, self._drop_superseded_update, self._drop_oldest):
+            while self._bytes + needed > self.max_bytes:
+                eviction = evict()
+                if eviction is None:
+                    break
+                evictions.append(eviction)
+        return evictions
+
+    def _shed_one_snapshot(self) -> Eviction | None:
+        row = self._db.execute(
+            "SELECT id, topic, event_id, seq, state, camera_id, payload, size, created_at FROM outbox"
+            " WHERE has_snapshot = 1 ORDER BY state = 'start', id LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        row_id, topic, event_id, seq, state, camera_id, body, size, created_at = row
+        slim = encode_payload(shed_snapshot(json.loads(body)))
+        new_size = _row_size(topic, slim)
+        self._db.execute("UPDATE outbox SET payload=?, size=?, has_snapshot=0 WHERE id=?", (slim, new_size, row_id))
+        self._bytes -= size - new_size
+        return Eviction("snapshot", event_id, seq, state, camera_id, size - new_size, created_at)
+
+    def _drop_superseded_update(self) -> Eviction | None:
+        row = self._db.execute(
+            "SELECT id, event_id, seq, state, camera_id, size, created_at FROM outbox AS o"
+            " WHERE state = 'update' AND EXISTS"
+            " (SELECT 1 FROM outbox AS n WHERE n.event_id = o.event_id AND n.seq > o.seq)"
+            " ORDER BY id LIMIT 1"
+        ).fetchone()
+        return self._drop(row, "superseded_update")
+
+    def _drop_oldest(self) -> Eviction | None:
+        row = self._db.execute(
+            "SELECT id, event_id, seq, state, camera_id, size, created_at FROM outbox ORDER BY id LIMIT 1"
+        ).fetchone()
+        return self._drop(row, "message")
+
+    def _drop(self, row: tuple | None, kind: str) -> Eviction | None:
+        if row is None:
+            return None
+        row_id, event_id, seq, state, camera_id, size, created_at = row
+        self._db.execute("DELETE FROM outbox WHERE id=?", (row_id,))
+        self._bytes -= size
+        self._depth -= 1
+        return Eviction(kind, event_id, seq, state, camera_id, size, created_at)
+
+    def _save_counters(self, evictions: list[Eviction], unsaved: bool = False) -> None:
+        """Add evictions (and, with `unsaved`, those counted while the file could not be written)
+        to the `counters` table, inside the caller's transaction."""
+        assert self._db is not None
+        counts = dict(self._unsaved_evictions) if unsaved else dict.fromkeys(EVICTION_KINDS, 0)
+        for eviction in evictions:
+            counts[eviction.kind] += 1
+        for kind, count in counts.items():
+            if count:
+                self._db.execute(
+                    "INSERT INTO counters (name, value) VALUES (?, ?)"
+                    " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                    (f"evicted_{kind}", count),
+                )
+
+    def _counted(self, evictions: list[Eviction]) -> None:
+        """Count evictions that happened (after their transaction committed, or in memory)."""
+        for eviction in evictions:
+            self._evictions[eviction.kind] += 1
+
+    def _log_eviction(self, ev: Eviction) -> None:
+        age = max(0.0, self._clock() - ev.created_at)
+        what = f"event {ev.event_id} seq {ev.seq} ({ev.state or 'message'}, camera {ev.camera_id or '?'}, queued {age:.0f} s)"
+        total = self._evictions[ev.kind]
+        where = (f"alerts held in memory over their {_human(self.hold_max_bytes)} bound ({self.problem})"
+                 if ev.in_memory else f"outbox over its {_human(self.max_bytes)} cap")
+        if ev.kind == "snapshot":
+            log.warning("%s: dropped the snapshot of %s, freed %d kB; the alert itself is kept (%d snapshots shed "
+                        "so far)", where, what, ev.freed // 1024, total)
+        elif ev.kind == "superseded_update":
+            log.warning("%s: dropped %s; a later message of the same event is still queued (%d superseded "
+                        "updates dropped so far)", where, what, total)
+        elif ev.in_memory:
+            log.error("%s: DROPPED %s (%d alert messages dropped so far); free space on the data disk, or "
+                      "raise storage.hold_max_mb", where, what, total)
+        else:
+            log.error("%s with alert metadata only: DROPPED %s (%d alert messages dropped so far); the far end "
+                      "has been unreachable too long or the cap is too small (storage.outbox_max_mb)",
+                      where, what, total)
+
+    # ------------------------------------------------------------------ delivery side
+
+    def pending(self, after_id: int = 0, limit: int = 100) -> list[OutboxMessage]:
+        """Queued messages with row id > after_id, oldest first (held ones included)."""
+        with self._lock:
+            rows = []
+            if self._db is not None:
+                rows = [OutboxMessage(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6]) for r in self._db.execute(
+                    "SELECT id, topic, event_id, seq, state, payload, created_at FROM outbox"
+                    " WHERE id > ? ORDER BY id LIMIT ?",
+                    (after_id, limit),
+                )]
+            held = [h.message() for h in self._held.values() if h.id > after_id][:limit]
+        if not held:
+            return rows
+        return sorted(rows + held, key=lambda message: message.id)[:limit]
+
+    def get(self, row_id: int) -> OutboxMessage | None:
+        with self._lock:
+            held = self._held.get(row_id)
+            if held is not None:
+                return held.message()
+            if self._db is None:
+                return None
+            r = self._db.execute(
+                "SELECT id, topic, event_id, seq, state, payload, created_at FROM outbox WHERE id=?", (row_id,)
+            ).fetchone()
+        return OutboxMessage(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), r[6]) if r else None
+
+    def delete(self, row_ids: Iterable[int]) -> int:
+        """Remove delivered messages (PUBACK received). Not fsynced: see the module docstring."""
+        ids = list(row_ids)
+        if not ids:
+            return 0
+        with self._lock:
+            in_file = [row_id for row_id in ids if row_id not in self._held]
+            for row_id in (row_id for row_id in ids if row_id in self._held):
+                self._held_bytes -= self._held.pop(row_id).size
+            return len(ids) - len(in_file) + self._delete_rows(in_file)
+
+    def _delete_rows(self, ids: list[int]) -> int:
+        if not ids or self._db is None:
+            return 0
+        try:
+            removed, freed = 0, 0
+            with self._transaction(durable=False):
+                for chunk in _chunks(ids, 500):
+                    marks = ",".join("?" * len(chunk))
+                    removed_now, freed_now = self._db.execute(
+                        f"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox WHERE id IN ({marks})", chunk
+                    ).fetchone()
+                    self._db.execute(f"DELETE FROM outbox WHERE id IN ({marks})", chunk)
+                    removed, freed = removed + removed_now, freed + freed_now
+            self._depth -= removed
+            self._bytes -= freed
+            return removed
+        except sqlite3.Error as exc:
+            self._resync()
+            if is_disk_full(exc, self.path):  # said once (see _set_problem), not once per delivery
+                self._set_problem(exc)
+                log.debug("cannot remove %d delivered alerts from the outbox %s (disk full); they will be sent "
+                          "again after a restart", len(ids), self.path)
+            else:
+                log.error("cannot remove %d delivered alerts from the outbox %s: %s; they will be sent again",
+                          len(ids), self.path, describe(exc, self.path))
+            return 0
+
+    # ------------------------------------------------------------------ state
+
+    def depth(self) -> int:
+        """Undelivered messages: in the file plus held in memory."""
+        return self._depth + len(self._held)
+
+    def size_bytes(self) -> int:
+        return self._bytes + self._held_bytes
+
+    def oldest_age_s(self, now: float | None = None) -> float | None:
+        """Age of the oldest undelivered message, or None when the outbox is empty."""
+        with self._lock:
+            oldest = [held.created_at for held in list(self._held.values())[:1]]
+            if self._db is not None:
+                row = self._db.execute("SELECT created_at FROM outbox ORDER BY id LIMIT 1").fetchone()
+                oldest += [row[0]] if row else []
+        if not oldest:
+            return None
+        return max(0.0, (self._clock() if now is None else now) - min(oldest))
+
+    def evictions(self) -> dict[str, int]:
+        return dict(self._evictions)
+
+    def held(self) -> int:
+        """Messages held in memory because the file cannot take them."""
+        return len(self._held)
+
+    def stats(self) -> OutboxStats:
+        with self._lock:
+            return OutboxStats(self.depth(), self.size_bytes(), self.max_bytes, self.oldest_age_s(),
+                               self.evictions(), len(self._held), self._held_bytes, self.problem, self.disk_full)
+
+    # ------------------------------------------------------------------ acks
+
+    def is_known_event(self, event_id: str) -> bool:
+        with self._lock:
+            if any(held.event_id == event_id for held in self._held.values()):
+                return True
+            if self._db is None:
+                return False
+            return self._db.execute("SELECT 1 FROM known_events WHERE event_id=?", (event_id,)).fetchone() is not None
+
+    def record_ack(
+        self, event_id: str, case_id: str, by: str, received_at: float | None = None
+    ) -> tuple[AckRecord, bool]:
+        """Store the centre's ack; returns (record, is_new). A repeated identical ack is not new.
+
+        Raises UnknownEventError when this gateway never queued `event_id`, OutboxError when the
+        file cannot take it (the disk is full).
+        """
+        at = self._clock() if received_at is None else received_at
+        with self._lock:
+            if not self.is_known_event(event_id):
+                raise UnknownEventError(event_id)
+            if self._db is None:
+                raise OutboxError(f"cannot record the ack of event {event_id}: the outbox {self.path} cannot be "
+                                  f"opened ({self.problem})", disk_full=self.disk_full)
+            try:
+                with self._transaction():
+                    cursor = self._db.execute(
+                        "INSERT INTO acks (event_id, case_id, acked_by, received_at) VALUES (?, ?, ?, ?)"
+                        " ON CONFLICT DO NOTHING",
+                        (event_id, case_id, by, at),
+                    )
+            except sqlite3.Error as exc:
+                raise OutboxError(f"cannot record the ack of event {event_id} in {self.path}: "
+                                  f"{describe(exc, self.path)}", disk_full=is_disk_full(exc, self.path)) from exc
+            if cursor.rowcount == 1:
+                return AckRecord(event_id, case_id, by, at), True
+            row = self._db.execute(
+                "SELECT received_at FROM acks WHERE event_id=? AND case_id=? AND acked_by=?", (event_id, case_id, by)
+            ).fetchone()
+        return AckRecord(event_id, case_id, by, row[0]), False
+
+    def ack_for(self, event_id: str) -> AckRecord | None:
+        """The latest ack of one event, or None when the centre has not acknowledged it."""
+        with self._lock:
+            if self._db is None:
+                return None
+            row = self._db.execute(
+                "SELECT event_id, case_id, acked_by, received_at FROM acks WHERE event_id=? ORDER BY id DESC LIMIT 1",
+                (event_id,),
+            ).fetchone()
+        return AckRecord(*row) if row else None
+
+    def acks(self, limit: int = 100, since: float | None = None) -> list[AckRecord]:
+        """Recent acks, newest first; `since` (epoch seconds) keeps only later ones."""
+        where, args = ("WHERE received_at >= ?", (since,)) if since is not None else ("", ())
+        with self._lock:
+            if self._db is None:
+                return []
+            rows = self._db.execute(
+                f"SELECT event_id, case_id, acked_by, received_at FROM acks {where} ORDER BY id DESC LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+        return [AckRecord(*row) for row in rows]
+
+    # ------------------------------------------------------------------ housekeeping
+
+    def _prune(self) -> None:
+        """Forget events and acks older than `history_days` (but never an event still queued)."""
+        cutoff = self._clock() - self.history_s
+        try:
+            with self._transaction(durable=False):
+                self._db.execute(
+                    "DELETE FROM known_events WHERE last_at < ?"
+                    " AND event_id NOT IN (SELECT event_id FROM outbox)",
+                    (cutoff,),
+                )
+                self._db.execute("DELETE FROM acks WHERE received_at < ?", (cutoff,))
+        except sqlite3.Error as exc:
+            log.warning("outbox %s: could not prune old event history: %s", self.path, exc)
+        self._next_prune = self._clock() + 3600.0
+
+    def _resync(self) -> None:
+        """Re-read depth and size after a failed transaction so the in-memory counters stay true."""
+        if self._db is None:
+            return
+        try:
+            self._depth, self._bytes = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox"
+            ).fetchone()
+        except sqlite3.Error:
+            pass
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT, fsynced (FULL) unless `durable` is False (then NORMAL)."""
+
+    def __init__(self, db: sqlite3.Connection, durable: bool) -> None:
+        self._db = db
+        self._durable = durable
+
+    def __enter__(self) -> sqlite3.Connection:
+        if not self._durable:
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("BEGIN IMMEDIATE")
+        return self._db
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None:
+                try:
+                    self._db.execute("COMMIT")
+                except sqlite3.Error:
+                    self._rollback()
+                    raise
+            else:
+                self._rollback()
+        finally:
+            if not self._durable:
+                self._db.execute("PRAGMA synchronous=FULL")
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+
+
+def _check_ids(event_id: object, seq: object) -> None:
+    if not isinstance(event_id, str) or not event_id:
+        raise ValueError(f"event_id must be a non-empty string, got {event_id!r}")
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        raise ValueError(f"seq must be a non-negative integer, got {seq!r}")
+
+
+def _human(size: int) -> str:
+    return f"{size / MiB:.1f} MB" if size >= MiB else f"{size / 1024:.0f} kB"
+
+
+def _row_size(topic: str, body: bytes) -> int:
+    return len(body) + len(topic) + ROW_OVERHEAD
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

@@ -1,0 +1,278 @@
+"""The router: the one path of every alert after it is raised, whoever raised it.
+
+For each batch of alert messages (`route`), in this order:
+
+1. **Every output queues it durably** (`AlertSink.submit`: its own outbox, fsynced) before
+   anything else happens. Outputs are independent: one that is down, slow or broken neither
+   blocks nor loses another's alerts; each delivers from its own outbox on its own thread.
+2. **The history records it** for the web page. If the disk is full, the history gives way:
+   evidence pictures of old events are deleted to make room for alerts (`shed_pictures`), and
+   alerts are recorded without pictures until the disk takes writes again.
+3. **Reactions run** (the PTZ linkage of sensors); a failing reaction is logged, never raised.
+
+Nothing here raises into the caller: the analysis thread, the sensor hub and the supervisor all
+call `route`, and none of them may die because a disk is full or an output misbehaves.
+
+A full data disk (every output's outbox and the history share it): outboxes hold what they
+cannot write in memory (bounded, newest kept; still delivered) and write it when space returns.
+The router makes room by shedding pictures first, retries the held alerts every `tick`, reports
+`disk_full` in `health()` (so /healthz, the MQTT status and /metrics show it) and raises a
+`disk_full` alert that ends when the disk has taken writes again for a while.
+
+The case loop also passes through here: the page's acknowledgement (recorded in the ledger by
+the API, announced to the centre by every output that can: `announce_page_ack`), the centre's
+acks (`on_centre_ack`) and its case progress (`record_case`, stored in the history).
+The ledger, where acks and the ids of sent events are kept, is the MQTT output's outbox (the
+file `outbox.sqlite3`, as before outputs existed), or the first output's when there is no MQTT.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from gateway.delivery.cases import CaseUpdate
+from gateway.delivery.diskwatch import DiskFullWatch
+from gateway.delivery.history import EventHistory
+from gateway.delivery.outbox import AckRecord, Outbox, UnknownEventError
+from gateway.delivery.reactions import Reaction
+from gateway.delivery.sink import AlertSink
+from gateway.delivery.storage import LOW_SPACE_BYTES, free_bytes
+from gateway.events import AlertMessage
+
+log = logging.getLogger(__name__)
+
+SHED_EVERY_S = 2.0
+"""Pictures are shed for room at most this often while the disk stays full."""
+SHED_MIN_BYTES = 1024 * 1024
+REMIND_S = 300.0
+
+
+@dataclass(frozen=True)
+class Output:
+    """One configured output as the router holds it: the sink and the outbox it queues into."""
+
+    sink: AlertSink
+    outbox: Outbox
+
+
+@runtime_checkable
+class AckAnnouncer(Protocol):
+    """An output that tells the centre about acknowledgements made on the gateway's page (MQTT)."""
+
+    def announce_ack(self, ack: AckRecord, note: str | None, at: str) -> None:
+        """Queue the acknowledgement (`at`: its ISO-8601 time in the gateway's zone) for the centre."""
+        ...
+
+
+class AlertRouter:
+    def __init__(
+        self,
+        outputs: Sequence[Output],
+        history: EventHistory,
+        *,
+        gateway_id: str,
+        reactions: Sequence[Reaction] = (),
+        disk_watch: DiskFullWatch | None = None,
+        timezone: tzinfo | None = None,
+        data_dir: Path | None = None,
+    ) -> None:
+        if not outputs:
+            raise ValueError("the router needs at least one output")
+        self.outputs = list(outputs)
+        self.history = history
+        self.gateway_id = gateway_id
+        self.reactions = list(reactions)
+        self.disk_watch = disk_watch
+        self.timezone = timezone
+        self.data_dir = data_dir or history.data_dir
+        announcers = [out for out in self.outputs if isinstance(out.sink, AckAnnouncer)]
+        self.ledger = (announcers[0] if announcers else self.outputs[0]).outbox
+        self._lock = threading.RLock()
+        self._next_shed = 0.0
+        self._logged: dict[str, float] = {}
+        self._history_failures = 0
+
+    @property
+    def sinks(self) -> list[AlertSink]:
+        return [out.sink for out in self.outputs]
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start every output's delivery (each returns at once; a far end that is down never blocks)."""
+        for out in self.outputs:
+            out.sink.start()
+
+    def stop(self) -> None:
+        """End an open disk_full alert, stop every output (each flushes briefly), close the files."""
+        if self.disk_watch is not None:
+            self.route(self.disk_watch.close(time.monotonic(), self._now()))
+        for out in self.outputs:
+            try:
+                out.sink.stop()
+            except Exception:  # noqa: BLE001 - one output must not keep the others from stopping
+                log.exception("output %s did not stop cleanly", out.sink.name)
+        for out in self.outputs:
+            out.outbox.close()
+        self.history.close()
+
+    # ------------------------------------------------------------------ alerts
+
+    def route(self, messages: Sequence[AlertMessage]) -> None:
+        """Queue alerts for every output, record them, run reactions. Never raises."""
+        if not messages:
+            return
+        payloads = [message.payload for message in messages]
+        with self._lock:
+            for out in self.outputs:
+                try:
+                    out.sink.submit(payloads)
+                except Exception as exc:  # noqa: BLE001 - one output's bug must not cost the others
+                    self._log_once(f"submit:{out.sink.name}", logging.ERROR,
+                                   "output %s could not queue %d alerts (%s: %s); other outputs are not "
+                                   "affected", out.sink.name, len(payloads), type(exc).__name__, exc)
+            if any(out.outbox.held() for out in self.outputs):
+                self._make_room()
+            self._record(messages)
+        for message in messages:
+            self._react(message)
+            payload = message.payload
+            log.info("%s: %s [%s seq %d, event %s]", _subject(payload), payload.get("title_zh"),
+                     message.state, message.seq, message.event_id)
+
+    def _record(self, messages: Sequence[AlertMessage]) -> None:
+        pictures = not self.disk_full
+        for message in messages:
+            try:
+                self.history.record(message, pictures=pictures)
+            except Exception as exc:  # noqa: BLE001 - the page's copy must never cost the alert itself
+                self._history_failures += 1
+                self._log_once("history", logging.ERROR, "event %s: not recorded in the web page's history (%s); "
+                               "the alert itself is queued for every output (%d not recorded so far)",
+                               message.event_id, exc, self._history_failures)
+
+    def _react(self, message: AlertMessage) -> None:
+        for reaction in self.reactions:
+            try:
+                reaction(message)
+            except Exception:  # noqa: BLE001
+                log.exception("event %s: reaction %s failed", message.event_id, type(reaction).__name__)
+
+    def _make_room(self) -> None:
+        """The disk did not take an alert: delete old evidence pictures, then write the held alerts."""
+        now = time.monotonic()
+        if now < self._next_shed:
+            return
+        self._next_shed = now + SHED_EVERY_S
+        held = sum(out.outbox.stats().held_bytes for out in self.outputs)
+        if self.history.shed_pictures(max(SHED_MIN_BYTES, 2 * held)):
+            for out in self.outputs:
+                out.outbox.write_held()
+
+    # ------------------------------------------------------------------ supervision
+
+    @property
+    def disk_full(self) -> bool:
+        """Some output holds alerts in memory, or the history cannot write, because the disk is full."""
+        return any(out.outbox.disk_full for out in self.outputs) or self.history.disk_full
+
+    def tick(self) -> None:
+        """Once a second (the supervisor): write held alerts, raise or end the disk_full alert."""
+        with self._lock:
+            for out in self.outputs:
+                if out.outbox.held() or out.outbox.problem is not None:
+                    out.outbox.write_held()
+            if any(out.outbox.held() for out in self.outputs):
+                self._make_room()
+            if self.history.disk_full and (free_bytes(self.data_dir) or 0) >= LOW_SPACE_BYTES:
+                self.history.disk_full = False  # it will say so again on its next write if still full
+        if self.disk_watch is not None:
+            self.route(self.disk_watch.observe(self.disk_full, time.monotonic(), self._now()))
+
+    def failures(self) -> list[str]:
+        """Outputs whose delivery stopped (what the systemd watchdog guards)."""
+        return [f"output {sink.name}: delivery thread is dead" for sink in self.sinks if not sink.alive]
+
+    def health(self) -> dict[str, Any]:
+        """Every output's state, the disk, the history: for the heartbeat, /healthz and /metrics."""
+        outputs = {}
+        for sink in self.sinks:
+            try:
+                state = sink.health()
+            except Exception as exc:  # noqa: BLE001 - health must answer even for a broken output
+                state = {"health_error": str(exc)}
+            outputs[sink.name] = {"alive": sink.alive, **state}
+        free = free_bytes(self.data_dir)
+        return {
+            "outputs": outputs,
+            "disk_full": self.disk_full,
+            "data_dir_free_mb": None if free is None else round(free / (1024 * 1024), 1),
+            "history": self.history.stats().problem or "ok",
+        }
+
+    def queued(self) -> int:
+        """Alerts not yet delivered, summed over the outputs."""
+        return sum(out.outbox.depth() for out in self.outputs)
+
+    # ------------------------------------------------------------------ the case loop
+
+    def announce_page_ack(self, ack: AckRecord, note: str | None) -> None:
+        """A duty officer acknowledged on the gateway's page (the API recorded it in the ledger):
+        every output that can tells the centre (MQTT `acks`: who, when, note)."""
+        at = self._iso(ack.received_at)
+        for sink in self.sinks:
+            if isinstance(sink, AckAnnouncer):
+                try:
+                    sink.announce_ack(ack, note, at)
+                except Exception as exc:  # noqa: BLE001 - the ack is recorded; telling is best effort
+                    log.error("output %s could not queue the page acknowledgement of event %s: %s",
+                              sink.name, ack.event_id, exc)
+
+    def on_centre_ack(self, record: AckRecord) -> None:
+        """The centre acknowledged an alert (recorded by the MQTT output): show it on the page."""
+        log.info("event %s acknowledged by %s (case %s)", record.event_id, record.by, record.case_id)
+        self.history.note_ack(record)
+
+    def record_case(self, update: CaseUpdate) -> None:
+        """The centre's case progress for an alert: stored in the history, shown on the page.
+
+        Raises UnknownEventError when the history does not have the event (never sent, forgotten,
+        or recorded before a restart that found the history unreadable).
+        """
+        record, new = self.history.record_case(update)
+        if record is None:
+            raise UnknownEventError(update.event_id)
+        if new:
+            log.info("event %s: case %s %s%s", update.event_id, update.case_id, update.status,
+                     f" by {update.by}" if update.by else "")
+
+    # ------------------------------------------------------------------ helpers
+
+    def _now(self) -> datetime:
+        return datetime.now(self.timezone).astimezone(self.timezone)
+
+    def _iso(self, epoch: float) -> str:
+        return datetime.fromtimestamp(epoch, self.timezone).astimezone(self.timezone).isoformat(timespec="seconds")
+
+    def _log_once(self, key: str, level: int, message: str, *args: Any) -> None:
+        """Log a recurring failure once, then at most every REMIND_S (DEBUG in between)."""
+        now = time.monotonic()
+        if now - self._logged.get(key, -REMIND_S) >= REMIND_S:
+            self._logged[key] = now
+            log.log(level, message, *args)
+        else:
+            log.debug(message, *args)
+
+
+def _subject(payload: dict[str, Any]) -> str:
+    if payload.get("camera_id"):
+        return f"camera {payload['camera_id']}"
+    sensor_id = (payload.get("details") or {}).get("sensor_id")
+    return f"sensor {sensor_id}" if sensor_id else "gateway"

@@ -1,0 +1,90 @@
+"""The delivery package's SQLite files (outboxes, history): one way to open them, one way to tell
+a full disk from a broken file.
+
+Both kinds of file run in WAL mode; they differ in how hard a commit is pushed to the disk:
+an outbox commits with `synchronous=FULL` (an alert it accepted survives a power cut), the
+history with `NORMAL` (it only feeds the web page; a power cut may lose its last changes).
+
+A full disk shows up in more than one way: SQLite says `SQLITE_FULL` when a write does not fit,
+but opening a WAL database on a full disk fails earlier, with a generic I/O error, because the
+`-shm`/`-wal` files cannot be created. `is_disk_full` therefore also asks the file system how
+much room is left, so the gateway reports "disk full" (and holds alerts in memory) instead of
+telling the operator to move a "damaged" file aside.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sqlite3
+from pathlib import Path
+from typing import Literal
+
+SQLITE_FULL = 13
+LOW_SPACE_BYTES = 256 * 1024
+"""Below this much free space an I/O error on the data disk is taken to be the full disk."""
+JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+
+
+def open_wal(
+    path: Path,
+    schema: str,
+    *,
+    synchronous: Literal["FULL", "NORMAL"],
+    user_version: int = 1,
+    journal_size_limit: int = JOURNAL_SIZE_LIMIT,
+) -> sqlite3.Connection:
+    """Open (or create) `path` in WAL mode with `schema` applied; shared between threads.
+
+    Raises sqlite3.Error or OSError; the caller wraps them in its own error with advice.
+    Writes nothing when the file is already set up, so an existing file opens on a nearly full disk.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+    try:
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise sqlite3.OperationalError(f"the file system does not support SQLite WAL mode (journal mode {mode})")
+        db.execute(f"PRAGMA synchronous={synchronous}")
+        db.execute(f"PRAGMA journal_size_limit={int(journal_size_limit)}")
+        db.executescript(schema)  # IF NOT EXISTS throughout: no write when everything exists
+        if db.execute("PRAGMA user_version").fetchone()[0] != user_version:
+            db.execute(f"PRAGMA user_version={int(user_version)}")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def free_bytes(path: Path) -> int | None:
+    """Bytes free for an unprivileged writer on the file system holding `path` (or its nearest
+    existing parent); None when it cannot be asked."""
+    probe = Path(path)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        stats = os.statvfs(probe)
+    except OSError:
+        return None
+    return stats.f_bavail * stats.f_frsize
+
+
+def is_disk_full(exc: BaseException, path: Path) -> bool:
+    """True when `exc` (from writing or opening something at `path`) means the disk is full."""
+    if isinstance(exc, sqlite3.Error) and (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == SQLITE_FULL:
+        return True
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if isinstance(exc, (sqlite3.Error, OSError)):
+        free = free_bytes(path)
+        return free is not None and free < LOW_SPACE_BYTES
+    return False
+
+
+def describe(exc: BaseException, path: Path) -> str:
+    """The storage problem in words for the operator's log: a full disk says how full."""
+    if is_disk_full(exc, path):
+        free = free_bytes(path)
+        room = f"{free // 1024} kB free" if free is not None else "no room"
+        return f"the disk is full ({room} on the file system of {path.parent})"
+    return str(exc) or type(exc).__name__

@@ -1,0 +1,102 @@
+"""The GB/T 28181 output's settings: IDs of 20 digits with a plausible type code, clear errors.
+
+The `outputs:` list that will hold this model is added elsewhere; until then the model is
+validated through pydantic directly, with the error text the loader will show.
+"""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from gateway.config.gb28181 import Gb28181Output
+
+GOOD = {
+    "host": "10.1.1.1",
+    "platform_id": "34020000002000000001",
+    "device_id": "34020000001180000001",
+    "password": "secret",
+}
+
+
+def errors(**changes: object) -> list[tuple[tuple, str]]:
+    with pytest.raises(ValidationError) as caught:
+        Gb28181Output.model_validate({**GOOD, **changes})
+    return [(error["loc"], error["msg"]) for error in caught.value.errors()]
+
+
+def test_minimal_settings_and_defaults():
+    settings = Gb28181Output.model_validate(GOOD)
+    assert settings.type == "gb28181"
+    assert settings.port == 5060 and settings.transport == "udp"
+    assert settings.sip_domain == "3402000000"  # the first 10 digits of the platform ID
+    assert settings.expires_s == 3600 and settings.keepalive_s == 60 and settings.max_missed_keepalives == 3
+    assert settings.sink_name == "gb28181:gb28181"
+    assert "secret" not in repr(settings)
+
+
+def test_id_must_be_twenty_digits():
+    [(loc, message)] = errors(device_id="3402000000118000001")  # 19 digits
+    assert loc == ("device_id",)
+    assert "exactly 20 decimal digits" in message and "19 characters" in message
+    [(loc, message)] = errors(platform_id="3402000000200000000A")
+    assert loc == ("platform_id",) and "exactly 20 decimal digits" in message
+    [(_, message)] = errors(device_id="３４０２００００００１１８００００００１")  # full-width digits
+    assert "exactly 20 decimal digits" in message
+
+
+def test_type_code_of_each_id_is_checked_and_explained():
+    [(loc, message)] = errors(device_id="34020000001320000001")  # an IP camera code as the gateway
+    assert loc == ("device_id",)
+    assert "digits 11-13" in message and "132 (IP camera)" in message and "118 NVR" in message
+    [(loc, message)] = errors(platform_id="34020000001180000009")
+    assert loc == ("platform_id",) and "118 (NVR)" in message and "200" in message
+    [(loc, message)] = errors(channels={"cam1": "34020000002000000009"})
+    assert loc == ("channels", "cam1")
+    assert "200 (central signalling server)" in message and "131 camera, 132 IP camera" in message
+
+
+def test_swapped_or_shared_ids_are_refused():
+    [(_, message)] = errors(channels={"cam1": "34020000001320000001", "cam2": "34020000001320000001"})
+    assert "@channels.cam2" in message and "already used by channels.cam1" in message
+
+
+def test_channels_key_on_camera_ids_and_fall_back_to_the_device():
+    settings = Gb28181Output.model_validate({**GOOD, "channels": {"east-gate": "34020000001320000001"}})
+    assert settings.channel_id("east-gate") == "34020000001320000001"
+    assert settings.channel_id("unlisted") == settings.device_id
+    assert settings.channel_id(None) == settings.device_id
+    [problem] = settings.channel_problems({"west-gate"})
+    assert problem.subpath == "channels.east-gate"
+    assert "unknown camera 'east-gate' (known: west-gate)" in problem.message
+    assert settings.channel_problems({"east-gate"}) == []
+    [(loc, _)] = errors(channels={"bad id/": "34020000001320000001"})
+    assert loc == ("channels", "bad id/", "[key]")
+
+
+def test_ranges_and_unknown_keys():
+    assert errors(transport="sctp")[0][0] == ("transport",)
+    assert errors(keepalive_s=0)[0][0] == ("keepalive_s",)
+    assert errors(expires_s=10)[0][0] == ("expires_s",)
+    assert errors(port=70000)[0][0] == ("port",)
+    [(loc, message)] = errors(keepalive=30)
+    assert loc == ("keepalive",) and "Extra inputs" in message
+    [(loc, message)] = errors(domain="34 02")
+    assert loc == ("domain",) and "digits" in message
+
+
+def test_unquoted_ids_read_as_numbers_by_yaml_are_accepted():
+    settings = Gb28181Output.model_validate({**GOOD, "platform_id": 34020000002000000001,
+                                             "channels": {"cam1": 34020000001320000001}})
+    assert settings.platform_id == "34020000002000000001" and settings.channels["cam1"] == "34020000001320000001"
+    [(_, message)] = errors(device_id=3402000000118000001)
+    assert "exactly 20 decimal digits" in message
+    assert errors(device_id=True)[0][0] == ("device_id",)
+
+
+def test_password_is_required():
+    settings = dict(GOOD)
+    del settings["password"]
+    with pytest.raises(ValidationError) as caught:
+        Gb28181Output.model_validate(settings)
+    assert caught.value.errors()[0]["loc"] == ("password",)
