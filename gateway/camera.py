@@ -23,6 +23,7 @@ from detectors import Detector
 from gateway.analytics import CameraAnalytics, FrameResult
 from gateway.camera_events import CameraEventAlerts
 from gateway.config.models import Camera, FileSource, GatewaySection, OnvifSource
+from gateway.counting_live import LiveCounting
 from gateway.events import AlertMessage, Snapshot
 from gateway.offline import OfflineWatch
 from gateway.onvif.patrol import PatrolState, PatrolStatus
@@ -127,6 +128,8 @@ class CameraWorker:
         self.keep_history_s = 0.0
         """How far back a linked sensor may ask for a picture (its `pre_s`); 0 keeps none."""
         self._history: deque[tuple[float, np.ndarray, FrameResult | None]] = deque()
+        self.counting = LiveCounting(camera, gateway.data_dir)
+        """Counting models: the model this camera counts with, and the page's annotation tool."""
         self.analytics: CameraAnalytics | None = None
         self.gate: MotionGate | None = None
         self.last_result: FrameResult | None = None
@@ -203,8 +206,10 @@ class CameraWorker:
             return messages
         detections = detector.detect(masked)
         self._frames_inferred += 1
+        self.counting.prepare(self.analytics)
         result = self.analytics.process(detections, t=frame.received_at, now=datetime.now(self.timezone),
-                                        frame=masked, sensors=self.sensor_states)
+                                        frame=masked, sensors=self.sensor_states, counting_image=masked)
+        self.counting.record(self.analytics, masked, result, datetime.now(self.timezone))
         with self._lock:
             self.last_result, self._last_image, self._last_image_at = result, masked, frame.received_at
             self._remember(frame.received_at, masked, result)
@@ -229,7 +234,9 @@ class CameraWorker:
                         self.camera.id, *self.analytics.frame_size, *size)
             ended = self.analytics.close_all(time.monotonic(), datetime.now(self.timezone))
         view, details = self._view()
-        self.analytics = CameraAnalytics(view, self.gateway, size, details=details)
+        self.analytics = CameraAnalytics(view, self.gateway, size, details=details,
+                                         counting_model=self.counting.model_for(size),
+                                         counting_features=self.counting.wanted, counting_mode=self.counting.mode)
         watched = region_mask((size[1], size[0]), list(self.analytics.zones.values()),
                               self.analytics.masks, grow_up_px=int(size[1] * PERSON_HEIGHT_SHARE))
         motion = self.camera.motion

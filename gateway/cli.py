@@ -1,4 +1,4 @@
-"""The `gateway` command: check, replay, bench (and, as they land, run and discover)."""
+"""The `gateway` command: check, run, replay, calibrate, discover, bench."""
 
 from __future__ import annotations
 
@@ -59,6 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="wall-clock time of the file's first frame (default: now)")
     replay.set_defaults(handler=cmd_replay)
 
+    calibrate = commands.add_parser("calibrate", help="fit a camera's models from recordings")
+    calibrate_commands = calibrate.add_subparsers(title="what to calibrate", metavar="WHAT")
+    count = calibrate_commands.add_parser(
+        "count", help="a counting model for dense crowds, from a recording and a few annotated frames")
+    count.add_argument("-c", "--config", type=Path, required=True)
+    count.add_argument("--camera", required=True, help="camera id from the configuration")
+    count.add_argument("--source", type=Path, required=True, help="a recording of this camera")
+    count.add_argument("--points", type=Path, required=True, metavar="POINTS.json",
+                       help='{"<0-based frame index>": [[x, y], ...]}: one point per person, >= 5 frames')
+    count.add_argument("--out", type=Path, required=True, metavar="MODEL.json", help="the model file to write")
+    count.set_defaults(handler=cmd_calibrate_count)
+
     from gateway.onvif.cli import add_discover_parser
 
     add_discover_parser(commands)
@@ -77,11 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_or_report(path: Path):
+def load_or_report(path: Path, counting_models: bool = True):
     """The validated config, or None after printing every problem (file:line: key: message)."""
     from gateway.config import check_config
 
-    config, issues = check_config(path)
+    config, issues = check_config(path, counting_models=counting_models)
     for issue in issues:
         print(issue, file=sys.stderr)
     return config
@@ -175,6 +187,27 @@ def cmd_replay(args: argparse.Namespace) -> int:
     print(f"replay {args.source}: {stats.frames_analysed} of {stats.frames_decoded} frames analysed "
           f"in {stats.seconds:.1f} s ({stats.analysed_fps:.1f} fps); {stats.events_started} events, "
           f"{stats.alert_messages} alert messages")
+    return EXIT_OK
+
+
+def cmd_calibrate_count(args: argparse.Namespace) -> int:
+    from detectors import DetectorError
+    from gateway.calibrate import CalibrationError, calibrate, describe
+    from gateway.detection import load_detector
+    from gateway.video.decode import VideoOpenError
+
+    config = load_or_report(args.config, counting_models=False)
+    if config is None:
+        return EXIT_INVALID_CONFIG
+    try:
+        config.camera(args.camera)
+        detector = load_detector(config.detector)
+        report = calibrate(config, args.camera, args.source, args.points, args.out, detector)
+    except (KeyError, DetectorError, VideoOpenError, CalibrationError, OSError) as error:
+        print(f"gateway calibrate count: {error.args[0] if isinstance(error, KeyError) else error}",
+              file=sys.stderr)
+        return EXIT_FAILED
+    print(describe(report, args.camera, args.source, args.out))
     return EXIT_OK
 
 

@@ -5,8 +5,13 @@ and event times all follow video time, so a replay gives the same alerts however
 Wall-clock fields in payloads are `start_at + video time`.
 
 Outputs (JSON lines; the counts format is a contract other tools read, see DESIGN §3.1):
-  counts-out: {"camera", "frame", "t", "persons", "zones", "boxes": [[x1, y1, x2, y2, score, track_id]]}
+  counts-out: {"camera", "frame", "t", "persons", "detected", "estimated", "zones",
+               "boxes": [[x1, y1, x2, y2, score, track_id]]}
   events-out: the alert payloads a live run would publish, one per line, in order.
+
+A camera that counts with a model (`counting.mode` model or auto) has its counting background
+warmed from the recording's first minutes before the replay starts, so the model counts from
+the first frame (live, a camera's counter warms up on its first minutes instead).
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ import numpy as np
 
 from detectors import Detector
 from gateway.analytics import CameraAnalytics, FrameResult
-from gateway.config.models import GatewayConfig
+from gateway.config.models import Camera, GatewayConfig, GatewaySection
+from gateway.counting_io import camera_model, warmup_frames
 from gateway.video.decode import DecodedFrame, decode_frames, frame_rate, open_video
 from gateway.video.pacing import AnalysisPacer
 from gateway.video.prefetch import prefetch
@@ -48,15 +54,18 @@ class ReplayStats:
 
 
 def counts_line(camera_id: str, frame_index: int, t: float, result: FrameResult) -> str:
-    """One line of `--counts-out` (persons after masks; boxes in source-frame pixels)."""
+    """One line of `--counts-out`: persons is the count the rules used (after masks), detected
+    the people the detector sees (the boxes, source-frame pixels), estimated the counting
+    model's estimate (null without one)."""
     boxes = [
         [round(float(x1), 1), round(float(y1), 1), round(float(x2), 1), round(float(y2), 1),
          round(float(score), 3), int(track)]
         for (x1, y1, x2, y2), score, track in zip(
             result.boxes.tolist(), result.scores.tolist(), result.track_ids.tolist())
     ]
-    record = {"camera": camera_id, "frame": frame_index, "t": round(t, 3), "persons": len(boxes),
-              "zones": result.zone_counts, "boxes": boxes}
+    record = {"camera": camera_id, "frame": frame_index, "t": round(t, 3), "persons": result.persons,
+              "detected": result.detected, "estimated": result.estimated, "zones": result.zone_counts,
+              "boxes": boxes}
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -109,10 +118,10 @@ def replay(config: GatewayConfig, camera_id: str, source: Path, detector: Detect
         for decoded, image in prefetch(_due_frames(container, pacer, stats), name="replay-decode"):
             t = decoded.t
             if analytics is None:
-                analytics = CameraAnalytics(camera, config.gateway, (image.shape[1], image.shape[0]))
+                analytics = _analytics(camera, config.gateway, (image.shape[1], image.shape[0]), source)
             masked = analytics.prepare(image)
-            result = analytics.process(detector.detect(masked), t=t,
-                                       now=start_at + timedelta(seconds=t), frame=masked)
+            result = analytics.process(detector.detect(masked), t=t, now=start_at + timedelta(seconds=t),
+                                       frame=masked, counting_image=masked)
             stats.frames_analysed += 1
             if counts:
                 counts.write(counts_line(camera.id, decoded.index, t, result) + "\n")
@@ -122,6 +131,20 @@ def replay(config: GatewayConfig, camera_id: str, source: Path, detector: Detect
                        stats)
     stats.seconds = time.perf_counter() - began
     return stats
+
+
+def _analytics(camera: Camera, gateway: GatewaySection, frame_size: tuple[int, int], source: Path) -> CameraAnalytics:
+    """The camera's analytics; with a counting model, its background warmed from `source`."""
+    analytics = CameraAnalytics(camera, gateway, frame_size,
+                                counting_model=camera_model(camera, gateway.data_dir, frame_size))
+    counter = analytics.counter
+    if counter is not None:
+        settings = counter.extractor.background.settings
+        counter.extractor.background.warm_from(
+            warmup_frames(source, settings, lambda image: counter.extractor.working_gray(analytics.prepare(image))))
+        log.info("camera %s: counting background warmed from the first %.0f s of %s", camera.id,
+                 settings.warmup_s, source)
+    return analytics
 
 
 def _due_frames(container, pacer: AnalysisPacer, stats: ReplayStats) -> Iterator[tuple[DecodedFrame, np.ndarray]]:

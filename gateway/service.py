@@ -35,6 +35,8 @@ from gateway.delivery.reactions import PtzLinkage
 from gateway.delivery.router import AlertRouter
 from gateway.config import check_config
 from gateway.config.models import Camera, GatewayConfig, GatewaySection, OnvifSource
+from gateway.counting_live import LiveCounting
+from gateway.counting_studio import CountingStudio
 from gateway.detection import TimedDetector, load_detector
 from gateway.events import AlertMessage
 from gateway.delivery.outbox import Outbox
@@ -144,6 +146,13 @@ class GatewayService:
                 evidence.append(LinkedEvidence(camera_id, count, snapshot))
         return evidence
 
+    def _live_counting(self, camera_id: str) -> LiveCounting | None:
+        """A running camera's counting state, for the page's annotation tool (API threads)."""
+        for worker in self.scheduler.workers() if self.scheduler else []:
+            if worker.camera.id == camera_id:
+                return worker.counting
+        return None
+
     def _start_api(self) -> None:
         """The web API and page on their own thread; a port already taken is logged, not fatal:
         alerts keep flowing to the centre without the page."""
@@ -151,7 +160,8 @@ class GatewayService:
         metrics.attach(inference=self.detector, delivery=self.router)
         app = create_app(self, self.history, self.outbox, self.config.api, metrics=metrics,
                          publisher=self.mqtt, timezone=self.config.gateway.timezone,
-                         sessions_path=self.config.gateway.data_dir / "web-sessions.json", delivery=self.router)
+                         sessions_path=self.config.gateway.data_dir / "web-sessions.json", delivery=self.router,
+                         counting_studio=CountingStudio(self.config.gateway.data_dir, self._live_counting))
         self.api_server = make_server(app, self.config.api)
 
         def serve() -> None:

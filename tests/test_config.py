@@ -201,6 +201,27 @@ def test_density_rule_without_calibration():
     assert "calibration" in issue.message
 
 
+def test_counting_section_defaults_and_mistakes():
+    config, issues = check_config(write("site.yaml", camera("""\
+        - id: cam1
+          source: {rtsp: "rtsp://10.0.0.1/live"}
+        """)), env={})
+    assert not issues and config.cameras[0].counting.mode == "detector" and config.cameras[0].counting.model is None
+    issues = issues_of(camera("""\
+        - id: cam1
+          source: {rtsp: "rtsp://10.0.0.1/live"}
+          counting:
+            mode: dense
+            modle: m.json
+            person_height_px: [0, 120]
+        """))
+    assert where(issues) == [("site.yaml", 9, "cameras[0].counting.mode"),
+                             ("site.yaml", 10, "cameras[0].counting.modle"),
+                             ("site.yaml", 11, "cameras[0].counting.person_height_px")]
+    assert issues[1].message == "unknown key 'modle', did you mean 'mode'?"
+    assert "heights must be positive" in issues[2].message
+
+
 def test_bad_schedule_window_points_at_the_item():
     issue = single(camera("""\
         - id: cam1

@@ -47,7 +47,8 @@ def test_counts_has_one_line_per_frame_in_the_contract_format(full_replay: dict)
     assert len(counts) == FRAMES
     assert [row["frame"] for row in counts] == list(range(FRAMES))
     for row in counts:
-        assert set(row) == {"camera", "frame", "t", "persons", "zones", "boxes"}
+        assert set(row) == {"camera", "frame", "t", "persons", "detected", "estimated", "zones", "boxes"}
+        assert row["detected"] == row["persons"] and row["estimated"] is None  # detector counting
         assert row["camera"] == "demo" and row["t"] == pytest.approx(row["frame"] / 10, abs=1e-3)
         assert row["persons"] == len(row["boxes"]) and set(row["zones"]) == {"plaza"}
         assert 0 <= row["zones"]["plaza"] <= row["persons"]

@@ -7,32 +7,16 @@ recorded the way the service records them; the browser logs in with the token li
 from __future__ import annotations
 
 import re
-import shutil
-import time
-from pathlib import Path
 
-import playwright.sync_api as playwright_api  # pip install playwright; never `playwright install`: Debian's browser
 import pytest
 
 from waiting import PATIENCE_S
 from web_support import TOKEN, serve
+from web_support import browser, wait_until  # noqa: F401  (fixture; page polling)
 
 from gateway.delivery.cases import CaseUpdate
 
 PATIENCE_MS = PATIENCE_S * 1000
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
-
-
-def wait_until(page, script: str, arg=None, timeout: float = PATIENCE_S) -> None:
-    """Poll a JS expression (run through the debugger protocol: the page's CSP forbids eval)."""
-    deadline = time.monotonic() + timeout
-    while not page.evaluate(script, arg):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {script}")
-        page.wait_for_timeout(50)
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +24,6 @@ def site(tmp_path_factory):
     with serve(tmp_path_factory.mktemp("web")) as served:
         served.alerts.start("market", "crowd", 72, severity=2, ago_s=300)
         yield served
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian chromium is missing (apt-get install chromium; .ci/setup installs it)")
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ and the app served by a real uvicorn on a free loopback port.
 from __future__ import annotations
 
 import functools
+import shutil
 import socket
 import threading
 import time
@@ -25,6 +26,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import playwright.sync_api as playwright_api  # pip install playwright; never `playwright install`: Debian's browser
+import pytest
 from pydantic import SecretStr
 
 from detectors import DetectorSettings, create_detector
@@ -332,3 +335,30 @@ def serve(data_dir: Path, token: str | None = TOKEN, publisher_factory=None, rou
             outbox.close()
         if thread.is_alive():
             raise RuntimeError(f"the API server did not stop within {PATIENCE_S:.0f} s")
+
+
+# --------------------------------------------------------------------------- the browser
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian Chromium through Playwright, one per test module."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian chromium is missing (apt-get install chromium; .ci/setup installs it)")
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def wait_until(page, script: str, arg=None, timeout: float = PATIENCE_S) -> None:
+    """Poll a JS expression (run through the debugger protocol: the page's CSP forbids eval)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(script, arg):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {script}")
+        page.wait_for_timeout(50)

@@ -138,6 +138,9 @@ class AlertDesk:
                 members[signal.observation.members] = True
             count = signal.observation.count if signal.observation else 0
             rule = signal.rule
+            zone = self.zones[rule.zone] if rule.zone else None
+            estimated = signal.observation is not None and signal.observation.count_source == "model"
+            heat = scene.count_map.heat_map() if estimated and scene.count_map is not None else None
             evidence = Evidence(
                 boxes=people.boxes,
                 track_ids=people.ids,
@@ -147,9 +150,11 @@ class AlertDesk:
                 hull=rule.type == "gathering",  # type: ignore[attr-defined]
                 caption=(
                     f"{rule.type.upper()} {rule.rule_id}",  # type: ignore[attr-defined]
-                    f"count {count}",
+                    f"count {count}" + (" (counting model)" if heat is not None else ""),
                     now.strftime("%Y-%m-%d %H:%M:%S %z"),
                 ),
+                heat=heat,
+                heat_region=zone,
             )
             return take_snapshot(frame, evidence, now)
 
@@ -167,7 +172,7 @@ def _reading(observation: Observation | None, people: TrackFrame | None) -> Read
         {"track_id": track_id, "box": box, "score": score}
         for track_id, box, score in zip(people.ids[rows].tolist(), boxes, scores)
     ]
-    return Reading(observation.count, members, observation.density_per_m2)
+    return Reading(observation.count, members, observation.density_per_m2, observation.count_source)
 
 
 def _policy(rule: RuleBase) -> UpdatePolicy:

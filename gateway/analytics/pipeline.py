@@ -11,6 +11,10 @@ Who is counted:
 - Rules count the *present* people: those seen now plus confirmed tracks missed for at most
   `coast_frames` frames (at their predicted position). A detector miss therefore does not
   drop the count, end a gathering, or fake a 'growth' when the person reappears.
+- With a counting model (`counting.mode` model or auto), crowd and growth rules and the zone
+  counts use the count `CountSwitch` chooses per place: the model's estimate where the scene
+  is dense, the detector's elsewhere (`gateway.analytics.counting`). Gatherings and loitering
+  always work on tracks.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 
 from detectors.base import Detections
 from gateway.analytics.alerts import AlertDesk
+from gateway.analytics.counting import CountingModel, CountMap, CountSwitch, CrowdCounter
 from gateway.analytics.geometry import (
     Region,
     foot_points,
@@ -44,13 +49,24 @@ COAST_FRAMES = 3
 
 @dataclass(frozen=True)
 class FrameResult:
-    """What one analysed frame produced (see the module docstring for who is counted)."""
+    """What one analysed frame produced (see the module docstring for who is counted).
+
+    persons/zone_counts: the counts the rules used (detector people seen in this frame, or the
+    model's estimate where it was chosen); detected: people the detector sees (len(boxes));
+    estimated: the counting model's estimate for the frame (None without a model or while its
+    background warms up); count_source: where `persons` comes from.
+    """
 
     boxes: np.ndarray
     scores: np.ndarray
     track_ids: np.ndarray
     zone_counts: dict[str, int]
     events: list[AlertMessage] = field(default_factory=list)
+    persons: int = 0
+    detected: int = 0
+    estimated: float | None = None
+    count_source: str = "detector"
+    count_map: CountMap | None = None
 
 
 class CameraAnalytics:
@@ -58,8 +74,12 @@ class CameraAnalytics:
 
     frame_size: (width, height) of the decoded frames; polygons are scaled to it once here.
     details: facts every alert of this view carries in `details` (e.g. the PTZ preset).
-    Use: `masked = prepare(frame)` -> detector -> `process(detections, t, now, masked)`;
-    `close_all` at shutdown ends whatever is still open.
+    counting_model: the camera's fitted counting model (None: count with the detector);
+    counting_features: keep a counter (background and features) even without a model, for an
+    installer annotating frames. counting_mode: overrides `camera.counting.mode` (a model fitted
+    in the page counts in `auto` until the configuration says otherwise).
+    Use: `masked = prepare(frame)` -> detector -> `process(detections, t, now, masked,
+    counting_image=masked)`; `close_all` at shutdown ends whatever is still open.
     """
 
     def __init__(
@@ -70,6 +90,9 @@ class CameraAnalytics:
         tracker: TrackerSettings | None = None,
         coast_frames: int = COAST_FRAMES,
         details: dict | None = None,
+        counting_model: CountingModel | None = None,
+        counting_features: bool = False,
+        counting_mode: str | None = None,
     ):
         self.camera = camera
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
@@ -84,6 +107,22 @@ class CameraAnalytics:
         self.tracker = ByteTracker(tracker)
         self.engines = [RuleEngine(rule, ZoneInfo(gateway.timezone)) for rule in camera.rules]
         self.desk = AlertDesk(camera, gateway, self.frame_size, self.zones, self.masks, details)
+        self.switch = CountSwitch(counting_mode or camera.counting.mode)  # type: ignore[arg-type]
+        self.counter = (CrowdCounter(self.frame_size, self.zones, self.masks, counting_model)
+                        if counting_model is not None or counting_features else None)
+
+    def start_counting_features(self) -> None:
+        """Keep a counter (background and features) running without a model, for annotation."""
+        if self.counter is None:
+            self.counter = CrowdCounter(self.frame_size, self.zones, self.masks)
+
+    def use_counting_model(self, model: CountingModel, mode: str) -> None:
+        """Count with a newly fitted model from the next frame on (the background stays warm)."""
+        if self.counter is None:
+            self.counter = CrowdCounter(self.frame_size, self.zones, self.masks, model)
+        else:
+            self.counter.use_model(model)
+        self.switch = CountSwitch(mode)  # type: ignore[arg-type]
 
     def prepare(self, frame: np.ndarray) -> np.ndarray:
         """The frame the detector should see: private areas filled (a copy only if there are any)."""
@@ -96,25 +135,41 @@ class CameraAnalytics:
 
     def process(
         self, detections: Detections, t: float, now: datetime, frame: np.ndarray | None = None,
-        sensors: Mapping[str, bool] | None = None,
+        sensors: Mapping[str, bool] | None = None, counting_image: np.ndarray | None = None,
     ) -> FrameResult:
         """Track, count and evaluate rules for one analysed frame; `frame` is for snapshots;
-        `sensors` (sensor id -> active) for rules conditioned on a sensor."""
+        `sensors` (sensor id -> active) for rules conditioned on a sensor; `counting_image`
+        (the masked frame) for the counting model."""
         if frame is not None:
             self._check_size(frame)
-        boxes, scores = self._unmasked(detections)
+        boxes, scores = self.unmasked(detections)
+        count_map = None
+        if self.counter is not None and counting_image is not None:
+            count_map = self.counter.observe(counting_image, boxes, t)
         people, _ = self.tracker.update(boxes, scores, t)
-        scene = self._scene(people, t, sensors or {})
+        scene = self._scene(people, t, sensors or {}, count_map)
         signals = [signal for engine in self.engines for signal in engine.step(scene, now)]
         events = self.desk.handle(signals, scene, now, frame)
         seen = people.visible
+        persons, source = scene.count_in(None)
         return FrameResult(
             boxes=people.boxes[seen],
             scores=people.scores[seen],
             track_ids=people.ids[seen],
-            zone_counts={zone: int(np.count_nonzero(scene.in_zone[zone] & seen)) for zone in self.zones},
+            zone_counts={zone: self._output_count(scene, zone, seen) for zone in self.zones},
             events=events,
+            persons=persons if source == "model" else int(np.count_nonzero(seen)),
+            detected=int(np.count_nonzero(seen)),
+            estimated=None if count_map is None else round(count_map.total, 1),
+            count_source=source,
+            count_map=count_map,
         )
+
+    @staticmethod
+    def _output_count(scene: Scene, zone: str, seen: np.ndarray) -> int:
+        """A zone's count for outputs: the model's when chosen, else the people seen now."""
+        count, source = scene.count_in(zone)
+        return count if source == "model" else int(np.count_nonzero(scene.in_zone[zone] & seen))
 
     @property
     def has_open_events(self) -> bool:
@@ -138,7 +193,7 @@ class CameraAnalytics:
         signals = [signal for engine in self.engines for signal in engine.close(t)]
         return self.desk.close(signals, t, now)
 
-    def _unmasked(self, detections: Detections) -> tuple[np.ndarray, np.ndarray]:
+    def unmasked(self, detections: Detections) -> tuple[np.ndarray, np.ndarray]:
         """Detections whose foot point is outside every mask (people standing in private areas)."""
         boxes = np.asarray(detections.boxes, dtype=np.float32).reshape(-1, 4)
         scores = np.asarray(detections.scores, dtype=np.float32).reshape(-1)
@@ -150,20 +205,28 @@ class CameraAnalytics:
             hidden |= region.contains(feet)
         return boxes[~hidden], scores[~hidden]
 
-    def _scene(self, people: TrackFrame, t: float, sensors: Mapping[str, bool]) -> Scene:
+    def _scene(self, people: TrackFrame, t: float, sensors: Mapping[str, bool],
+               count_map: CountMap | None) -> Scene:
         feet = foot_points(people.boxes)
         in_zone: dict[str | None, np.ndarray] = {
             zone: region.contains(feet) for zone, region in self._zone_regions.items()
         }
         in_zone[None] = np.ones(len(people), bool)
+        present = people.missed <= self.coast_frames
+        counts = {}
+        for zone, members in in_zone.items():
+            estimated = None if count_map is None else (count_map.total if zone is None else count_map.zones[zone])
+            counts[zone] = self.switch.choose(zone, int(np.count_nonzero(present & members)), estimated)
         return Scene(
             t=t,
             people=people,
-            present=people.missed <= self.coast_frames,
+            present=present,
             in_zone=in_zone,
             zone_area_m2=self.zone_area_m2,
             ground=self.ground,
             sensors=sensors,
+            counts=counts,
+            count_map=count_map,
         )
 
     def _check_size(self, frame: np.ndarray) -> None:

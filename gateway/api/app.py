@@ -19,6 +19,7 @@ per resource (gateway/api/routes/). Routes (OpenAPI at `/openapi.json`, offline 
     GET  /metrics                           Prometheus text format
     GET  /                                  the duty-officer page (alerts, camera wall, installer view)
     GET|POST /login, POST /logout           browser sessions (gateway/api/auth.py says who may do what)
+    /api/cameras/{id}/counting...           the page's counting-model tool (gateway/api/routes/counting.py)
 
 Nothing user-supplied becomes a path: event ids must be uuids, camera ids must be configured
 ids, static files come from a fixed list. Every string that can hold a URL is redacted.
@@ -39,11 +40,12 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from gateway import __version__
 from gateway.api.auth import ApiConfigError, Auth, Redirect, authorize_dependency, check_settings
 from gateway.api.context import AckLedger, ApiContext, DeliveryView, SnapshotCache
-from gateway.api.routes import cameras, events, health, page, session
+from gateway.api.routes import cameras, counting, events, health, page, session
 from gateway.api.schemas import Problem
 from gateway.api.stream import SSE_HEARTBEAT_S, StreamHub
 from gateway.api.web import WEB_DIR, SecurityHeaders, WebFiles, install_access_log_filter
 from gateway.config.models import ApiSection
+from gateway.counting_studio import CountingStudio
 from gateway.delivery.history import EventHistory
 from gateway.metrics import GatewayMetrics, HealthSource
 from gateway.redaction import redact
@@ -67,6 +69,7 @@ def create_app(
     sse_heartbeat_s: float = SSE_HEARTBEAT_S,
     sessions_path: Path | None = None,
     delivery: DeliveryView | None = None,
+    counting_studio: CountingStudio | None = None,
 ) -> FastAPI:
     """The API and page over the service's live `view`, the event `history` and the `acks` the
     outbox keeps.
@@ -76,6 +79,7 @@ def create_app(
     (acks); default the system's. sessions_path: where browser sessions survive a restart.
     delivery: the alert router (every output's health for /healthz and /metrics; the page's
     acks announced to the centre).
+    counting_studio: the page's counting-model tool (gateway/api/routes/counting.py); None: not offered.
     Raises ApiConfigError for an open API on a non-loopback bind.
     """
     check_settings(settings)
@@ -115,6 +119,7 @@ def create_app(
     app.state.authorize = authorize
     app.state.hub = context.hub
     app.state.metrics = metrics
+    app.state.counting = counting_studio
     app.add_middleware(SecurityHeaders)
 
     secured = {"dependencies": [Depends(authorize)],
@@ -122,7 +127,7 @@ def create_app(
     app.include_router(health.public)
     app.include_router(session.router)
     app.include_router(page.public)
-    for router in (page.router, health.router, cameras.router, events.router):
+    for router in (page.router, health.router, cameras.router, events.router, counting.router):
         app.include_router(router, **secured)
     _install_error_handlers(app)
     return app

@@ -22,6 +22,7 @@ from gateway.config.base import (
     duplicates,
     located,
 )
+from gateway.config.counting import CountingSection
 from gateway.config.geometry import Calibration, Location, Mask, Zone
 from gateway.config.rules import CrowdRule, Rule
 from gateway.config.sources import CameraSource, OnvifSource
@@ -81,6 +82,7 @@ class Camera(CameraDefaults):
     rules: list[Rule] = Field(default_factory=list)
     calibration: Calibration | None = None
     patrol: list[PatrolStop] = Field(default_factory=list)
+    counting: CountingSection = Field(default_factory=CountingSection)
 
     @model_validator(mode="after")
     def _consistent(self) -> Camera:

@@ -79,11 +79,13 @@ class AlertSubject:
 
 @dataclass(frozen=True)
 class Reading:
-    """One message's measurement. members: [{"track_id", "box", "score"}, ...]."""
+    """One message's measurement. members: [{"track_id", "box", "score"}, ...].
+    count_source: "detector" (tracked detections) or "model" (a counting model's estimate)."""
 
     count: int | None
     members: list[dict[str, Any]] = field(default_factory=list)
     density_per_m2: float | None = None
+    count_source: str = "detector"
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ def build_payload(
         "updated_at": iso(stamp.updated_at),
         "ended_at": iso(stamp.ended_at) if stamp.ended_at else None,
         "count": reading.count,
+        "count_source": reading.count_source if ALERT_TYPES[subject.type].counts_people else None,
         "peak_count": stamp.peak_count,
         "density_per_m2": None if reading.density_per_m2 is None else round(reading.density_per_m2, 3),
         "members": reading.members,

@@ -26,6 +26,11 @@ MASK_COLOUR = (64, 64, 64)
 ZONE_COLOUR = (0, 215, 255)
 PERSON_COLOUR = (80, 200, 80)
 MEMBER_COLOUR = (40, 40, 230)
+HEAT_OPACITY = 0.5
+HEAT_FULL = 0.6
+"""Crowding (share of the picture covered by people) drawn in the hottest colour."""
+HEAT_VISIBLE = 0.05
+"""Below this crowding nothing is tinted: empty floor stays as it is."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,8 @@ class Evidence:
     masks: list[np.ndarray] = field(default_factory=list)
     hull: bool = False
     caption: tuple[str, ...] = ()
+    heat: np.ndarray | None = None
+    heat_region: np.ndarray | None = None
 
 
 def fill_masks(image: np.ndarray, masks: list[np.ndarray], colour=MASK_COLOUR) -> None:
@@ -73,6 +80,8 @@ def fill_masks(image: np.ndarray, masks: list[np.ndarray], colour=MASK_COLOUR) -
 def render(frame: np.ndarray, evidence: Evidence) -> np.ndarray:
     """An annotated copy of `frame`."""
     image = frame.copy()
+    if evidence.heat is not None:
+        _tint_heat(image, evidence.heat, evidence.heat_region)
     fill_masks(image, evidence.masks)
     thickness = max(1, round(image.shape[1] / 640))
     if evidence.zones:
@@ -89,6 +98,19 @@ def render(frame: np.ndarray, evidence: Evidence) -> np.ndarray:
         cv2.polylines(image, [hull], True, MEMBER_COLOUR, thickness + 1)
     _caption(image, evidence.caption, thickness)
     return image
+
+
+def _tint_heat(image: np.ndarray, heat: np.ndarray, region: np.ndarray | None) -> None:
+    """Blend a blue-to-red crowding colour over the crowded parts of `region`, in place."""
+    level = np.clip(heat / HEAT_FULL, 0.0, 1.0)
+    inside = level > HEAT_VISIBLE
+    if region is not None:
+        zone = np.zeros(image.shape[:2], np.uint8)
+        cv2.fillPoly(zone, [np.round(region).astype(np.int32)], 1)
+        inside &= zone > 0
+    colours = cv2.applyColorMap((level * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    blended = cv2.addWeighted(image, 1.0 - HEAT_OPACITY, colours, HEAT_OPACITY, 0.0)
+    image[inside] = blended[inside]
 
 
 def _text(image, text, origin, colour, scale, thickness) -> None:

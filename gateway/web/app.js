@@ -64,6 +64,7 @@
       setTimeout(() => { window.location.href = "/login"; }, 1200);
       throw new Error("unauthorised");
     }
+    if (response.status === 204) return null;
     if (!response.ok) {
       let detail = response.statusText;
       try { const body = await response.json(); detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail); } catch (e) { /* not JSON */ }
@@ -844,6 +845,9 @@
     refreshStats();
     startTimers();
   }
+
+  // the page's other tools (counting.js) use the same texts, requests and messages
+  window.GW = { t, api, toast, el, svgNode, cameras: () => state.cameras, tab: () => state.tab };
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();

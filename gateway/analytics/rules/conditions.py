@@ -1,5 +1,8 @@
 """Per-frame conditions of the zone-level rules: crowd, growth, intrusion, loitering.
 
+Crowd and growth read the place's count from `Scene.count_in` (the counting model's estimate
+where the camera's counting mode chose it); intrusion and loitering are about the tracked people.
+
 Each condition turns a `Scene` into `Observation`s; it knows nothing of timing (see timing.py)
 or of events. Gatherings, which need cluster identities, live in gathering.py.
 """
@@ -43,7 +46,7 @@ class CrowdCondition(ZoneCondition):
 
     def observe(self, scene: Scene) -> list[Observation]:
         members = scene.present_in(self.zone)
-        count = len(members)
+        count, source = scene.count_in(self.zone)
         density = scene.density(self.zone, count)
         rule = self.rule
         holds = (rule.min_people is not None and count >= rule.min_people) or (
@@ -51,7 +54,7 @@ class CrowdCondition(ZoneCondition):
             and density is not None
             and density >= rule.min_density_per_m2
         )
-        return [Observation(None, holds, count, members, density)]
+        return [Observation(None, holds, count, members, density, source)]
 
 
 class IntrusionCondition(ZoneCondition):
@@ -81,14 +84,14 @@ class GrowthCondition(ZoneCondition):
 
     def observe(self, scene: Scene) -> list[Observation]:
         members = scene.present_in(self.zone)
-        count = len(members)
+        count, source = scene.count_in(self.zone)
         while self._minima and self._minima[-1][1] >= count:
             self._minima.pop()
         self._minima.append((scene.t, count))
         while self._minima[0][0] < scene.t - self.window_s:
             self._minima.popleft()
         rise = count - self._minima[0][1]
-        return [Observation(None, rise >= self.delta, count, members, scene.density(self.zone, count))]
+        return [Observation(None, rise >= self.delta, count, members, scene.density(self.zone, count), source)]
 
 
 class LoiteringCondition(ZoneCondition):

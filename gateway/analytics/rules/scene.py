@@ -8,6 +8,7 @@ from functools import cached_property
 
 import numpy as np
 
+from gateway.analytics.counting import CountMap
 from gateway.analytics.geometry import GroundModel
 from gateway.analytics.tracker import TrackFrame
 
@@ -23,6 +24,10 @@ class Scene:
     zone_area_m2: zone id -> ground area when the camera is calibrated, else None.
     sensors: sensor id -> active now, for rules conditioned on a sensor (`when_sensor`,
         `escalate`); a sensor missing here counts as inactive.
+    counts: place (zone id, None = whole frame) -> (count, "detector"|"model"): the count that
+        crowd and growth rules use (see gateway.analytics.counting.switch); a place missing
+        here counts its present people.
+    count_map: the counting model's estimate of this frame (density for evidence pictures).
     """
 
     t: float
@@ -32,6 +37,13 @@ class Scene:
     zone_area_m2: Mapping[str | None, float | None]
     ground: GroundModel
     sensors: Mapping[str, bool] = field(default_factory=dict)
+    counts: Mapping[str | None, tuple[int, str]] = field(default_factory=dict)
+    count_map: CountMap | None = None
+
+    def count_in(self, zone: str | None) -> tuple[int, str]:
+        """(people, source) in `zone` for crowd and growth rules."""
+        chosen = self.counts.get(zone)
+        return chosen if chosen is not None else (len(self.present_in(zone)), "detector")
 
     def present_in(self, zone: str | None) -> np.ndarray:
         """Row indices of the people counted in `zone`."""
@@ -69,3 +81,5 @@ class Observation:
     count: int
     members: np.ndarray = field(default_factory=lambda: np.zeros(0, np.intp))
     density_per_m2: float | None = None
+    count_source: str = "detector"
+    """Where `count` comes from: the tracked detections, or the counting model's estimate."""

@@ -1,0 +1,192 @@
+"""The page's 标注人数 (annotate people) tool behind the API: snapshots, points, fit, hand-over.
+
+An installer fits a camera's counting model in the page without a recording:
+1. `start`: the camera keeps a counting background even while it counts with the detector;
+   it warms up on the next minutes of live frames (the status says how long is left).
+2. `take_snapshot`: the camera's latest analysed frame is stored with its features (computed
+   against the warm background at that very frame) and its confident person boxes.
+3. `save_points`: the people the installer clicked on it (source pixels).
+4. `fit` (>= 5 annotated snapshots): the same fit as `gateway calibrate count`; the model is
+   written to `<data_dir>/counting/<camera id>.json` and the camera counts with it from its
+   next frame (in `auto` mode when the configuration still says `detector`). The answer has the
+   cross-validated error, the count before/after on the latest annotated snapshot and the YAML
+   that makes it permanent.
+
+Errors are `StudioError(status, message)`: 404 unknown camera or snapshot, 409 not possible now
+(warming up, no frame yet, too few frames, no perspective), 422 bad points.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gateway.analytics.counting import AnnotatedFrame, BackgroundSettings, CrowdCounter, TrainingError, fit_model
+from gateway.analytics.counting.training import MIN_FRAMES
+from gateway.analytics.geometry import polygon_to_frame
+from gateway.config.counting import default_model_path
+from gateway.counting_io import camera_perspective, outside_masks, perspective_problem, save_model
+from gateway.counting_live import LiveCounting
+from gateway.counting_store import SnapshotStore, StoredSnapshot
+
+MAX_POINTS = 3000
+
+
+class StudioError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class FitReport:
+    frames: int
+    people: int
+    cross_validation: dict[str, Any]
+    latest: dict[str, Any]
+    model_path: Path
+    mode: str
+    yaml: str
+
+
+class CountingStudio:
+    """cameras(camera_id) -> the camera's LiveCounting, or None for an unknown camera."""
+
+    def __init__(self, data_dir: Path, cameras: Callable[[str], LiveCounting | None]):
+        self.data_dir = data_dir
+        self.cameras = cameras
+
+    def store(self, camera_id: str) -> SnapshotStore:
+        return SnapshotStore(self.data_dir / "counting" / camera_id / "snapshots")
+
+    def status(self, camera_id: str) -> dict[str, Any]:
+        live = self._live(camera_id)
+        frame = live.frame()
+        model = live.model
+        training = model.training if model is not None else {}
+        return {
+            "camera_id": camera_id,
+            "mode": live.camera.counting.mode,
+            "active_mode": live.mode if model is not None else "detector",
+            "running": frame is not None,
+            "warmup_left_s": None if frame is None else round(frame.warmup_left_s, 1),
+            "model": None if model is None else {
+                "fitted_at": training.get("fitted_at"), "frames": training.get("frames"),
+                "cross_validation": training.get("cross_validation")},
+            "detected": None if frame is None else frame.detected,
+            "estimated": None if frame is None else frame.estimated,
+            "snapshots": [_snapshot_out(s) for s in self.store(camera_id).list()],
+            "min_frames": MIN_FRAMES,
+        }
+
+    def start(self, camera_id: str) -> dict[str, Any]:
+        self._live(camera_id).start()
+        return self.status(camera_id)
+
+    def take_snapshot(self, camera_id: str) -> dict[str, Any]:
+        live = self._live(camera_id)
+        live.start()
+        frame = live.frame()
+        if frame is None:
+            raise StudioError(409, f"camera {camera_id}: no analysed frame with counting features yet; "
+                                   f"try again in a few seconds")
+        if frame.features is None:
+            raise StudioError(409, f"camera {camera_id}: the counting background is still warming up "
+                                   f"({math.ceil(frame.warmup_left_s)} s left); take the snapshot then")
+        try:
+            return _snapshot_out(self.store(camera_id).add(frame))
+        except OverflowError as error:
+            raise StudioError(409, f"camera {camera_id}: {error}") from None
+
+    def snapshot(self, camera_id: str, snapshot_id: str) -> dict[str, Any]:
+        return _snapshot_out(self._stored(camera_id, snapshot_id))
+
+    def snapshot_jpeg(self, camera_id: str, snapshot_id: str) -> bytes:
+        self._stored(camera_id, snapshot_id)
+        return self.store(camera_id).jpeg(snapshot_id)
+
+    def save_points(self, camera_id: str, snapshot_id: str, points: list[list[float]]) -> dict[str, Any]:
+        stored = self._stored(camera_id, snapshot_id)
+        width, height = stored.frame_size
+        if len(points) > MAX_POINTS:
+            raise StudioError(422, f"{len(points)} points: at most {MAX_POINTS} people per snapshot")
+        for index, point in enumerate(points):
+            if len(point) != 2 or not all(math.isfinite(v) for v in point):
+                raise StudioError(422, f"points[{index}]: expected [x, y] in pixels")
+            x, y = point
+            if not (0 <= x <= width and 0 <= y <= height):
+                raise StudioError(422, f"points[{index}]: [{x:g}, {y:g}] lies outside the {width}x{height} picture")
+        array = np.asarray(points, np.float64).reshape(-1, 2)
+        return _snapshot_out(self.store(camera_id).save_points(snapshot_id, array))
+
+    def delete(self, camera_id: str, snapshot_id: str) -> None:
+        self._stored(camera_id, snapshot_id)
+        self.store(camera_id).delete(snapshot_id)
+
+    def fit(self, camera_id: str) -> FitReport:
+        live = self._live(camera_id)
+        store = self.store(camera_id)
+        annotated = [s for s in store.list() if s.points is not None]
+        if len(annotated) < MIN_FRAMES:
+            raise StudioError(409, f"camera {camera_id}: {len(annotated)} annotated snapshot"
+                                   f"{'s' if len(annotated) != 1 else ''}; a counting model needs at least "
+                                   f"{MIN_FRAMES}: annotate {MIN_FRAMES - len(annotated)} more")
+        size = annotated[-1].frame_size
+        annotated = [s for s in annotated if s.frame_size == size]
+        camera = live.camera
+        masks = [polygon_to_frame(m.polygon, camera, size) for m in camera.masks]
+        frames, boxes = [], [live.boxes()]
+        for snapshot in annotated:
+            features, snapshot_boxes = store.features(snapshot.id)
+            boxes.append(snapshot_boxes)
+            marked = snapshot.points if snapshot.points is not None else np.zeros((0, 2))
+            points = marked[outside_masks(marked, masks)]
+            frames.append(AnnotatedFrame(features, points, label=f"snapshot {snapshot.id}"))
+        all_boxes = np.concatenate(boxes)
+        perspective = camera_perspective(camera, size, all_boxes)
+        if perspective is None:
+            raise StudioError(409, perspective_problem(camera, all_boxes))
+        fitted_at = datetime.now().astimezone().isoformat(timespec="seconds")
+        try:
+            result = fit_model(frames, camera_id, size, perspective, BackgroundSettings(),
+                               training={"source": "page", "fitted_at": fitted_at})
+        except TrainingError as error:
+            raise StudioError(409, f"camera {camera_id}: {error}") from None
+        path = default_model_path(self.data_dir, camera_id)
+        save_model(path, result.model)
+        mode = live.use_model(result.model)
+        latest = annotated[-1]
+        after = CrowdCounter(size, model=result.model).estimate(frames[-1].features).total
+        return FitReport(
+            frames=len(frames), people=int(sum(len(f.points) for f in frames)),
+            cross_validation=result.validation.to_dict(),
+            latest={"snapshot_id": latest.id, "annotated": len(frames[-1].points), "detected": latest.detected,
+                    "estimated": round(after, 1)},
+            model_path=path, mode=mode,
+            yaml=f"counting: {{mode: {mode}, model: {path}}}",
+        )
+
+    def _live(self, camera_id: str) -> LiveCounting:
+        live = self.cameras(camera_id)
+        if live is None:
+            raise StudioError(404, f"no camera {camera_id!r}")
+        return live
+
+    def _stored(self, camera_id: str, snapshot_id: str) -> StoredSnapshot:
+        self._live(camera_id)
+        try:
+            return self.store(camera_id).get(snapshot_id)
+        except KeyError:
+            raise StudioError(404, f"camera {camera_id}: no snapshot {snapshot_id!r}") from None
+
+
+def _snapshot_out(snapshot: StoredSnapshot) -> dict[str, Any]:
+    return {"id": snapshot.id, "taken_at": snapshot.taken_at, "width": snapshot.frame_size[0],
+            "height": snapshot.frame_size[1], "detected": snapshot.detected,
+            "points": None if snapshot.points is None else snapshot.points.tolist()}
