@@ -23,7 +23,7 @@ from detectors import Detector
 from gateway.analytics import CameraAnalytics, FrameResult
 from gateway.camera_events import CameraEventAlerts
 from gateway.config.models import Camera, FileSource, GatewaySection, OnvifSource
-from gateway.counting_live import LiveCounting
+from gateway.counting.live import LiveCounting
 from gateway.events import AlertMessage, Snapshot
 from gateway.offline import OfflineWatch
 from gateway.onvif.patrol import PatrolState, PatrolStatus

@@ -91,9 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_or_report(path: Path, counting_models: bool = True):
     """The validated config, or None after printing every problem (file:line: key: message)."""
-    from gateway.config import check_config
+    from gateway.checks import check_site
 
-    config, issues = check_config(path, counting_models=counting_models)
+    config, issues = check_site(path, counting_models=counting_models)
     for issue in issues:
         print(issue, file=sys.stderr)
     return config
@@ -192,7 +192,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_calibrate_count(args: argparse.Namespace) -> int:
     from detectors import DetectorError
-    from gateway.calibrate import CalibrationError, calibrate, describe
+    from gateway.counting.calibrate import CalibrationError, calibrate, describe
     from gateway.detection import load_detector
     from gateway.video.decode import VideoOpenError
 

@@ -32,7 +32,7 @@ import numpy as np
 from detectors import Detector
 from gateway.analytics import CameraAnalytics, FrameResult
 from gateway.config.models import Camera, GatewayConfig, GatewaySection
-from gateway.counting_io import camera_model, warmup_frames
+from gateway.counting.files import camera_model, warmup_frames
 from gateway.video.decode import DecodedFrame, decode_frames, frame_rate, open_video
 from gateway.video.pacing import AnalysisPacer
 from gateway.video.prefetch import prefetch

@@ -33,10 +33,10 @@ from gateway.delivery.mqtt.sink import MqttSink
 from gateway.delivery.outputs import build_outputs
 from gateway.delivery.reactions import PtzLinkage
 from gateway.delivery.router import AlertRouter
-from gateway.config import check_config
+from gateway.checks import check_site
 from gateway.config.models import Camera, GatewayConfig, GatewaySection, OnvifSource
-from gateway.counting_live import LiveCounting
-from gateway.counting_studio import CountingStudio
+from gateway.counting.live import LiveCounting
+from gateway.counting.studio import CountingStudio
 from gateway.detection import TimedDetector, load_detector
 from gateway.events import AlertMessage
 from gateway.delivery.outbox import Outbox
@@ -309,7 +309,7 @@ class GatewayService:
         if config_path is None:
             return
         try:
-            new, issues = check_config(config_path)
+            new, issues = check_site(config_path)
         except Exception as error:  # noqa: BLE001 - a bad file must never stop a running gateway
             log.error("reload rejected: %s could not be read (%s); still running the previous "
                       "configuration", config_path, redact(str(error)))

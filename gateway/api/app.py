@@ -45,7 +45,7 @@ from gateway.api.schemas import Problem
 from gateway.api.stream import SSE_HEARTBEAT_S, StreamHub
 from gateway.api.web import WEB_DIR, SecurityHeaders, WebFiles, install_access_log_filter
 from gateway.config.models import ApiSection
-from gateway.counting_studio import CountingStudio
+from gateway.counting.studio import CountingStudio
 from gateway.delivery.history import EventHistory
 from gateway.metrics import GatewayMetrics, HealthSource
 from gateway.redaction import redact

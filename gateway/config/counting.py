@@ -8,7 +8,7 @@
 `model` defaults to the file the page's tool writes, `<data_dir>/counting/<camera id>.json`.
 `person_height_px` is the installer's perspective ramp, used by calibration when the camera
 has no ground-plane `calibration` and the detector sees too few people to measure it.
-`gateway check` reads the model file (`check_model_file`): it must exist, be a counting model
+`gateway check` reads the model file (gateway.checks, gateway.counting.files): it must exist, be a counting model
 of this camera, and match the camera's `resolution` when that is set.
 """
 
@@ -45,14 +45,3 @@ class CountingSection(StrictModel):
 def default_model_path(data_dir: Path, camera_id: str) -> Path:
     """Where the page's annotation tool writes a camera's model."""
     return data_dir / "counting" / f"{camera_id}.json"
-
-
-def check_model_file(path: Path, camera_id: str, resolution: tuple[int, int] | None) -> str | None:
-    """What is wrong with a configured model file, or None (for `gateway check`)."""
-    from gateway.counting_io import ModelFileError, load_model
-
-    try:
-        load_model(path, camera_id, resolution)
-    except ModelFileError as error:
-        return str(error)
-    return None

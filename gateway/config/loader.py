@@ -11,8 +11,8 @@ The steps, each a short method of `_Reader`:
 4. resolve relative paths (every `Path` field of the models) against the directory of the file
    they are written in, and require the detector model file to exist;
 5. validate with pydantic and map each error back to its file, line and key path;
-6. read every camera's counting model file (`counting.model`): it must be a counting model of
-   that camera, fitted on the camera's `resolution` when that is set.
+6. run the caller's file checks on the valid configuration (files it names, such as counting
+   models, whose formats belong to modules above the config: see gateway/checks.py).
 
 Every problem found on the way becomes a `ConfigIssue`; nothing stops at the first one.
 """
@@ -23,7 +23,7 @@ import glob
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,6 @@ from gateway.config.errors import (
     is_secret_name,
     join_branches,
 )
-from gateway.config.counting import check_model_file
 from gateway.config.keypaths import Key, path_values
 from gateway.config.models import GatewayConfig, GatewaySection
 from gateway.redaction import register_secrets, url_passwords
@@ -79,16 +78,19 @@ class Origin:
 LineMap = dict[KeyPath, Origin]
 
 
+FileCheck = Callable[[GatewayConfig], Iterable[tuple[KeyPath, str]]]
+"""A check of files a valid configuration names: yields (key path, what is wrong)."""
+
+
 def check_config(
-    path: str | os.PathLike[str], env: Mapping[str, str] | None = None, counting_models: bool = True
+    path: str | os.PathLike[str], env: Mapping[str, str] | None = None, file_checks: Sequence[FileCheck] = ()
 ) -> tuple[GatewayConfig | None, list[ConfigIssue]]:
     """Validate a configuration file: (config, []) when valid, else (None, every issue).
 
-    `env` replaces `os.environ` for `${NAME}` substitution (tests, dry runs).
-    `counting_models=False` skips reading the cameras' counting model files (calibration is
-    about to write them).
+    `env` replaces `os.environ` for `${NAME}` substitution (tests, dry runs). `file_checks` run
+    on a valid configuration; their problems are reported at the line of the key they name.
     """
-    reader = _Reader(os.environ if env is None else env, counting_models)
+    reader = _Reader(os.environ if env is None else env, file_checks)
     result = reader.run(Path(path), os.fspath(path))
     register_secrets(reader.secrets)  # from now on every log line, API answer and message masks them
     return result
@@ -123,9 +125,9 @@ def _count(number: int, noun: str) -> str:
 class _Reader:
     """One configuration read: the merged raw data, its line map and the issues found so far."""
 
-    def __init__(self, env: Mapping[str, str], counting_models: bool = True):
+    def __init__(self, env: Mapping[str, str], file_checks: Sequence[FileCheck] = ()):
         self.env = env
-        self.counting_models = counting_models
+        self.file_checks = file_checks
         self.data: dict[Any, Any] = {}
         self.lines: LineMap = {}
         self.issues: list[ConfigIssue] = []
@@ -147,8 +149,9 @@ class _Reader:
             self._check_model_file()
             self._check_data_dir()
             config = self._validate()
-            if config is not None and self.counting_models:
-                self._check_counting_models(config)
+            for check in self.file_checks if config is not None else ():
+                for path, problem in check(config):
+                    self._issue_at(path, problem)
         issues = self._final_issues()
         return (config if not issues else None), issues
 
@@ -496,16 +499,6 @@ class _Reader:
             verb = "is" if existing == where else f"cannot be created ({existing} is)"
             self._issue_at(("gateway", "data_dir"), f"{where} {verb} not writable by this user "
                            f"(uid {os.getuid()}): create it and give it to the user the gateway runs as")
-
-    def _check_counting_models(self, config: GatewayConfig) -> None:
-        """A counting model that cannot be used is reported at `check`, not found at run time."""
-        for index, camera in enumerate(config.cameras):
-            path = camera.counting.model
-            if path is None:
-                continue
-            problem = check_model_file(path, camera.id, camera.resolution)
-            if problem is not None:
-                self._issue_at(("cameras", index, "counting", "model"), problem)
 
     # ----------------------------------------------------------------- validation
 

@@ -31,9 +31,9 @@ from gateway.analytics.counting import AnnotatedFrame, BackgroundSettings, Crowd
 from gateway.analytics.counting.training import MIN_FRAMES
 from gateway.analytics.geometry import polygon_to_frame
 from gateway.config.counting import default_model_path
-from gateway.counting_io import camera_perspective, outside_masks, perspective_problem, save_model
-from gateway.counting_live import LiveCounting
-from gateway.counting_store import SnapshotStore, StoredSnapshot
+from gateway.counting.files import camera_perspective, outside_masks, perspective_problem, save_model
+from gateway.counting.live import LiveCounting
+from gateway.counting.store import SnapshotStore, StoredSnapshot
 
 MAX_POINTS = 3000
 

@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ from gateway.analytics.counting import BackgroundSettings, CountingModel, ModelF
 from gateway.analytics.counting.perspective import MIN_BOXES, from_boxes, from_ground_plane, from_ramp
 from gateway.analytics.geometry import GroundPlane, Region, ground_model
 from gateway.config.counting import default_model_path
-from gateway.config.models import Camera
+from gateway.config.models import Camera, GatewayConfig
 from gateway.video.decode import decode_frames, open_video
 
 log = logging.getLogger(__name__)
@@ -175,3 +175,15 @@ def outside_masks(points: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
     for mask in masks:
         keep &= ~Region(mask).contains(points)
     return keep
+
+
+def model_file_problems(config: GatewayConfig) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Every configured counting model that cannot be used (for `gateway check`): it must be a
+    counting model of that camera, fitted on the camera's `resolution` when that is set."""
+    for index, camera in enumerate(config.cameras):
+        if camera.counting.model is None:
+            continue
+        try:
+            load_model(camera.counting.model, camera.id, camera.resolution)
+        except ModelFileError as error:
+            yield ("cameras", index, "counting", "model"), str(error)
