@@ -37,6 +37,13 @@ OPERATIONS = [
     ("GET", "/api/cameras"), ("GET", "/api/cameras/{camera_id}"), ("GET", "/api/cameras/{camera_id}/snapshot.jpg"),
     ("GET", "/api/events"), ("GET", "/api/events/{event_id}"), ("GET", "/api/events/{event_id}/snapshot.jpg"),
     ("POST", "/api/events/{event_id}/ack"),
+    ("GET", "/api/cameras/{camera_id}/counting"), ("POST", "/api/cameras/{camera_id}/counting/start"),
+    ("POST", "/api/cameras/{camera_id}/counting/snapshots"),
+    ("GET", "/api/cameras/{camera_id}/counting/snapshots/{snapshot_id}"),
+    ("GET", "/api/cameras/{camera_id}/counting/snapshots/{snapshot_id}/image.jpg"),
+    ("PUT", "/api/cameras/{camera_id}/counting/snapshots/{snapshot_id}/points"),
+    ("DELETE", "/api/cameras/{camera_id}/counting/snapshots/{snapshot_id}"),
+    ("POST", "/api/cameras/{camera_id}/counting/fit"),
 ]
 """Every operation but the never-ending stream (a test below checks this list against the spec)."""
 

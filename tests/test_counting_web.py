@@ -251,8 +251,9 @@ def test_points_are_checked_against_the_snapshot(gateway) -> None:
     assert cv2.imdecode(np.frombuffer(image.content, np.uint8), cv2.IMREAD_COLOR).shape == (480, 640, 3)
     path = f"/api/cameras/mall/counting/snapshots/{shot_id}/points"
     outside = client.put(path, json={"points": [[10, 10], [700, 5]]}, headers=origin)
-    assert outside.status_code == 422 and outside.json()["detail"] == \
-        "points[1]: [700, 5] lies outside the 640x480 picture"
+    assert outside.status_code == 422 and outside.json()["detail"] == [
+        {"loc": ["body", "points"], "msg": "points[1]: [700, 5] lies outside the 640x480 picture",
+         "type": "value_error"}]  # shaped like every validation error of the API
     assert client.put(path, json={"points": [[1, 2, 3]]}, headers=origin).status_code == 422
     assert client.put(path, json={"points": "many"}, headers=origin).status_code == 422
     assert client.put(path, json={"points": [[5, 5]], "extra": 1}, headers=origin).status_code == 422

@@ -67,7 +67,12 @@
     if (response.status === 204) return null;
     if (!response.ok) {
       let detail = response.statusText;
-      try { const body = await response.json(); detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail); } catch (e) { /* not JSON */ }
+      try {
+        const body = await response.json();
+        detail = typeof body.detail === "string" ? body.detail
+          : Array.isArray(body.detail) ? body.detail.map((item) => item.msg || JSON.stringify(item)).join("; ")
+          : JSON.stringify(body.detail);
+      } catch (e) { /* not JSON */ }
       throw new Error(response.status + " " + detail);
     }
     return response.json();

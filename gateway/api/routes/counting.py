@@ -21,6 +21,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.schemas import Problem
@@ -91,6 +92,9 @@ async def _call(request: Request, work: Callable[[CountingStudio], Any]) -> Any:
     try:
         return await run_in_threadpool(work, desk)
     except StudioError as error:
+        if error.status == 422:  # bad points: shaped like every other validation error of the API
+            raise RequestValidationError([{"loc": ("body", "points"), "msg": str(error),
+                                           "type": "value_error"}]) from None
         raise HTTPException(error.status, str(error)) from None
 
 
@@ -127,7 +131,7 @@ async def snapshot_image(camera_id: CameraIdParam, snapshot_id: SnapshotIdParam,
 
 
 @router.put("/api/cameras/{camera_id}/counting/snapshots/{snapshot_id}/points", response_model=SnapshotOut,
-            responses={**ERRORS, 422: {"model": Problem}}, summary="Save the people marked on a snapshot")
+            responses=ERRORS, summary="Save the people marked on a snapshot")
 async def save_points(camera_id: CameraIdParam, snapshot_id: SnapshotIdParam, body: PointsIn,
                       request: Request) -> Any:
     return await _call(request, lambda desk: desk.save_points(camera_id, snapshot_id, body.points))
