@@ -131,7 +131,8 @@ async def snapshot_image(camera_id: CameraIdParam, snapshot_id: SnapshotIdParam,
 
 
 @router.put("/api/cameras/{camera_id}/counting/snapshots/{snapshot_id}/points", response_model=SnapshotOut,
-            responses=ERRORS, summary="Save the people marked on a snapshot")
+            responses={**ERRORS, 400: {"model": Problem, "description": "The body is not JSON text."}},
+            summary="Save the people marked on a snapshot")
 async def save_points(camera_id: CameraIdParam, snapshot_id: SnapshotIdParam, body: PointsIn,
                       request: Request) -> Any:
     return await _call(request, lambda desk: desk.save_points(camera_id, snapshot_id, body.points))
