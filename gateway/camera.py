@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from detectors import Detector
+from detectors import Detections, Detector
+from detectors.tiling import TilePlan, detect_tiled
 from gateway.analytics import CameraAnalytics, FrameResult
 from gateway.camera_events import CameraEventAlerts
 from gateway.config.models import Camera, FileSource, GatewaySection, OnvifSource
@@ -28,6 +29,7 @@ from gateway.events import AlertMessage, Snapshot
 from gateway.offline import OfflineWatch
 from gateway.onvif.patrol import PatrolState, PatrolStatus
 from gateway.patrol_fault import PatrolFaultWatch
+from gateway.tiling import camera_tile_plan
 from gateway.video.motion import MotionGate, region_mask
 from gateway.video.reader import CameraReader, ReaderHealth
 from gateway.video.urls import source_url
@@ -54,6 +56,11 @@ class WorkerStatus:
     last_analysed_age_s: float | None
     last_frame_age_when_analysed_s: float | None
     patrol: PatrolStatus | None = None
+    tiles_per_frame: int = 1
+    """Detector runs per analysed frame: 1 untiled, tiles (+1 whole-frame pass) tiled."""
+    grid: tuple[int, int] | None = None
+    inference_ms: float | None = None
+    """Mean detector time per analysed frame (all its tiles) over the recent frames."""
 
 
 def make_reader(camera: Camera) -> CameraReader:
@@ -142,6 +149,9 @@ class CameraWorker:
         self.frame_ages: deque[float] = deque(maxlen=512)
         """Age (s) of each recently analysed frame when the analysis took it: the latency budget."""
         self._frames_inferred = 0
+        self.tile_plan: TilePlan | None = None
+        """Where this camera's frames are cut for detection (None: whole frame); per frame size."""
+        self._frame_ms: deque[float] = deque(maxlen=100)
         self._lock = threading.Lock()  # guards last_result/_last_image for the API's snapshots
 
     # ----------------------------------------------------------------- lifecycle
@@ -197,14 +207,14 @@ class CameraWorker:
         messages = ended
         if not self._patrol_watching(frame.received_at):
             return messages  # the camera is moving or settling: its picture means nothing yet
-        messages += self._ensure_analytics(frame.image)
+        messages += self._ensure_analytics(frame.image, detector.input_size)
         masked = self.analytics.prepare(frame.image)
         decision = self.gate.check(masked, frame.received_at, force=self.analytics.has_open_events)
         if not decision.run:
             with self._lock:
                 self._last_image, self._last_image_at = masked, frame.received_at
             return messages
-        detections = detector.detect(masked)
+        detections = self._detect(detector, masked)
         self._frames_inferred += 1
         self.counting.prepare(self.analytics)
         result = self.analytics.process(detections, t=frame.received_at, now=datetime.now(self.timezone),
@@ -215,6 +225,13 @@ class CameraWorker:
             self._remember(frame.received_at, masked, result)
         return messages + result.events
 
+    def _detect(self, detector: Detector, image: np.ndarray) -> Detections:
+        """People in the frame: one detector run, or the tile plan's runs back to back."""
+        began = time.perf_counter()
+        detections = detect_tiled(detector, image, self.tile_plan)
+        self._frame_ms.append((time.perf_counter() - began) * 1000)
+        return detections
+
     def _remember(self, at: float, image: np.ndarray, result: FrameResult | None) -> None:
         """Keep the last `keep_history_s` of analysed frames for linked sensors' `pre_s`."""
         if self.keep_history_s <= 0:
@@ -223,7 +240,7 @@ class CameraWorker:
         while self._history and self._history[0][0] < at - self.keep_history_s - 1.0 / self.camera.fps:
             self._history.popleft()
 
-    def _ensure_analytics(self, image: np.ndarray) -> list[AlertMessage]:
+    def _ensure_analytics(self, image: np.ndarray, input_size: tuple[int, int]) -> list[AlertMessage]:
         """(Re)build analytics for this frame size; a size change (substream switch) ends events."""
         size = (image.shape[1], image.shape[0])
         if self.analytics is not None and self.analytics.frame_size == size:
@@ -242,6 +259,7 @@ class CameraWorker:
         motion = self.camera.motion
         self.gate = MotionGate(watched, sensitivity=motion.sensitivity, max_skip_s=motion.max_skip_s,
                                enabled=motion.enabled)
+        self.tile_plan = camera_tile_plan(self.camera, self.analytics, input_size)
         with self._lock:
             self.last_result = None
         return ended
@@ -351,6 +369,9 @@ class CameraWorker:
             last_frame_age_when_analysed_s=None if self._last_frame_age is None
             else round(self._last_frame_age, 3),
             patrol=self.patrol.status() if self.patrol is not None else None,
+            tiles_per_frame=self.tile_plan.inferences if self.tile_plan is not None else 1,
+            grid=self.tile_plan.grid if self.tile_plan is not None else None,
+            inference_ms=_mean(tuple(self._frame_ms)),
         )
 
     def recent_snapshot(self) -> Snapshot | None:
@@ -380,3 +401,7 @@ class CameraWorker:
         count = len(result.boxes) if result is not None else None
         taken_at = datetime.now(self.timezone) - timedelta(seconds=time.monotonic() - at)
         return count, analytics.live_snapshot(image, result, taken_at)
+
+
+def _mean(values: tuple[float, ...]) -> float | None:
+    return round(sum(values) / len(values), 2) if values else None

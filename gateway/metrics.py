@@ -16,6 +16,8 @@ Series (all prefixed `gateway_`):
     camera_frame_age_seconds{camera}       age of the newest frame (absent before the first frame)
     camera_reconnects_total{camera}        reconnections since start
     camera_skip_ratio{camera}              share of due frames the motion gate skipped
+    camera_tiles_per_frame{camera}         detector runs per analysed frame (tiled detection)
+    camera_inference_ms{camera}            mean detector time per analysed frame, all its tiles
     camera_patrol_state{camera,state}      PTZ patrol cameras: 1 for the patrol's current state
                                            (moving, settling, watching, away, failing, stopped)
     camera_patrol_fault{camera}            1 while the patrol has not moved for patrol_fault_after_s
@@ -199,7 +201,8 @@ class _LiveCollector(Collector):
             counts, count, total = list(source.bucket_counts), int(source.count), float(source.total_ms)
         else:
             edges, counts, count, total = m._pushed.snapshot()
-        family = HistogramMetricFamily(f"{PREFIX}_inference_ms", "Detector run time per analysed frame, milliseconds.")
+        family = HistogramMetricFamily(f"{PREFIX}_inference_ms", "Detector run time per detector run (a tiled frame is "
+                                                                 "several runs), milliseconds.")
         cumulative, buckets = 0, []
         for edge, n in zip([*map(float, edges), math.inf], counts):
             cumulative += n
@@ -217,6 +220,9 @@ class _LiveCollector(Collector):
         reconnects = CounterMetricFamily(f"{PREFIX}_camera_reconnects", "Stream reconnections since start.",
                                          labels=["camera"])
         skip = _gauge("camera_skip_ratio", "Share of due frames skipped by the motion gate.", ["camera"])
+        tiles = _gauge("camera_tiles_per_frame", "Detector runs per analysed frame (tiled detection).", ["camera"])
+        frame_ms = _gauge("camera_inference_ms", "Mean detector time per analysed frame, all its tiles, "
+                                                 "milliseconds.", ["camera"])
         for cam in cameras:
             up.add_metric([cam.id], 1.0 if cam.state == "streaming" else 0.0)
             for name in CAMERA_STATES:
@@ -228,7 +234,10 @@ class _LiveCollector(Collector):
             reconnects.add_metric([cam.id], float(cam.reconnects or 0))
             if cam.skip_ratio is not None:
                 skip.add_metric([cam.id], float(cam.skip_ratio))
-        yield from (up, state, analysed, decoded, age, reconnects, skip)
+            tiles.add_metric([cam.id], float(cam.tiles_per_frame))
+            if cam.inference_ms is not None:
+                frame_ms.add_metric([cam.id], float(cam.inference_ms))
+        yield from (up, state, analysed, decoded, age, reconnects, skip, tiles, frame_ms)
         yield from self._patrols(cameras)
         ready = _gauge("ready", "Readiness checks (1 = alive).", ["component"])
         for component, alive in sorted(view.readiness().items()):

@@ -9,6 +9,11 @@ Outputs (JSON lines; the counts format is a contract other tools read, see DESIG
                "boxes": [[x1, y1, x2, y2, score, track_id]]}
   events-out: the alert payloads a live run would publish, one per line, in order.
 
+Unless the camera tiles or counts with a model, frames are converted straight to the detector's
+input size in the decoding thread (one swscale pass from YUV), and the full-size picture is built
+only for the frames whose alerts carry a snapshot: the detector path then costs little more than
+the inference itself (`gateway bench detector`).
+
 A camera that counts with a model (`counting.mode` model or auto) has its counting background
 warmed from the recording's first minutes before the replay starts, so the model counts from
 the first frame (live, a camera's counter warms up on its first minutes instead).
@@ -29,11 +34,14 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from detectors import Detector
+from detectors import Detections, Detector
+from detectors.preprocess import fit
+from detectors.tiling import detect_tiled
 from gateway.analytics import CameraAnalytics, FrameResult
 from gateway.config.models import Camera, GatewayConfig, GatewaySection
 from gateway.counting.files import camera_model, warmup_frames
-from gateway.video.decode import DecodedFrame, decode_frames, frame_rate, open_video
+from gateway.tiling import camera_tile_plan
+from gateway.video.decode import DecodedFrame, VideoOpenError, decode_frames, frame_rate, open_video
 from gateway.video.pacing import AnalysisPacer
 from gateway.video.prefetch import prefetch
 
@@ -113,22 +121,26 @@ def replay(config: GatewayConfig, camera_id: str, source: Path, detector: Detect
         sink = AlertSink(events, snapshots_dir)
         source_fps = frame_rate(container)
         pacer = AnalysisPacer(fps or camera.fps, source_fps)
-        analytics: CameraAnalytics | None = None
+        size = _video_size(container, source)
+        analytics = _analytics(camera, config.gateway, size, source)
+        plan = camera_tile_plan(camera, analytics, detector.input_size)
+        shrink = _detector_size(size, detector.input_size) if plan is None and analytics.counter is None else None
         t = 0.0
-        for decoded, image in prefetch(_due_frames(container, pacer, stats), name="replay-decode"):
+        for decoded, image in prefetch(_due_frames(container, pacer, stats, shrink), name="replay-decode"):
             t = decoded.t
-            if analytics is None:
-                analytics = _analytics(camera, config.gateway, (image.shape[1], image.shape[0]), source)
-            masked = analytics.prepare(image)
-            result = analytics.process(detector.detect(masked), t=t, now=start_at + timedelta(seconds=t),
-                                       frame=masked, counting_image=masked)
+            now = start_at + timedelta(seconds=t)
+            if shrink is None:
+                masked = analytics.prepare(image)
+                result = analytics.process(detect_tiled(detector, masked, plan), t=t, now=now,
+                                           frame=masked, counting_image=masked)
+            else:
+                found = _to_frame(detector.detect(analytics.prepare_scaled(image)), size, shrink)
+                result = analytics.process(found, t=t, now=now, frame=_full_frame(analytics, decoded))
             stats.frames_analysed += 1
             if counts:
                 counts.write(counts_line(camera.id, decoded.index, t, result) + "\n")
             sink.write(result.events, decoded.index, stats)
-        if analytics is not None:
-            sink.write(analytics.close_all(t, start_at + timedelta(seconds=t)), stats.frames_decoded - 1,
-                       stats)
+        sink.write(analytics.close_all(t, start_at + timedelta(seconds=t)), stats.frames_decoded - 1, stats)
     stats.seconds = time.perf_counter() - began
     return stats
 
@@ -147,12 +159,39 @@ def _analytics(camera: Camera, gateway: GatewaySection, frame_size: tuple[int, i
     return analytics
 
 
-def _due_frames(container, pacer: AnalysisPacer, stats: ReplayStats) -> Iterator[tuple[DecodedFrame, np.ndarray]]:
-    """Frames due for analysis, decoded and converted to BGR (runs ahead on its own thread)."""
+def _due_frames(container, pacer: AnalysisPacer, stats: ReplayStats,
+                shrink: tuple[int, int] | None) -> Iterator[tuple[DecodedFrame, np.ndarray]]:
+    """Frames due for analysis, decoded and converted to BGR — at `shrink` (the detector's input
+    size) when given — on their own thread, running ahead of the analysis."""
     for decoded in decode_frames(container):
         stats.frames_decoded += 1
         if pacer.due(decoded.t):
-            yield decoded, decoded.bgr()
+            yield decoded, decoded.bgr(shrink)
+
+
+def _video_size(container, source: Path) -> tuple[int, int]:
+    """(w, h) of the video stream, known from its header before the first frame."""
+    codec = container.streams.video[0].codec_context
+    if not codec.width or not codec.height:
+        raise VideoOpenError(f"{source}: the video stream does not declare its picture size")
+    return int(codec.width), int(codec.height)
+
+
+def _detector_size(size: tuple[int, int], input_size: tuple[int, int]) -> tuple[int, int]:
+    """The size the detector shrinks a `size` frame to (its letterbox's resize step)."""
+    _transform, width, height = fit(size[0], size[1], input_size, centred=False)
+    return width, height
+
+
+def _to_frame(found: Detections, size: tuple[int, int], shrunk: tuple[int, int]) -> Detections:
+    """Boxes found on the shrunk picture, in frame pixels."""
+    boxes = found.boxes * np.array([size[0] / shrunk[0], size[1] / shrunk[1]] * 2, np.float32)
+    return Detections(boxes, found.scores, found.class_ids)
+
+
+def _full_frame(analytics: CameraAnalytics, decoded: DecodedFrame):
+    """The full-size masked picture, built only if an alert of this frame carries a snapshot."""
+    return lambda: analytics.prepare(decoded.bgr())
 
 
 def _open_text(path: Path) -> IO[str]:

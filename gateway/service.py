@@ -370,6 +370,8 @@ class GatewayService:
             **{key: value for key, value in reader.items() if key != "state"},
             "skip_ratio": status.skip_ratio,
             "frames_inferred": status.frames_inferred,
+            "tiles_per_frame": status.tiles_per_frame,
+            "inference_ms_per_frame": status.inference_ms,
             "frame_age_when_analysed_s": status.last_frame_age_when_analysed_s,
             **({"patrol": asdict(status.patrol)} if status.patrol is not None else {}),
             "at": datetime.now(self.timezone).isoformat(timespec="seconds"),
@@ -408,7 +410,7 @@ class GatewayService:
             last_frame_age_s=reader.last_frame_age_s, reconnects=reader.reconnects,
             last_error=reader.last_error, skip_ratio=status.skip_ratio if worker.gate else None,
             frame_size=status.frame_size, zones=zones, masks=masks, preset=worker.preset,
-            patrol=status.patrol,
+            patrol=status.patrol, tiles_per_frame=status.tiles_per_frame, inference_ms=status.inference_ms,
             source=reader.url, resolution=camera.resolution, coordinates=camera.coordinates,
         )
 

@@ -58,6 +58,8 @@ class CameraStatus:
     were drawn on, or `coordinates: normalized`); the installer view writes zones in these units.
     preset: the PTZ preset the camera is parked on / patrolling, if any.
     patrol: the PTZ patrol's state (None without a patrol): moving, watching, failing, fault...
+    tiles_per_frame: detector runs per analysed frame (1 untiled; tiles + whole-frame pass tiled).
+    inference_ms: mean detector time per analysed frame, all its tiles (None before the first).
     """
 
     id: str
@@ -79,6 +81,8 @@ class CameraStatus:
     resolution: tuple[int, int] | None = None
     coordinates: Literal["pixels", "normalized"] = "pixels"
     patrol: PatrolStatus | None = None
+    tiles_per_frame: int = 1
+    inference_ms: float | None = None
 
 
 @runtime_checkable

@@ -7,7 +7,7 @@ timestamps, and the evidence picture is drawn from the frame only when a message
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -21,6 +21,10 @@ from gateway.config.models import Camera, GatewaySection, RuleBase
 from gateway.events.lifecycle import AlertMessage, OpenEvent, UpdatePolicy
 from gateway.events.payload import AlertSource, AlertSubject, Reading
 from gateway.events.snapshot import Evidence, Snapshot, take_snapshot
+
+FrameSource = np.ndarray | Callable[[], np.ndarray]
+"""The analysed frame (masks filled) for evidence pictures, or a function that builds it: a
+replay converts the full-size picture only for the frames whose alert carries one."""
 
 EventKey = tuple[str, Hashable]
 LastSeen = tuple[Observation, TrackFrame]
@@ -53,7 +57,7 @@ class AlertDesk:
         return bool(self._open)
 
     def handle(
-        self, signals: list[Signal], scene: Scene, now: datetime, frame: np.ndarray | None
+        self, signals: list[Signal], scene: Scene, now: datetime, frame: FrameSource | None
     ) -> list[AlertMessage]:
         """Messages for this frame's signals, in signal order."""
         now = now.astimezone(self.timezone)
@@ -126,7 +130,7 @@ class AlertDesk:
             details=self.details,
         )
 
-    def _snapshot_source(self, signal: Signal, scene: Scene, now: datetime, frame: np.ndarray | None):
+    def _snapshot_source(self, signal: Signal, scene: Scene, now: datetime, frame: FrameSource | None):
         """A closure drawing this signal's evidence, called only if the message needs a picture."""
 
         def draw() -> Snapshot | None:
@@ -156,7 +160,7 @@ class AlertDesk:
                 heat=heat,
                 heat_region=zone,
             )
-            return take_snapshot(frame, evidence, now)
+            return take_snapshot(frame() if callable(frame) else frame, evidence, now)
 
         return draw
 

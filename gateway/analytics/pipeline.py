@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from detectors.base import Detections
-from gateway.analytics.alerts import AlertDesk
+from gateway.analytics.alerts import AlertDesk, FrameSource
 from gateway.analytics.counting import CountingModel, CountMap, CountSwitch, CrowdCounter
 from gateway.analytics.geometry import (
     Region,
@@ -133,14 +133,27 @@ class CameraAnalytics:
         fill_masks(masked, self.masks)
         return masked
 
+    def prepare_scaled(self, image: np.ndarray) -> np.ndarray:
+        """`prepare` for the frame already shrunk to the detector's input (replay's fast path):
+        the private areas are filled at that scale."""
+        height, width = image.shape[:2]
+        if (width, height) == self.frame_size:
+            return self.prepare(image)
+        if not self.masks:
+            return image
+        scale = np.array([width / self.frame_size[0], height / self.frame_size[1]], np.float32)
+        masked = image.copy()
+        fill_masks(masked, [mask * scale for mask in self.masks])
+        return masked
+
     def process(
-        self, detections: Detections, t: float, now: datetime, frame: np.ndarray | None = None,
+        self, detections: Detections, t: float, now: datetime, frame: FrameSource | None = None,
         sensors: Mapping[str, bool] | None = None, counting_image: np.ndarray | None = None,
     ) -> FrameResult:
         """Track, count and evaluate rules for one analysed frame; `frame` is for snapshots;
         `sensors` (sensor id -> active) for rules conditioned on a sensor; `counting_image`
         (the masked frame) for the counting model."""
-        if frame is not None:
+        if isinstance(frame, np.ndarray):
             self._check_size(frame)
         boxes, scores = self.unmasked(detections)
         count_map = None

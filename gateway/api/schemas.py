@@ -92,6 +92,9 @@ class CameraOut(BaseModel):
     coordinates: Literal["pixels", "normalized"]
     snapshot_url: str
     patrol: PatrolStatus | None = Field(default=None, description="PTZ patrol state; null without a patrol.")
+    tiles_per_frame: int = Field(default=1, description="Detector runs per analysed frame (tiled detection).")
+    inference_ms: float | None = Field(default=None, description="Mean detector time per analysed frame, "
+                                                                 "all its tiles; null before the first.")
 
 
 def zone_out(zone: ZoneOutline | dict[str, Any]) -> ZoneOut:
@@ -133,6 +136,8 @@ def camera_out(camera: CameraStatus) -> CameraOut:
         resolution=tuple(camera.resolution) if camera.resolution else None,
         coordinates=camera.coordinates,
         snapshot_url=f"/api/cameras/{camera.id}/snapshot.jpg",
+        tiles_per_frame=camera.tiles_per_frame,
+        inference_ms=_rounded(camera.inference_ms, 1),
         patrol=camera.patrol,  # its last_error is redacted where it is made (gateway.onvif.ptz)
     )
 

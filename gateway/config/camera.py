@@ -26,6 +26,7 @@ from gateway.config.counting import CountingSection
 from gateway.config.geometry import Calibration, Location, Mask, Zone
 from gateway.config.rules import CrowdRule, Rule
 from gateway.config.sources import CameraSource, OnvifSource
+from gateway.config.tiling import MIN_TILE_PX, TilingSection
 
 
 class MotionSettings(StrictModel):
@@ -83,6 +84,7 @@ class Camera(CameraDefaults):
     calibration: Calibration | None = None
     patrol: list[PatrolStop] = Field(default_factory=list)
     counting: CountingSection = Field(default_factory=CountingSection)
+    tiling: TilingSection = Field(default_factory=TilingSection)
 
     @model_validator(mode="after")
     def _consistent(self) -> Camera:
@@ -92,6 +94,7 @@ class Camera(CameraDefaults):
             *self._rule_problems(),
             *self._patrol_problems(),
             *self._polygon_problems(),
+            *self._tiling_problems(),
         ]
         if problems:
             raise LocatedErrors(problems)
@@ -116,6 +119,15 @@ class Camera(CameraDefaults):
             for position, zone in enumerate(stop.zones):
                 if zone not in zone_ids:
                     yield located(f"patrol[{index}].zones[{position}]", f"unknown zone {zone!r}", zone_ids)
+
+    def _tiling_problems(self) -> Iterator[LocatedValueError]:
+        """A grid too fine for the frame, when the frame size is known (else a warning at run time)."""
+        if self.tiling.grid is None or self.resolution is None:
+            return
+        (cols, rows), (width, height) = self.tiling.grid, self.resolution
+        if width / cols < MIN_TILE_PX or height / rows < MIN_TILE_PX:
+            yield located("tiling.grid", f"{cols}×{rows} tiles of a {width}x{height} frame are smaller than "
+                                         f"{MIN_TILE_PX} px: no person fits in a tile that small")
 
     def _polygon_problems(self) -> Iterator[LocatedValueError]:
         shapes: list[tuple[str, list[Point]]] = [

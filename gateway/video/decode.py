@@ -30,9 +30,14 @@ class DecodedFrame:
     keyframe: bool
     frame: av.VideoFrame
 
-    def bgr(self) -> np.ndarray:
-        """The picture as an H x W x 3 BGR uint8 array (converted on demand)."""
-        return self.frame.to_ndarray(format="bgr24")
+    def bgr(self, size: tuple[int, int] | None = None) -> np.ndarray:
+        """The picture as an H x W x 3 BGR uint8 array (converted on demand); with `size` (w, h)
+        scaled in the same pass (one swscale call from YUV: cheaper than converting the full
+        picture and resizing it)."""
+        if size is None or size == (self.frame.width, self.frame.height):
+            return self.frame.to_ndarray(format="bgr24")
+        return self.frame.reformat(width=size[0], height=size[1], format="bgr24",
+                                   interpolation="BILINEAR").to_ndarray()
 
 
 def open_video(source: str | Path, options: dict[str, str] | None = None,
