@@ -86,7 +86,7 @@ class OnnxDetector:
     @property
     def session_options(self) -> ort.SessionOptions:
         """The options the session really runs with (threads, execution mode)."""
-        return self._session.get_session_options()
+        return self._live_session().get_session_options()
 
     def detect(self, frame: np.ndarray) -> Detections:
         """People in a BGR uint8 frame, boxes in its pixels. Safe to call from several threads."""
@@ -105,11 +105,16 @@ class OnnxDetector:
         """Drop the session (onnxruntime frees its threads and memory with it)."""
         self._session = None
 
-    def _run(self, tensor: np.ndarray) -> np.ndarray:
+    def _live_session(self) -> ort.InferenceSession:
+        """The session, or DetectorError once `close` has dropped it."""
         if self._session is None:
             raise DetectorError(f"{self.path}: detector is closed")
+        return self._session
+
+    def _run(self, tensor: np.ndarray) -> np.ndarray:
+        session = self._live_session()
         began = time.perf_counter()
-        output = self._session.run(None, {self._input_name: tensor})[0]
+        output = session.run(None, {self._input_name: tensor})[0]
         self.last_inference_ms = (time.perf_counter() - began) * 1000
         return output
 
@@ -124,7 +129,7 @@ class OnnxDetector:
 
     def _read_input_size(self, wanted: tuple[int, int] | None, metadata: Mapping[str, str]) -> tuple[int, int]:
         """(w, h) from the model's static input dims, else from settings, else from `imgsz`."""
-        spec = self._session.get_inputs()[0]
+        spec = self._live_session().get_inputs()[0]
         shape = spec.shape
         if spec.type != "tensor(float)" or len(shape) != 4 or shape[1] not in (3, "3"):
             raise DetectorError(

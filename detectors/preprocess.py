@@ -97,6 +97,8 @@ class Letterboxer:
         if self._frame_shape != (height, width):
             self._new_geometry(width, height)
         transform = self._transform
+        # _frame_shape starts as None, so the first call always runs _new_geometry, which sets it.
+        assert transform is not None
         new_w, new_h = self._resized_size
         resized = cv2.resize(frame, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
         # Splitting into contiguous planes first is twice as fast as one strided HWC->CHW copy.
@@ -105,7 +107,7 @@ class Letterboxer:
             planes = planes[::-1]
         region = self._tensor[0, :, transform.pad_y : transform.pad_y + new_h,
                               transform.pad_x : transform.pad_x + new_w]
-        for plane, out in zip(planes, region):
+        for plane, out in zip(planes, region, strict=True):  # a BGR frame: 3 planes, 3 channels
             if self.convention.scale == 1.0:
                 np.copyto(out, plane)
             else:
