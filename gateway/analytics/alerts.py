@@ -70,7 +70,9 @@ class AlertDesk:
             elif signal.kind == "end":
                 messages.append(self._end(key, signal, scene, now))
             elif self._escalation_changed(key, signal.rule, scene) or (
-                    signal.holds and self._open[key].observe(signal.observation.count, scene.t)):
+                    # `holds` implies an observation (RuleEngine.step); the check only narrows it.
+                    signal.holds and signal.observation is not None
+                    and self._open[key].observe(signal.observation.count, scene.t)):
                 reading = _reading(signal.observation, scene.people)
                 messages.append(self._open[key].update(reading, scene.t, now, snapshot))
             if signal.kind != "end" and signal.observation is not None:
@@ -174,7 +176,7 @@ def _reading(observation: Observation | None, people: TrackFrame | None) -> Read
     scores = np.round(people.scores[rows].astype(np.float64), 3).tolist()
     members = [
         {"track_id": track_id, "box": box, "score": score}
-        for track_id, box, score in zip(people.ids[rows].tolist(), boxes, scores)
+        for track_id, box, score in zip(people.ids[rows].tolist(), boxes, scores, strict=True)
     ]
     return Reading(observation.count, members, observation.density_per_m2, observation.count_source)
 

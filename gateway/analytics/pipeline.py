@@ -101,7 +101,9 @@ class CameraAnalytics:
         self._mask_regions = [Region(mask) for mask in self.masks]
         self._zone_regions = {zone: Region(polygon) for zone, polygon in self.zones.items()}
         self.ground = ground_model(camera, self.frame_size)
-        self.zone_area_m2 = {zone: self.ground.area_m2(polygon) for zone, polygon in self.zones.items()}
+        self.zone_area_m2: dict[str | None, float | None] = {
+            zone: self.ground.area_m2(polygon) for zone, polygon in self.zones.items()
+        }
         self.zone_area_m2[None] = self.ground.area_m2(frame_rectangle(self.frame_size))
         self.coast_frames = coast_frames
         self.tracker = ByteTracker(tracker)
