@@ -33,6 +33,7 @@ from gateway.tiling import camera_tile_plan
 from gateway.video.motion import MotionGate, region_mask
 from gateway.video.reader import CameraReader, ReaderHealth
 from gateway.video.urls import source_url
+from gateway.workers import Worker, Workers
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +181,16 @@ class CameraWorker:
         if self.analytics is not None:
             messages += self.analytics.close_all(t, now)
         return messages
+
+    def workers(self) -> Workers:
+        """This camera's threads and tasks, for supervision: the reader, and the PTZ patrol and
+        ONVIF event listener when it has them."""
+        workers: dict[str, Worker] = {f"camera {self.camera.id}: reader thread": self.reader}
+        if self.patrol is not None:
+            workers[f"camera {self.camera.id}: PTZ patrol task"] = self.patrol
+        if self.event_listener is not None:
+            workers[f"camera {self.camera.id}: ONVIF event listener task"] = self.event_listener
+        return workers
 
     # ----------------------------------------------------------------- scheduler side
 

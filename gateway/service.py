@@ -7,8 +7,12 @@ Threads, and who owns what:
                    case progress, remote look.
   deliver-<name>   one per other output (gateway.delivery.durable): its outbox -> webhook, ...
   api              the web API and page (uvicorn), reading live state through `GatewayView`.
+  sensors-<broker> one per site broker (gateway.comms.sensor_input): sensor messages in.
+  onvif            one asyncio loop for every ONVIF task: events listeners, PTZ patrols.
   main             supervision once a second: camera_offline alerts, retained camera state,
-                   held alerts and the disk_full alert (gateway.delivery.router).
+                   held alerts and the disk_full alert (gateway.delivery.router); every thread
+                   and task above is a `Worker` (gateway.workers): one that dies stops the
+                   systemd watchdog and turns /healthz to failing.
 Alerts take one path whatever raised them: `emit` hands them to the router, which queues them
 in every output's durable outbox (nothing is sent that was not first queued), records them in
 the history the web page shows, and runs the reactions (PTZ linkage).
@@ -50,6 +54,7 @@ from gateway.sensors.alerts import LinkedEvidence
 from gateway.sensors.hub import SensorHub
 from gateway.redaction import redact
 from gateway.sdnotify import SystemdNotifier
+from gateway.workers import Worker, Workers, dead
 
 log = logging.getLogger(__name__)
 
@@ -276,19 +281,30 @@ class GatewayService:
                 notifier.watchdog(self.status_line())
         notifier.stopping()
 
+    def workers(self) -> Workers:
+        """Every thread and task the gateway runs, by the name an operator reads in the log."""
+        workers: dict[str, Worker] = {}
+        if self.scheduler is not None:
+            workers["analysis thread"] = self.scheduler
+        if self.router is not None:
+            workers.update(self.router.workers())
+        if self.sensor_input is not None:
+            workers.update(self.sensor_input.workers())
+        if self.onvif_loop is not None:
+            workers["ONVIF loop thread"] = self.onvif_loop
+        for camera in self.scheduler.workers() if self.scheduler else []:
+            workers.update(camera.workers())
+        return workers
+
     def failed_workers(self) -> list[str]:
-        """Workers that should be running but are not (what the watchdog guards)."""
-        failures = []
-        if not (self.scheduler and self.scheduler.alive):
-            failures.append("analysis thread is dead")
-        elif time.monotonic() - self.scheduler.heartbeat > ANALYSIS_STALL_S:
-            failures.append(f"analysis thread stuck for {time.monotonic() - self.scheduler.heartbeat:.0f} s")
-        failures += self.router.failures() if self.router else ["delivery is not running"]
-        for worker in self.scheduler.workers() if self.scheduler else []:
-            if not worker.reader.alive:
-                failures.append(f"camera {worker.camera.id}: reader thread is dead")
-            if worker.patrol is not None and not worker.patrol.alive:
-                failures.append(f"camera {worker.camera.id}: PTZ patrol task is dead")
+        """Workers that should be running but are not, or hang (what the watchdog guards)."""
+        failures = dead(self.workers())
+        if self.scheduler is None:
+            failures.insert(0, "analysis thread is not running")
+        elif self.scheduler.alive and time.monotonic() - self.scheduler.heartbeat > ANALYSIS_STALL_S:
+            failures.insert(0, f"analysis thread stuck for {time.monotonic() - self.scheduler.heartbeat:.0f} s")
+        if self.router is None:
+            failures.append("delivery is not running")
         return failures
 
     def status_line(self) -> str:
@@ -354,6 +370,7 @@ class GatewayService:
             "uptime_s": round(time.monotonic() - self.started_at, 1),
             "detector_ms": self.detector.recent_ms() if self.detector else None,
             "analysis_alive": bool(self.scheduler and self.scheduler.alive),
+            "failed_workers": self.failed_workers(),
             "cameras": {worker.camera.id: self._camera_health(worker)
                         for worker in (self.scheduler.workers() if self.scheduler else [])},
             **({"sensors": self.sensor_hub.health(), "sensor_brokers": self.sensor_input.health()}

@@ -93,8 +93,11 @@ class GatewayView(Protocol):
     network I/O): `camera_snapshot` encodes the latest frame it already holds.
     """
 
-    gateway_id: str
-    gateway_name: str
+    @property
+    def gateway_id(self) -> str: ...
+
+    @property
+    def gateway_name(self) -> str: ...
 
     def cameras(self) -> list[CameraStatus]:
         """Every configured camera, in configuration order."""
@@ -106,4 +109,9 @@ class GatewayView(Protocol):
 
     def readiness(self) -> dict[str, bool]:
         """Liveness of the parts the gateway needs, e.g. {"detector": True, "camera:gate": True}."""
+        ...
+
+    def failed_workers(self) -> list[str]:
+        """Threads and tasks that died or hang, e.g. ["camera gate: reader thread is dead"]:
+        what stops the systemd watchdog and turns /healthz to failing."""
         ...

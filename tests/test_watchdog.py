@@ -78,3 +78,44 @@ def test_watchdog_stops_being_fed_when_a_camera_reader_dies(tmp_path: Path, capl
         service.stop()
         sock.close()
     assert not supervisor.is_alive()
+
+
+def test_every_thread_is_supervised_and_a_dead_sensor_input_turns_healthz_failing(tmp_path: Path) -> None:
+    """Not only readers: the sensor brokers' input threads, the outputs and the analysis are
+    workers too; a dead one stops the watchdog (failed_workers) and /healthz answers 503."""
+    import httpx
+
+    api_port = free_port()
+    config_path = tmp_path / "site.yaml"
+    config_path.write_text(textwrap.dedent(f"""\
+        gateway: {{id: gw-watchdog, data_dir: {tmp_path / 'data'}}}
+        detector: {{model: {YOLOX_NANO}, threads: 1}}
+        mqtt: {{port: {free_port()}}}
+        api: {{port: {api_port}}}
+        sensor_brokers: {{site: {{host: 127.0.0.1, port: {free_port()}}}}}
+        cameras:
+          - {{id: cam1, source: {{file: {VTEST}}}, fps: 2, decode: all}}
+        sensors:
+          - {{id: door-1, type: door, format: zigbee2mqtt, topic: zigbee2mqtt/door_1}}
+        """))
+    service = GatewayService(load_config(config_path))
+    service.start()
+    try:
+        assert set(service.workers()) == {"analysis thread", "output mqtt: delivery thread",
+                                          "sensor broker site: input thread", "camera cam1: reader thread"}
+        wait_until(lambda: _healthz(httpx, api_port) is not None, what="the API answering")
+        assert service.failed_workers() == []
+
+        service.sensor_input.links["site"].stop()  # the broker's input thread ends: a dead worker
+        assert service.failed_workers() == ["sensor broker site: input thread is dead"]
+        assert _healthz(httpx, api_port) == (503, "failing")
+    finally:
+        service.stop()
+
+
+def _healthz(httpx, port: int) -> tuple[int, str] | None:
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=PATIENCE_S)
+    except httpx.HTTPError:
+        return None
+    return response.status_code, response.json()["status"]

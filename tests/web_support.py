@@ -191,6 +191,9 @@ class DemoView:
         jpeg, _, _ = encode_bounded(render(_frame_for(camera_id, index), evidence), max_width=768)
         return jpeg
 
+    def failed_workers(self) -> list[str]:
+        return [] if self.detector_alive else ["analysis thread is dead"]
+
     def readiness(self) -> dict[str, bool]:
         checks = {"detector": self.detector_alive}
         checks.update({f"camera:{c.id}": True for c in CAMERAS})  # reader threads alive (north retries)

@@ -76,6 +76,10 @@ class SensorInput:
         for link in self.links.values():
             link.stop(timeout)
 
+    def workers(self) -> dict[str, BrokerLink]:
+        """Each site broker's input thread, for supervision."""
+        return {f"sensor broker {name}: input thread": link for name, link in self.links.items()}
+
     def health(self) -> dict[str, dict[str, Any]]:
         return {name: link.health() for name, link in self.links.items()}
 
@@ -118,6 +122,11 @@ class BrokerLink:
         if self._thread is not None:
             self._thread.join(timeout)
         self._set_state("stopped")
+
+    @property
+    def alive(self) -> bool:
+        """The input thread runs (connected or retrying: a broker that is down is not a failure)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -45,6 +45,7 @@ from gateway.delivery.reactions import Reaction
 from gateway.delivery.sink import AlertSink
 from gateway.delivery.storage import LOW_SPACE_BYTES, free_bytes
 from gateway.events import AlertMessage
+from gateway.workers import Workers, dead
 
 log = logging.getLogger(__name__)
 
@@ -196,9 +197,13 @@ class AlertRouter:
         if self.disk_watch is not None:
             self.route(self.disk_watch.observe(self.disk_full, time.monotonic(), self._now()))
 
+    def workers(self) -> Workers:
+        """Each output's delivery thread, for supervision."""
+        return {f"output {sink.name}: delivery thread": sink for sink in self.sinks}
+
     def failures(self) -> list[str]:
-        """Outputs whose delivery stopped (what the systemd watchdog guards)."""
-        return [f"output {sink.name}: delivery thread is dead" for sink in self.sinks if not sink.alive]
+        """Outputs whose delivery stopped (what the systemd watchdog and /healthz guard)."""
+        return dead(self.workers())
 
     def health(self) -> dict[str, Any]:
         """Every output's state, the disk, the history: for the heartbeat, /healthz and /metrics."""

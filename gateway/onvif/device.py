@@ -629,6 +629,11 @@ class OnvifLoop:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    @property
+    def alive(self) -> bool:
+        """The loop's thread runs (the supervision's name for `running`)."""
+        return self.running
+
     def in_loop_thread(self) -> bool:
         return self._thread is not None and threading.current_thread() is self._thread
 

@@ -302,6 +302,11 @@ class OnvifEventListener:
     def status(self) -> ListenerStatus:
         return self._status
 
+    @property
+    def alive(self) -> bool:
+        """The listening task runs (resubscribing after a camera fault still counts as alive)."""
+        return self._task is not None and not self._task.done()
+
     def start(self) -> None:
         """Begin (or resume after stop) in the background on the shared loop."""
         if self._task is not None and not self._task.done():

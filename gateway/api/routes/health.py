@@ -23,7 +23,8 @@ router = APIRouter()
 
 
 @public.get("/healthz", response_model=Health, summary="Liveness (no auth): every output and the data disk",
-            responses={503: {"model": Health, "description": "An output's delivery thread is dead."}})
+            responses={503: {"model": Health, "description": "A thread or task of the gateway is dead (a "
+                                                             "camera reader, the analysis, an output...)."}})
 def healthz(ctx: Context) -> Response:
     health = _health(ctx)
     return JSONResponse(health.model_dump(exclude_none=True), 503 if health.status == "failing" else 200,
@@ -38,11 +39,12 @@ def healthz_head(ctx: Context) -> Response:
 def _health(ctx: Context) -> Health:
     """Every output (alive, reaching its far end, queued) and the disk; no addresses or errors:
     this route needs no token (the heartbeat and /metrics carry the details)."""
-    if ctx.delivery is None:
-        return Health()
     try:
+        failing = bool(ctx.view.failed_workers())
+        if ctx.delivery is None:
+            return Health(status="failing" if failing else "ok")
         state = ctx.delivery.health()
-        failing = bool(ctx.delivery.failures())
+        failing = failing or bool(ctx.delivery.failures())
     except Exception as exc:  # noqa: BLE001 - a liveness probe answers, it does not crash
         log.warning("health check failed: %s", redact(str(exc)))
         return Health(status="failing")
