@@ -31,6 +31,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, Request
@@ -122,13 +123,13 @@ def create_app(
     app.state.counting = counting_studio
     app.add_middleware(SecurityHeaders)
 
-    secured = {"dependencies": [Depends(authorize)],
-               "responses": {401: {"model": Problem}, 403: {"model": Problem}}}
+    secured = [Depends(authorize)]
+    refusals: dict[int | str, dict[str, Any]] = {401: {"model": Problem}, 403: {"model": Problem}}
     app.include_router(health.public)
     app.include_router(session.router)
     app.include_router(page.public)
     for router in (page.router, health.router, cameras.router, events.router, counting.router):
-        app.include_router(router, **secured)
+        app.include_router(router, dependencies=secured, responses=refusals)
     _install_error_handlers(app)
     return app
 

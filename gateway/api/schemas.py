@@ -115,6 +115,14 @@ def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
+def _pair(value: tuple[int, int] | None) -> tuple[int, int] | None:
+    """A [width, height] as a tuple (a status may hold it as a list); None when unknown."""
+    if not value:
+        return None
+    width, height = value
+    return width, height
+
+
 def camera_out(camera: CameraStatus) -> CameraOut:
     return CameraOut(
         id=camera.id,
@@ -128,12 +136,12 @@ def camera_out(camera: CameraStatus) -> CameraOut:
         reconnects=int(camera.reconnects or 0),
         last_error=redact(camera.last_error) if camera.last_error else None,
         skip_ratio=_rounded(camera.skip_ratio, 3),
-        frame_size=tuple(camera.frame_size) if camera.frame_size else None,
+        frame_size=_pair(camera.frame_size),
         zones=[zone_out(z) for z in camera.zones],
         masks=[zone_out(z) for z in camera.masks],
         preset=redact(camera.preset) if camera.preset else None,
         source=redact(camera.source or ""),
-        resolution=tuple(camera.resolution) if camera.resolution else None,
+        resolution=_pair(camera.resolution),
         coordinates=camera.coordinates,
         snapshot_url=f"/api/cameras/{camera.id}/snapshot.jpg",
         tiles_per_frame=camera.tiles_per_frame,
