@@ -132,6 +132,7 @@ def model_runs(config, path: Path) -> bool:
 def cmd_run(args: argparse.Namespace) -> int:
     import signal
     import threading
+    from types import FrameType
 
     from detectors import DetectorError
     from gateway.config import config_warnings
@@ -141,11 +142,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_INVALID_CONFIG
     stop, reload = threading.Event(), threading.Event()
+
+    def on_stop(number: int, _frame: FrameType | None) -> None:
+        log.info("%s received: stopping", signal.Signals(number).name)
+        stop.set()
+
+    def on_reload(_number: int, _frame: FrameType | None) -> None:
+        log.info("SIGHUP received: reloading %s", args.config)
+        reload.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda number, _frame: (
-            log.info("%s received: stopping", signal.Signals(number).name), stop.set()))
-    signal.signal(signal.SIGHUP, lambda _number, _frame: (
-        log.info("SIGHUP received: reloading %s", args.config), reload.set()))
+        signal.signal(signum, on_stop)
+    signal.signal(signal.SIGHUP, on_reload)
     for warning in config_warnings(config):
         log.warning("%s: %s", args.config, warning)
     service = GatewayService(config)
