@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic_core import ErrorDetails
+
 from gateway.config.base import IDENT_PATTERN, LocatedErrors, LocatedValueError
 from gateway.config.keypaths import Key, LocInfo, describe_loc, model_keys
 from gateway.config.models import GatewayConfig
@@ -87,7 +89,7 @@ class Redactor:
 # --------------------------------------------------------------------------- pydantic errors
 
 
-def explain(error: dict[str, Any]) -> list[tuple[tuple[Key, ...], str, bool]]:
+def explain(error: ErrorDetails) -> list[tuple[tuple[Key, ...], str, bool]]:
     """(key path, message, from a union branch) for one pydantic error.
 
     A `LocatedValueError` (or several, from one validator) contributes its own sub-path, so a
@@ -138,7 +140,7 @@ _LIMITS = {
 }
 
 
-def _message(error: dict[str, Any], info: LocInfo) -> tuple[tuple[Key, ...], str]:
+def _message(error: ErrorDetails, info: LocInfo) -> tuple[tuple[Key, ...], str]:
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
     path = info.path
     if kind == "missing":

@@ -149,9 +149,10 @@ class _Reader:
             self._check_model_file()
             self._check_data_dir()
             config = self._validate()
-            for check in self.file_checks if config is not None else ():
-                for path, problem in check(config):
-                    self._issue_at(path, problem)
+            if config is not None:
+                for check in self.file_checks:
+                    for key_path, problem in check(config):
+                        self._issue_at(key_path, problem)
         issues = self._final_issues()
         return (config if not issues else None), issues
 
@@ -623,7 +624,8 @@ def _syntax_message(error: MarkedYAMLError) -> str:
     message = f"YAML syntax error: {problem}"
     if "'\\t'" in problem:
         message += " (indent with spaces, not tabs)"
-    elif error.context and error.context_mark and error.problem_mark and error.context_mark.line != error.problem_mark.line:
+    elif (error.context and error.context_mark and error.problem_mark
+          and error.context_mark.line != error.problem_mark.line):
         message += f" ({error.context} started at line {_line(error.context_mark.line)})"
     return message
 
