@@ -13,8 +13,10 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -34,6 +36,9 @@ from gateway.video.motion import MotionGate, region_mask
 from gateway.video.reader import CameraReader, ReaderHealth
 from gateway.video.urls import source_url
 from gateway.workers import Worker, Workers
+
+if TYPE_CHECKING:  # gateway.onvif loads zeep: imported only by cameras that use ONVIF
+    from gateway.onvif import OnvifLoop, PatrolDriver
 
 log = logging.getLogger(__name__)
 
@@ -66,21 +71,26 @@ class WorkerStatus:
 
 def make_reader(camera: Camera) -> CameraReader:
     """The reader for a camera's configured source (files play in real time, as a camera would)."""
-    common = dict(decode_mode=camera.decode, analysis_fps=camera.fps, stall_s=camera.stall_s)
     source = camera.source
+
+    def reader(url: str | Callable[[], str], **options: Any) -> CameraReader:
+        return CameraReader(camera.id, url, decode_mode=camera.decode, analysis_fps=camera.fps,
+                            stall_s=camera.stall_s, **options)
+
     if isinstance(source, FileSource):
-        return CameraReader(camera.id, str(source.file), realtime=True, loop=source.loop, **common)
+        return reader(str(source.file), realtime=True, loop=source.loop)
     if isinstance(source, OnvifSource):
-        return CameraReader(camera.id, onvif_stream_resolver(camera.id, source),
-                            transport=source.onvif.transport, **common)
+        return reader(onvif_stream_resolver(camera.id, source), transport=source.onvif.transport)
     url, transport = source_url(source)
-    return CameraReader(camera.id, url, transport=transport, **common)
+    return reader(url, transport=transport)
 
 
-def make_patrol(camera: Camera, onvif_loop):
+def make_patrol(camera: Camera, onvif_loop: OnvifLoop) -> PatrolDriver:
     """The PTZ patrol of an ONVIF camera (config validation guarantees the ONVIF source)."""
     from gateway.onvif import PatrolDriver, PatrolPlan, PtzController
 
+    if not isinstance(camera.source, OnvifSource):
+        raise ValueError(f"camera {camera.id}: a PTZ patrol needs an onvif: source")
     controller = PtzController(camera.source.onvif, loop=onvif_loop)
     plan = PatrolPlan(camera.patrol, move_s=camera.patrol_move_s, start=time.monotonic())
     return PatrolDriver(camera.id, controller, plan, move_s=camera.patrol_move_s,
@@ -132,7 +142,7 @@ class CameraWorker:
         self.alarm_sensors: list = []
         """Sensors declared on this camera's ONVIF alarms (`sensors[].onvif`): their events go to
         `alarm_sink(sensor_id, active, value)` instead of becoming camera_tamper/sensor alerts."""
-        self.alarm_sink = None
+        self.alarm_sink: Callable[[str, bool, str], None] = _no_alarm_sink
         self.keep_history_s = 0.0
         """How far back a linked sensor may ask for a picture (its `pre_s`); 0 keeps none."""
         self._history: deque[tuple[float, np.ndarray, FrameResult | None]] = deque()
@@ -219,18 +229,20 @@ class CameraWorker:
         if not self._patrol_watching(frame.received_at):
             return messages  # the camera is moving or settling: its picture means nothing yet
         messages += self._ensure_analytics(frame.image, detector.input_size)
-        masked = self.analytics.prepare(frame.image)
-        decision = self.gate.check(masked, frame.received_at, force=self.analytics.has_open_events)
+        analytics, gate = self.analytics, self.gate
+        assert analytics is not None and gate is not None  # _ensure_analytics has just built them
+        masked = analytics.prepare(frame.image)
+        decision = gate.check(masked, frame.received_at, force=analytics.has_open_events)
         if not decision.run:
             with self._lock:
                 self._last_image, self._last_image_at = masked, frame.received_at
             return messages
         detections = self._detect(detector, masked)
         self._frames_inferred += 1
-        self.counting.prepare(self.analytics)
-        result = self.analytics.process(detections, t=frame.received_at, now=datetime.now(self.timezone),
-                                        frame=masked, sensors=self.sensor_states, counting_image=masked)
-        self.counting.record(self.analytics, masked, result, datetime.now(self.timezone))
+        self.counting.prepare(analytics)
+        result = analytics.process(detections, t=frame.received_at, now=datetime.now(self.timezone),
+                                   frame=masked, sensors=self.sensor_states, counting_image=masked)
+        self.counting.record(analytics, masked, result, datetime.now(self.timezone))
         with self._lock:
             self.last_result, self._last_image, self._last_image_at = result, masked, frame.received_at
             self._remember(frame.received_at, masked, result)
@@ -351,7 +363,7 @@ class CameraWorker:
             silent = time.monotonic() - self._started_at
         now, t = datetime.now(self.timezone), time.monotonic()
         messages = self.offline_watch.observe(silent, t, now)
-        if self.patrol is not None:
+        if self.patrol is not None and self.patrol_fault is not None:
             messages += self.patrol_fault.observe(self.patrol.status(), self.offline_watch.offline, t, now)
         while not self._camera_event_queue.empty():
             event = self._camera_event_queue.get_nowait()
@@ -416,3 +428,9 @@ class CameraWorker:
 
 def _mean(values: tuple[float, ...]) -> float | None:
     return round(sum(values) / len(values), 2) if values else None
+
+
+def _no_alarm_sink(sensor_id: str, active: bool, value: str) -> None:
+    """Until the service connects the sensors: no sensor claims a camera alarm without it."""
+    log.warning("camera alarm for sensor %s (%s) arrived before the sensors were connected; ignored",
+                sensor_id, "active" if active else "cleared")

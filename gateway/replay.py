@@ -69,7 +69,7 @@ def counts_line(camera_id: str, frame_index: int, t: float, result: FrameResult)
         [round(float(x1), 1), round(float(y1), 1), round(float(x2), 1), round(float(y2), 1),
          round(float(score), 3), int(track)]
         for (x1, y1, x2, y2), score, track in zip(
-            result.boxes.tolist(), result.scores.tolist(), result.track_ids.tolist())
+            result.boxes.tolist(), result.scores.tolist(), result.track_ids.tolist(), strict=True)
     ]
     record = {"camera": camera_id, "frame": frame_index, "t": round(t, 3), "persons": result.persons,
               "detected": result.detected, "estimated": result.estimated, "zones": result.zone_counts,

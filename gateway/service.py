@@ -30,30 +30,30 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway import __version__
+from gateway.api.app import create_app
+from gateway.api.server import ApiServer, make_server
 from gateway.camera import CameraWorker
-from gateway.delivery.diskwatch import DiskFullWatch
-from gateway.delivery.history import EventHistory
-from gateway.delivery.mqtt.sink import MqttSink
-from gateway.delivery.outputs import build_outputs
-from gateway.delivery.reactions import PtzLinkage
-from gateway.delivery.router import AlertRouter
 from gateway.checks import check_site
+from gateway.comms.sensor_input import SensorInput
 from gateway.config.models import Camera, GatewayConfig, GatewaySection, OnvifSource
 from gateway.counting.live import LiveCounting
 from gateway.counting.studio import CountingStudio
+from gateway.delivery.diskwatch import DiskFullWatch
+from gateway.delivery.history import EventHistory
+from gateway.delivery.mqtt.sink import MqttSink
+from gateway.delivery.outbox import Outbox
+from gateway.delivery.outputs import build_outputs
+from gateway.delivery.reactions import PtzLinkage
+from gateway.delivery.router import AlertRouter
 from gateway.detection import TimedDetector, load_detector
 from gateway.events import AlertMessage
-from gateway.delivery.outbox import Outbox
-from gateway.api.app import create_app
-from gateway.api.server import make_server
-from gateway.status import CameraStatus, ZoneOutline
 from gateway.metrics import GatewayMetrics
-from gateway.comms.sensor_input import SensorInput
+from gateway.redaction import redact
 from gateway.scheduler import AnalysisScheduler
+from gateway.sdnotify import SystemdNotifier
 from gateway.sensors.alerts import LinkedEvidence
 from gateway.sensors.hub import SensorHub
-from gateway.redaction import redact
-from gateway.sdnotify import SystemdNotifier
+from gateway.status import CameraStatus, ZoneOutline
 from gateway.workers import Worker, Workers, dead
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class GatewayService:
         """The MQTT output, when configured: presence, camera state, acks, remote look."""
         self.scheduler: AnalysisScheduler | None = None
         self.history: EventHistory | None = None
-        self.api_server = None
+        self.api_server: ApiServer | None = None
         self._api_thread: threading.Thread | None = None
         self.onvif_loop = None
         self.sensor_hub: SensorHub | None = None
@@ -97,23 +97,23 @@ class GatewayService:
         self.detector = TimedDetector(load_detector(self.config.detector))
         log.info("detector ready: %s, input %dx%d, %d threads", self.config.detector.model.name,
                  *self.detector.input_size, self.config.detector.threads)
-        self._start_delivery()
+        router = self._start_delivery()
         self.scheduler = AnalysisScheduler(self.detector, self.emit)
         for camera in self.config.cameras:
             self.add_camera_worker(self.make_worker(camera, settings))
         self.scheduler.start()
         self._start_sensors()
-        self._start_api()
+        self._start_api(router)
         log.info("gateway %s %s running: %d cameras, data in %s", settings.id, __version__,
                  len(self.config.cameras), settings.data_dir)
 
-    def _start_delivery(self) -> None:
+    def _start_delivery(self) -> AlertRouter:
         """Every output with its own outbox, the history, and the router that feeds them."""
         settings = self.config.gateway
         outputs = build_outputs(self.config, health_provider=self.health, snapshot_provider=self.camera_snapshot,
                                 camera_known=self._has_camera, camera_online=self._camera_online,
-                                on_ack=lambda record: self.router.on_centre_ack(record),
-                                on_case=lambda update: self.router.record_case(update))
+                                on_ack=lambda record: self._delivery().on_centre_ack(record),
+                                on_case=lambda update: self._delivery().record_case(update))
         self.history = EventHistory.from_config(settings.data_dir, self.config.storage)
         self.router = AlertRouter(outputs, self.history, gateway_id=settings.id,
                                   reactions=[PtzLinkage(self._turn_camera)], disk_watch=DiskFullWatch(settings),
@@ -122,6 +122,23 @@ class GatewayService:
         self.mqtt = next((out.sink for out in outputs if isinstance(out.sink, MqttSink)), None)
         self.router.start()
         log.info("alerts go to %s", ", ".join(sink.name for sink in self.router.sinks))
+        return self.router
+
+    def _delivery(self) -> AlertRouter:
+        """The router; every path that needs it runs after `start` built it."""
+        if self.router is None:
+            raise RuntimeError("the gateway's delivery is not started")
+        return self.router
+
+    def _analysis(self) -> AnalysisScheduler:
+        """The scheduler; every path that needs it runs after `start` built it."""
+        if self.scheduler is None:
+            raise RuntimeError("the gateway's analysis is not started")
+        return self.scheduler
+
+    def _camera_workers(self) -> list[CameraWorker]:
+        """The running cameras (none before `start`)."""
+        return self.scheduler.workers() if self.scheduler is not None else []
 
     def _start_sensors(self) -> None:
         """IoT sensors on their site brokers: alerts with evidence from linked cameras."""
@@ -137,13 +154,13 @@ class GatewayService:
 
     def _turn_camera(self, camera_id: str, preset: str) -> None:
         """The PTZ linkage's hand on the cameras (gateway.delivery.reactions decides when)."""
-        for worker in self.scheduler.workers() if self.scheduler else []:
+        for worker in self._camera_workers():
             if worker.camera.id == camera_id:
                 worker.turn_to(preset)
 
     def linked_evidence(self, camera_ids: list[str], before_s: float = 0.0) -> list[LinkedEvidence]:
         """Each linked camera's analysed picture and count from `before_s` ago (no network I/O)."""
-        workers = {worker.camera.id: worker for worker in self.scheduler.workers()}
+        workers = {worker.camera.id: worker for worker in self._camera_workers()}
         evidence = []
         for camera_id in camera_ids:
             if camera_id in workers:
@@ -153,28 +170,28 @@ class GatewayService:
 
     def _live_counting(self, camera_id: str) -> LiveCounting | None:
         """A running camera's counting state, for the page's annotation tool (API threads)."""
-        for worker in self.scheduler.workers() if self.scheduler else []:
+        for worker in self._camera_workers():
             if worker.camera.id == camera_id:
                 return worker.counting
         return None
 
-    def _start_api(self) -> None:
+    def _start_api(self, router: AlertRouter) -> None:
         """The web API and page on their own thread; a port already taken is logged, not fatal:
         alerts keep flowing to the centre without the page."""
         metrics = GatewayMetrics()
         metrics.attach(inference=self.detector, delivery=self.router)
-        app = create_app(self, self.history, self.outbox, self.config.api, metrics=metrics,
+        app = create_app(self, router.history, router.ledger, self.config.api, metrics=metrics,
                          publisher=self.mqtt, timezone=self.config.gateway.timezone,
                          sessions_path=self.config.gateway.data_dir / "web-sessions.json", delivery=self.router,
                          counting_studio=CountingStudio(self.config.gateway.data_dir, self._live_counting))
-        self.api_server = make_server(app, self.config.api)
+        server = self.api_server = make_server(app, self.config.api)
 
         def serve() -> None:
             try:
-                self.api_server.run()
+                server.run()
             except SystemExit:
                 pass
-            if not self.api_server.should_exit:
+            if not server.should_exit:
                 log.error("web API on %s:%d stopped or could not start (port in use?); alerts are "
                           "still delivered to every output", self.config.api.bind, self.config.api.port)
 
@@ -192,16 +209,21 @@ class GatewayService:
                                      if camera.id in sensor.link.cameras), default=0.0)
         worker.alarm_sensors = [sensor for sensor in self.config.sensors
                                 if sensor.onvif is not None and sensor.onvif.camera == camera.id]
-        worker.alarm_sink = lambda sensor_id, active, value: self.sensor_hub.observe(sensor_id, active, value)
+        worker.alarm_sink = self._camera_alarm
         return worker
+
+    def _camera_alarm(self, sensor_id: str, active: bool, value: str) -> None:
+        """A camera's ONVIF alarm that a sensor claims (`sensors[].onvif`): it is that sensor's event."""
+        if self.sensor_hub is not None:
+            self.sensor_hub.observe(sensor_id, active, value)
 
     def add_camera_worker(self, worker: CameraWorker) -> None:
         worker.start()
-        self.scheduler.add(worker)
+        self._analysis().add(worker)
 
     def remove_camera(self, camera_id: str) -> None:
         """Stop one camera alone; its open events end through the normal path."""
-        worker = self.scheduler.remove(camera_id)
+        worker = self._analysis().remove(camera_id)
         if worker is not None:
             self.emit(worker.stop())
             self._published_states.pop(camera_id, None)
@@ -211,6 +233,7 @@ class GatewayService:
         log.info("stopping: ending open events and flushing the outboxes")
         if self.api_server is not None:
             self.api_server.should_exit = True
+        if self._api_thread is not None:
             self._api_thread.join(5)
         if self.scheduler is not None:
             self.scheduler.stop()
@@ -218,6 +241,7 @@ class GatewayService:
                 self.remove_camera(worker.camera.id)
         if self.sensor_hub is not None:
             self.sensor_hub.close()
+        if self.sensor_input is not None:
             self.sensor_input.stop()
         if self.onvif_loop is not None:
             self.onvif_loop.stop()
@@ -231,19 +255,19 @@ class GatewayService:
     def emit(self, messages: list[AlertMessage]) -> None:
         """The one path of every alert: the router queues it for every output (durably, first),
         records it for the page and runs the reactions. Never raises."""
-        self.router.route(messages)
+        self._delivery().route(messages)
 
     # ----------------------------------------------------------------- supervision
 
     def supervise(self) -> None:
         """One supervision turn: offline alerts, retained camera state, held alerts, disk_full."""
         now = time.monotonic()
-        self.router.tick()
+        self._delivery().tick()
         sensor_states = {}
         if self.sensor_hub is not None:
             self.sensor_hub.tick()
             sensor_states = self.sensor_hub.active_states()
-        for worker in self.scheduler.workers():
+        for worker in self._camera_workers():
             worker.sensor_states = sensor_states
             self.emit(worker.supervise())
             status = worker.status()
@@ -292,7 +316,7 @@ class GatewayService:
             workers.update(self.sensor_input.workers())
         if self.onvif_loop is not None:
             workers["ONVIF loop thread"] = self.onvif_loop
-        for camera in self.scheduler.workers() if self.scheduler else []:
+        for camera in self._camera_workers():
             workers.update(camera.workers())
         return workers
 
@@ -308,7 +332,7 @@ class GatewayService:
         return failures
 
     def status_line(self) -> str:
-        workers = self.scheduler.workers() if self.scheduler else []
+        workers = self._camera_workers()
         streaming = sum(worker.reader.health().state == "streaming" for worker in workers)
         depth = self.router.queued() if self.router else 0
         full = ", DATA DISK FULL" if self.router and self.router.disk_full else ""
@@ -372,9 +396,9 @@ class GatewayService:
             "analysis_alive": bool(self.scheduler and self.scheduler.alive),
             "failed_workers": self.failed_workers(),
             "cameras": {worker.camera.id: self._camera_health(worker)
-                        for worker in (self.scheduler.workers() if self.scheduler else [])},
-            **({"sensors": self.sensor_hub.health(), "sensor_brokers": self.sensor_input.health()}
-               if self.sensor_hub is not None else {}),
+                        for worker in self._camera_workers()},
+            **({"sensors": self.sensor_hub.health()} if self.sensor_hub is not None else {}),
+            **({"sensor_brokers": self.sensor_input.health()} if self.sensor_input is not None else {}),
             **(self.router.health() if self.router is not None else {}),
         }
 
@@ -418,7 +442,7 @@ class GatewayService:
         zones = [ZoneOutline(zone_id, _zone_name(camera, zone_id), [tuple(p) for p in polygon.tolist()])
                  for zone_id, polygon in (analytics.zones.items() if analytics else [])]
         masks = [ZoneOutline(f"mask-{index}", mask.name, [tuple(p) for p in polygon.tolist()])
-                 for index, (mask, polygon) in enumerate(zip(camera.masks, analytics.masks))] \
+                 for index, (mask, polygon) in enumerate(zip(camera.masks, analytics.masks, strict=True))] \
             if analytics else []
         return CameraStatus(
             id=camera.id, name=camera.name, grid_id=camera.grid_id, address=camera.location.address,
@@ -434,23 +458,23 @@ class GatewayService:
     def readiness(self) -> dict[str, bool]:
         ready = {"detector": self.detector is not None,
                  "analysis": bool(self.scheduler and self.scheduler.alive)}
-        for worker in self.scheduler.workers() if self.scheduler else []:
+        for worker in self._camera_workers():
             ready[f"camera:{worker.camera.id}"] = worker.reader.alive and \
                 worker.reader.health().state == "streaming"
         return ready
 
     def _has_camera(self, camera_id: str) -> bool:
-        return any(worker.camera.id == camera_id for worker in (self.scheduler.workers() if self.scheduler else []))
+        return any(worker.camera.id == camera_id for worker in self._camera_workers())
 
     def _camera_online(self, camera_id: str) -> bool:
         """For GB/T 28181 catalogues: the camera runs and has not been declared offline."""
-        for worker in self.scheduler.workers() if self.scheduler else []:
+        for worker in self._camera_workers():
             if worker.camera.id == camera_id:
                 return not worker.status().offline
         return False
 
     def camera_snapshot(self, camera_id: str) -> bytes | None:
-        for worker in self.scheduler.workers() if self.scheduler else []:
+        for worker in self._camera_workers():
             if worker.camera.id == camera_id:
                 return worker.live_snapshot()
         return None
