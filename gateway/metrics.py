@@ -62,10 +62,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gateway.status import CAMERA_STATES, GatewayView
 from gateway.detection import INFERENCE_MS_BUCKETS
 from gateway.events.types import ALERT_TYPES
 from gateway.onvif.patrol import PATROL_STATES
+from gateway.status import CAMERA_STATES, GatewayView
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ class _LiveCollector(Collector):
         m = self.metrics
         try:
             yield self._inference(m)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - an attached inference source failing must not break the scrape
             log.warning("metrics: cannot read inference times: %s", exc)
         alerts = CounterMetricFamily(f"{PREFIX}_alerts", "New alert events by type.", labels=["type"])
         for alert_type, count in m.alert_counts().items():
@@ -188,7 +188,7 @@ class _LiveCollector(Collector):
                 continue
             try:
                 yield from getattr(self, f"_{part}")(source)
-            except Exception as exc:  # a broken source must not break the whole scrape
+            except Exception as exc:  # noqa: BLE001 - a broken source must not break the whole scrape
                 log.warning("metrics: cannot read %s: %s", part, exc)
 
     @staticmethod
@@ -197,14 +197,14 @@ class _LiveCollector(Collector):
         if source is not None:
             edges = getattr(source, "buckets", None)
             if edges is None:
-                from gateway.detection import INFERENCE_MS_BUCKETS as edges
+                edges = INFERENCE_MS_BUCKETS
             counts, count, total = list(source.bucket_counts), int(source.count), float(source.total_ms)
         else:
             edges, counts, count, total = m._pushed.snapshot()
         family = HistogramMetricFamily(f"{PREFIX}_inference_ms", "Detector run time per detector run (a tiled frame is "
                                                                  "several runs), milliseconds.")
         cumulative, buckets = 0, []
-        for edge, n in zip([*map(float, edges), math.inf], counts):
+        for edge, n in zip([*map(float, edges), math.inf], counts, strict=True):  # counts: one per edge, +Inf
             cumulative += n
             buckets.append(("+Inf" if edge == math.inf else _edge(edge), float(cumulative)))
         family.add_metric([], buckets, sum_value=total)
