@@ -12,9 +12,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Protocol
 
 import av
 import numpy as np
+from av.container.streams import StreamContainer
+from av.video.stream import VideoStream
 
 
 class VideoOpenError(Exception):
@@ -40,6 +43,16 @@ class DecodedFrame:
                                    interpolation="BILINEAR").to_ndarray()
 
 
+class DecodableContainer(Protocol):
+    """What `decode_frames` and `frame_rate` use of a container: its streams and the frames of
+    one stream (a PyAV InputContainer, or the camera reader's packet-by-packet wrapper)."""
+
+    @property
+    def streams(self) -> StreamContainer: ...
+
+    def decode(self, stream: VideoStream, /) -> Iterator[av.VideoFrame]: ...
+
+
 def open_video(source: str | Path, options: dict[str, str] | None = None,
                timeout: float | tuple[float, float] | None = None,
                display_name: str | None = None) -> av.container.InputContainer:
@@ -55,13 +68,13 @@ def open_video(source: str | Path, options: dict[str, str] | None = None,
     return container
 
 
-def frame_rate(container: av.container.InputContainer) -> float | None:
+def frame_rate(container: DecodableContainer) -> float | None:
     """The video stream's nominal frame rate, if the container declares one."""
     rate = container.streams.video[0].average_rate or container.streams.video[0].guessed_rate
     return float(rate) if rate else None
 
 
-def decode_frames(container: av.container.InputContainer,
+def decode_frames(container: DecodableContainer,
                   keyframes_only: bool = False) -> Iterator[DecodedFrame]:
     """Decode the first video stream; `t` is the presentation time from the stream start.
 

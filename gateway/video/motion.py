@@ -52,7 +52,7 @@ def region_mask(shape: tuple[int, int], zones: Sequence[np.ndarray], private: Se
     motion of such a body is seen too. No zones means the whole frame.
     """
     height, width = shape
-    mask = np.zeros((height, width), np.uint8)
+    mask: np.ndarray = np.zeros((height, width), np.uint8)  # cv2.dilate below returns a plain ndarray
     if zones:
         cv2.fillPoly(mask, [np.asarray(zone, np.int32) for zone in zones], 255)
     else:
