@@ -87,7 +87,8 @@ def render(frame: np.ndarray, evidence: Evidence) -> np.ndarray:
     if evidence.zones:
         outlines = [np.round(zone).astype(np.int32) for zone in evidence.zones]
         cv2.polylines(image, outlines, True, ZONE_COLOUR, thickness)
-    for box, track_id, member in zip(evidence.boxes, evidence.track_ids, evidence.highlight):
+    # One track id and one highlight flag per box (Evidence's parallel arrays).
+    for box, track_id, member in zip(evidence.boxes, evidence.track_ids, evidence.highlight, strict=True):
         colour = MEMBER_COLOUR if member else PERSON_COLOUR
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         cv2.rectangle(image, (x1, y1), (x2, y2), colour, thickness)
