@@ -1,5 +1,8 @@
 """Read the YAML configuration into a validated `GatewayConfig`, remembering where every key is.
 
+One file because every step reads and writes the same state of one `_Reader` (the merged data,
+its key -> line map, the issues so far); the error wording already lives in errors.py.
+
 The steps, each a short method of `_Reader`:
 1. parse each file with ruamel.yaml's round-trip loader, which keeps line numbers, and turn it
    into plain Python while recording `key path -> (file, line)` for every key and list item;

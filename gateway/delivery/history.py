@@ -1,5 +1,8 @@
 """The gateway's own record of alerts, for the web API and the duty-officer page.
 
+One file because the SQLite rows and the picture files are one store: every change updates both
+under one lock and one revision number, and the picture bounds act row by row.
+
 The outbox forgets a message once the broker has it; the duty officer still needs to see the
 alert, its picture and who acknowledged it. `EventHistory` keeps one row per event in its own
 SQLite file (`<data_dir>/history.sqlite3`), updated by every message of the event (state,

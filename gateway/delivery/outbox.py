@@ -1,5 +1,8 @@
 """Durable alert outbox: every alert is on disk before it is published, and leaves only on PUBACK.
 
+One file because the file's rows and the messages held in memory are one queue: they share row
+ids, the eviction policy and one lock, and the acks live in the same database and transactions.
+
 One SQLite database in the data directory (`outbox.sqlite3`) holds three things:
 
 * `outbox` — the alert messages not yet acknowledged by the broker, in the order they were put

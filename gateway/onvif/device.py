@@ -1,5 +1,9 @@
 """ONVIF device access: connect, resolve a camera's stream, and the loop the gateway runs it on.
 
+One file because it is the base the sibling modules build on: ptz.py and events.py take its
+errors, session, settings helpers and loop from here, and session and resolution share one error
+translation and credential masking.
+
 The gateway's camera workers are threads, while onvif-zeep-async (zeep + aiohttp) is asyncio.
 Everything ONVIF therefore runs on one shared event loop in a daemon thread (`OnvifLoop`), and
 threads get small blocking façades (`resolve_camera_sync`, and in the sibling modules the PTZ and

@@ -1,5 +1,8 @@
 """Camera events over ONVIF PullPoint: tamper, motion and digital inputs as `CameraEvent` records.
 
+One file because it is one PullPoint client: the listener and the parsing of what it pulls (topic
+rules, `CameraEvent` records) follow the same rules below, and nothing else parses notifications.
+
 The listener does not build alerts: it emits plain `CameraEvent`s (camera, kind, active, topic,
 data, time) and the lead's event path turns them into `camera_tamper` / `sensor` alerts.
 

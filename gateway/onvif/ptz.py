@@ -1,5 +1,9 @@
 """PTZ presets, PTZ status and the patrol driver that moves the camera along a `PatrolPlan`.
 
+One file because it is one PTZ conversation with a camera: the patrol driver confirms each move
+through the controller's GetStatus and the preset and status parsing (`find_preset`, `reached`);
+the patrol plan itself is in patrol.py.
+
 `PtzController` keeps one session per camera open on the shared `OnvifLoop`: it lists presets,
 sends GotoPreset and reads GetStatus. `PatrolDriver` runs the patrol on that loop. Every visit:
 

@@ -1,5 +1,8 @@
 """Live camera ingest: one thread per camera keeps the latest decoded frame and reconnects forever.
 
+One file because the keyframe policy, the frame slot and the watched container exist only for
+`CameraReader`'s decode loop and read best beside it; opening and decoding streams is decode.py.
+
 A camera that drops, stalls, refuses the connection or sends garbage is retried with capped,
 jittered exponential backoff and reported in `health()`; it never blocks the caller or another
 camera, because each camera has its own thread, the slot holds one frame (never a queue), and

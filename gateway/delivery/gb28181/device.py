@@ -1,5 +1,9 @@
 """The gateway as a GB/T 28181 device: registration, keepalives, alarms, answers. Pure logic.
 
+One file because `Gb28181Device` is one state machine: registration, keepalives, alarms and the
+platform's requests share its transactions, registration and timers (SIP, digest and MANSCDP
+encoding are sibling modules).
+
 `Gb28181Device` is a state machine without sockets, threads or a clock of its own: the
 transport feeds it what arrives (`receive`), the passing of time (`tick`, with `next_wakeup`
 saying when) and the alarms to send (`send_alarm`), and carries out the `Send` actions it

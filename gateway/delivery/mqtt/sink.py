@@ -1,6 +1,11 @@
 """The MQTT output (`MqttSink`): delivers its outbox to the township centre's broker, keeps the
 gateway's presence there, and is the centre's way back in (acks, case progress, remote look).
 
+One file because it is one class whose thread owns the paho client: delivery, presence and the
+centre's messages are handled on that thread and share its in-flight map and connection state
+without locks (only snapshot rendering has a helper thread; topics and message parsing are
+already topics.py and messages.py).
+
 One thread owns the paho client and runs its network loop itself (paho's external-loop API:
 `socket()`, `loop_read()`, `loop_write()`, `loop_misc()` around our own `select`). Every paho
 callback therefore runs in that thread, so `publish()` → mid bookkeeping → PUBACK handling needs
