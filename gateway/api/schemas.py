@@ -36,7 +36,8 @@ class Health(BaseModel):
     """Liveness. Without the delivery view (tests of the page alone) only `status: ok`."""
 
     status: Literal["ok", "degraded", "failing"] = Field(
-        default="ok", description="failing (HTTP 503): an output's delivery thread is dead; degraded: the "
+        default="ok", description="failing (HTTP 503): a thread or task of the gateway is dead or hangs (the "
+                                  "heartbeat and the log name it); degraded: the "
                                   "data disk is full or an output cannot reach its far end.")
     outputs: dict[str, OutputHealth] | None = None
     disk_full: bool | None = None
