@@ -58,7 +58,8 @@ def main(args: argparse.Namespace) -> int:
                 canvas[:small.shape[0], :small.shape[1]] = small
                 expected = reference * scale
                 seen = detector.detect(canvas).boxes
-                matched = (iou_matrix(expected, seen).max(axis=1) >= 0.5) if len(seen) else np.zeros(len(expected), bool)
+                matched = (iou_matrix(expected, seen).max(axis=1) >= 0.5) if len(seen) \
+                    else np.zeros(len(expected), bool)
                 at_input = (expected[:, 3] - expected[:, 1]) * input_scale
                 bins = np.searchsorted(BINS, at_input)
                 np.add.at(total, bins, 1)
@@ -66,7 +67,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"person height at the model input ({args.model.name}, {detector.input_size[0]}x{detector.input_size[1]}) "
           f"-> recall against the full-size reference ({args.video.name}, every {args.step}th frame)")
     edges = (0, *BINS)
-    for index, (count, hits) in enumerate(zip(total, found)):
+    for index, (count, hits) in enumerate(zip(total, found, strict=True)):
         if count:
             upper = f"{BINS[index]:>4}" if index < len(BINS) else " inf"
             print(f"  {edges[index]:>4}-{upper} px : recall {hits / count:5.2f}  ({int(count)} people)")

@@ -23,11 +23,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
-from far_view import CANVAS, far_view, surroundings, vtest_frames  # noqa: E402
-
 from detectors import DetectorSettings, create_detector  # noqa: E402
 from detectors.onnx import OnnxDetector  # noqa: E402
 from detectors.tiling import detect_tiled  # noqa: E402
+from far_view import CANVAS, far_view, surroundings, vtest_frames  # noqa: E402
 from gateway.config.tiling import TilingSection  # noqa: E402
 from gateway.tiling import plan_tiling  # noqa: E402
 

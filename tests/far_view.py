@@ -86,7 +86,7 @@ def match(reference: np.ndarray, found: np.ndarray, min_iou: float) -> int:
     area_r = (reference[:, 2] - reference[:, 0]) * (reference[:, 3] - reference[:, 1])
     area_f = (found[:, 2] - found[:, 0]) * (found[:, 3] - found[:, 1])
     iou = inter / np.maximum(area_r[:, None] + area_f[None, :] - inter, 1e-6)
-    pairs = sorted(zip(*np.nonzero(iou >= min_iou)), key=lambda pair: -iou[pair])
+    pairs = sorted(zip(*np.nonzero(iou >= min_iou), strict=True), key=lambda pair: -iou[pair])
     used_r: set[int] = set()
     used_f: set[int] = set()
     for r, f in pairs:

@@ -41,7 +41,7 @@ def test_grid_tiles_are_equal_cover_the_region_and_overlap() -> None:
     assert min(t.x0 for t in tiles) == 100 and max(t.x1 for t in tiles) == 1900
     assert min(t.y0 for t in tiles) == 50 and max(t.y1 for t in tiles) == 1050
     row = sorted((t for t in tiles if t.y0 == 50), key=lambda t: t.x0)
-    for left, right in zip(row, row[1:]):
+    for left, right in zip(row, row[1:], strict=False):
         assert left.x1 - right.x0 >= 0.2 * left.width - 1
 
 

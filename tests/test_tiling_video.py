@@ -15,16 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from conftest import REPO, VTEST, YOLOX_NANO
+from detectors import DetectorSettings, create_detector
+from detectors.tiling import detect_tiled
+from far_view import CANVAS, far_view, match, scene_zone, surroundings, to_canvas, vtest_frames, write_clip
+from gateway.config.tiling import TilingSection
+from gateway.tiling import plan_tiling
 from mqtt_broker import mosquitto, subscriber_factory  # noqa: F401  (fixtures)
 from test_service import alerts, camera_health, start_gateway, wait_until, write_config  # noqa: F401
 from waiting import PATIENCE_S
-from far_view import CANVAS, far_view, match, scene_zone, surroundings, to_canvas, vtest_frames, write_clip
-
-from detectors import DetectorSettings, create_detector
-from detectors.tiling import detect_tiled
-from gateway.config.tiling import TilingSection
-from gateway.tiling import plan_tiling
 
 MIN_IOU = 0.5
 
@@ -149,7 +149,7 @@ def test_tiling_auto_keeps_the_counts_of_a_near_view(tmp_path: Path) -> None:
     assert len(tiled) == len(untiled) > 100
     tiled_mean = np.mean([line["detected"] for line in tiled])
     untiled_mean = np.mean([line["detected"] for line in untiled])
-    per_frame = np.mean([abs(a["detected"] - b["detected"]) for a, b in zip(tiled, untiled)])
+    per_frame = np.mean([abs(a["detected"] - b["detected"]) for a, b in zip(tiled, untiled, strict=True)])
     print(f"vtest.avi: mean detected {tiled_mean:.2f} tiled vs {untiled_mean:.2f} untiled; "
           f"mean per-frame difference {per_frame:.2f}")
     assert abs(tiled_mean - untiled_mean) <= 0.1 * untiled_mean
