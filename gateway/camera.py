@@ -85,12 +85,13 @@ def make_reader(camera: Camera) -> CameraReader:
     return reader(url, transport=transport)
 
 
-def make_patrol(camera: Camera, onvif_loop: OnvifLoop) -> PatrolDriver:
-    """The PTZ patrol of an ONVIF camera (config validation guarantees the ONVIF source)."""
+def make_patrol(camera: Camera, onvif_loop: OnvifLoop | None) -> PatrolDriver:
+    """The PTZ patrol of an ONVIF camera (config validation guarantees the ONVIF source; the
+    service starts its ONVIF loop before any ONVIF camera)."""
     from gateway.onvif import PatrolDriver, PatrolPlan, PtzController
 
-    if not isinstance(camera.source, OnvifSource):
-        raise ValueError(f"camera {camera.id}: a PTZ patrol needs an onvif: source")
+    if not isinstance(camera.source, OnvifSource) or onvif_loop is None:
+        raise ValueError(f"camera {camera.id}: a PTZ patrol needs an onvif: source and the ONVIF loop")
     controller = PtzController(camera.source.onvif, loop=onvif_loop)
     plan = PatrolPlan(camera.patrol, move_s=camera.patrol_move_s, start=time.monotonic())
     return PatrolDriver(camera.id, controller, plan, move_s=camera.patrol_move_s,
@@ -117,7 +118,7 @@ class CameraWorker:
     own alarms (tamper, motion, digital inputs) through a PullPoint subscription."""
 
     def __init__(self, camera: Camera, gateway: GatewaySection, reader: CameraReader | None = None,
-                 onvif_loop=None):
+                 onvif_loop: OnvifLoop | None = None):
         self.camera = camera
         self.gateway = gateway
         self.timezone = ZoneInfo(gateway.timezone)

@@ -55,8 +55,8 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Iterable, Iterator
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -67,15 +67,39 @@ from gateway.events.types import ALERT_TYPES
 from gateway.onvif.patrol import PATROL_STATES
 from gateway.status import CAMERA_STATES, GatewayView
 
+if TYPE_CHECKING:
+    from gateway.delivery.history import HistoryStats
+    from gateway.delivery.outbox import OutboxStats
+
 log = logging.getLogger(__name__)
 
 PREFIX = "gateway"
 
 
 class HealthSource(Protocol):
-    """Anything with a `health()` dict in the shape of `MqttSink.health()`."""
+    """Anything with a `health()` dict: `MqttSink.health()` (a publisher), or the alert router's
+    (every output and `disk_full`)."""
 
     def health(self) -> dict[str, Any]: ...
+
+
+class InferenceSource(Protocol):
+    """Detector timings in histogram form (the service's `TimedDetector`), read on each scrape:
+    `bucket_counts` has one count per edge of INFERENCE_MS_BUCKETS plus one for +Inf."""
+
+    bucket_counts: list[int]
+    count: int
+    total_ms: float
+
+
+class OutboxSource(Protocol):
+    def stats(self) -> OutboxStats: ...
+
+
+class HistorySource(Protocol):
+    def stats(self) -> HistoryStats: ...
+
+    def subscribe(self, listener: Callable[[Any, str], None]) -> Callable[[], None]: ...
 
 
 class GatewayMetrics:
@@ -88,30 +112,30 @@ class GatewayMetrics:
     def __init__(
         self,
         view: GatewayView | None = None,
-        outbox: Any | None = None,
+        outbox: OutboxSource | None = None,
         publisher: HealthSource | None = None,
-        history: Any | None = None,
-        inference: Any | None = None,
-        delivery: Any | None = None,
+        history: HistorySource | None = None,
+        inference: InferenceSource | None = None,
+        delivery: HealthSource | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._lock = threading.Lock()
         self.view = view
         self.outbox = outbox
         self.publisher = publisher
-        self.history = None
+        self.history: HistorySource | None = None
         self.inference = inference
         self.delivery = delivery
-        self._unsubscribe = None
+        self._unsubscribe: Callable[[], None] | None = None
         self._pushed = _Histogram(INFERENCE_MS_BUCKETS)
         self._alerts = dict.fromkeys(ALERT_TYPES, 0)
         self.registry.register(_LiveCollector(self))
         if history is not None:
             self.attach(history=history)
 
-    def attach(self, *, view: GatewayView | None = None, outbox: Any | None = None,
-               publisher: HealthSource | None = None, history: Any | None = None,
-               inference: Any | None = None, delivery: Any | None = None) -> None:
+    def attach(self, *, view: GatewayView | None = None, outbox: OutboxSource | None = None,
+               publisher: HealthSource | None = None, history: HistorySource | None = None,
+               inference: InferenceSource | None = None, delivery: HealthSource | None = None) -> None:
         """Add sources after construction; a history is subscribed to, to count new events.
 
         inference: an object with `bucket_counts` (one per edge plus +Inf), `count` and
@@ -268,7 +292,7 @@ class _LiveCollector(Collector):
                 seconds.add_metric([cam.id], float(patrol.last_move_s))
         yield from (state, fault, moves, failures, seconds)
 
-    def _outbox(self, outbox: Any) -> Iterator[Metric]:
+    def _outbox(self, outbox: OutboxSource) -> Iterator[Metric]:
         stats = outbox.stats()
         yield _value("outbox_depth", "Alert messages not yet acknowledged by the broker.", stats.depth)
         yield _value("outbox_bytes", "Bytes of queued alert messages.", stats.bytes)
@@ -297,7 +321,7 @@ class _LiveCollector(Collector):
                 family.add_metric([quantile], float(latency[key]))
         yield family
 
-    def _delivery(self, delivery: Any) -> Iterator[Metric]:
+    def _delivery(self, delivery: HealthSource) -> Iterator[Metric]:
         health = delivery.health()
         up = _gauge("output_up", "1 while the output's delivery thread runs.", ["output"])
         connected = _gauge("output_connected", "1 while the output reaches its far end.", ["output"])
@@ -322,7 +346,7 @@ class _LiveCollector(Collector):
         yield from (up, connected, queued, held, age, delivered, latency)
         yield _value("disk_full", "1 while the data disk cannot take alerts.", 1.0 if health.get("disk_full") else 0.0)
 
-    def _history(self, history: Any) -> Iterator[Metric]:
+    def _history(self, history: HistorySource) -> Iterator[Metric]:
         stats = history.stats()
         yield _value("history_snapshot_bytes", "Evidence pictures kept for the web page, bytes.", stats.snapshot_bytes)
         yield _value("history_events", "Events in the web page's history.", stats.events)

@@ -21,7 +21,7 @@ from gateway.api.schemas import AckOut, CameraOut, CaseOut, EventDetail, EventOu
 from gateway.api.stream import StreamHub
 from gateway.api.web import WebFiles
 from gateway.delivery.history import EventHistory, EventRecord
-from gateway.delivery.outbox import AckRecord
+from gateway.delivery.outbox import AckRecord, OutboxStats
 from gateway.metrics import GatewayMetrics
 from gateway.status import GatewayView
 
@@ -36,6 +36,10 @@ class AckLedger(Protocol):
     def is_known_event(self, event_id: str) -> bool: ...
 
     def record_ack(self, event_id: str, case_id: str, by: str) -> tuple[AckRecord, bool]: ...
+
+    def stats(self) -> OutboxStats:
+        """Depth, bytes and age of the outbox, for /metrics."""
+        ...
 
 
 class DeliveryView(Protocol):
