@@ -82,9 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_detector.add_argument("-c", "--config", type=Path, default=Path("config/demo.yaml"))
     bench_detector.add_argument("--camera", help="camera id (default: the first)")
     bench_detector.add_argument("--source", type=Path, help="video (default: the camera's file)")
-    bench_detector.add_argument("--frames", type=int, default=0,
-                                help="frames per bare round (default: as many as the file has)")
-    bench_detector.add_argument("--rounds", type=int, default=3, help="alternating rounds")
+    bench_detector.add_argument("--segment", type=int, default=200, help="frames per run (the clip's length)")
+    bench_detector.add_argument("--pairs", type=int, default=9, help="interleaved bare/replay pairs")
     bench_detector.set_defaults(handler=cmd_bench_detector)
     return parser
 
