@@ -31,7 +31,7 @@ from gateway.events import AlertMessage, Snapshot
 from gateway.offline import OfflineWatch
 from gateway.onvif.patrol import PatrolState, PatrolStatus
 from gateway.patrol_fault import PatrolFaultWatch
-from gateway.tiling import camera_tile_plan
+from gateway.tiling import PlannedTiling, camera_tile_plan, log_plan
 from gateway.video.motion import MotionGate, region_mask
 from gateway.video.reader import CameraReader, ReaderHealth
 from gateway.video.urls import source_url
@@ -162,6 +162,7 @@ class CameraWorker:
         """Age (s) of each recently analysed frame when the analysis took it: the latency budget."""
         self._frames_inferred = 0
         self.tile_plan: TilePlan | None = None
+        self._planned_tiling: PlannedTiling | None = None
         """Where this camera's frames are cut for detection (None: whole frame); per frame size."""
         self._frame_ms: deque[float] = deque(maxlen=100)
         self._lock = threading.Lock()  # guards last_result/_last_image for the API's snapshots
@@ -283,7 +284,11 @@ class CameraWorker:
         motion = self.camera.motion
         self.gate = MotionGate(watched, sensitivity=motion.sensitivity, max_skip_s=motion.max_skip_s,
                                enabled=motion.enabled)
-        self.tile_plan = camera_tile_plan(self.camera, self.analytics, input_size)
+        planned = camera_tile_plan(self.camera, self.analytics, input_size)
+        if planned != self._planned_tiling:  # a patrol's stops rebuild the view often: log changes only
+            log_plan(self.camera.id, planned)
+            self._planned_tiling = planned
+        self.tile_plan = planned.plan
         with self._lock:
             self.last_result = None
         return ended

@@ -40,7 +40,7 @@ from detectors.tiling import detect_tiled
 from gateway.analytics import CameraAnalytics, FrameResult
 from gateway.config.models import Camera, GatewayConfig, GatewaySection
 from gateway.counting.files import camera_model, warmup_frames
-from gateway.tiling import camera_tile_plan
+from gateway.tiling import camera_tile_plan, log_plan
 from gateway.video.decode import DecodedFrame, VideoOpenError, decode_frames, frame_rate, open_video
 from gateway.video.pacing import AnalysisPacer
 from gateway.video.prefetch import prefetch
@@ -123,7 +123,9 @@ def replay(config: GatewayConfig, camera_id: str, source: Path, detector: Detect
         pacer = AnalysisPacer(fps or camera.fps, source_fps)
         size = _video_size(container, source)
         analytics = _analytics(camera, config.gateway, size, source)
-        plan = camera_tile_plan(camera, analytics, detector.input_size)
+        planned = camera_tile_plan(camera, analytics, detector.input_size)
+        log_plan(camera.id, planned)
+        plan = planned.plan
         shrink = _detector_size(size, detector.input_size) if plan is None and analytics.counter is None else None
         t = 0.0
         for decoded, image in prefetch(_due_frames(container, pacer, stats, shrink), name="replay-decode"):

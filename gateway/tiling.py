@@ -37,27 +37,30 @@ class PlannedTiling:
     warnings: tuple[str, ...] = ()
 
 
-def camera_tile_plan(camera: Camera, analytics: CameraAnalytics, input_size: tuple[int, int]) -> TilePlan | None:
-    """The plan for a camera's analysed frames (their size is the analytics'), its warnings logged
-    for the installer; None when the camera does not tile."""
+def camera_tile_plan(camera: Camera, analytics: CameraAnalytics, input_size: tuple[int, int]) -> PlannedTiling:
+    """The plan for a camera's analysed frames (their size and zones are the analytics': a patrol
+    stop's view has its own)."""
     tiling = camera.tiling
     if tiling.mode == "off":
-        return None
+        return PlannedTiling(None)
     size = analytics.frame_size
     watched = None
     if tiling.region == "zones" and analytics.zones:
         watched = region_mask((size[1], size[0]), list(analytics.zones.values()), analytics.masks,
                               grow_up_px=round(2 * tiling.min_person_px))
-    planned = plan_tiling(tiling, size, watched, input_size, camera.resolution)
+    return plan_tiling(tiling, size, watched, input_size, camera.resolution)
+
+
+def log_plan(camera_id: str, planned: PlannedTiling) -> None:
+    """Tell the installer how the camera's frames are cut, and what is wrong with its tiling."""
     for warning in planned.warnings:
-        log.warning("camera %s: tiling: %s", camera.id, warning)
+        log.warning("camera %s: tiling: %s", camera_id, warning)
     plan = planned.plan
     if plan is not None:
         log.info("camera %s: tiled detection: %d×%d tiles of %dx%d over %dx%d at (%d, %d)%s: %d detector runs "
-                 "per frame", camera.id, *plan.grid, plan.tiles[0].width, plan.tiles[0].height,
+                 "per frame", camera_id, *plan.grid, plan.tiles[0].width, plan.tiles[0].height,
                  plan.region.width, plan.region.height, plan.region.x0, plan.region.y0,
                  " plus the whole frame" if plan.whole_frame else "", plan.inferences)
-    return plan
 
 
 def plan_tiling(section: TilingSection, frame_size: tuple[int, int], watched: np.ndarray | None,

@@ -184,3 +184,17 @@ def test_gateway_run_with_tiling_auto_alerts_on_the_far_view_crowd(
     assert health["tiles_per_frame"] == 2  # one tile over the plaza + the whole-frame pass
     assert "tiled detection: 1×1 tiles" in gateway.log()
     assert gateway.stop() == 0
+
+
+def test_frames_smaller_than_the_configured_resolution_are_a_warning_not_a_crash(tmp_path: Path) -> None:
+    """A tiled camera set up for the main stream that gets the sub stream: the replay runs and
+    the log says what is wrong and what to do."""
+    config = site(tmp_path, "{mode: grid, grid: [4, 2]}", VTEST, CANVAS)
+    result = subprocess.run([sys.executable, "-m", "gateway", "replay", "-c", str(config), "--camera", "far",
+                             "--source", str(VTEST), "--fps", "0.5", "--counts-out", str(tmp_path / "c.jsonl")],
+                            capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert "camera far: tiling: frames arrive at 768x576, smaller than the configured resolution 1920x1080" \
+        in result.stderr
+    assert "analyse the camera's main stream" in result.stderr
+    assert "camera far: tiled detection: 4×2 tiles" in result.stderr
