@@ -64,7 +64,6 @@ class WorkerStatus:
     patrol: PatrolStatus | None = None
     tiles_per_frame: int = 1
     """Detector runs per analysed frame: 1 untiled, tiles (+1 whole-frame pass) tiled."""
-    grid: tuple[int, int] | None = None
     inference_ms: float | None = None
     """Mean detector time per analysed frame (all its tiles) over the recent frames."""
 
@@ -162,8 +161,8 @@ class CameraWorker:
         """Age (s) of each recently analysed frame when the analysis took it: the latency budget."""
         self._frames_inferred = 0
         self.tile_plan: TilePlan | None = None
-        self._planned_tiling: PlannedTiling | None = None
         """Where this camera's frames are cut for detection (None: whole frame); per frame size."""
+        self._planned_tiling: PlannedTiling | None = None
         self._frame_ms: deque[float] = deque(maxlen=100)
         self._lock = threading.Lock()  # guards last_result/_last_image for the API's snapshots
 
@@ -399,7 +398,6 @@ class CameraWorker:
             else round(self._last_frame_age, 3),
             patrol=self.patrol.status() if self.patrol is not None else None,
             tiles_per_frame=self.tile_plan.inferences if self.tile_plan is not None else 1,
-            grid=self.tile_plan.grid if self.tile_plan is not None else None,
             inference_ms=_mean(tuple(self._frame_ms)),
         )
 
