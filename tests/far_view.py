@@ -23,10 +23,16 @@ OFFSET = (760, 500)
 """Where the scene's top-left corner lands in the canvas (somewhere off-centre, as a plaza would)."""
 
 
-def vtest_frames(video: Path, step: int) -> list[np.ndarray]:
-    """Every `step`-th frame of the video, BGR."""
+def vtest_frames(video: Path, step: int, limit: int | None = None) -> list[np.ndarray]:
+    """Every `step`-th frame of the video, BGR (the first `limit` of them)."""
+    frames: list[np.ndarray] = []
     with open_video(video) as container:
-        return [decoded.bgr() for decoded in decode_frames(container) if decoded.index % step == 0]
+        for decoded in decode_frames(container):
+            if limit is not None and len(frames) >= limit:
+                break
+            if decoded.index % step == 0:
+                frames.append(decoded.bgr())
+    return frames
 
 
 def surroundings(frames: list[np.ndarray]) -> np.ndarray:

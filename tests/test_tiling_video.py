@@ -36,15 +36,26 @@ def detector():
     detector.close()
 
 
+class Scenes:
+    """Every 20th frame with its reference boxes (canvas pixels); far views are built on demand
+    (a few ms each) so the module holds 40 small frames, not 40 full-HD pictures."""
+
+    def __init__(self, detector) -> None:
+        self.frames = vtest_frames(VTEST, step=20)
+        self.background = surroundings(self.frames)
+        self.references = [to_canvas(detector.detect(frame).boxes) for frame in self.frames]
+
+    def __iter__(self):
+        for frame, reference in zip(self.frames, self.references, strict=True):
+            yield far_view(frame, self.background), reference
+
+
 @pytest.fixture(scope="module")
-def scenes(detector) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(far-view picture, reference boxes in canvas pixels) for every 20th frame."""
-    frames = vtest_frames(VTEST, step=20)
-    background = surroundings(frames)
-    return [(far_view(frame, background), to_canvas(detector.detect(frame).boxes)) for frame in frames]
+def scenes(detector) -> Scenes:
+    return Scenes(detector)
 
 
-def score(detector, scenes, plan) -> tuple[float, float]:
+def score(detector, scenes: Scenes, plan) -> tuple[float, float]:
     """(recall, precision) of the detector with `plan` against the reference."""
     hits = references = found = 0
     for picture, reference in scenes:
@@ -88,7 +99,7 @@ def test_zones_region_tiles_only_the_plaza_and_still_finds_its_people(detector, 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory) -> tuple[Path, Path]:
     """The first 12 s of vtest.avi at 5 fps, as itself (768x576) and as the far view (1920x1080)."""
-    frames = vtest_frames(VTEST, step=2)[:60]
+    frames = vtest_frames(VTEST, step=2, limit=60)
     background = surroundings(vtest_frames(VTEST, step=20))
     folder = tmp_path_factory.mktemp("clips")
     return (write_clip(frames, folder / "near.mp4", fps=5),
