@@ -94,8 +94,16 @@ def disk(tmp_path: Path):
 
 
 def alerts_on(sub, topic: str = "") -> list[dict]:
-    """Alerts the centre received: all of them, or those on `events/<topic>` ("gate", "gateway")."""
-    return [m.json() for m in sub.received(f"gw/{GW}/events/") if not topic or m.topic == f"gw/{GW}/events/{topic}"]
+    """Alerts the centre received: all of them, or those on `events/<topic>` ("gate", "gateway"),
+    each once. Delivery is at least once (QoS 1 on both legs: the broker resends what a subscriber
+    had not acknowledged when it stopped), so the centre dedupes by (event_id, seq), as a real one
+    does (README "Alerts over MQTT")."""
+    unique: dict[tuple[str, int], dict] = {}
+    for message in sub.received(f"gw/{GW}/events/"):
+        if not topic or message.topic == f"gw/{GW}/events/{topic}":
+            alert = message.json()
+            unique.setdefault((alert["event_id"], alert["seq"]), alert)
+    return list(unique.values())
 
 
 def test_a_full_disk_gives_up_evidence_pictures_before_alerts(
