@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 from gateway.config import load_config  # noqa: E402
-from gateway.service import GatewayService  # noqa: E402
+from gateway.runtime.service import GatewayService  # noqa: E402
 from rtsp_fixtures import RtspServer, transcode_h264  # noqa: E402
 
 VTEST = REPO.parent / "shared" / "data" / "vtest.avi"

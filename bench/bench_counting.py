@@ -37,8 +37,8 @@ from detectors import DetectorSettings, create_detector  # noqa: E402
 from gateway.analytics import CameraAnalytics  # noqa: E402
 from gateway.analytics.counting import AnnotatedFrame, CrowdCounter, fit_model  # noqa: E402
 from gateway.analytics.counting.perspective import from_boxes  # noqa: E402
+from gateway.calibration.files import warmup_frames  # noqa: E402
 from gateway.config.models import Camera, GatewaySection  # noqa: E402
-from gateway.counting.files import warmup_frames  # noqa: E402
 from gateway.video.decode import decode_frames, open_video  # noqa: E402
 
 SHARED = REPO.parent / "shared"

@@ -33,9 +33,9 @@ sys.path.insert(0, str(REPO / "tests"))
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion  # noqa: E402
 
-from gateway.delivery.mqtt.sink import MqttSink  # noqa: E402
 from gateway.config.models import MqttSection  # noqa: E402
 from gateway.delivery.outbox import Outbox  # noqa: E402
+from gateway.outputs.mqtt.sink import MqttSink  # noqa: E402
 from mqtt_broker import Mosquitto  # noqa: E402
 
 GATEWAY_ID = "bench"

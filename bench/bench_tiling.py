@@ -27,8 +27,8 @@ from detectors import DetectorSettings, create_detector  # noqa: E402
 from detectors.onnx import OnnxDetector  # noqa: E402
 from detectors.tiling import detect_tiled  # noqa: E402
 from far_view import CANVAS, far_view, surroundings, vtest_frames  # noqa: E402
+from gateway.camera.tiling import plan_tiling  # noqa: E402
 from gateway.config.tiling import TilingSection  # noqa: E402
-from gateway.tiling import plan_tiling  # noqa: E402
 
 SHARED = REPO.parent / "shared"
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from gateway.calibration.files import model_file_problems
 from gateway.config import ConfigIssue, GatewayConfig, check_config
-from gateway.counting.files import model_file_problems
 
 
 def check_site(path: str | os.PathLike[str], env: Mapping[str, str] | None = None, *,

@@ -135,7 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from detectors import DetectorError
     from gateway.config import config_warnings
-    from gateway.service import GatewayService
+    from gateway.runtime.service import GatewayService
 
     config = load_or_report(args.config)
     if config is None:
@@ -199,7 +199,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_calibrate_count(args: argparse.Namespace) -> int:
     from detectors import DetectorError
-    from gateway.counting.calibrate import CalibrationError, calibrate, describe
+    from gateway.calibration.calibrate import CalibrationError, calibrate, describe
     from gateway.detection import load_detector
     from gateway.video.decode import VideoOpenError
 

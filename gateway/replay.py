@@ -38,9 +38,9 @@ from detectors import Detections, Detector
 from detectors.preprocess import fit
 from detectors.tiling import detect_tiled
 from gateway.analytics import CameraAnalytics, FrameResult
+from gateway.calibration.files import camera_model, warmup_frames
+from gateway.camera.tiling import camera_tile_plan, log_plan
 from gateway.config.models import Camera, GatewayConfig, GatewaySection
-from gateway.counting.files import camera_model, warmup_frames
-from gateway.tiling import camera_tile_plan, log_plan
 from gateway.video.decode import DecodedFrame, VideoOpenError, decode_frames, frame_rate, open_video
 from gateway.video.pacing import AnalysisPacer
 from gateway.video.prefetch import prefetch

@@ -21,10 +21,18 @@ from conftest import VTEST
 from gateway.config.models import GatewayConfig
 from gateway.delivery.diskwatch import DiskFullWatch
 from gateway.delivery.history import EventHistory
-from gateway.delivery.outputs import build_outputs
 from gateway.delivery.router import AlertRouter
-from gateway.events import AlertMessage, AlertSource, AlertSubject, Evidence, OpenEvent, Reading, UpdatePolicy
-from gateway.events import take_snapshot
+from gateway.events import (
+    AlertMessage,
+    AlertSource,
+    AlertSubject,
+    Evidence,
+    OpenEvent,
+    Reading,
+    UpdatePolicy,
+    take_snapshot,
+)
+from gateway.outputs.registry import build_outputs
 
 TZ = ZoneInfo("Asia/Shanghai")
 GATEWAY_ID = "gw-delivery"

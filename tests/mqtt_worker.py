@@ -21,9 +21,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.backoff import Backoff
-from gateway.delivery.mqtt.sink import MqttSink  # noqa: E402
 from gateway.config.models import MqttSection  # noqa: E402
 from gateway.delivery.outbox import Outbox  # noqa: E402
+from gateway.outputs.mqtt.sink import MqttSink  # noqa: E402
 
 _print_lock = threading.Lock()
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from waiting import PATIENCE_S
 
 SERVER_SCRIPT = Path(__file__).resolve().parent / "rtsp_server.py"

@@ -27,10 +27,10 @@ from pydantic import SecretStr, ValidationError
 from gateway.api.app import ApiConfigError, create_app
 from gateway.api.auth import LoginThrottle, SessionStore
 from gateway.api.server import make_server
-from gateway.delivery.mqtt.sink import MqttSink
 from gateway.config.models import ApiSection, MqttSection
 from gateway.delivery.history import EventHistory
 from gateway.delivery.outbox import Outbox
+from gateway.outputs.mqtt.sink import MqttSink
 from mqtt_broker import Mosquitto, mosquitto  # noqa: F401  (fixture)
 from waiting import PATIENCE_S, wait_until
 from web_support import GATEWAY_ID, PASSWORD, TOKEN, DemoView, serve

@@ -14,13 +14,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from waiting import PATIENCE_S
 
 from gateway.config import ConfigError, ConfigIssue, check_config, load_config, summary
 from gateway.config.errors import Redactor
 from gateway.config.models import CrowdRule, FileSource, NvrSource, OnvifSource, RtspSource
 from gateway.redaction import redact
 from gateway.video.urls import redact_url
+from waiting import PATIENCE_S
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = REPO.parent / "shared" / "models" / "yolox_nano.onnx"

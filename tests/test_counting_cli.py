@@ -25,7 +25,7 @@ import pytest
 from conftest import REPO, VTEST, YOLOX_NANO
 from gateway.analytics.counting import CountingModel
 from gateway.analytics.counting.perspective import from_ramp
-from gateway.counting.files import save_model
+from gateway.calibration.files import save_model
 from gateway.events import validate_alert
 from rtsp_fixtures import transcode_h264
 

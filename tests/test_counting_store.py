@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from gateway.counting.live import CountingFrame
-from gateway.counting.store import MAX_SNAPSHOTS, SnapshotStore
+from gateway.calibration.live import CountingFrame
+from gateway.calibration.store import MAX_SNAPSHOTS, SnapshotStore
 
 TAKEN = datetime(2026, 5, 1, 10, 30, tzinfo=ZoneInfo("Asia/Shanghai"))
 

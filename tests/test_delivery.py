@@ -12,22 +12,21 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from conftest import YOLOX_NANO
 from delivery_support import TZ, delivery_config, make_router, sink
-from mqtt_broker import Mosquitto
-from mqtt_broker import mosquitto, subscriber_factory  # noqa: F401  (fixtures)
-from waiting import PATIENCE_S, wait_until
-from web_support import GATEWAY_ID as WEB_GATEWAY
-from web_support import TOKEN, serve
-
 from gateway.config import check_config
 from gateway.config.models import GatewaySection
 from gateway.config.outputs import MqttOutput, WebhookOutput
 from gateway.delivery.diskwatch import DiskFullWatch
-from gateway.delivery.mqtt.messages import InvalidMessage, parse_case
-from gateway.delivery.mqtt.topics import Topics
 from gateway.delivery.reactions import PtzLinkage
 from gateway.events import AlertMessage, validate_alert
+from gateway.outputs.mqtt.messages import InvalidMessage, parse_case
+from gateway.outputs.mqtt.topics import Topics
+from mqtt_broker import Mosquitto, mosquitto, subscriber_factory  # noqa: F401  (fixtures)
+from waiting import PATIENCE_S, wait_until
+from web_support import GATEWAY_ID as WEB_GATEWAY
+from web_support import TOKEN, serve
 
 
 def check(tmp_path: Path, text: str):

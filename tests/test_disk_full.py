@@ -20,12 +20,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, VTEST, YOLOX_NANO
-from mqtt_broker import Mosquitto, free_port
-from mqtt_broker import mosquitto, subscriber_factory  # noqa: F401  (fixtures)
-from small_disk import SmallDisk
 
+from conftest import REPO, VTEST, YOLOX_NANO
 from gateway.events import validate_alert
+from mqtt_broker import Mosquitto, free_port, mosquitto, subscriber_factory  # noqa: F401  (fixtures)
+from small_disk import SmallDisk
 
 WORKER = str(REPO / "tests" / "disk_worker.py")
 GW = "gw-delivery"

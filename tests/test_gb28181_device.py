@@ -10,16 +10,16 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from gateway.backoff import Backoff
-from gateway.delivery.gb28181 import manscdp
-from gateway.delivery.gb28181.device import (
+from gateway.outputs.gb28181 import manscdp
+from gateway.outputs.gb28181.device import (
     AlarmOutcome,
     DeviceSettings,
     Disconnect,
     Gb28181Device,
     Send,
 )
-from gateway.delivery.gb28181.manscdp import Alarm, Channel
-from gateway.delivery.gb28181.sip import (
+from gateway.outputs.gb28181.manscdp import Alarm, Channel
+from gateway.outputs.gb28181.sip import (
     SipRequest,
     SipResponse,
     header_params,

@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.delivery.gb28181 import manscdp
-from gateway.delivery.gb28181.alarm_types import (
+from gateway.events.types import ALERT_TYPE_NAMES
+from gateway.outputs.gb28181 import manscdp
+from gateway.outputs.gb28181.alarm_types import (
     ALARM_CODES,
     FALLBACK,
     alarm_code,
@@ -18,8 +19,7 @@ from gateway.delivery.gb28181.alarm_types import (
     alarm_priority,
     local_alarm_time,
 )
-from gateway.delivery.gb28181.manscdp import Alarm, Channel, ManscdpError
-from gateway.events.types import ALERT_TYPE_NAMES
+from gateway.outputs.gb28181.manscdp import Alarm, Channel, ManscdpError
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 DEVICE = "34020000001180000001"

@@ -10,8 +10,8 @@ import random
 
 import pytest
 
-from gateway.delivery.gb28181.digest import Challenge, DigestError, authorization, parse_challenge
-from gateway.delivery.gb28181.sip import (
+from gateway.outputs.gb28181.digest import Challenge, DigestError, authorization, parse_challenge
+from gateway.outputs.gb28181.sip import (
     SipParseError,
     SipRequest,
     SipResponse,

@@ -31,9 +31,9 @@ import pytest
 
 from gateway.config.gb28181 import Gb28181Output
 from gateway.config.models import Camera
-from gateway.delivery.gb28181 import Gb28181Transport
 from gateway.delivery.sink import DeliveryFailed, Transport
 from gateway.events.payload import AlertSource, AlertSubject, Reading, Stamp, build_payload
+from gateway.outputs.gb28181 import Gb28181Transport
 
 SCENARIOS = Path(__file__).resolve().parent / "sipp"
 HOST = "127.0.0.1"
@@ -214,7 +214,7 @@ def alert(state: str = "start", seq: int = 1, title_place: str = "东门广场")
 
 @pytest.mark.parametrize("transport, qop", [("udp", True), ("udp", False), ("tcp", True), ("tcp", False)])
 def test_register_catalog_and_alarm_against_sipp(platforms, devices, caplog, transport: str, qop: bool):
-    caplog.set_level(logging.DEBUG, logger="gateway.delivery.gb28181")
+    caplog.set_level(logging.DEBUG, logger="gateway.outputs.gb28181")
     port = platform_port()
     platform = platforms(port, transport, qop=qop)
     device = devices(port, transport)

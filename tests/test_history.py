@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.events import AlertMessage
 from gateway.delivery.history import EventHistory, HistoryError, is_event_id
 from gateway.delivery.outbox import Outbox
+from gateway.events import AlertMessage
 from web_support import Alerts
 
 MiB = 1024 * 1024

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from conftest import REPO, YOLOX_NANO
 from waiting import PATIENCE_S
 

@@ -20,15 +20,14 @@ import cv2
 import numpy as np
 import pytest
 
-# tests/ is on sys.path (rootdir conftest, no package); importing the fixtures registers them here.
-from mqtt_broker import Mosquitto, Received, free_port, make_tls_files
-from mqtt_broker import mosquitto, subscriber_factory  # noqa: F401  (fixtures)
-from waiting import PATIENCE_S, wait_until
-
 from gateway.backoff import Backoff
-from gateway.delivery.mqtt.sink import MqttSink
 from gateway.config.models import MqttSection, MqttTls
 from gateway.delivery.outbox import Outbox
+from gateway.outputs.mqtt.sink import MqttSink
+
+# tests/ is on sys.path (rootdir conftest, no package); importing the fixtures registers them here.
+from mqtt_broker import Mosquitto, Received, free_port, make_tls_files, mosquitto, subscriber_factory  # noqa: F401  (fixtures)
+from waiting import PATIENCE_S, wait_until
 
 GW = "gk"
 REPO = Path(__file__).resolve().parent.parent
@@ -120,7 +119,7 @@ def test_publish_receive_presence_and_camera_state(mosquitto: Mosquitto, subscri
 
 
 def test_broker_down_30s_loses_nothing(mosquitto: Mosquitto, subscriber_factory, publisher_factory, caplog):
-    caplog.set_level(logging.INFO, logger="gateway.delivery.mqtt.sink")
+    caplog.set_level(logging.INFO, logger="gateway.outputs.mqtt.sink")
     centre = subscriber_factory(mosquitto.port, [f"gw/{GW}/events/#"])
     pub = publisher_factory(mosquitto.port, backoff=Backoff(0.2, 2.0))
     assert pub.wait_connected(PATIENCE_S)
@@ -257,7 +256,7 @@ def test_tls_with_client_certificate_and_wrong_ca(tmp_path: Path, subscriber_fac
         pub.submit([alert("tls-1", 0)])
         assert centre.wait_for(lambda ms: len(ms) == 1, PATIENCE_S)
 
-        caplog.set_level(logging.WARNING, logger="gateway.delivery.mqtt.sink")
+        caplog.set_level(logging.WARNING, logger="gateway.outputs.mqtt.sink")
         bad_tls = MqttTls(ca_file=wrong.ca_cert, cert_file=good.client_cert, key_file=good.client_key)
         bad = publisher_factory(broker.tls_port, tls=bad_tls, client_id="gw-bad", backoff=Backoff(0.1, 0.2))
         bad.submit([alert("tls-2", 0)])
@@ -287,7 +286,7 @@ def test_username_password(tmp_path: Path, subscriber_factory, publisher_factory
 
 def test_acks_recorded_and_malformed_ones_ignored(mosquitto: Mosquitto, subscriber_factory, publisher_factory,
                                                   caplog):
-    caplog.set_level(logging.INFO, logger="gateway.delivery.mqtt.sink")
+    caplog.set_level(logging.INFO, logger="gateway.outputs.mqtt.sink")
     heard: list = []
     pub = publisher_factory(mosquitto.port, on_ack=heard.append)
     assert pub.wait_connected(PATIENCE_S)
@@ -321,7 +320,7 @@ def test_acks_recorded_and_malformed_ones_ignored(mosquitto: Mosquitto, subscrib
 
 
 def test_snapshot_requests(mosquitto: Mosquitto, subscriber_factory, publisher_factory, caplog):
-    caplog.set_level(logging.WARNING, logger="gateway.delivery.mqtt.sink")
+    caplog.set_level(logging.WARNING, logger="gateway.outputs.mqtt.sink")
     asked: list[str] = []
 
     def provider(camera_id: str) -> bytes | None:
@@ -385,7 +384,7 @@ def test_snapshot_requests(mosquitto: Mosquitto, subscriber_factory, publisher_f
 
 
 def test_no_broker_queues_without_blocking(publisher_factory, caplog):
-    caplog.set_level(logging.DEBUG, logger="gateway.delivery.mqtt.sink")
+    caplog.set_level(logging.DEBUG, logger="gateway.outputs.mqtt.sink")
     pub = publisher_factory(free_port(), backoff=Backoff(0.05, 0.2))
     started = time.monotonic()
     for index in range(50):
@@ -434,7 +433,7 @@ class _Mqtt311OnlyBroker:
 
 
 def test_falls_back_to_mqtt_311(publisher_factory, caplog):
-    caplog.set_level(logging.INFO, logger="gateway.delivery.mqtt.sink")
+    caplog.set_level(logging.INFO, logger="gateway.outputs.mqtt.sink")
     broker = _Mqtt311OnlyBroker()
     try:
         pub = publisher_factory(broker.port)
@@ -462,7 +461,7 @@ def test_backoff_grows_with_jitter_and_caps() -> None:
 
 def test_a_flood_of_deeply_nested_acks_is_counted_in_a_few_log_lines(mosquitto: Mosquitto, subscriber_factory,
                                                                      publisher_factory, caplog):
-    caplog.set_level(logging.DEBUG, logger="gateway.delivery.mqtt.sink")
+    caplog.set_level(logging.DEBUG, logger="gateway.outputs.mqtt.sink")
     pub = publisher_factory(mosquitto.port)
     assert pub.wait_connected(PATIENCE_S)
     pub.submit([alert("ev-flood", 0)])
@@ -481,7 +480,7 @@ def test_a_flood_of_deeply_nested_acks_is_counted_in_a_few_log_lines(mosquitto: 
 
 def test_requests_for_made_up_cameras_do_not_spend_the_budget_of_real_ones(
         mosquitto: Mosquitto, subscriber_factory, publisher_factory, caplog):
-    caplog.set_level(logging.WARNING, logger="gateway.delivery.mqtt.sink")
+    caplog.set_level(logging.WARNING, logger="gateway.outputs.mqtt.sink")
     pub = publisher_factory(mosquitto.port, snapshot_provider=lambda camera_id: JPEG,
                             camera_known=lambda camera_id: camera_id == "cam1")
     assert pub.wait_connected(PATIENCE_S)

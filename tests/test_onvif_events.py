@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 import pytest
 from lxml import etree
 
-from gateway.config.models import OnvifSettings
 import gateway.onvif.events as events_module
+from gateway.config.models import OnvifSettings
 from gateway.onvif.device import OnvifLoop
 from gateway.onvif.events import (
     CameraEvent,

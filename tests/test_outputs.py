@@ -9,8 +9,7 @@ from pathlib import Path
 
 from delivery_support import SOURCE, delivery_config, make_router, sink, start_alert
 from http_receiver import Receiver
-from mqtt_broker import Mosquitto
-from mqtt_broker import mosquitto, subscriber_factory  # noqa: F401  (fixtures)
+from mqtt_broker import Mosquitto, mosquitto, subscriber_factory  # noqa: F401  (fixtures)
 from test_gb28181_sipp import DEVICE_ID, PASSWORD, PLATFORM_ID, SippPlatform, platform_port
 from waiting import PATIENCE_S, wait_until
 

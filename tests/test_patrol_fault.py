@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from gateway.camera.patrol_fault import PATROL_FAULT_HEARTBEAT_S, PatrolFaultWatch
 from gateway.config.models import Camera, GatewaySection
 from gateway.events import validate_alert
 from gateway.onvif.patrol import PatrolStatus
-from gateway.patrol_fault import PATROL_FAULT_HEARTBEAT_S, PatrolFaultWatch
 
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 CAMERA = Camera.model_validate({

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.video.decode import DecodedFrame
 from gateway.backoff import Backoff
+from gateway.video.decode import DecodedFrame
 from gateway.video.reader import CameraReader, FrameSlot, KeyframePolicy
 
 pytest_plugins = ["rtsp_fixtures"]

@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, VTEST
 
+from conftest import REPO, VTEST
 from gateway.events import validate_alert
 
 CONFIG = REPO / "config" / "demo.yaml"

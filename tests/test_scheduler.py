@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from gateway.scheduler import USAGE_HALF_LIFE_S, DetectorUsage, pick_next
+from gateway.camera.scheduler import USAGE_HALF_LIFE_S, DetectorUsage, pick_next
 
 
 @dataclass

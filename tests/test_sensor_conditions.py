@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import numpy as np
-from test_rules import BASE, DT, FRAME, GATEWAY, HEIGHT, PLAZA, check
 
 from detectors.base import Detections
 from gateway.analytics import CameraAnalytics
 from gateway.config.models import Camera
+from test_rules import BASE, DT, FRAME, GATEWAY, HEIGHT, PLAZA, check
 
 
 def analytics(rules: list[dict]) -> CameraAnalytics:

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from gateway.backoff import Backoff
-from gateway.comms.sensor_input import SensorInput
 from gateway.config.models import Sensor, SensorBroker
 from gateway.sensors import SensorReading, parse_payload
+from gateway.sensors.input import SensorInput
 from mqtt_broker import mosquitto, subscriber_factory  # noqa: F401
 from waiting import PATIENCE_S, wait_until
 
@@ -80,7 +80,7 @@ def test_malformed_payload_is_counted_and_the_next_good_one_arrives(site, mosqui
                                                                    caplog):
     sensor_input, collector = site
     device = subscriber_factory(mosquitto.port, ["unused/#"])
-    with caplog.at_level("WARNING", logger="gateway.comms.sensor_input"):
+    with caplog.at_level("WARNING", logger="gateway.sensors.input"):
         device.publish("zigbee2mqtt/door_1", b"{not json")
         device.publish("zigbee2mqtt/door_1", {"contact": True})
         assert collector.wait(lambda r: len(r) == 1)
@@ -95,7 +95,7 @@ def test_a_flood_of_deeply_nested_payloads_is_counted_in_one_log_line(site, mosq
                                                                       caplog):
     sensor_input, collector = site
     device = subscriber_factory(mosquitto.port, ["unused/#"])
-    with caplog.at_level("DEBUG", logger="gateway.comms.sensor_input"):
+    with caplog.at_level("DEBUG", logger="gateway.sensors.input"):
         for _ in range(300):
             device.publish("zigbee2mqtt/door_1", b"[" * 5000 + b"]" * 5000)
         device.publish("zigbee2mqtt/door_1", {"contact": True})
@@ -108,7 +108,7 @@ def test_a_flood_of_deeply_nested_payloads_is_counted_in_one_log_line(site, mosq
 
 def test_broker_restart_reconnects_and_receives_again(site, mosquitto, subscriber_factory, caplog):  # noqa: F811
     sensor_input, collector = site
-    with caplog.at_level("INFO", logger="gateway.comms.sensor_input"):
+    with caplog.at_level("INFO", logger="gateway.sensors.input"):
         mosquitto.stop()
         wait_until(lambda: sensor_input.health()["site"]["state"] == "down", what="the link down")
         # several failed attempts: logged once, not per attempt
@@ -198,7 +198,7 @@ def test_refused_credentials_are_reported_without_the_password(tmp_path, caplog)
         brokers = {"site": SensorBroker(host=broker.host, port=broker.port, username="gateway",
                                         password="wrong-pw-123")}
         sensor_input = SensorInput(brokers, SENSORS, Collector(), "gw1", backoff=fast_backoff)
-        with caplog.at_level("DEBUG", logger="gateway.comms.sensor_input"):
+        with caplog.at_level("DEBUG", logger="gateway.sensors.input"):
             sensor_input.start()
             try:
                 wait_until(lambda: (sensor_input.health()["site"]["last_error"] or "").startswith(

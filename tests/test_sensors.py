@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import YOLOX_NANO as YOLOX
 
+from conftest import YOLOX_NANO as YOLOX
 from gateway.config.models import Camera, GatewaySection, Sensor
 from gateway.events import Snapshot, validate_alert
 from gateway.sensors import (

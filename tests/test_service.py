@@ -17,13 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from conftest import REPO, VTEST, YOLOX_NANO
-from mqtt_broker import Mosquitto, Subscriber
-from mqtt_broker import mosquitto, subscriber_factory  # noqa: F401  (fixtures)
+from gateway.events import validate_alert
+from mqtt_broker import Mosquitto, Subscriber, mosquitto, subscriber_factory  # noqa: F401  (fixtures)
 from rtsp_fixtures import RtspServer, transcode_h264
 from waiting import PATIENCE_S
-
-from gateway.events import validate_alert
 
 GATEWAY = [sys.executable, "-m", "gateway"]
 

@@ -12,17 +12,16 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from mqtt_broker import Mosquitto, free_port
-from mqtt_broker import mosquitto, subscriber_factory  # noqa: F401  (fixtures)
-from onvif_device import FakeOnvifDevice, FakePreset, FakeProfile
-from rtsp_fixtures import RtspServer, transcode_h264
-from waiting import PATIENCE_S
-from test_service import alerts, camera_health, start_gateway, wait_until, write_config  # noqa: F401
 
 from conftest import VTEST
 from gateway.config import load_config
 from gateway.events import validate_alert
-from gateway.service import GatewayService
+from gateway.runtime.service import GatewayService
+from mqtt_broker import Mosquitto, free_port, mosquitto, subscriber_factory  # noqa: F401  (fixtures)
+from onvif_device import FakeOnvifDevice, FakePreset, FakeProfile
+from rtsp_fixtures import RtspServer, transcode_h264
+from test_service import alerts, camera_health, start_gateway, wait_until, write_config  # noqa: F401
+from waiting import PATIENCE_S
 
 TAMPER = "tns1:VideoSource/GlobalSceneChange/ImagingService"
 

@@ -8,15 +8,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from mqtt_broker import Mosquitto, Subscriber
-from mqtt_broker import mosquitto, subscriber_factory  # noqa: F401  (fixtures)
-from onvif_device import FakeOnvifDevice, FakePreset, FakeProfile
-from waiting import PATIENCE_S
-from test_service import alerts, camera_health, start_gateway, wait_until  # noqa: F401
-from test_service_onvif import onvif_camera, rtsp_server  # noqa: F401  (fixture)
 
 from conftest import VTEST, YOLOX_NANO
 from gateway.events import validate_alert
+from mqtt_broker import Mosquitto, Subscriber, mosquitto, subscriber_factory  # noqa: F401  (fixtures)
+from onvif_device import FakeOnvifDevice, FakePreset, FakeProfile
+from test_service import alerts, camera_health, start_gateway, wait_until  # noqa: F401
+from test_service_onvif import onvif_camera, rtsp_server  # noqa: F401  (fixture)
+from waiting import PATIENCE_S
 
 
 @pytest.fixture

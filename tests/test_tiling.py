@@ -19,9 +19,9 @@ from detectors.tiling import (
     merge,
     tile_side_for,
 )
+from gateway.camera.tiling import plan_tiling
 from gateway.config import check_config
 from gateway.config.tiling import TilingSection
-from gateway.tiling import plan_tiling
 
 FULL_HD = (1920, 1080)
 

@@ -20,8 +20,8 @@ from conftest import REPO, VTEST, YOLOX_NANO
 from detectors import DetectorSettings, create_detector
 from detectors.tiling import detect_tiled
 from far_view import CANVAS, far_view, match, scene_zone, surroundings, to_canvas, vtest_frames, write_clip
+from gateway.camera.tiling import plan_tiling
 from gateway.config.tiling import TilingSection
-from gateway.tiling import plan_tiling
 from mqtt_broker import mosquitto, subscriber_factory  # noqa: F401  (fixtures)
 from test_service import alerts, camera_health, start_gateway, wait_until, write_config  # noqa: F401
 from waiting import PATIENCE_S

@@ -8,12 +8,11 @@ import threading
 from pathlib import Path
 
 from conftest import VTEST, YOLOX_NANO
+from gateway.config import load_config
+from gateway.runtime.sdnotify import SystemdNotifier
+from gateway.runtime.service import GatewayService
 from mqtt_broker import free_port
 from waiting import PATIENCE_S, wait_until
-
-from gateway.config import load_config
-from gateway.sdnotify import SystemdNotifier
-from gateway.service import GatewayService
 
 
 def receive(sock: socket.socket, want: int) -> list[str]:

@@ -10,11 +10,9 @@ import re
 
 import pytest
 
-from waiting import PATIENCE_S
-from web_support import TOKEN, serve
-from web_support import browser, wait_until  # noqa: F401  (fixture; page polling)
-
 from gateway.delivery.cases import CaseUpdate
+from waiting import PATIENCE_S
+from web_support import TOKEN, browser, serve, wait_until  # noqa: F401  (fixture; page polling)
 
 PATIENCE_MS = PATIENCE_S * 1000
 

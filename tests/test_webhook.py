@@ -17,15 +17,14 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import REPO, VTEST, YOLOX_NANO
 from delivery_support import alerts, delivery_config, make_router, sink, start_alert
-from http_receiver import Receiver
-from mqtt_broker import Mosquitto, free_port, make_tls_files
-from mqtt_broker import mosquitto, subscriber_factory  # noqa: F401  (fixtures)
-from waiting import wait_until
-
-from gateway.delivery.webhook import signature
 from gateway.events import validate_alert
+from gateway.outputs.webhook import signature
+from http_receiver import Receiver
+from mqtt_broker import Mosquitto, free_port, make_tls_files, mosquitto, subscriber_factory  # noqa: F401  (fixtures)
+from waiting import wait_until
 
 SECRET = "whsec-3f9a7c1e5b2d4086"
 

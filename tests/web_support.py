@@ -32,16 +32,25 @@ from pydantic import SecretStr
 
 from detectors import DetectorSettings, create_detector
 from detectors.base import Detections
-from gateway.status import CameraStatus, ZoneOutline
 from gateway.api.app import create_app
+from gateway.api.metrics import GatewayMetrics
 from gateway.api.server import make_server
 from gateway.config.models import ApiSection, Camera
-from gateway.events import AlertMessage, AlertSource, AlertSubject, Evidence, OpenEvent, Reading, UpdatePolicy
-from gateway.events import take_snapshot, validate_alert
-from gateway.events.snapshot import encode_bounded, render
 from gateway.delivery.history import EventHistory
-from gateway.metrics import GatewayMetrics
 from gateway.delivery.outbox import Outbox
+from gateway.events import (
+    AlertMessage,
+    AlertSource,
+    AlertSubject,
+    Evidence,
+    OpenEvent,
+    Reading,
+    UpdatePolicy,
+    take_snapshot,
+    validate_alert,
+)
+from gateway.events.snapshot import encode_bounded, render
+from gateway.status import CameraStatus, ZoneOutline
 from gateway.video.decode import decode_frames, open_video
 from waiting import PATIENCE_S
 

@@ -41,14 +41,14 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from gateway import __version__
 from gateway.api.auth import ApiConfigError, Auth, Redirect, authorize_dependency, check_settings
 from gateway.api.context import AckLedger, ApiContext, DeliveryView, SnapshotCache
+from gateway.api.metrics import GatewayMetrics, HealthSource
 from gateway.api.routes import cameras, counting, events, health, page, session
 from gateway.api.schemas import Problem
 from gateway.api.stream import SSE_HEARTBEAT_S, StreamHub
 from gateway.api.web import WEB_DIR, SecurityHeaders, WebFiles, install_access_log_filter
+from gateway.calibration.studio import CountingStudio
 from gateway.config.models import ApiSection
-from gateway.counting.studio import CountingStudio
 from gateway.delivery.history import EventHistory
-from gateway.metrics import GatewayMetrics, HealthSource
 from gateway.redaction import redact
 from gateway.status import GatewayView
 

@@ -17,12 +17,12 @@ from typing import Annotated, Any, Protocol, TypedDict
 from fastapi import Depends, HTTPException, Request
 
 from gateway.api.auth import Auth
+from gateway.api.metrics import GatewayMetrics
 from gateway.api.schemas import AckOut, CameraOut, CaseOut, EventDetail, EventOut, camera_out, redact_tree
 from gateway.api.stream import StreamHub
 from gateway.api.web import WebFiles
 from gateway.delivery.history import EventHistory, EventRecord
 from gateway.delivery.outbox import AckRecord, OutboxStats
-from gateway.metrics import GatewayMetrics
 from gateway.status import GatewayView
 
 SNAPSHOT_CACHE_S = 0.5

@@ -8,7 +8,7 @@
 `model` defaults to the file the page's tool writes, `<data_dir>/counting/<camera id>.json`.
 `person_height_px` is the installer's perspective ramp, used by calibration when the camera
 has no ground-plane `calibration` and the detector sees too few people to measure it.
-`gateway check` reads the model file (gateway.checks, gateway.counting.files): it must exist, be a counting model
+`gateway check` reads the model file (gateway.checks, gateway.calibration.files): it must exist, be a counting model
 of this camera, and match the camera's `resolution` when that is set.
 """
 

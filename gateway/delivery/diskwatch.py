@@ -1,4 +1,4 @@
-"""The `disk_full` alert: the data disk cannot take alerts. Pure logic, like `gateway.offline`.
+"""The `disk_full` alert: the data disk cannot take alerts. Pure logic, like `gateway.camera.offline`.
 
 The caller says, once a second or so, whether the disk is full (some outbox holds alerts in memory
 because of it, or the history cannot write); this class says when that becomes an alert (at

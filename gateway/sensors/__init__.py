@@ -1,6 +1,6 @@
 """IoT sensors over MQTT: payload mapping, per-sensor state, and sensor alerts with linked video.
 
-Pure logic only; the site-broker client lives in gateway.comms.sensor_input. Data flows
+Pure logic only; the site-broker client lives in gateway.sensors.input. Data flows
 payload bytes → `parse_payload` → `SensorState` (debounce, presses, cooldown, schedule,
 heartbeat) → `SensorAlerts` (lifecycle messages carrying the linked cameras' evidence);
 `SensorHub` holds one of each per configured sensor and is what the service wires in.

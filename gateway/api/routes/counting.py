@@ -9,7 +9,7 @@
     DELETE /api/cameras/{id}/counting/snapshots/{sid}          (204)
     POST   /api/cameras/{id}/counting/fit                      fit (>= 5 annotated), count with it now
 
-The work is `gateway.counting.studio.CountingStudio`'s (the service hands it to `create_app`);
+The work is `gateway.calibration.studio.CountingStudio`'s (the service hands it to `create_app`);
 this module only maps it onto HTTP: its errors keep their status and message.
 """
 
@@ -26,9 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.schemas import Problem
 from gateway.api.web import NO_STORE
+from gateway.calibration.store import SNAPSHOT_ID
+from gateway.calibration.studio import CountingStudio, StudioError
 from gateway.config.models import IDENT_PATTERN
-from gateway.counting.store import SNAPSHOT_ID
-from gateway.counting.studio import CountingStudio, StudioError
 
 CameraIdParam = Annotated[str, PathParam(pattern=IDENT_PATTERN, description="A configured camera id.")]
 SnapshotIdParam = Annotated[str, PathParam(pattern=SNAPSHOT_ID.pattern, description="A snapshot id.")]

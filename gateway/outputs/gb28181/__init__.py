@@ -6,6 +6,6 @@ Modules, pure first: `sip` (messages, framing), `digest` (REGISTER authenticatio
 `transport`, the sockets and the thread (`Gb28181Transport`, a delivery `Transport`).
 """
 
-from gateway.delivery.gb28181.transport import Gb28181Transport
+from gateway.outputs.gb28181.transport import Gb28181Transport
 
 __all__ = ["Gb28181Transport"]

@@ -24,8 +24,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from gateway.counting.files import write_atomically
-from gateway.counting.live import CountingFrame
+from gateway.calibration.files import write_atomically
+from gateway.calibration.live import CountingFrame
 
 SNAPSHOT_ID = re.compile(r"^\d{14}-[0-9a-f]{6}$")
 MAX_SNAPSHOTS = 60

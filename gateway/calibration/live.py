@@ -2,7 +2,7 @@
 
 The worker calls `model_for` when it (re)builds its analytics, `prepare` before and `record`
 after each analysed frame, all on the scheduler's thread, so the analytics stay single-threaded.
-The page's annotation tool (through `gateway.counting.studio`, on API threads) calls `start`,
+The page's annotation tool (through `gateway.calibration.studio`, on API threads) calls `start`,
 `frame`, `boxes` and `use_model`; what crosses between the threads is a few references under
 one lock:
 
@@ -28,8 +28,8 @@ import numpy as np
 
 from gateway.analytics import CameraAnalytics, FrameResult
 from gateway.analytics.counting import CountingModel
+from gateway.calibration.files import camera_model
 from gateway.config.models import Camera
-from gateway.counting.files import camera_model
 
 PERSPECTIVE_MIN_SCORE = 0.5
 """Only confident person boxes measure the perspective (half-hidden people look shorter)."""

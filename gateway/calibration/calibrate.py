@@ -36,9 +36,9 @@ from gateway.analytics.counting import (
     fit_model,
 )
 from gateway.analytics.counting.training import MIN_FRAMES
+from gateway.calibration.files import camera_perspective, outside_masks, perspective_problem, save_model, warmup_frames
+from gateway.calibration.live import PERSPECTIVE_MIN_SCORE
 from gateway.config.models import Camera, GatewayConfig
-from gateway.counting.files import camera_perspective, outside_masks, perspective_problem, save_model, warmup_frames
-from gateway.counting.live import PERSPECTIVE_MIN_SCORE
 from gateway.video.decode import decode_frames, frame_rate, open_video
 from gateway.video.pacing import AnalysisPacer
 

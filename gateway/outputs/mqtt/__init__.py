@@ -9,8 +9,8 @@ case progress, remote-look requests, and the page's acknowledgements sent to the
     messages.py  inbound messages (ack, case progress, remote look) parsed and checked; replies
 """
 
-from gateway.delivery.mqtt.messages import SnapshotLimits
-from gateway.delivery.mqtt.sink import MqttSink
-from gateway.delivery.mqtt.topics import Topics
+from gateway.outputs.mqtt.messages import SnapshotLimits
+from gateway.outputs.mqtt.sink import MqttSink
+from gateway.outputs.mqtt.topics import Topics
 
 __all__ = ["MqttSink", "SnapshotLimits", "Topics"]

@@ -30,8 +30,9 @@ from gateway import __version__
 from gateway.backoff import Backoff
 from gateway.config.gb28181 import Gb28181Output
 from gateway.config.models import Camera
-from gateway.delivery.gb28181.alarm_types import alarm_notice
-from gateway.delivery.gb28181.device import (
+from gateway.delivery.sink import DeliveryFailed
+from gateway.outputs.gb28181.alarm_types import alarm_notice
+from gateway.outputs.gb28181.device import (
     Action,
     AlarmOutcome,
     DeviceSettings,
@@ -39,9 +40,8 @@ from gateway.delivery.gb28181.device import (
     Gb28181Device,
     Send,
 )
-from gateway.delivery.gb28181.manscdp import Alarm, Channel
-from gateway.delivery.gb28181.sip import SipParseError, SipResponse, StreamFramer, parse_message
-from gateway.delivery.sink import DeliveryFailed
+from gateway.outputs.gb28181.manscdp import Alarm, Channel
+from gateway.outputs.gb28181.sip import SipParseError, SipResponse, StreamFramer, parse_message
 
 log = logging.getLogger(__name__)
 

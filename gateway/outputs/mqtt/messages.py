@@ -32,8 +32,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.delivery.cases import CASE_STATUSES, CaseUpdate
-from gateway.delivery.mqtt.topics import LEVEL
 from gateway.jsonpayload import PayloadError, json_object
+from gateway.outputs.mqtt.topics import LEVEL
 
 MAX_ACK_BYTES = 16 * 1024
 MAX_REQUEST_BYTES = 4 * 1024

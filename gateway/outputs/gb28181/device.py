@@ -38,10 +38,10 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from gateway.backoff import Backoff
-from gateway.delivery.gb28181 import manscdp
-from gateway.delivery.gb28181.digest import Challenge, DigestError, authorization, parse_challenge
-from gateway.delivery.gb28181.manscdp import Channel, ManscdpError
-from gateway.delivery.gb28181.sip import (
+from gateway.outputs.gb28181 import manscdp
+from gateway.outputs.gb28181.digest import Challenge, DigestError, authorization, parse_challenge
+from gateway.outputs.gb28181.manscdp import Channel, ManscdpError
+from gateway.outputs.gb28181.sip import (
     BRANCH_MAGIC,
     SipMessage,
     SipParseError,

@@ -18,12 +18,12 @@ from gateway.backoff import Backoff
 from gateway.config.models import GatewayConfig
 from gateway.config.outputs import Gb28181Output, MqttOutput, Output, WebhookOutput
 from gateway.delivery.durable import DurableSink
-from gateway.delivery.gb28181 import Gb28181Transport
-from gateway.delivery.mqtt.sink import AckListener, CaseListener, HealthProvider, MqttSink, SnapshotProvider
 from gateway.delivery.outbox import DB_NAME, MiB, Outbox
 from gateway.delivery.router import Output as RoutedOutput
 from gateway.delivery.sink import AlertSink
-from gateway.delivery.webhook import WebhookTransport, omit_snapshot
+from gateway.outputs.gb28181 import Gb28181Transport
+from gateway.outputs.mqtt.sink import AckListener, CaseListener, HealthProvider, MqttSink, SnapshotProvider
+from gateway.outputs.webhook import WebhookTransport, omit_snapshot
 
 
 class OutputError(ValueError):

@@ -24,14 +24,14 @@ import numpy as np
 from detectors import Detections, Detector
 from detectors.tiling import TilePlan, detect_tiled
 from gateway.analytics import CameraAnalytics, FrameResult
-from gateway.camera_events import CameraEventAlerts
+from gateway.calibration.live import LiveCounting
+from gateway.camera.alarms import CameraEventAlerts
+from gateway.camera.offline import OfflineWatch
+from gateway.camera.patrol_fault import PatrolFaultWatch
+from gateway.camera.tiling import PlannedTiling, camera_tile_plan, log_plan
 from gateway.config.models import Camera, FileSource, GatewaySection, OnvifSource
-from gateway.counting.live import LiveCounting
 from gateway.events import AlertMessage, Snapshot
-from gateway.offline import OfflineWatch
 from gateway.onvif.patrol import PatrolState, PatrolStatus
-from gateway.patrol_fault import PatrolFaultWatch
-from gateway.tiling import PlannedTiling, camera_tile_plan, log_plan
 from gateway.video.motion import MotionGate, region_mask
 from gateway.video.reader import CameraReader, ReaderHealth
 from gateway.video.urls import source_url

@@ -2,12 +2,12 @@
 
 Threads, and who owns what:
   reader-<camera>  one per camera (gateway.video.reader): keeps the newest frame, reconnects.
-  analysis         one (gateway.scheduler): gate -> detect -> track -> rules, camera by camera.
-  mqtt-publisher   the MQTT output (gateway.delivery.mqtt): its outbox -> broker, status, acks,
+  analysis         one (gateway.camera.scheduler): gate -> detect -> track -> rules, camera by camera.
+  mqtt-publisher   the MQTT output (gateway.outputs.mqtt): its outbox -> broker, status, acks,
                    case progress, remote look.
   deliver-<name>   one per other output (gateway.delivery.durable): its outbox -> webhook, ...
   api              the web API and page (uvicorn), reading live state through `GatewayView`.
-  sensors-<broker> one per site broker (gateway.comms.sensor_input): sensor messages in.
+  sensors-<broker> one per site broker (gateway.sensors.input): sensor messages in.
   onvif            one asyncio loop for every ONVIF task: events listeners, PTZ patrols.
   main             supervision once a second: camera_offline alerts, retained camera state,
                    held alerts and the disk_full alert (gateway.delivery.router); every thread
@@ -31,28 +31,28 @@ from zoneinfo import ZoneInfo
 
 from gateway import __version__
 from gateway.api.app import create_app
+from gateway.api.metrics import GatewayMetrics
 from gateway.api.server import ApiServer, make_server
-from gateway.camera import CameraWorker
+from gateway.calibration.live import LiveCounting
+from gateway.calibration.studio import CountingStudio
+from gateway.camera.scheduler import AnalysisScheduler
+from gateway.camera.worker import CameraWorker
 from gateway.checks import check_site
-from gateway.comms.sensor_input import SensorInput
 from gateway.config.models import Camera, GatewayConfig, GatewaySection, OnvifSource
-from gateway.counting.live import LiveCounting
-from gateway.counting.studio import CountingStudio
 from gateway.delivery.diskwatch import DiskFullWatch
 from gateway.delivery.history import EventHistory
-from gateway.delivery.mqtt.sink import MqttSink
 from gateway.delivery.outbox import Outbox
-from gateway.delivery.outputs import build_outputs
 from gateway.delivery.reactions import PtzLinkage
 from gateway.delivery.router import AlertRouter
 from gateway.detection import TimedDetector, load_detector
 from gateway.events import AlertMessage
-from gateway.metrics import GatewayMetrics
+from gateway.outputs.mqtt.sink import MqttSink
+from gateway.outputs.registry import build_outputs
 from gateway.redaction import redact
-from gateway.scheduler import AnalysisScheduler
-from gateway.sdnotify import SystemdNotifier
+from gateway.runtime.sdnotify import SystemdNotifier
 from gateway.sensors.alerts import LinkedEvidence
 from gateway.sensors.hub import SensorHub
+from gateway.sensors.input import SensorInput
 from gateway.status import CameraStatus, ZoneOutline
 from gateway.workers import Worker, Workers, dead
 

@@ -1,6 +1,6 @@
 """`patrol_fault` alerts: a PTZ patrol that cannot move for `patrol_fault_after_s` is reported once.
 
-Pure logic, like `gateway.offline`: the caller hands over the patrol's `PatrolStatus` once a
+Pure logic, like `gateway.camera.offline`: the caller hands over the patrol's `PatrolStatus` once a
 second or so; this class says when the fault becomes an alert (start: 巡逻中断) and when it is
 over (end: the camera moved to a stop again). Retried failures shorter than the threshold (a
 camera rebooting, a moment of network loss) never reach the duty officer; the log has them.

@@ -68,7 +68,9 @@ from gateway.config.models import MqttSection
 from gateway.delivery.cases import CaseUpdate
 from gateway.delivery.history import HistoryError
 from gateway.delivery.latency import LatencyWindow
-from gateway.delivery.mqtt.messages import (
+from gateway.delivery.outbox import AckRecord, NewMessage, Outbox, OutboxError, OutboxMessage, UnknownEventError
+from gateway.logs import LogLimiter
+from gateway.outputs.mqtt.messages import (
     InvalidMessage,
     InvalidRequestWithReply,
     RateLimiter,
@@ -82,9 +84,7 @@ from gateway.delivery.mqtt.messages import (
     parse_snapshot_request,
     snapshot_reply,
 )
-from gateway.delivery.mqtt.topics import Topics, reply_topic_problem
-from gateway.delivery.outbox import AckRecord, NewMessage, Outbox, OutboxError, OutboxMessage, UnknownEventError
-from gateway.logs import LogLimiter
+from gateway.outputs.mqtt.topics import Topics, reply_topic_problem
 
 log = logging.getLogger(__name__)
 

@@ -30,10 +30,10 @@ import numpy as np
 from gateway.analytics.counting import AnnotatedFrame, BackgroundSettings, CrowdCounter, TrainingError, fit_model
 from gateway.analytics.counting.training import MIN_FRAMES
 from gateway.analytics.geometry import polygon_to_frame
+from gateway.calibration.files import camera_perspective, outside_masks, perspective_problem, save_model
+from gateway.calibration.live import LiveCounting
+from gateway.calibration.store import SnapshotStore, StoredSnapshot
 from gateway.config.counting import default_model_path
-from gateway.counting.files import camera_perspective, outside_masks, perspective_problem, save_model
-from gateway.counting.live import LiveCounting
-from gateway.counting.store import SnapshotStore, StoredSnapshot
 
 MAX_POINTS = 3000
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from detectors import Detector
-from gateway.camera import CameraWorker
+from gateway.camera.worker import CameraWorker
 from gateway.events import AlertMessage
 
 log = logging.getLogger(__name__)

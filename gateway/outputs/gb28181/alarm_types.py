@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 
-from gateway.delivery.gb28181.manscdp import Alarm
+from gateway.outputs.gb28181.manscdp import Alarm
 
 VIDEO_ALARM = 5
 DEVICE_ALARM = 2
