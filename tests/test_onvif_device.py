@@ -11,6 +11,12 @@ from gateway.config.models import OnvifSettings
 from gateway.onvif.device import (
     MediaProfile,
     OnvifCamera,
+    choose_profile,
+    display_url,
+    resolve_camera_sync,
+    stream_urls,
+)
+from gateway.onvif.session import (
     OnvifLoop,
     OnvifNoMediaProfile,
     OnvifNotAuthorized,
@@ -18,10 +24,6 @@ from gateway.onvif.device import (
     OnvifSoapFault,
     OnvifTimeout,
     OnvifUnreachable,
-    choose_profile,
-    display_url,
-    resolve_camera_sync,
-    stream_urls,
 )
 from onvif_device import FakeOnvifDevice, FakePreset, FakeProfile, FaultSpec
 from waiting import PATIENCE_S

@@ -13,7 +13,6 @@ from lxml import etree
 
 import gateway.onvif.events as events_module
 from gateway.config.models import OnvifSettings
-from gateway.onvif.device import OnvifLoop
 from gateway.onvif.events import (
     CameraEvent,
     ListenerStatus,
@@ -22,6 +21,7 @@ from gateway.onvif.events import (
     normalize_topic,
     parse_notification,
 )
+from gateway.onvif.session import OnvifLoop
 from onvif_device import FakeOnvifDevice, FaultSpec, notification_xml
 from waiting import wait_until
 

@@ -14,11 +14,10 @@ import pytest
 
 from gateway.backoff import Backoff
 from gateway.config.models import OnvifSettings, PatrolStop
-from gateway.onvif.device import OnvifLoop, OnvifNotSupported, OnvifSoapFault
 from gateway.onvif.patrol import AWAY, MOVING, SETTLING, WATCHING, PatrolPlan
+from gateway.onvif.patrol_driver import PatrolDriver
 from gateway.onvif.ptz import (
     GENERIC_PAN_TILT_SPACE,
-    PatrolDriver,
     PresetNotFound,
     PtzController,
     PtzPosition,
@@ -27,6 +26,7 @@ from gateway.onvif.ptz import (
     find_preset,
     reached,
 )
+from gateway.onvif.session import OnvifLoop, OnvifNotSupported, OnvifSoapFault
 from onvif_device import FakeOnvifDevice, FakePreset, FaultSpec
 
 PRESETS = [FakePreset("1", "Gate", 0.1, -0.2, 0.0), FakePreset("2", "Plaza", 0.5, 0.0, 0.3),

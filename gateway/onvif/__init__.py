@@ -5,7 +5,8 @@ Public API (imported lazily, so `import gateway.onvif.cli` stays cheap for the C
 - `resolve_camera_sync(settings, timeout, loop=None) -> OnvifCamera` (and async `resolve_camera`):
   device info, media profiles, the chosen profile, stream URL (with credentials, for the reader;
   and redacted, for display), snapshot URL, clock skew.  Failures are `OnvifError` subclasses.
-- `OnvifLoop`: the one asyncio loop (daemon thread) that every long-lived ONVIF task shares.
+- `OnvifLoop` (in `gateway.onvif.session`, with the errors, the session and the helpers every
+  ONVIF module shares): the one asyncio loop (daemon thread) that every long-lived ONVIF task shares.
 - `OnvifEventListener` → `CameraEvent(camera_id, kind, active, source_topic, data, at)` records.
 - `PtzController`, `PatrolDriver` (moves the camera), `PatrolPlan`, `PatrolState`, `PatrolStatus`
   (pure, in `gateway.onvif.patrol`: cheap to import for the API).
@@ -18,15 +19,17 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "device": ("OnvifCamera", "DeviceInfo", "MediaProfile", "OnvifLoop", "OnvifSession", "resolve_camera",
-               "resolve_camera_sync", "choose_profile", "OnvifError", "OnvifUnreachable", "OnvifTimeout",
-               "OnvifNotAuthorized", "OnvifSoapFault", "OnvifProtocolError", "OnvifNotSupported",
-               "OnvifNoMediaProfile", "CLOCK_SKEW_WARN_S"),
+    "session": ("OnvifLoop", "OnvifSession", "OnvifError", "OnvifUnreachable", "OnvifTimeout",
+                "OnvifNotAuthorized", "OnvifSoapFault", "OnvifProtocolError", "OnvifNotSupported",
+                "OnvifNoMediaProfile", "CLOCK_SKEW_WARN_S"),
+    "device": ("OnvifCamera", "DeviceInfo", "MediaProfile", "resolve_camera", "resolve_camera_sync",
+               "choose_profile"),
     "events": ("CameraEvent", "OnvifEventListener", "ListenerStatus", "parse_notification",
                "cancels_all_on_unsubscribe"),
-    "ptz": ("PtzController", "PtzPreset", "PtzPosition", "PtzStatus", "PatrolDriver", "PresetNotFound",
+    "ptz": ("PtzController", "PtzPreset", "PtzPosition", "PtzStatus", "PresetNotFound",
             "MoveNotConfirmed", "find_preset"),
     "patrol": ("PatrolPlan", "PatrolState", "PatrolStatus", "PATROL_STATES"),
+    "patrol_driver": ("PatrolDriver",),
     "discovery": ("DiscoveredDevice", "DiscoveryResult", "probe", "discover", "format_cameras_yaml"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -218,7 +218,8 @@ class DiscoveryResult:
 async def resolve_all(devices: Sequence[DiscoveredDevice], user: str, password: str,
                       timeout: float = 10.0) -> list[DiscoveryResult]:
     """Resolve every device concurrently; failures become results with `error` set."""
-    from gateway.onvif.device import OnvifError, OnvifNotAuthorized, resolve_camera
+    from gateway.onvif.device import resolve_camera
+    from gateway.onvif.session import OnvifError, OnvifNotAuthorized
 
     async def one(device: DiscoveredDevice) -> DiscoveryResult:
         host, port = device.host_port

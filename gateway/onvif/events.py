@@ -43,7 +43,7 @@ from typing import Any
 from lxml import etree
 
 from gateway.backoff import Backoff
-from gateway.onvif.device import (
+from gateway.onvif.session import (
     DEFAULT_TIMEOUT_S,
     OnvifError,
     OnvifLoop,
@@ -52,7 +52,7 @@ from gateway.onvif.device import (
     OnvifProtocolError,
     OnvifSession,
     OnvifSoapFault,
-    _text,
+    xml_text,
 )
 
 log = logging.getLogger("gateway.onvif.events")
@@ -165,7 +165,7 @@ def _items(holder: Any) -> dict[str, str]:
 
 def _message_parts(message: Any) -> tuple[str, dict[str, str], dict[str, str], str, Any]:
     """(topic, source items, data items, operation, utc time) of a wsnt:NotificationMessage."""
-    topic = _text(getattr(message, "Topic", None))
+    topic = xml_text(getattr(message, "Topic", None))
     body = getattr(getattr(message, "Message", None), "_value_1", None)
     if isinstance(body, etree._Element):
         inner = body if etree.QName(body).localname == "Message" else body.find(f".//{{{TT}}}Message")
@@ -437,7 +437,7 @@ class OnvifEventListener:
         answer = await session.call("events", "CreatePullPointSubscription",
                                     {"InitialTerminationTime": self._termination(session)})
         try:
-            address = _text(answer.SubscriptionReference.Address)
+            address = xml_text(answer.SubscriptionReference.Address)
         except AttributeError:
             address = ""
         if not address:
@@ -511,7 +511,7 @@ class OnvifEventListener:
             return
         if event is None:
             log.debug("%s: ignoring camera event topic %s", self.camera_id,
-                      _text(getattr(message, "Topic", None)))
+                      xml_text(getattr(message, "Topic", None)))
             return
         key = (event.kind, normalize_topic(event.source_topic),
                tuple(sorted(event.data.get("source", {}).items())))
