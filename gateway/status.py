@@ -1,9 +1,10 @@
-"""The gateway's live status as its outputs read it: the running service implements `GatewayView`.
+"""The running gateway as the parts above the cameras see it: `GatewayView` (read) and
+`CameraControl` (act), both implemented by the live view (`gateway.runtime.live.LiveGateway`).
 
-The web API and the metrics never touch readers, detectors or analytics directly (DESIGN §2:
-data flows one way); the service hands them this narrow, read-only view, which sits below both.
-Everything here is plain data so that a test can implement the protocol with real frames and
-no threads.
+The web API, the metrics, the outputs (MQTT, GB/T 28181) and the sensors never touch readers,
+detectors or analytics directly (DESIGN §2: data flows one way); they are handed this narrow view,
+which sits below all of them. Everything here is plain data so that a test can implement the
+protocols with real frames and no threads.
 
 Coordinates: `frame_size`, zone and mask polygons are in pixels of the *decoded* frame (what
 `camera_snapshot` shows, before any downscaling of the JPEG). `resolution` and `coordinates`
@@ -107,6 +108,18 @@ class GatewayView(Protocol):
         """A fresh annotated JPEG of the camera's latest frame; None if unknown or no frame yet."""
         ...
 
+    def has_camera(self, camera_id: str) -> bool:
+        """The camera is configured and running (remote look refuses made-up ids with this)."""
+        ...
+
+    def camera_online(self, camera_id: str) -> bool:
+        """The camera runs and has not been declared offline (GB/T 28181 catalogue status)."""
+        ...
+
+    def health(self) -> dict[str, Any]:
+        """The heartbeat body: every camera, the detector, every output, the disk, the sensors."""
+        ...
+
     def readiness(self) -> dict[str, bool]:
         """Liveness of the parts the gateway needs, e.g. {"detector": True, "camera:gate": True}."""
         ...
@@ -114,4 +127,55 @@ class GatewayView(Protocol):
     def failed_workers(self) -> list[str]:
         """Threads and tasks that died or hang, e.g. ["camera gate: reader thread is dead"]:
         what stops the systemd watchdog and turns /healthz to failing."""
+        ...
+
+
+# --------------------------------------------------------------------------- acting on cameras
+
+PtzAction = Literal["move", "stop", "goto", "set", "remove"]
+
+
+@dataclass(frozen=True)
+class PtzCommand:
+    """One PTZ command from outside the camera's own patrol (a GB/T 28181 platform, a sensor).
+
+    move: pan/tilt/zoom speeds in -1..1 (0 leaves that axis still; pan > 0 right, tilt > 0 up,
+    zoom > 0 in), until `stop`. goto/set/remove: the preset, by token, name or number as the
+    camera numbers it (`set` creates or overwrites it; `name` optional).
+    """
+
+    action: PtzAction
+    pan: float = 0.0
+    tilt: float = 0.0
+    zoom: float = 0.0
+    preset: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class PresetInfo:
+    """A PTZ preset as the camera lists it."""
+
+    token: str
+    name: str
+
+
+class CameraControlError(Exception):
+    """A camera command that cannot be carried out; the message says why, for the operator and
+    for the platform that asked (unknown camera, no PTZ, camera offline, the camera refused)."""
+
+
+@runtime_checkable
+class CameraControl(Protocol):
+    """Acting on the running cameras (implemented by the live view). Blocking calls with a time
+    limit, for output and sensor threads (never the analysis thread)."""
+
+    def ptz(self, camera_id: str, command: PtzCommand, timeout_s: float = 5.0) -> None:
+        """Carry out one PTZ command through the camera's ONVIF PTZ service; raises
+        CameraControlError. A patrolling camera pauses its analysis and resumes its patrol at the
+        next stop, as for a linked sensor's preset."""
+        ...
+
+    def presets(self, camera_id: str, timeout_s: float = 5.0) -> list[PresetInfo]:
+        """The camera's PTZ presets; raises CameraControlError (no PTZ, offline, refused)."""
         ...
