@@ -111,7 +111,7 @@ class GatewayService:
         """Every output with its own outbox, the history, and the router that feeds them."""
         settings = self.config.gateway
         outputs = build_outputs(self.config, health_provider=self.health, snapshot_provider=self.camera_snapshot,
-                                camera_known=self._has_camera, camera_online=self._camera_online,
+                                camera_known=self.has_camera, camera_online=self.camera_online,
                                 on_ack=lambda record: self._delivery().on_centre_ack(record),
                                 on_case=lambda update: self._delivery().record_case(update))
         self.history = EventHistory.from_config(settings.data_dir, self.config.storage)
@@ -463,10 +463,10 @@ class GatewayService:
                 worker.reader.health().state == "streaming"
         return ready
 
-    def _has_camera(self, camera_id: str) -> bool:
+    def has_camera(self, camera_id: str) -> bool:
         return any(worker.camera.id == camera_id for worker in self._camera_workers())
 
-    def _camera_online(self, camera_id: str) -> bool:
+    def camera_online(self, camera_id: str) -> bool:
         """For GB/T 28181 catalogues: the camera runs and has not been declared offline."""
         for worker in self._camera_workers():
             if worker.camera.id == camera_id:
