@@ -6,9 +6,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from gateway.camera.patrol_fault import PATROL_FAULT_HEARTBEAT_S, PatrolFaultWatch
+from gateway.camera.patrol_fault import PatrolFaultWatch
 from gateway.config.models import Camera, GatewaySection
 from gateway.events import validate_alert
+from gateway.events.watch import HEARTBEAT_S
 from gateway.onvif.patrol import PatrolStatus
 
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
@@ -37,7 +38,7 @@ def test_a_patrol_fault_starts_once_and_ends_when_the_patrol_moves_again():
                                   "error": "10.0.0.7:80: not authorized: wrong user or password"}
     assert payload["rule"] == {"type": "patrol_fault", "patrol_fault_after_s": 120.0}
     assert watch.open and watch.observe(FAILING, False, 2, T0) == []
-    [update] = watch.observe(FAILING, False, 1 + PATROL_FAULT_HEARTBEAT_S, T0)
+    [update] = watch.observe(FAILING, False, 1 + HEARTBEAT_S, T0)
     assert update.payload["state"] == "update" and update.payload["seq"] == 2
     [end] = watch.observe(MOVING_AGAIN, False, 700, T0 + timedelta(seconds=700))
     validate_alert(end.payload)

@@ -1,4 +1,4 @@
-"""Turns rule signals into alert messages: one `OpenEvent` per open rule instance.
+"""Turns rule signals into alert messages: one open event per rule instance (an `AlertWatch`).
 
 This is where analytics meet the events package: a rule's static facts become the event's
 subject, an observation becomes a reading with member boxes, monotonic times become wall-clock
@@ -21,6 +21,7 @@ from gateway.config.models import Camera, GatewaySection, RuleBase
 from gateway.events.lifecycle import AlertMessage, OpenEvent, UpdatePolicy
 from gateway.events.payload import AlertSource, AlertSubject, Reading
 from gateway.events.snapshot import Evidence, Snapshot, take_snapshot
+from gateway.events.watch import AlertWatch
 
 FrameSource = np.ndarray | Callable[[], np.ndarray]
 """The analysed frame (masks filled) for evidence pictures, or a function that builds it: a
@@ -43,18 +44,17 @@ class AlertDesk:
         details: dict | None = None,
     ):
         self.timezone = ZoneInfo(gateway.timezone)
-        self.source = AlertSource.for_camera(gateway.id, camera, frame_size)
+        self._watch = AlertWatch(AlertSource.for_camera(gateway.id, camera, frame_size))
         self.camera = camera
         self.details = details
         self._subjects = {rule.rule_id: self._subject(rule) for rule in camera.rules}
         self.zones = zones
         self.masks = masks
-        self._open: dict[EventKey, OpenEvent] = {}
         self._last: dict[EventKey, LastSeen] = {}
 
     @property
     def has_open_events(self) -> bool:
-        return bool(self._open)
+        return self._watch.has_open
 
     def handle(
         self, signals: list[Signal], scene: Scene, now: datetime, frame: FrameSource | None
@@ -68,27 +68,32 @@ class AlertDesk:
             if signal.kind == "start":
                 messages.append(self._start(key, signal, scene, now, snapshot))
             elif signal.kind == "end":
-                messages.append(self._end(key, signal, scene, now))
-            elif self._escalation_changed(key, signal.rule, scene) or (
+                messages += self._end(key, signal, scene, now)
+            elif self._escalation_changed(self._open(key), signal.rule, scene) or (
                     # `holds` implies an observation (RuleEngine.step); the check only narrows it.
                     signal.holds and signal.observation is not None
-                    and self._open[key].observe(signal.observation.count, scene.t)):
+                    and self._open(key).observe(signal.observation.count, scene.t)):
                 reading = _reading(signal.observation, scene.people)
-                messages.append(self._open[key].update(reading, scene.t, now, snapshot))
+                messages += self._watch.update(reading, scene.t, now, snapshot, key=key)
             if signal.kind != "end" and signal.observation is not None:
                 self._last[key] = (signal.observation, scene.people)
         return messages
 
+    def _open(self, key: EventKey) -> OpenEvent:
+        """The open event of a rule instance the engine reports as open (it started it)."""
+        event = self._watch.event(key)
+        assert event is not None, f"rule instance {key} holds without an open event"
+        return event
+
     def _start(self, key: EventKey, signal: Signal, scene: Scene, now: datetime, snapshot) -> AlertMessage:
         started_at = _wall(now, scene.t, signal.since_t)
-        event = OpenEvent(self.source, self._subject_now(signal.rule, scene), _policy(signal.rule), started_at)
-        self._open[key] = event
-        return event.start(_reading(signal.observation, scene.people), scene.t, now, snapshot)
+        return self._watch.start(self._subject_now(signal.rule, scene), _policy(signal.rule), started_at,
+                                 _reading(signal.observation, scene.people), scene.t, now, snapshot, key=key)
 
-    def _end(self, key: EventKey, signal: Signal, scene: Scene, now: datetime) -> AlertMessage:
+    def _end(self, key: EventKey, signal: Signal, scene: Scene, now: datetime) -> list[AlertMessage]:
         self._last.pop(key, None)
         ended_at = _wall(now, scene.t, signal.since_t)
-        return self._open.pop(key).end(_reading(signal.observation, scene.people), scene.t, now, ended_at)
+        return self._watch.end(_reading(signal.observation, scene.people), scene.t, now, ended_at, key=key)
 
     def close(self, signals: list[Signal], t: float, now: datetime) -> list[AlertMessage]:
         """End messages for a shutdown: each reports the last reading its event had."""
@@ -97,7 +102,7 @@ class AlertDesk:
         for signal in signals:
             key = (signal.rule.rule_id, signal.key)
             reading = _reading(*self._last.pop(key, (None, None)))
-            messages.append(self._open.pop(key).end(reading, t, now, _wall(now, t, signal.since_t)))
+            messages += self._watch.end(reading, t, now, _wall(now, t, signal.since_t), key=key)
         return messages
 
     def _subject_now(self, rule: RuleBase, scene: Scene) -> AlertSubject:
@@ -109,9 +114,8 @@ class AlertDesk:
                            details={**(subject.details or {}), "escalated_by": escalate.sensor})
         return subject
 
-    def _escalation_changed(self, key: EventKey, rule: RuleBase, scene: Scene) -> bool:
+    def _escalation_changed(self, event: OpenEvent, rule: RuleBase, scene: Scene) -> bool:
         """An open event whose escalation sensor changed gets the new severity in an update now."""
-        event = self._open[key]
         subject = self._subject_now(rule, scene)
         if subject == event.subject:
             return False

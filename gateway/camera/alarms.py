@@ -9,47 +9,42 @@ active, and never repeats one already open.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from gateway.config.models import Camera, GatewaySection
-from gateway.events import AlertMessage, AlertSource, AlertSubject, OpenEvent, Reading, Snapshot, UpdatePolicy
+from gateway.events import AlertMessage, AlertSource, AlertSubject
+from gateway.events.lifecycle import SnapshotSource
+from gateway.events.watch import HEARTBEAT, NO_COUNT, AlertWatch, no_picture
 
 SEVERITY = {"tamper": 3, "digital_input": 2, "motion": 1}
 ALERT_TYPE = {"tamper": "camera_tamper", "digital_input": "sensor", "motion": "sensor"}
 PLACE_SUFFIX = {"tamper": "", "digital_input": " 报警输入", "motion": " 移动侦测"}
-HEARTBEAT_S = 600.0
 
 
 class CameraEventAlerts:
+    """One open alert per (kind, input or video source) of the camera."""
+
     def __init__(self, camera: Camera, gateway: GatewaySection):
         self.camera = camera
-        self.source = AlertSource.for_camera(gateway.id, camera)
-        self._open: dict[tuple[str, str], OpenEvent] = {}
+        self._watch = AlertWatch(AlertSource.for_camera(gateway.id, camera))
 
     def handle(self, kind: str, active: bool, topic: str, data: dict[str, Any], t: float,
-               now: datetime, snapshot: Callable[[], Snapshot | None] = lambda: None) -> list[AlertMessage]:
+               now: datetime, snapshot: SnapshotSource = no_picture) -> list[AlertMessage]:
         """One camera event (from `CameraEvent`'s fields); returns the messages it causes.
         `snapshot` gives the camera's recent picture for the start message (None without one)."""
         if kind not in ALERT_TYPE:
             return []
         key = (kind, _source_key(data))
-        event = self._open.get(key)
-        if active and event is None:
-            event = OpenEvent(self.source, self._subject(kind, topic, data),
-                              UpdatePolicy(min_change=1, every_s=HEARTBEAT_S), started_at=now)
-            self._open[key] = event
-            return [event.start(Reading(count=None), t, now, snapshot)]
-        if not active and event is not None:
-            del self._open[key]
-            return [event.end(Reading(count=None), t, now, ended_at=now)]
+        if active and not self._watch.is_open(key):
+            subject = self._subject(kind, topic, data)
+            return [self._watch.start(subject, HEARTBEAT, now, NO_COUNT, t, now, snapshot, key=key)]
+        if not active:
+            return self._watch.end(NO_COUNT, t, now, key=key)
         return []
 
     def close_all(self, t: float, now: datetime) -> list[AlertMessage]:
-        messages = [event.end(Reading(count=None), t, now, ended_at=now) for event in self._open.values()]
-        self._open.clear()
-        return messages
+        return self._watch.end_all(t, now)
 
     def _subject(self, kind: str, topic: str, data: dict[str, Any]) -> AlertSubject:
         details: dict[str, Any] = {"source": "onvif", "kind": kind, "topic": topic,

@@ -1,4 +1,5 @@
-"""Alerts: event lifecycles (ids, seq, update policy), payloads (DESIGN §3.3), evidence JPEGs.
+"""Alerts: event lifecycles (ids, seq, update policy), payloads (DESIGN §3.3), evidence JPEGs,
+and the one base every alert source stands on (`watch.AlertWatch`, `watch.ConditionWatch`).
 
 Knows nothing of video analytics or MQTT: analytics feed it readings, the publisher ships
 the resulting `AlertMessage`s.

@@ -20,16 +20,16 @@ from datetime import datetime
 from typing import Any
 
 from gateway.config.models import Camera, GatewaySection, Sensor
-from gateway.events import AlertMessage, AlertSource, AlertSubject, OpenEvent, Reading, Snapshot, UpdatePolicy
+from gateway.events import AlertMessage, AlertSource, AlertSubject, Snapshot
 from gateway.events.timestamps import iso
+from gateway.events.watch import HEARTBEAT, NO_COUNT, AlertWatch
 from gateway.sensors.state import SensorChange
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_S = 600.0
-"""An open sensor alert repeats itself this often so the centre sees it is still going."""
 OFFLINE_SEVERITY = 2
-NO_COUNT = Reading(count=None)
+TRIGGER, SILENCE = "trigger", "offline"
+"""The two events a sensor can have open: it was triggered, and it went silent."""
 
 
 @dataclass(frozen=True)
@@ -53,15 +53,13 @@ class SensorAlerts:
         self.sensor = sensor
         self.evidence = evidence
         by_id = {camera.id: camera for camera in cameras}
-        self.source = _source(sensor, gateway, [by_id[c] for c in sensor.link.cameras if c in by_id])
+        self._watch = AlertWatch(_source(sensor, gateway, [by_id[c] for c in sensor.link.cameras if c in by_id]))
         self.trigger = AlertSubject(type="sensor", severity=sensor.alert_severity, place=sensor.label,
                                     rule_id=sensor.id, rule=_rule(sensor), details=self._details("trigger"))
         self.silence = AlertSubject(type="sensor", severity=OFFLINE_SEVERITY, place=f"{sensor.label} 离线",
                                     rule_id=sensor.id, rule={"type": "sensor_offline",
                                                              "heartbeat_s": sensor.heartbeat_s},
                                     details=self._details("offline"))
-        self._event: OpenEvent | None = None
-        self._offline: OpenEvent | None = None
         self._post_due: float | None = None
         self._linked: list[dict[str, Any]] = []
 
@@ -72,56 +70,53 @@ class SensorAlerts:
 
     def close_all(self, t: float, now: datetime) -> list[AlertMessage]:
         """End whatever is open (the sensor is removed or the gateway stops)."""
-        messages = [self._end(t, now, now)] if self._event else []
-        if self._offline:
-            event, self._offline = self._offline, None
-            messages.append(event.end(NO_COUNT, t, now, ended_at=now))
-        return messages
+        return self._end(t, now, now) + self._watch.end(NO_COUNT, t, now, key=SILENCE)
 
     # ----------------------------------------------------------------- transitions
 
     def _change(self, change: SensorChange, t: float, now: datetime) -> list[AlertMessage]:
-        if change.kind == "active" and self._event is None:
+        if change.kind == "active" and not self._watch.is_open(TRIGGER):
             return [self._start(change, t, now)]
-        if change.kind == "inactive" and self._event is not None:
-            return [self._end(t, now, change.at)]
-        if change.kind == "offline" and self._offline is None:
-            self._offline = OpenEvent(self.source, self._offline_subject(change), _policy(), started_at=change.at)
-            return [self._offline.start(NO_COUNT, t, now, lambda: None)]
-        if change.kind == "online" and self._offline is not None:
-            event, self._offline = self._offline, None
-            return [event.end(NO_COUNT, t, now, ended_at=change.at)]
+        if change.kind == "inactive":
+            return self._end(t, now, change.at)
+        if change.kind == "offline" and not self._watch.is_open(SILENCE):
+            return [self._watch.start(self._offline_subject(change), HEARTBEAT, change.at, NO_COUNT, t, now,
+                                      key=SILENCE)]
+        if change.kind == "online":
+            return self._watch.end(NO_COUNT, t, now, ended_at=change.at, key=SILENCE)
         return []
 
     def _start(self, change: SensorChange, t: float, now: datetime) -> AlertMessage:
         found = self._gather(self.sensor.link.pre_s)
         self._linked = [_linked_entry(item, with_picture=index > 0) for index, item in enumerate(found)]
         subject = replace(self.trigger, details=self._details("trigger", change.value, self._linked))
-        self._event = OpenEvent(self.source, subject, _policy(), started_at=change.at)
         self._post_due = t + self.sensor.link.post_s if self.sensor.link.post_s > 0 else None
         first = found[0].snapshot if found else None
-        return self._event.start(NO_COUNT, t, now, lambda: first)
+        return self._watch.start(subject, HEARTBEAT, change.at, NO_COUNT, t, now, lambda: first, key=TRIGGER)
 
-    def _end(self, t: float, now: datetime, ended_at: datetime) -> AlertMessage:
-        event, self._event, self._post_due = self._event, None, None
-        assert event is not None
+    def _end(self, t: float, now: datetime, ended_at: datetime) -> list[AlertMessage]:
+        """End the trigger alert; its end message lists the linked cameras without their pictures."""
+        event = self._watch.event(TRIGGER)
+        if event is None:
+            return []
+        self._post_due = None
         light = [{key: value for key, value in entry.items() if key != "snapshot"} for entry in self._linked]
         event.subject = replace(event.subject, details={**(event.subject.details or {}), "linked": light})
-        return event.end(NO_COUNT, t, now, ended_at=max(ended_at, event.started_at))
+        return self._watch.end(NO_COUNT, t, now, ended_at=ended_at, key=TRIGGER)
 
     def _follow_up(self, t: float, now: datetime) -> list[AlertMessage]:
         """The post_s evidence update, and the still-going heartbeat of open alerts."""
         messages = []
-        if self._event is not None and self._post_due is not None and t >= self._post_due:
+        event = self._watch.event(TRIGGER)
+        if event is not None and self._post_due is not None and t >= self._post_due:
             self._post_due = None
             after = [_linked_entry(item, with_picture=True) for item in self._gather()]
-            details = {**(self.trigger.details or {}), "value": (self._event.subject.details or {}).get("value"),
+            details = {**(self.trigger.details or {}), "value": (event.subject.details or {}).get("value"),
                        "evidence": "post", "linked": after}
-            self._event.subject = replace(self._event.subject, details=details)
-            messages.append(self._event.update(NO_COUNT, t, now, lambda: None))
-        for event in (self._event, self._offline):
-            if event is not None and event.observe(0, t):
-                messages.append(event.update(NO_COUNT, t, now, lambda: None))
+            event.subject = replace(event.subject, details=details)
+            messages += self._watch.update(NO_COUNT, t, now, key=TRIGGER)
+        for key in (TRIGGER, SILENCE):
+            messages += self._watch.update_if_due(NO_COUNT, t, now, key=key)
         return messages
 
     # ----------------------------------------------------------------- evidence and details
@@ -150,10 +145,6 @@ class SensorAlerts:
     def _offline_subject(self, change: SensorChange) -> AlertSubject:
         details = {**(self.silence.details or {}), "last_seen": iso(change.at)}
         return replace(self.silence, details=details)
-
-
-def _policy() -> UpdatePolicy:
-    return UpdatePolicy(min_change=1, every_s=HEARTBEAT_S)
 
 
 def _linked_entry(item: LinkedEvidence, with_picture: bool) -> dict[str, Any]:
