@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 from detectors.onnx import cpu_session_options  # noqa: E402
 from gateway.config import load_config  # noqa: E402
 from gateway.config.models import FileSource  # noqa: E402
-from gateway.detection import load_detector  # noqa: E402
+from detectors import create_detector  # noqa: E402
 from gateway.replay import replay  # noqa: E402
 from gateway.video.decode import frame_rate, open_video  # noqa: E402
 
@@ -75,7 +75,7 @@ def main(args: argparse.Namespace) -> int:
     if source is None:
         print("bench detector: give --source (the camera is not a file source)", file=sys.stderr)
         return 1
-    detector = load_detector(config.detector)
+    detector = create_detector(config.detector.settings())
     threads = config.detector.threads
     width, height = detector.input_size
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ast
 import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from detectors.decode import (
     resolve_person_classes,
 )
 from detectors.preprocess import ULTRALYTICS, YOLOX, Letterboxer
+from detectors.registry import backend
 
 
 def cpu_session_options(threads: int) -> ort.SessionOptions:
@@ -50,18 +50,17 @@ def open_session(path: Path, threads: int) -> ort.InferenceSession:
         raise DetectorError(f"not a readable ONNX model ({lines[0][:300]})") from err
 
 
+@backend("onnxruntime")
 class OnnxDetector:
     """A warmed-up onnxruntime session plus the letterbox and decoder its layout needs.
 
     Attributes: class_names, input_size (w, h), layout ("yolox" | "ultralytics" | "yolov5"),
-    person_ids, last_inference_ms (the latest session.run alone), last_detect_ms (whole detect).
+    person_ids. (How long it takes is measured by its user: gateway.camera.timing.)
     """
 
     def __init__(self, settings: DetectorSettings) -> None:
         self.path = Path(settings.model)
         self._lock = threading.Lock()
-        self.last_inference_ms = 0.0
-        self.last_detect_ms = 0.0
         try:
             self._load(settings)
         except DetectorError as err:
@@ -93,12 +92,10 @@ class OnnxDetector:
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise DetectorError(f"expected an H×W×3 uint8 BGR frame, got {frame.shape} {frame.dtype}")
         with self._lock:
-            began = time.perf_counter()
             tensor, transform = self._letterbox(frame)
             output = self._run(tensor)
             found = self._decode(output)
             boxes = transform.to_source(found.boxes)
-            self.last_detect_ms = (time.perf_counter() - began) * 1000
         return Detections(boxes, found.scores, found.class_ids)
 
     def close(self) -> None:
@@ -112,11 +109,7 @@ class OnnxDetector:
         return self._session
 
     def _run(self, tensor: np.ndarray) -> np.ndarray:
-        session = self._live_session()
-        began = time.perf_counter()
-        output = session.run(None, {self._input_name: tensor})[0]
-        self.last_inference_ms = (time.perf_counter() - began) * 1000
-        return output
+        return self._live_session().run(None, {self._input_name: tensor})[0]
 
     def _warm_up(self) -> np.ndarray:
         """One run on a grey input: proves the model runs and gives the real output shape."""

@@ -8,13 +8,13 @@ filter and class-agnostic NMS match the onnxruntime backend, so both report the 
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 
 from detectors.base import Detections, DetectorError, DetectorSettings
 from detectors.decode import resolve_person_classes
+from detectors.registry import backend
 
 WARM_UP_FRAME = (480, 640)  # (h, w) of the grey frame run once at load
 
@@ -32,11 +32,12 @@ def _import_yolo():
     return YOLO
 
 
+@backend("ultralytics")
 class UltralyticsDetector:
     """A warmed-up `ultralytics.YOLO` model reporting people as `Detections`.
 
     Attributes: class_names, input_size (w, h) as Ultralytics really runs it, layout
-    ("ultralytics"), person_ids, last_detect_ms.
+    ("ultralytics"), person_ids.
     """
 
     layout = "ultralytics"
@@ -69,16 +70,13 @@ class UltralyticsDetector:
             width, height = settings.input_size
             self._options["imgsz"] = (height, width)
         self.input_size = self._warm_up()
-        self.last_detect_ms = 0.0
 
     def detect(self, frame: np.ndarray) -> Detections:
         """People in a BGR uint8 frame, boxes in its pixels."""
         if self._model is None:
             raise DetectorError(f"{self.path}: detector is closed")
-        began = time.perf_counter()
         result = self._model.predict(frame, **self._options)[0]
         boxes = result.boxes.cpu().numpy()
-        self.last_detect_ms = (time.perf_counter() - began) * 1000
         return Detections(
             boxes.xyxy.astype(np.float32).reshape(-1, 4),
             boxes.conf.astype(np.float32).reshape(-1),

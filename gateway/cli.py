@@ -115,9 +115,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 def model_runs(config, path: Path) -> bool:
     """Load the configured detector and run one inference (loading warms it up); say why not."""
     try:
-        from gateway.detection import load_detector
+        from detectors import create_detector
 
-        load_detector(config.detector).close()
+        create_detector(config.detector.settings()).close()
     except ImportError as error:
         print(f"{path}: detector: the {config.detector.backend} runtime cannot be imported ({error}); "
               "reinstall the gateway (systemd/install.sh) on a 64-bit system", file=sys.stderr)
@@ -173,8 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from detectors import DetectorError
-    from gateway.detection import load_detector
+    from detectors import DetectorError, create_detector
     from gateway.replay import replay
     from gateway.video.decode import VideoOpenError
 
@@ -183,7 +182,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return EXIT_INVALID_CONFIG
     try:
         config.camera(args.camera)
-        detector = load_detector(config.detector)
+        detector = create_detector(config.detector.settings())
         stats = replay(config, args.camera, args.source, detector, counts_out=args.counts_out,
                        events_out=args.events_out, snapshots_dir=args.snapshots,
                        start_at=args.start_at, fps=args.fps)
@@ -198,9 +197,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate_count(args: argparse.Namespace) -> int:
-    from detectors import DetectorError
+    from detectors import DetectorError, create_detector
     from gateway.calibration.calibrate import CalibrationError, calibrate, describe
-    from gateway.detection import load_detector
     from gateway.video.decode import VideoOpenError
 
     config = load_or_report(args.config, counting_models=False)
@@ -208,7 +206,7 @@ def cmd_calibrate_count(args: argparse.Namespace) -> int:
         return EXIT_INVALID_CONFIG
     try:
         config.camera(args.camera)
-        detector = load_detector(config.detector)
+        detector = create_detector(config.detector.settings())
         report = calibrate(config, args.camera, args.source, args.points, args.out, detector)
     except (KeyError, DetectorError, VideoOpenError, CalibrationError, OSError) as error:
         print(f"gateway calibrate count: {error.args[0] if isinstance(error, KeyError) else error}",

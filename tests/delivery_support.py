@@ -21,6 +21,7 @@ from conftest import VTEST
 from gateway.config.models import GatewayConfig
 from gateway.delivery.diskwatch import DiskFullWatch
 from gateway.delivery.history import EventHistory
+from gateway.delivery.ledger import CaseLedger
 from gateway.delivery.router import AlertRouter
 from gateway.events import (
     AlertMessage,
@@ -93,15 +94,15 @@ def delivery_config(data_dir: Path, *, mqtt_port: int | None = None, webhook_url
     })
 
 
-def make_router(config: GatewayConfig, *, disk_clear_s: float = 10.0, **hooks: Any) -> AlertRouter:
-    """The real outputs, history and router of `config` (started); the caller stops it."""
-    router_box: list[AlertRouter] = []
-    outputs = build_outputs(config, on_ack=lambda record: router_box[0].on_centre_ack(record),
-                            on_case=lambda update: router_box[0].record_case(update), **hooks)
+def make_router(config: GatewayConfig, *, disk_clear_s: float = 10.0, view: Any = None) -> AlertRouter:
+    """The real history, case ledger, outputs and router of `config` (started), as the service
+    builds them; `view`: the live view the outputs read (None: no cameras). The caller stops it."""
     history = EventHistory.from_config(config.gateway.data_dir, config.storage)
-    router = AlertRouter(outputs, history, gateway_id=config.gateway.id, disk_watch=DiskFullWatch(config.gateway, disk_clear_s),
-                         timezone=TZ, data_dir=config.gateway.data_dir)
-    router_box.append(router)
+    ledger = CaseLedger(config.gateway.data_dir, history=history, timezone=TZ)
+    outputs = build_outputs(config, view=view, ledger=ledger)
+    router = AlertRouter(outputs, history, gateway_id=config.gateway.id, ledger=ledger,
+                         disk_watch=DiskFullWatch(config.gateway, disk_clear_s), timezone=TZ,
+                         data_dir=config.gateway.data_dir)
     router.start()
     return router
 

@@ -1,7 +1,7 @@
 """The web API over real HTTP: uvicorn on a free 127.0.0.1 port, httpx as the client.
 
 The view serves real frames of vtest.avi with the real detector's people; alerts are real
-`gateway.events` messages queued in a real outbox and recorded in the history (web_support).
+`gateway.events` messages noted in a real case ledger and recorded in the history (web_support).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import socket
+import sqlite3
 import threading
 import time
 import uuid
@@ -29,6 +30,7 @@ from gateway.api.auth import LoginThrottle, SessionStore
 from gateway.api.server import make_server
 from gateway.config.models import ApiSection, MqttSection
 from gateway.delivery.history import EventHistory
+from gateway.delivery.ledger import CaseLedger
 from gateway.delivery.outbox import Outbox
 from gateway.outputs.mqtt.sink import MqttSink
 from mqtt_broker import Mosquitto, mosquitto  # noqa: F401  (fixture)
@@ -84,7 +86,7 @@ def raw_get(url: str, target: str, headers: dict[str, str] | None = None) -> tup
 
 def test_healthz_is_open(anon):
     response = anon.get("/healthz")
-    assert response.status_code == 200 and response.json() == {"status": "ok"}
+    assert response.status_code == 200 and response.json() == {"status": "ok", "outputs": {}, "disk_full": False}
     assert anon.head("/healthz").status_code == 200
 
 
@@ -115,7 +117,7 @@ def test_token_in_an_api_query_string_is_not_accepted(anon):
 def test_ack_needs_the_token(anon, api):
     event_id = api.history.list(limit=1).items[0].event_id
     assert anon.post(f"/api/events/{event_id}/ack", json={"by": "x"}).status_code == 401
-    assert api.outbox.ack_for(event_id) is None or api.outbox.ack_for(event_id).by != "x"
+    assert api.ledger.ack_for(event_id) is None or api.ledger.ack_for(event_id).by != "x"
 
 
 def test_browser_is_sent_to_the_login_form(anon):
@@ -220,20 +222,21 @@ def test_sessions_survive_a_restart_and_a_new_token_revokes_them(tmp_path):
 
 
 def test_open_api_only_on_loopback(tmp_path):
-    history, outbox = EventHistory(tmp_path), Outbox.in_dir(tmp_path)
+    history = EventHistory(tmp_path)
+    ledger = CaseLedger(tmp_path, history=history)
     try:
         with pytest.raises(ValidationError, match="api.token is not set"):
             ApiSection(bind="0.0.0.0")  # `gateway check` refuses it
         open_beyond_loopback = ApiSection.model_construct(bind="192.168.1.20", token=None)  # built in code
         with pytest.raises(ApiConfigError, match="api.token"):
-            create_app(DemoView(), history, outbox, open_beyond_loopback)
+            create_app(DemoView(), history, ledger, open_beyond_loopback)
         with pytest.raises(ApiConfigError):
             make_server(object(), open_beyond_loopback)  # type: ignore[arg-type]
-        create_app(DemoView(), history, outbox, ApiSection(bind="0.0.0.0", token=SecretStr("a-long-enough-token-123")))
-        create_app(DemoView(), history, outbox, ApiSection(bind="::1"))
+        create_app(DemoView(), history, ledger, ApiSection(bind="0.0.0.0", token=SecretStr("a-long-enough-token-123")))
+        create_app(DemoView(), history, ledger, ApiSection(bind="::1"))
     finally:
         history.close()
-        outbox.close()
+        ledger.close()
 
 
 def test_open_api_without_token_answers_loopback_hosts_only(tmp_path):
@@ -385,7 +388,7 @@ def test_static_files_and_docs_are_served_offline(client):
     assert page.headers["x-content-type-options"] == "nosniff"
 
 
-def test_acknowledge_goes_to_the_outbox(client, api):
+def test_acknowledge_goes_to_the_case_ledger(client, api):
     intrusion = client.get("/api/events", params={"type": "intrusion"}).json()["items"][0]
     event_id = intrusion["event_id"]
     assert intrusion["ack"] is None
@@ -394,7 +397,7 @@ def test_acknowledge_goes_to_the_outbox(client, api):
     body = response.json()
     assert body["new"] is True and body["ack"]["by"] == "张三" and body["ack"]["case_id"] == "C-2024-001"
     assert body["event"]["ack"]["note"] == "已派网格员"
-    record = api.outbox.ack_for(event_id)  # the one place for acks
+    record = api.ledger.ack_for(event_id)  # the one place for acks
     assert (record.by, record.case_id) == ("张三", "C-2024-001")
     again = client.post(f"/api/events/{event_id}/ack", json={"by": "张三", "case_id": "C-2024-001"})
     assert again.status_code == 200 and again.json()["new"] is False
@@ -427,9 +430,10 @@ def test_acknowledge_errors(client, api):
 
     chunked = client.post(f"/api/events/{event_id}/ack", content=chunks(), headers={"Content-Type": "application/json"})
     assert chunked.status_code in (400, 413)
-    # an event the history shows but the outbox has forgotten (older than its history_days)
+    # an event the history shows but the ledger has forgotten (older than its history_days)
     forgotten = api.alerts.start("gate", "loitering", 48)[1]
-    api.outbox._db.execute("DELETE FROM known_events WHERE event_id=?", (forgotten.event_id,))
+    with sqlite3.connect(api.ledger.path) as db:
+        db.execute("DELETE FROM known_events WHERE event_id=?", (forgotten.event_id,))
     assert client.post(f"/api/events/{forgotten.event_id}/ack", json={"by": "x"}).status_code == 409
 
 

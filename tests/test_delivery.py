@@ -129,7 +129,12 @@ def test_a_gb28181_output_is_checked_with_the_cameras_it_names(tmp_path: Path) -
 
 def test_ptz_linkage_turns_the_first_linked_camera_on_a_sensor_start_only() -> None:
     turned = []
-    linkage = PtzLinkage(lambda camera_id, preset: turned.append((camera_id, preset)))
+
+    class Cameras:
+        def turn_to_preset(self, camera_id: str, preset: str) -> None:
+            turned.append((camera_id, preset))
+
+    linkage = PtzLinkage(Cameras())
     sensor = {"type": "sensor", "state": "start", "details": {"preset": "3", "linked": [{"camera_id": "gate"},
                                                                                        {"camera_id": "lane"}]}}
     linkage(AlertMessage(sensor))

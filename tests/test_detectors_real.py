@@ -114,7 +114,6 @@ def test_yolox_finds_people_on_frame0(yolox, frame0):
     assert np.all((x1 >= 0) & (y1 >= 0) & (x2 <= 768) & (y2 <= 576))
     assert np.all(y2 - y1 > x2 - x1), "people are taller than wide"
     assert np.all(found.scores >= 0.3)
-    assert yolox.last_inference_ms > 0 and yolox.last_detect_ms >= yolox.last_inference_ms
 
 
 def test_yolox_boxes_follow_the_frame_scale(yolox, frame0):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.delivery.history import EventHistory, HistoryError, is_event_id
-from gateway.delivery.outbox import Outbox
+from gateway.delivery.ledger import CaseLedger
 from gateway.events import AlertMessage
 from web_support import Alerts
 
@@ -32,9 +32,9 @@ def made(tmp_path: Path):
 
     def make(**kwargs) -> tuple[EventHistory, Alerts]:
         history = EventHistory(tmp_path, **kwargs)
-        outbox = Outbox.in_dir(tmp_path)
-        opened.extend([history, outbox])
-        return history, Alerts(outbox, history)
+        ledger = CaseLedger(tmp_path, history=history)
+        opened.extend([history, ledger])
+        return history, Alerts(None, history, ledger)
 
     yield make
     for thing in opened:
@@ -162,8 +162,8 @@ def test_acks_are_mirrored_for_filters_and_listeners(made):
     kinds = []
     history.subscribe(lambda record, kind: kinds.append(kind))
     history.subscribe(lambda record, kind: 1 / 0)  # a broken listener does not stop the others
-    ack, _ = alerts.outbox.record_ack(start.event_id, "C-1", "张三")
-    record = history.note_ack(ack, "note")
+    ack, _ = alerts.ledger.acknowledge_on_page(start.event_id, "张三", "C-1", "note")  # mirrored by the ledger
+    record = history.get(start.event_id)
     assert record.ack.by == "张三" and record.ack.note == "note" and kinds == ["ack"]
     assert [r.event_id for r in history.list(acked=True).items] == [start.event_id]
     assert len(history.list(acked=False).items) == 1

@@ -22,7 +22,9 @@ import pytest
 
 from gateway.backoff import Backoff
 from gateway.config.models import MqttSection, MqttTls
+from gateway.delivery.ledger import CaseLedger
 from gateway.delivery.outbox import Outbox
+from gateway.events import AlertMessage
 from gateway.outputs.mqtt.sink import MqttSink
 
 # tests/ is on sys.path (rootdir conftest, no package); importing the fixtures registers them here.
@@ -56,6 +58,36 @@ def keys(messages: list[Received]) -> list[tuple[str, int]]:
     return [(m.json()["event_id"], m.json()["seq"]) for m in messages]
 
 
+class View:
+    """What the MQTT output reads of the live gateway: its health (the heartbeat), remote-look
+    pictures, and which cameras exist (None: all of them)."""
+
+    def __init__(self, health: dict | None = None, snapshot: Callable[[str], bytes | None] | None = None,
+                 cameras: set[str] | None = None) -> None:
+        self._health, self._snapshot, self._cameras = health or {}, snapshot, cameras
+
+    def health(self) -> dict:
+        return self._health
+
+    def camera_snapshot(self, camera_id: str) -> bytes | None:
+        return self._snapshot(camera_id) if self._snapshot else None
+
+    def has_camera(self, camera_id: str) -> bool:
+        return self._cameras is None or camera_id in self._cameras
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[CaseLedger]:
+    made = CaseLedger(tmp_path / "ledger")
+    yield made
+    made.close()
+
+
+def sent(ledger: CaseLedger, *payloads: dict) -> None:
+    """The router notes every alert it queues as sent: acks of it are accepted from then on."""
+    ledger.note_events([AlertMessage(payload) for payload in payloads])
+
+
 @pytest.fixture
 def publisher_factory(tmp_path: Path) -> Iterator[Callable[..., MqttSink]]:
     made: list[tuple[MqttSink, Outbox]] = []
@@ -83,7 +115,7 @@ def publisher_factory(tmp_path: Path) -> Iterator[Callable[..., MqttSink]]:
 def test_publish_receive_presence_and_camera_state(mosquitto: Mosquitto, subscriber_factory, publisher_factory):
     centre = subscriber_factory(mosquitto.port, [f"gw/{GW}/#"])
     health = {"cameras": {"cam1": {"state": "online", "fps": 2.0}}, "detector_ms": 31.5}
-    pub = publisher_factory(mosquitto.port, health_provider=lambda: health)
+    pub = publisher_factory(mosquitto.port, view=View(health))
     assert pub.wait_connected(PATIENCE_S)
     sent = [alert("ev-a", 0, snapshot_kb=40), alert("ev-a", 1), alert("ev-b", 0, camera="cam2"), alert("ev-a", 2)]
     for payload in sent:
@@ -285,11 +317,11 @@ def test_username_password(tmp_path: Path, subscriber_factory, publisher_factory
 
 
 def test_acks_recorded_and_malformed_ones_ignored(mosquitto: Mosquitto, subscriber_factory, publisher_factory,
-                                                  caplog):
-    caplog.set_level(logging.INFO, logger="gateway.outputs.mqtt.sink")
-    heard: list = []
-    pub = publisher_factory(mosquitto.port, on_ack=heard.append)
+                                                  ledger, caplog):
+    caplog.set_level(logging.INFO, logger="gateway")
+    pub = publisher_factory(mosquitto.port, ledger=ledger)
     assert pub.wait_connected(PATIENCE_S)
+    sent(ledger, alert("ev-ack", 0))
     pub.submit([alert("ev-ack", 0)])
     assert pub.flush(PATIENCE_S)
     centre = subscriber_factory(mosquitto.port, [f"gw/{GW}/replies/#"])
@@ -305,10 +337,9 @@ def test_acks_recorded_and_malformed_ones_ignored(mosquitto: Mosquitto, subscrib
     for payload, _ in bad:
         centre.publish(ack_topic, payload)
     centre.publish(ack_topic, {"event_id": "ev-ack", "case_id": "C-1", "by": "duty-1", "note": "extra keys ok"})
-    wait_until(lambda: heard, what="the good ack")
-    record = pub.outbox.ack_for("ev-ack")
+    wait_until(lambda: ledger.ack_for("ev-ack") is not None, what="the good ack")
+    record = ledger.ack_for("ev-ack")
     assert record is not None and (record.case_id, record.by) == ("C-1", "duty-1")
-    assert heard == [record]
     for _, reason in bad:
         assert reason in caplog.text
     assert "acknowledged by duty-1 as case C-1" in caplog.text
@@ -320,14 +351,14 @@ def test_acks_recorded_and_malformed_ones_ignored(mosquitto: Mosquitto, subscrib
 
 
 def test_snapshot_requests(mosquitto: Mosquitto, subscriber_factory, publisher_factory, caplog):
-    caplog.set_level(logging.WARNING, logger="gateway.outputs.mqtt.sink")
+    caplog.set_level(logging.WARNING, logger="gateway")
     asked: list[str] = []
 
     def provider(camera_id: str) -> bytes | None:
         asked.append(camera_id)
         return JPEG if camera_id == "cam1" else None
 
-    pub = publisher_factory(mosquitto.port, snapshot_provider=provider)
+    pub = publisher_factory(mosquitto.port, view=View(snapshot=provider))
     assert pub.wait_connected(PATIENCE_S)
     centre = subscriber_factory(mosquitto.port, [f"gw/{GW}/replies/#", "evil/#"])
     cmd = f"gw/{GW}/cmd/snapshot"
@@ -358,7 +389,7 @@ def test_snapshot_requests(mosquitto: Mosquitto, subscriber_factory, publisher_f
     ask({"camera_id": "cam2", "reply_to": "evil/topic"})           # outside the gateway's reply tree
     ask({"camera_id": "cam2", "reply_to": f"gw/{GW}/status"})     # would overwrite our own status
     ask({"camera_id": "cam2", "reply_to": replies + "#"})         # wildcard
-    ask({"camera_id": "cam2", "reply_to": f"gw/other-gw/replies/x"})
+    ask({"camera_id": "cam2", "reply_to": "gw/other-gw/replies/x"})
     ask(b"{broken json")
     ask({"camera_id": "cam3", "reply_to": replies + "r6"})  # a later good request still works
     assert reply("r6")["error"]["code"] == "no_snapshot"
@@ -373,7 +404,7 @@ def test_snapshot_requests(mosquitto: Mosquitto, subscriber_factory, publisher_f
     # A retained request would be replayed at every (re)subscription: such replays are refused.
     ask({"camera_id": "cam4", "reply_to": replies + "r7"}, retain=True)  # live copy: served normally
     assert reply("r7")["error"]["code"] == "no_snapshot"
-    later = publisher_factory(mosquitto.port, snapshot_provider=provider, client_id="gw-gk-2")
+    later = publisher_factory(mosquitto.port, view=View(snapshot=provider), client_id="gw-gk-2")
     assert later.wait_connected(PATIENCE_S)
     wait_until(lambda: "retained snapshot request ignored" in caplog.text, what="the retained request refused")
     assert asked == ["cam1", "cam9", "cam3", "cam4"]
@@ -460,10 +491,11 @@ def test_backoff_grows_with_jitter_and_caps() -> None:
 
 
 def test_a_flood_of_deeply_nested_acks_is_counted_in_a_few_log_lines(mosquitto: Mosquitto, subscriber_factory,
-                                                                     publisher_factory, caplog):
-    caplog.set_level(logging.DEBUG, logger="gateway.outputs.mqtt.sink")
-    pub = publisher_factory(mosquitto.port)
+                                                                     publisher_factory, ledger, caplog):
+    caplog.set_level(logging.DEBUG, logger="gateway")
+    pub = publisher_factory(mosquitto.port, ledger=ledger)
     assert pub.wait_connected(PATIENCE_S)
+    sent(ledger, alert("ev-flood", 0))
     pub.submit([alert("ev-flood", 0)])
     assert pub.flush(PATIENCE_S)
     centre = subscriber_factory(mosquitto.port, [f"gw/{GW}/replies/#"])
@@ -471,7 +503,7 @@ def test_a_flood_of_deeply_nested_acks_is_counted_in_a_few_log_lines(mosquitto: 
     for _ in range(500):
         centre.publish(f"gw/{GW}/ack", nested)
     centre.publish(f"gw/{GW}/ack", {"event_id": "ev-flood", "case_id": "C-7", "by": "centre"})
-    wait_until(lambda: pub.outbox.ack_for("ev-flood") is not None, what="the good ack after the flood")
+    wait_until(lambda: ledger.ack_for("ev-flood") is not None, what="the good ack after the flood")
     assert pub.health()["acks_ignored"] == 500 and pub.connected
     lines = [r for r in caplog.records if "malformed ack" in r.getMessage()]
     assert len(lines) <= 5 and all("nested too deeply" in r.getMessage() for r in lines)
@@ -480,9 +512,8 @@ def test_a_flood_of_deeply_nested_acks_is_counted_in_a_few_log_lines(mosquitto: 
 
 def test_requests_for_made_up_cameras_do_not_spend_the_budget_of_real_ones(
         mosquitto: Mosquitto, subscriber_factory, publisher_factory, caplog):
-    caplog.set_level(logging.WARNING, logger="gateway.outputs.mqtt.sink")
-    pub = publisher_factory(mosquitto.port, snapshot_provider=lambda camera_id: JPEG,
-                            camera_known=lambda camera_id: camera_id == "cam1")
+    caplog.set_level(logging.WARNING, logger="gateway")
+    pub = publisher_factory(mosquitto.port, view=View(snapshot=lambda camera_id: JPEG, cameras={"cam1"}))
     assert pub.wait_connected(PATIENCE_S)
     centre = subscriber_factory(mosquitto.port, [f"gw/{GW}/replies/#"])
     replies = f"gw/{GW}/replies/"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.delivery.outbox import MiB, NewMessage, Outbox, UnknownEventError, shed_snapshot
+from gateway.delivery.outbox import MiB, NewMessage, Outbox, shed_snapshot
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -152,35 +152,6 @@ def test_new_alert_too_big_keeps_metadata(tmp_path: Path) -> None:
 def test_in_dir_uses_data_dir_and_cap(tmp_path: Path) -> None:
     box = Outbox.in_dir(tmp_path / "data", max_mb=1.5)
     assert box.path == tmp_path / "data" / "outbox.sqlite3" and box.max_bytes == int(1.5 * MiB)
-    box.close()
-
-
-def test_acks(outbox: Outbox) -> None:
-    put(outbox, "e1", 0, "start")
-    record, new = outbox.record_ack("e1", "C-1", "duty-1", received_at=100.0)
-    assert new and record.case_id == "C-1" and record.by == "duty-1"
-    again, new = outbox.record_ack("e1", "C-1", "duty-1", received_at=200.0)
-    assert not new and again.received_at == 100.0
-    outbox.record_ack("e1", "C-2", "duty-2", received_at=300.0)
-    assert outbox.ack_for("e1").case_id == "C-2"
-    assert outbox.ack_for("nope") is None
-    assert [a.case_id for a in outbox.acks()] == ["C-2", "C-1"]
-    assert [a.case_id for a in outbox.acks(since=250.0)] == ["C-2"]
-    with pytest.raises(UnknownEventError):
-        outbox.record_ack("never-sent", "C-3", "x")
-
-
-def test_known_events_outlive_delivery_until_history_expires(tmp_path: Path) -> None:
-    now = [1_000_000.0]
-    box = Outbox(tmp_path / "o.sqlite3", history_days=1, clock=lambda: now[0])
-    row = put(box, "e1", 0, "start")
-    box.delete([row])
-    assert box.is_known_event("e1")  # acks often arrive after delivery
-    now[0] += 2 * 86400
-    box._next_prune = 0
-    put(box, "e2", 0, "start")  # triggers the hourly prune
-    assert not box.is_known_event("e1") and box.is_known_event("e2")
-    assert box.oldest_age_s() == 0.0
     box.close()
 
 

@@ -163,12 +163,17 @@ def test_hub_turns_a_real_door_message_into_a_sensor_alert(mosquitto, subscriber
     picture = Snapshot(b"\xff\xd8jpeg\xff\xd9", 64, 48, datetime.now().astimezone())
     messages, cond = [], threading.Condition()
 
-    def emit(message):
-        with cond:
-            messages.append(message)
-            cond.notify_all()
+    class Cameras:  # the live view's side the sensors read
+        def linked_evidence(self, camera_ids, before_s=0.0):
+            return [LinkedEvidence(camera_id, 2, picture) for camera_id in camera_ids]
 
-    hub = SensorHub(config, lambda ids, before_s: [LinkedEvidence(i, 2, picture) for i in ids], emit)
+    class Router:  # where the alerts go
+        def route(self, routed):
+            with cond:
+                messages.extend(routed)
+                cond.notify_all()
+
+    hub = SensorHub(config, Cameras(), Router())
     sensor_input = SensorInput(config.sensor_brokers, config.sensors, hub.dispatch, "gw1", backoff=fast_backoff)
     sensor_input.start()
     try:

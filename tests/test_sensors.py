@@ -198,15 +198,35 @@ def linked_sensor(**overrides) -> Sensor:
                   severity=3, **overrides)
 
 
+class Cameras:
+    """The linked cameras as the live view shows them: `found` for every request, or `error`."""
+
+    def __init__(self, found: list[LinkedEvidence] | None = None, error: Exception | None = None) -> None:
+        self.found, self.error = found or [], error
+        self.calls: list[tuple[list[str], float]] = []
+
+    def linked_evidence(self, camera_ids: list[str], before_s: float = 0.0) -> list[LinkedEvidence]:
+        self.calls.append((camera_ids, before_s))
+        if self.error is not None:
+            raise self.error
+        return self.found
+
+
+class Alerts:
+    """Where the hub sends its alerts (the router in the gateway)."""
+
+    def __init__(self) -> None:
+        self.sent: list = []
+
+    def route(self, messages) -> None:
+        self.sent.extend(messages)
+
+
 def test_sensor_alert_lifecycle_with_linked_evidence():
-    calls: list[tuple[list[str], float]] = []
-
-    def evidence(camera_ids, before_s):
-        calls.append((camera_ids, before_s))
-        return [LinkedEvidence("cam2", 4, snap(b"2")), LinkedEvidence("cam1", 1, snap(b"1"))]
-
+    cameras = Cameras([LinkedEvidence("cam2", 4, snap(b"2")), LinkedEvidence("cam1", 1, snap(b"1"))])
+    calls = cameras.calls
     s = linked_sensor()
-    state, alerts = SensorState(s, TZ, 0.0, T0), SensorAlerts(s, GATEWAY, CAMERAS, evidence)
+    state, alerts = SensorState(s, TZ, 0.0, T0), SensorAlerts(s, GATEWAY, CAMERAS, cameras)
     start = alerts.handle(state.on_reading(parse_payload(s, b'{"contact": false}'), 5, at(5)), 5, at(5))
     assert len(start) == 1 and calls == [(["cam1", "cam2"], 2.0)]  # the picture from pre_s before
     payload = start[0].payload
@@ -240,7 +260,7 @@ def test_sensor_alert_lifecycle_with_linked_evidence():
 
 def test_offline_alert_starts_once_and_ends_when_heard():
     s = sensor(heartbeat_s=60)
-    state, alerts = SensorState(s, TZ, 0.0, T0), SensorAlerts(s, GATEWAY, CAMERAS, lambda ids, before_s: [])
+    state, alerts = SensorState(s, TZ, 0.0, T0), SensorAlerts(s, GATEWAY, CAMERAS, Cameras())
     state.on_reading(SensorReading(False), 1, at(1))
     messages = []
     for t in range(2, 130):
@@ -255,12 +275,9 @@ def test_offline_alert_starts_once_and_ends_when_heard():
     validate_alert(back[0].payload)
 
 
-def test_failing_evidence_callback_still_alerts():
-    def broken(_ids):
-        raise RuntimeError("camera gone")
-
+def test_failing_evidence_still_alerts():
     s = linked_sensor()
-    alerts = SensorAlerts(s, GATEWAY, CAMERAS, broken)
+    alerts = SensorAlerts(s, GATEWAY, CAMERAS, Cameras(error=RuntimeError("camera gone")))
     state = SensorState(s, TZ, 0.0, T0)
     start = alerts.handle(state.on_reading(SensorReading(True, False), 1, at(1)), 1, at(1))
     validate_alert(start[0].payload)
@@ -325,8 +342,9 @@ def test_hub_ticks_a_button_press_to_its_end_and_counts_bad_payloads():
                   "format": "zigbee2mqtt", "momentary_s": 5}],
     )
     clock = [0.0]
-    sent = []
-    hub = SensorHub(config, lambda ids, before_s: [], sent.append, clock=lambda: clock[0], wall=lambda: at(clock[0]))
+    routed = Alerts()
+    sent = routed.sent
+    hub = SensorHub(config, Cameras(), routed, clock=lambda: clock[0], wall=lambda: at(clock[0]))
     hub.dispatch("sos-1", b'{"action": "single"}', at(0))
     with pytest.raises(SensorPayloadError, match="not JSON"):
         hub.dispatch("sos-1", b"{", at(1))

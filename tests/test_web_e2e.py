@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from gateway.delivery.cases import CaseUpdate
+from gateway.delivery.ledger import CaseUpdate
 from waiting import PATIENCE_S
 from web_support import TOKEN, browser, serve, wait_until  # noqa: F401  (fixture; page polling)
 
@@ -63,7 +63,7 @@ def test_new_alert_appears_live_and_acknowledge_works(page, site):
 
     card.locator(".ack-btn").click()
     card.locator(".acked").wait_for(timeout=PATIENCE_MS)
-    record = site.outbox.ack_for(message.event_id)  # the ack went through the outbox
+    record = site.ledger.ack_for(message.event_id)  # the ack went through the case ledger
     assert record is not None and record.by == "值班员甲"
     assert "已确认" in card.locator(".acked").inner_text() and "值班员甲" in card.locator(".acked").inner_text()
     assert card.locator(".ack-btn").is_hidden()
@@ -77,8 +77,7 @@ def test_updates_and_acks_from_elsewhere_reach_the_page(page, site):
     site.alerts.end(live)
     wait_until(page, "id => document.querySelector(`[data-id='${id}'] .chip.state`).textContent === '已结束'",
                message.event_id)
-    ack, _ = site.outbox.record_ack(message.event_id, "C-2024-0815", "指挥中心")  # the centre, over MQTT
-    site.history.note_ack(ack)
+    site.ledger.record_centre_ack(message.event_id, "C-2024-0815", "指挥中心")  # the centre, over MQTT
     card.locator(".acked").wait_for(timeout=PATIENCE_MS)
     assert "C-2024-0815" in card.locator(".acked").inner_text()
 
@@ -89,8 +88,8 @@ def test_the_centres_case_status_is_shown_on_the_alert_as_text(page, site):
     card.wait_for(timeout=PATIENCE_MS)
     assert card.locator(".case-status").is_hidden()  # no case yet
     note = '<img src=x onerror="window.pwned=1">请网格员到场'
-    site.history.record_case(CaseUpdate(message.event_id, "GD-2024-0042", "accepted", "综治中心",
-                                        "2024-05-01T09:31:00+08:00", 1714527060.0, note))  # what the router stores
+    site.ledger.record_case(CaseUpdate(message.event_id, "GD-2024-0042", "accepted", "综治中心",
+                                       "2024-05-01T09:31:00+08:00", 1714527060.0, note))  # what the MQTT output stores
     line = card.locator(".case-status")
     line.wait_for(state="visible", timeout=PATIENCE_MS)  # pushed over the event stream
     text = line.inner_text()

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -37,6 +38,7 @@ from gateway.api.metrics import GatewayMetrics
 from gateway.api.server import make_server
 from gateway.config.models import ApiSection, Camera
 from gateway.delivery.history import EventHistory
+from gateway.delivery.ledger import CaseLedger
 from gateway.delivery.outbox import Outbox
 from gateway.events import (
     AlertMessage,
@@ -153,12 +155,17 @@ def _zone_pixels(camera: Camera) -> list[ZoneOutline]:
 class DemoView:
     """`GatewayView` over real frames: two streaming cameras cycle through vtest.avi, one is down."""
 
-    def __init__(self, gateway_id: str = GATEWAY_ID, gateway_name: str = "东门街道综治中心网关") -> None:
+    def __init__(self, gateway_id: str = GATEWAY_ID, gateway_name: str = "东门街道综治中心网关", *,
+                 router: Any = None, outputs: dict[str, Any] | None = None) -> None:
+        """router: a started `AlertRouter` whose health (every output, the disk) the view reports;
+        outputs: sinks by name to report instead (a publisher alone, for /metrics)."""
         self.gateway_id = gateway_id
         self.gateway_name = gateway_name
         self.started = time.monotonic()
         self.detector_alive = True
         self.snapshot_calls = 0
+        self.router = router
+        self.outputs = outputs or {}
 
     def _index(self) -> int:
         step = int((time.monotonic() - self.started) / 1.0)
@@ -200,8 +207,21 @@ class DemoView:
         jpeg, _, _ = encode_bounded(render(_frame_for(camera_id, index), evidence), max_width=768)
         return jpeg
 
+    def has_camera(self, camera_id: str) -> bool:
+        return any(camera.id == camera_id for camera in CAMERAS)
+
+    def camera_online(self, camera_id: str) -> bool:
+        return self.has_camera(camera_id) and camera_id != "north"
+
+    def health(self) -> dict[str, Any]:
+        if self.router is not None:
+            return self.router.health()
+        return {"outputs": {name: {"alive": sink.alive, **sink.health()} for name, sink in self.outputs.items()},
+                "disk_full": False}
+
     def failed_workers(self) -> list[str]:
-        return [] if self.detector_alive else ["analysis thread is dead"]
+        dead = [] if self.detector_alive else ["analysis thread is dead"]
+        return dead + (self.router.failures() if self.router is not None else [])
 
     def readiness(self) -> dict[str, bool]:
         checks = {"detector": self.detector_alive}
@@ -222,11 +242,12 @@ class LiveEvent:
 
 class Alerts:
     """Builds real alert messages and delivers them as the service does: through the alert router
-    when there is one, else outbox, then history."""
+    when there is one, else into the outbox (if any), the case ledger and the history."""
 
-    def __init__(self, outbox: Outbox, history: EventHistory, router=None) -> None:
+    def __init__(self, outbox: Outbox | None, history: EventHistory, ledger: CaseLedger, router=None) -> None:
         self.outbox = outbox
         self.history = history
+        self.ledger = ledger
         self.router = router
 
     def start(self, camera_id: str, event_type: str, frame_index: int, *, severity: int = 3,
@@ -269,8 +290,10 @@ class Alerts:
         if self.router is not None:
             self.router.route([message])
             return
-        topic = f"gw/{GATEWAY_ID}/events/{message.payload['camera_id']}"
-        self.outbox.put(topic, message.payload, message.event_id, message.seq, message.state)
+        if self.outbox is not None:
+            topic = f"gw/{GATEWAY_ID}/events/{message.payload['camera_id']}"
+            self.outbox.put(topic, message.payload, message.event_id, message.seq, message.state)
+        self.ledger.note_events([message])
         self.history.record(message)
 
     @staticmethod
@@ -301,7 +324,8 @@ class Served:
     url: str
     view: DemoView
     history: EventHistory
-    outbox: Outbox
+    ledger: CaseLedger
+    outbox: Outbox | None
     alerts: Alerts
     metrics: GatewayMetrics
     app: object
@@ -312,18 +336,22 @@ def serve(data_dir: Path, token: str | None = TOKEN, publisher_factory=None, rou
           **app_options) -> Iterator[Served]:
     """The app on a real uvicorn bound to a free 127.0.0.1 port, stopped on exit.
 
-    publisher_factory(outbox) -> publisher: for /metrics' MQTT series (started by the caller).
-    router: a started `AlertRouter` (its history and ledger are served, its outputs' health is
-    in /healthz and /metrics, page acks are announced through it); the caller stops it.
+    publisher_factory(outbox) -> publisher: an MQTT output over an outbox of its own, reported by
+    the view for /metrics' MQTT series (started by the caller).
+    router: a started `AlertRouter` (its history and case ledger are served, its outputs' health
+    is in /healthz and /metrics, page acks reach the centre through its ledger); the caller stops it.
     """
-    outbox = router.ledger if router is not None else Outbox.in_dir(data_dir)
-    history = router.history if router is not None else EventHistory(data_dir)
-    view = DemoView()
-    metrics = GatewayMetrics()
-    publisher = publisher_factory(outbox) if publisher_factory else None
+    if router is not None:
+        history, ledger, outbox = router.history, router.ledger, None
+        view = DemoView(router=router)
+    else:
+        history = EventHistory(data_dir)
+        ledger = CaseLedger(data_dir, history=history, timezone=TZ)
+        outbox = Outbox.in_dir(data_dir) if publisher_factory else None
+        view = DemoView(outputs={"mqtt": publisher_factory(outbox)} if publisher_factory else None)
+    metrics = GatewayMetrics(view=view, history=history)
     settings = ApiSection(bind="127.0.0.1", port=8080, token=SecretStr(token) if token else None)
-    app = create_app(view, history, outbox, settings, metrics=metrics, publisher=publisher,
-                     timezone="Asia/Shanghai", delivery=router, **app_options)
+    app = create_app(view, history, ledger, settings, metrics=metrics, timezone="Asia/Shanghai", **app_options)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -337,14 +365,17 @@ def serve(data_dir: Path, token: str | None = TOKEN, publisher_factory=None, rou
             raise RuntimeError("the API server did not start")
         time.sleep(0.02)
     try:
-        yield Served(f"http://127.0.0.1:{port}", view, history, outbox, Alerts(outbox, history, router), metrics, app)
+        yield Served(f"http://127.0.0.1:{port}", view, history, ledger, outbox, Alerts(outbox, history, ledger, router),
+                     metrics, app)
     finally:
         server.should_exit = True
         thread.join(timeout=PATIENCE_S)
         sock.close()
         if router is None:
             history.close()
-            outbox.close()
+            ledger.close()
+            if outbox is not None:
+                outbox.close()
         if thread.is_alive():
             raise RuntimeError(f"the API server did not stop within {PATIENCE_S:.0f} s")
 

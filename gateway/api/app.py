@@ -14,7 +14,7 @@ per resource (gateway/api/routes/). Routes (OpenAPI at `/openapi.json`, offline 
     GET  /api/events/stream                 server-sent events: `alert` for every new or changed event
     GET  /api/events/{id}                   one event with its latest payload (picture data stripped)
     GET  /api/events/{id}/snapshot.jpg      its evidence picture (?which=start|peak|latest)
-    POST /api/events/{id}/ack               acknowledge: {"by", "case_id"?, "note"?} -> the outbox's acks,
+    POST /api/events/{id}/ack               acknowledge: {"by", "case_id"?, "note"?} -> the case ledger,
                                             and to the centre (MQTT `acks`)
     GET  /metrics                           Prometheus text format
     GET  /                                  the duty-officer page (alerts, camera wall, installer view)
@@ -40,8 +40,8 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from gateway import __version__
 from gateway.api.auth import ApiConfigError, Auth, Redirect, authorize_dependency, check_settings
-from gateway.api.context import AckLedger, ApiContext, DeliveryView, SnapshotCache
-from gateway.api.metrics import GatewayMetrics, HealthSource
+from gateway.api.context import ApiContext, SnapshotCache
+from gateway.api.metrics import GatewayMetrics
 from gateway.api.routes import cameras, counting, events, health, page, session
 from gateway.api.schemas import Problem
 from gateway.api.stream import SSE_HEARTBEAT_S, StreamHub
@@ -49,6 +49,7 @@ from gateway.api.web import WEB_DIR, SecurityHeaders, WebFiles, install_access_l
 from gateway.calibration.studio import CountingStudio
 from gateway.config.models import ApiSection
 from gateway.delivery.history import EventHistory
+from gateway.delivery.ledger import CaseLedger
 from gateway.redaction import redact
 from gateway.status import GatewayView
 
@@ -60,26 +61,23 @@ __all__ = ["ApiConfigError", "create_app"]
 def create_app(
     view: GatewayView,
     history: EventHistory,
-    acks: AckLedger,
+    ledger: CaseLedger,
     settings: ApiSection,
     *,
     metrics: GatewayMetrics | None = None,
-    publisher: HealthSource | None = None,
     timezone: str | None = None,
     web_dir: Path = WEB_DIR,
     sse_heartbeat_s: float = SSE_HEARTBEAT_S,
     sessions_path: Path | None = None,
-    delivery: DeliveryView | None = None,
     counting_studio: CountingStudio | None = None,
 ) -> FastAPI:
-    """The API and page over the service's live `view`, the event `history` and the `acks` the
-    outbox keeps.
+    """The API and page over the gateway's live `view` (cameras, health: /healthz shows every
+    output and the disk from it), the event `history` and the case `ledger` (acknowledgements,
+    case steps; a page acknowledgement is told to the centre through it).
 
-    metrics: the service's `GatewayMetrics`; one is made if omitted. publisher: the MQTT
-    publisher, for publish latency in /metrics. timezone: IANA name for the times the API prints
-    (acks); default the system's. sessions_path: where browser sessions survive a restart.
-    delivery: the alert router (every output's health for /healthz and /metrics; the page's
-    acks announced to the centre).
+    metrics: the service's `GatewayMetrics`; one over the view and the history is made if
+    omitted. timezone: IANA name for the times the API prints (acks); default the system's.
+    sessions_path: where browser sessions survive a restart.
     counting_studio: the page's counting-model tool (gateway/api/routes/counting.py); None: not offered.
     Raises ApiConfigError for an open API on a non-loopback bind.
     """
@@ -87,12 +85,10 @@ def create_app(
     token = settings.token.get_secret_value() if settings.token is not None else None
     auth = Auth(token or None, sessions_path)
     if metrics is None:
-        metrics = GatewayMetrics()
-    metrics.attach(view=view, outbox=acks, publisher=publisher, history=history, delivery=delivery)
-    context = ApiContext(view=view, history=history, acks=acks, metrics=metrics, auth=auth, hub=StreamHub(),
+        metrics = GatewayMetrics(view=view, history=history)
+    context = ApiContext(view=view, history=history, ledger=ledger, metrics=metrics, auth=auth, hub=StreamHub(),
                          web=WebFiles(web_dir), snapshots=SnapshotCache(view),
-                         timezone=ZoneInfo(timezone) if timezone else None, sse_heartbeat_s=sse_heartbeat_s,
-                         delivery=delivery)
+                         timezone=ZoneInfo(timezone) if timezone else None, sse_heartbeat_s=sse_heartbeat_s)
     install_access_log_filter()
 
     @asynccontextmanager

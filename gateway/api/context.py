@@ -1,6 +1,6 @@
-"""What every route of the API works with: the gateway's live view, the event history, the
-outbox (acks), the delivery (outputs' health, the page's acks to the centre), metrics and the
-clock's time zone, gathered once by `create_app`.
+"""What every route of the API works with: the gateway's live view, the event history, the case
+ledger (acknowledgements and case steps), metrics and the clock's time zone, gathered once by
+`create_app`.
 
 Routes get it through the `context` dependency instead of closures, so each resource's router
 lives in its own module (gateway/api/routes/) and reads like any FastAPI router.
@@ -12,7 +12,7 @@ import time
 from collections.abc import Container
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Annotated, Any, Protocol, TypedDict
+from typing import Annotated, Any, TypedDict
 
 from fastapi import Depends, HTTPException, Request
 
@@ -22,40 +22,10 @@ from gateway.api.schemas import AckOut, CameraOut, CaseOut, EventDetail, EventOu
 from gateway.api.stream import StreamHub
 from gateway.api.web import WebFiles
 from gateway.delivery.history import EventHistory, EventRecord
-from gateway.delivery.outbox import AckRecord, OutboxStats
+from gateway.delivery.ledger import CaseLedger, CaseUpdate
 from gateway.status import GatewayView
 
 SNAPSHOT_CACHE_S = 0.5
-
-
-class AckLedger(Protocol):
-    """The acks the outbox records (the centre's and the page's): what the API reads and writes."""
-
-    def ack_for(self, event_id: str) -> AckRecord | None: ...
-
-    def is_known_event(self, event_id: str) -> bool: ...
-
-    def record_ack(self, event_id: str, case_id: str, by: str) -> tuple[AckRecord, bool]: ...
-
-    def stats(self) -> OutboxStats:
-        """Depth, bytes and age of the outbox, for /metrics."""
-        ...
-
-
-class DeliveryView(Protocol):
-    """The alert router as the API sees it (gateway.delivery.router.AlertRouter)."""
-
-    def health(self) -> dict[str, Any]:
-        """{"outputs": {name: {"alive", "connected", "queued", ...}}, "disk_full": bool, ...}"""
-        ...
-
-    def failures(self) -> list[str]:
-        """Outputs whose delivery thread is dead."""
-        ...
-
-    def announce_page_ack(self, ack: AckRecord, note: str | None) -> None:
-        """Tell the centre about an acknowledgement made on the page (MQTT `acks`)."""
-        ...
 
 
 class SnapshotCache:
@@ -83,7 +53,7 @@ class SnapshotCache:
 class ApiContext:
     view: GatewayView
     history: EventHistory
-    acks: AckLedger
+    ledger: CaseLedger
     metrics: GatewayMetrics
     auth: Auth
     hub: StreamHub
@@ -91,32 +61,38 @@ class ApiContext:
     snapshots: SnapshotCache
     timezone: tzinfo | None
     sse_heartbeat_s: float
-    delivery: DeliveryView | None = None
 
     def fmt_time(self, epoch: float) -> str:
         return datetime.fromtimestamp(epoch, self.timezone).astimezone(self.timezone).isoformat(timespec="seconds")
 
     def ack_of(self, record: EventRecord) -> AckOut | None:
-        """The ack as the outbox knows it (the truth), with the page's note when it is the same ack."""
-        truth = self.acks.ack_for(record.event_id)
+        """The latest acknowledgement as the ledger keeps it (else the history's copy of it)."""
+        ack = self.ledger.ack_for(record.event_id)
+        if ack is not None:
+            return AckOut(by=ack.by, case_id=ack.case_id, at=self.fmt_time(ack.received_at), note=ack.note)
         mirror = record.ack
-        if truth is not None:
-            note = mirror.note if mirror and mirror.by == truth.by and mirror.case_id == truth.case_id else None
-            return AckOut(by=truth.by, case_id=truth.case_id, at=self.fmt_time(truth.received_at), note=note)
         if mirror is not None:
             return AckOut(by=mirror.by, case_id=mirror.case_id, at=self.fmt_time(mirror.at), note=mirror.note)
         return None
 
-    def event_out(self, record: EventRecord, detail: bool = False) -> EventOut:
+    def events_out(self, records: list[EventRecord]) -> list[EventOut]:
+        """Several events as the page lists them (their latest case steps read at once)."""
+        cases = self.ledger.latest_cases(record.event_id for record in records)
+        return [self.event_out(record, case=cases.get(record.event_id)) for record in records]
+
+    def event_out(self, record: EventRecord, detail: bool = False, case: CaseUpdate | None = None) -> EventOut:
+        """One event; `case`: its latest case step when the caller read it already."""
+        if case is None:
+            case = self.ledger.latest_cases([record.event_id]).get(record.event_id)
         base = f"/api/events/{record.event_id}"
         links: _Links = {
             "snapshot_url": f"{base}/snapshot.jpg" if record.has_snapshot else None,
             "peak_snapshot_url": f"{base}/snapshot.jpg?which=peak" if record.has_peak_snapshot else None,
             "ack": self.ack_of(record),
-            "case": CaseOut.of(record.case) if record.case is not None else None,
+            "case": CaseOut.of(case) if case is not None else None,
         }
         if detail:
-            cases = [CaseOut.of(step) for step in self.history.cases(record.event_id)]
+            cases = [CaseOut.of(step) for step in self.ledger.cases(record.event_id)]
             return EventDetail(**_record_fields(EventDetail, record, {*links, "cases"}), **links,
                                payload=redact_tree(record.payload), cases=cases)
         return EventOut(**_record_fields(EventOut, record, links), **links)

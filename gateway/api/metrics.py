@@ -1,11 +1,10 @@
 """Prometheus metrics for operators (`GET /metrics`), in a registry of their own.
 
-Live values are pulled on scrape from the objects that already hold them, so nothing can go
-stale: per-camera health from the `GatewayView`, queue depth and age from the `Outbox`, publish
-latency and connection state from the `MqttSink`, every output and the data disk from the
-alert router (`delivery`). Only what happens as a stream of events
-is pushed: inference times (`observe_inference`) and alerts (counted from the `EventHistory`
-as new events arrive, or `count_alert` by hand).
+Live values are pulled on scrape from the live view, so nothing can go stale: per-camera state
+from its `cameras()`, and every output, the MQTT connection and its outbox, and the data disk
+from its `health()`. Only what happens as a stream of events is pushed: inference times (read
+from the attached `TimedDetector`, or `observe_inference`) and alerts (counted from the
+`EventHistory` as new events arrive, or `count_alert` by hand).
 
 Series (all prefixed `gateway_`):
 
@@ -28,7 +27,7 @@ Series (all prefixed `gateway_`):
     inference_ms                           histogram of detector run time per frame, milliseconds:
                                            pulled from an attached `TimedDetector`-like source
                                            (`bucket_counts`, `count`, `total_ms`, edges
-                                           `gateway.detection.INFERENCE_MS_BUCKETS`), else what
+                                           `gateway.camera.timing.INFERENCE_MS_BUCKETS`), else what
                                            `observe_inference` recorded
     outbox_depth                           alert messages not yet acknowledged by the broker
     outbox_bytes / outbox_max_bytes        queued bytes and the cap
@@ -62,25 +61,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gateway.detection import INFERENCE_MS_BUCKETS
+from gateway.camera.timing import INFERENCE_MS_BUCKETS
 from gateway.events.types import ALERT_TYPES
 from gateway.onvif.patrol import PATROL_STATES
 from gateway.status import CAMERA_STATES, GatewayView
 
 if TYPE_CHECKING:
     from gateway.delivery.history import HistoryStats
-    from gateway.delivery.outbox import OutboxStats
 
 log = logging.getLogger(__name__)
 
 PREFIX = "gateway"
-
-
-class HealthSource(Protocol):
-    """Anything with a `health()` dict: `MqttSink.health()` (a publisher), or the alert router's
-    (every output and `disk_full`)."""
-
-    def health(self) -> dict[str, Any]: ...
 
 
 class InferenceSource(Protocol):
@@ -90,10 +81,6 @@ class InferenceSource(Protocol):
     bucket_counts: list[int]
     count: int
     total_ms: float
-
-
-class OutboxSource(Protocol):
-    def stats(self) -> OutboxStats: ...
 
 
 class HistorySource(Protocol):
@@ -109,23 +96,13 @@ class GatewayMetrics:
     in order); a missing source simply exports nothing for its series.
     """
 
-    def __init__(
-        self,
-        view: GatewayView | None = None,
-        outbox: OutboxSource | None = None,
-        publisher: HealthSource | None = None,
-        history: HistorySource | None = None,
-        inference: InferenceSource | None = None,
-        delivery: HealthSource | None = None,
-    ) -> None:
+    def __init__(self, view: GatewayView | None = None, history: HistorySource | None = None,
+                 inference: InferenceSource | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._lock = threading.Lock()
         self.view = view
-        self.outbox = outbox
-        self.publisher = publisher
         self.history: HistorySource | None = None
         self.inference = inference
-        self.delivery = delivery
         self._unsubscribe: Callable[[], None] | None = None
         self._pushed = _Histogram(INFERENCE_MS_BUCKETS)
         self._alerts = dict.fromkeys(ALERT_TYPES, 0)
@@ -133,26 +110,18 @@ class GatewayMetrics:
         if history is not None:
             self.attach(history=history)
 
-    def attach(self, *, view: GatewayView | None = None, outbox: OutboxSource | None = None,
-               publisher: HealthSource | None = None, history: HistorySource | None = None,
-               inference: InferenceSource | None = None, delivery: HealthSource | None = None) -> None:
+    def attach(self, *, view: GatewayView | None = None, history: HistorySource | None = None,
+               inference: InferenceSource | None = None) -> None:
         """Add sources after construction; a history is subscribed to, to count new events.
 
         inference: an object with `bucket_counts` (one per edge plus +Inf), `count` and
-        `total_ms` (the service's `TimedDetector`), read on each scrape. delivery: the alert
-        router (`health()` with every output and `disk_full`).
+        `total_ms` (the service's `TimedDetector`), read on each scrape.
         """
         with self._lock:
-            if delivery is not None:
-                self.delivery = delivery
             if inference is not None:
                 self.inference = inference
             if view is not None:
                 self.view = view
-            if outbox is not None:
-                self.outbox = outbox
-            if publisher is not None:
-                self.publisher = publisher
             if history is not None and history is not self.history:
                 if self._unsubscribe is not None:
                     self._unsubscribe()
@@ -206,12 +175,15 @@ class _LiveCollector(Collector):
         for alert_type, count in m.alert_counts().items():
             alerts.add_metric([alert_type], float(count))
         yield alerts
-        for part, source in (("cameras", m.view), ("outbox", m.outbox), ("publisher", m.publisher),
-                             ("history", m.history), ("delivery", m.delivery)):
-            if source is None:
-                continue
+        parts: list[tuple[str, Callable[[], Iterator[Metric]]]] = []
+        view, history = m.view, m.history
+        if view is not None:
+            parts += [("cameras", lambda: self._cameras(view)), ("outputs", lambda: self._outputs(view.health()))]
+        if history is not None:
+            parts.append(("history", lambda: self._history(history)))
+        for part, read in parts:
             try:
-                yield from getattr(self, f"_{part}")(source)
+                yield from read()
             except Exception as exc:  # noqa: BLE001 - a broken source must not break the whole scrape
                 log.warning("metrics: cannot read %s: %s", part, exc)
 
@@ -292,20 +264,31 @@ class _LiveCollector(Collector):
                 seconds.add_metric([cam.id], float(patrol.last_move_s))
         yield from (state, fault, moves, failures, seconds)
 
-    def _outbox(self, outbox: OutboxSource) -> Iterator[Metric]:
-        stats = outbox.stats()
-        yield _value("outbox_depth", "Alert messages not yet acknowledged by the broker.", stats.depth)
-        yield _value("outbox_bytes", "Bytes of queued alert messages.", stats.bytes)
-        yield _value("outbox_max_bytes", "Cap of the outbox (storage.outbox_max_mb).", stats.max_bytes)
-        yield _value("outbox_oldest_undelivered_age_seconds",
-                     "Age of the oldest undelivered alert message (0 when none).", stats.oldest_age_s or 0.0)
+    def _outputs(self, health: dict[str, Any]) -> Iterator[Metric]:
+        yield from self._delivery(health)
+        mqtt = (health.get("outputs") or {}).get("mqtt")
+        if mqtt is not None:
+            yield from self._outbox(mqtt)
+            yield from self._publisher(mqtt)
+
+    @staticmethod
+    def _outbox(mqtt: dict[str, Any]) -> Iterator[Metric]:
+        """The MQTT output's outbox (the series kept from before outputs existed)."""
+        for name, doc, key in (
+            ("outbox_depth", "Alert messages not yet acknowledged by the broker.", "outbox_depth"),
+            ("outbox_bytes", "Bytes of queued alert messages.", "outbox_bytes"),
+            ("outbox_max_bytes", "Cap of the outbox (storage.outbox_max_mb).", "outbox_max_bytes"),
+            ("outbox_oldest_undelivered_age_seconds", "Age of the oldest undelivered alert message (0 when none).",
+             "oldest_undelivered_age_s"),
+        ):
+            yield _value(name, doc, mqtt.get(key) or 0)
         evictions = CounterMetricFamily(f"{PREFIX}_outbox_evictions", "Outbox evictions by kind.", labels=["kind"])
-        for kind, count in sorted(stats.evictions.items()):
+        for kind, count in sorted((mqtt.get("evictions") or {}).items()):
             evictions.add_metric([kind], float(count))
         yield evictions
 
-    def _publisher(self, publisher: HealthSource) -> Iterator[Metric]:
-        health = publisher.health()
+    @staticmethod
+    def _publisher(health: dict[str, Any]) -> Iterator[Metric]:
         yield _value("mqtt_connected", "1 while connected to the MQTT broker.", 1.0 if health.get("connected") else 0.0)
         published = CounterMetricFamily(f"{PREFIX}_mqtt_published", "Alert messages acknowledged by the broker.")
         published.add_metric([], float(health.get("published") or 0))
@@ -321,8 +304,8 @@ class _LiveCollector(Collector):
                 family.add_metric([quantile], float(latency[key]))
         yield family
 
-    def _delivery(self, delivery: HealthSource) -> Iterator[Metric]:
-        health = delivery.health()
+    @staticmethod
+    def _delivery(health: dict[str, Any]) -> Iterator[Metric]:
         up = _gauge("output_up", "1 while the output's delivery thread runs.", ["output"])
         connected = _gauge("output_connected", "1 while the output reaches its far end.", ["output"])
         queued = _gauge("output_queued", "Alerts not yet delivered by the output.", ["output"])

@@ -17,11 +17,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
-from detectors import Detector
+from gateway.camera.timing import TimedDetector
 from gateway.camera.worker import CameraWorker
-from gateway.events import AlertMessage
+from gateway.events import AlertPath
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +29,6 @@ USAGE_HALF_LIFE_S = 10.0
 """Detector time a camera used counts half after this long: recent use decides who goes next."""
 IDLE_POLL_S = 0.01
 """How often an idle scheduler looks for new frames (cheap: one integer per camera)."""
-
-Emit = Callable[[list[AlertMessage]], None]
-
 
 class DetectorUsage:
     """Seconds of analysis each camera used, decaying with USAGE_HALF_LIFE_S (clock passed in)."""
@@ -63,9 +60,9 @@ def pick_next(workers: Iterable[CameraWorker], usage: DetectorUsage | None = Non
 
 
 class AnalysisScheduler:
-    def __init__(self, detector: Detector, emit: Emit):
+    def __init__(self, detector: TimedDetector, alerts: AlertPath):
         self.detector = detector
-        self.emit = emit
+        self.alerts = alerts
         self._workers: dict[str, CameraWorker] = {}
         self._usage = DetectorUsage()
         self._lock = threading.Lock()
@@ -128,4 +125,4 @@ class AnalysisScheduler:
             ended = time.monotonic()
             self._usage.add(worker.camera.id, ended - began, ended)
         if messages:
-            self.emit(messages)
+            self.alerts.route(messages)

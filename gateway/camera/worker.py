@@ -16,36 +16,37 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from detectors import Detections, Detector
+from detectors import Detections
 from detectors.tiling import TilePlan, detect_tiled
 from gateway.analytics import CameraAnalytics, FrameResult
 from gateway.calibration.live import LiveCounting
 from gateway.camera.alarms import CameraEventAlerts
 from gateway.camera.offline import OfflineWatch
 from gateway.camera.patrol_fault import PatrolFaultWatch
+from gateway.camera.ptz import CameraPtz
+from gateway.camera.sources import make_patrol, make_reader
 from gateway.camera.tiling import PlannedTiling, camera_tile_plan, log_plan
-from gateway.config.models import Camera, FileSource, GatewaySection, OnvifSource
+from gateway.camera.timing import TimedDetector
+from gateway.config.models import Camera, GatewaySection, OnvifSource
 from gateway.events import AlertMessage, Snapshot
 from gateway.onvif.patrol import PatrolState, PatrolStatus
 from gateway.video.motion import MotionGate, region_mask
 from gateway.video.reader import CameraReader, ReaderHealth
-from gateway.video.urls import source_url
 from gateway.workers import Worker, Workers
 
 if TYPE_CHECKING:  # gateway.onvif loads zeep: imported only by cameras that use ONVIF
-    from gateway.onvif import OnvifLoop, PatrolDriver
+    from gateway.onvif import OnvifLoop
 
 log = logging.getLogger(__name__)
 
 PERSON_HEIGHT_SHARE = 0.25
 """The motion gate watches zones grown upwards by this share of the frame height (a body above
 its feet at the zone's far edge)."""
-ONVIF_RESOLVE_TIMEOUT_S = 15.0
 RECENT_FRAME_S = 10.0
 """A camera alarm's start carries the last analysed picture only if it is at most this old."""
 
@@ -66,50 +67,6 @@ class WorkerStatus:
     """Detector runs per analysed frame: 1 untiled, tiles (+1 whole-frame pass) tiled."""
     inference_ms: float | None = None
     """Mean detector time per analysed frame (all its tiles) over the recent frames."""
-
-
-def make_reader(camera: Camera) -> CameraReader:
-    """The reader for a camera's configured source (files play in real time, as a camera would)."""
-    source = camera.source
-
-    def reader(url: str | Callable[[], str], **options: Any) -> CameraReader:
-        return CameraReader(camera.id, url, decode_mode=camera.decode, analysis_fps=camera.fps,
-                            stall_s=camera.stall_s, **options)
-
-    if isinstance(source, FileSource):
-        return reader(str(source.file), realtime=True, loop=source.loop)
-    if isinstance(source, OnvifSource):
-        return reader(onvif_stream_resolver(camera.id, source), transport=source.onvif.transport)
-    url, transport = source_url(source)
-    return reader(url, transport=transport)
-
-
-def make_patrol(camera: Camera, onvif_loop: OnvifLoop | None) -> PatrolDriver:
-    """The PTZ patrol of an ONVIF camera (config validation guarantees the ONVIF source; the
-    service starts its ONVIF loop before any ONVIF camera)."""
-    from gateway.onvif import PatrolDriver, PatrolPlan, PtzController
-
-    if not isinstance(camera.source, OnvifSource) or onvif_loop is None:
-        raise ValueError(f"camera {camera.id}: a PTZ patrol needs an onvif: source and the ONVIF loop")
-    controller = PtzController(camera.source.onvif, loop=onvif_loop)
-    plan = PatrolPlan(camera.patrol, move_s=camera.patrol_move_s, start=time.monotonic())
-    return PatrolDriver(camera.id, controller, plan, move_s=camera.patrol_move_s,
-                        move_timeout_s=camera.patrol_move_timeout_s,
-                        fault_after_s=camera.patrol_fault_after_s)
-
-
-def onvif_stream_resolver(camera_id: str, source: OnvifSource):
-    """Asks the camera for its stream URI on every connection attempt (start and after failures)."""
-    from gateway.onvif import resolve_camera_sync
-
-    def resolve() -> str:
-        camera = resolve_camera_sync(source.onvif, ONVIF_RESOLVE_TIMEOUT_S)
-        log.info("camera %s: ONVIF %s %s, profile %s (%sx%s) -> %s", camera_id,
-                 camera.device.manufacturer, camera.device.model, camera.profile.name,
-                 *(camera.resolution or ("?", "?")), camera.stream_url_display)
-        return camera.stream_url
-
-    return resolve
 
 
 class CameraWorker:
@@ -134,7 +91,8 @@ class CameraWorker:
         self.onvif_loop = onvif_loop
         self.patrol = make_patrol(camera, onvif_loop) if camera.patrol else None
         self.patrol_fault = PatrolFaultWatch(camera, gateway) if camera.patrol else None
-        self._ptz = self.patrol.controller if self.patrol else None
+        self.ptz = CameraPtz(camera, onvif_loop, self.patrol)
+        """How others steer this camera (a linked sensor, a GB/T 28181 platform)."""
         self._patrol_state: PatrolState | None = None
         """The patrol state the analysis last took (its view): read and written by the scheduler only."""
         self.sensor_states: dict[str, bool] = {}
@@ -183,8 +141,7 @@ class CameraWorker:
             self.event_listener.stop()
         if self.patrol is not None:
             self.patrol.stop()
-        if self._ptz is not None:
-            self._ptz.close()
+        self.ptz.close()
         now, t = datetime.now(self.timezone), time.monotonic()
         messages = self.camera_events.close_all(t, now) + self.offline_watch.close(t, now)
         if self.patrol_fault is not None:
@@ -215,7 +172,7 @@ class CameraWorker:
         """Monotonic time of the last analysis (start time if none): the scheduler's fairness key."""
         return self._last_analysed_at or self._started_at
 
-    def analyse(self, detector: Detector) -> list[AlertMessage]:
+    def analyse(self, detector: TimedDetector) -> list[AlertMessage]:
         """Analyse the newest frame if there is one: gate, detect, track, rules. Returns alerts."""
         frame = self.reader.latest()
         ended = self._follow_patrol()  # a new patrol view ends the old one's events, frame or not
@@ -249,11 +206,11 @@ class CameraWorker:
             self._remember(frame.received_at, masked, result)
         return messages + result.events
 
-    def _detect(self, detector: Detector, image: np.ndarray) -> Detections:
+    def _detect(self, detector: TimedDetector, image: np.ndarray) -> Detections:
         """People in the frame: one detector run, or the tile plan's runs back to back."""
-        began = time.perf_counter()
-        detections = detect_tiled(detector, image, self.tile_plan)
-        self._frame_ms.append((time.perf_counter() - began) * 1000)
+        with detector.frame() as took:
+            detections = detect_tiled(detector, image, self.tile_plan)
+        self._frame_ms.append(took.ms)
         return detections
 
     def _remember(self, at: float, image: np.ndarray, result: FrameResult | None) -> None:
@@ -326,32 +283,6 @@ class CameraWorker:
         rules = [rule for rule in self.camera.rules if rule.zone is None or rule.zone in zone_ids]
         view = self.camera.model_copy(update={"zones": zones, "rules": rules})
         return view, {"preset": stop.preset, "patrol_stop": stop.index}
-
-    def turn_to(self, preset: str) -> None:
-        """A linked sensor triggered: turn this PTZ camera to `preset` (returns at once).
-
-        A patrolling camera pauses its analysis (the view no longer matches the stop's zones)
-        and goes back to its patrol at the next stop."""
-        if not isinstance(self.camera.source, OnvifSource) or self.onvif_loop is None:
-            log.warning("camera %s: cannot turn to preset %s: only ONVIF cameras have presets",
-                        self.camera.id, preset)
-            return
-        if self._ptz is None:
-            from gateway.onvif import PtzController
-
-            self._ptz = PtzController(self.camera.source.onvif, loop=self.onvif_loop)
-        if self.patrol is not None:
-            self.patrol.interrupt()
-        future = self.onvif_loop.submit(self._ptz.agoto(preset))
-        future.add_done_callback(lambda done: self._log_turn(preset, done))
-
-    def _log_turn(self, preset: str, done) -> None:
-        error = done.exception()
-        if error is not None:
-            log.warning("camera %s: could not turn to preset %s for a linked sensor: %s",
-                        self.camera.id, preset, error)
-        else:
-            log.info("camera %s: turned to preset %s for a linked sensor", self.camera.id, preset)
 
     @property
     def preset(self) -> str | None:

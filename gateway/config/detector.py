@@ -7,11 +7,13 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from detectors import DetectorSettings, backend_names
 from gateway.config.base import StrictModel
 
 
 class DetectorSection(StrictModel):
-    backend: Literal["onnxruntime", "ultralytics"] = "onnxruntime"
+    backend: str = Field(default="onnxruntime", description="A registered detector backend "
+                         "(detectors/registry.py): onnxruntime, or ultralytics with the optional extra.")
     model: Path = Field(description="Model file; relative paths are relative to the config file.")
     input_size: int | tuple[int, int] | None = Field(
         default=None, description="Network input (square int or [width, height]); default: the model's."
@@ -25,6 +27,13 @@ class DetectorSection(StrictModel):
     )
     layout: Literal["auto", "yolox", "ultralytics"] = "auto"
 
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value not in backend_names():
+            raise ValueError(f"unknown detector backend {value!r}; expected one of {', '.join(backend_names())}")
+        return value
+
     @field_validator("input_size")
     @classmethod
     def _positive_multiple_of_32(cls, value: int | tuple[int, int] | None):
@@ -35,3 +44,12 @@ class DetectorSection(StrictModel):
             if size < 32 or size > 4096 or size % 32:
                 raise ValueError(f"input size {size} must be a multiple of 32 between 32 and 4096")
         return value
+
+    def settings(self) -> DetectorSettings:
+        """The section as the detectors package takes it (it knows no YAML)."""
+        size = self.input_size
+        return DetectorSettings(
+            model=self.model, backend=self.backend, input_size=(size, size) if isinstance(size, int) else size,
+            confidence=self.confidence, nms_iou=self.nms_iou, threads=self.threads,
+            person_classes=tuple(self.person_classes), layout=self.layout,
+        )

@@ -23,9 +23,9 @@ Bounds (DESIGN §4: evidence goes first, alert metadata stays):
 * `max_events`: beyond this many rows the oldest rows go too (with any pictures left).
 
 File names are built only from validated uuids (`is_event_id`), never from raw input.
-Acknowledgements live in the outbox (`Outbox.record_ack`, the one place for acks); this module
-mirrors the latest ack (`note_ack`) so the list can filter on it and the page hears about it.
-The centre's case progress (`record_case`) is kept here, every step, in the `cases` table.
+Acknowledgements and case steps live in the case ledger (gateway/delivery/ledger.py); it mirrors
+the latest ack here (`note_ack`) so the list can filter on it, and a case step bumps the event's
+revision (`touch`), so an open page hears about both at once.
 
 When the disk is full the history gives way to the alerts (the router records without pictures,
 and asks `shed_pictures` for room before an alert would have to wait in memory). A history that
@@ -45,13 +45,12 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from gateway.delivery.cases import CaseUpdate
 from gateway.delivery.storage import describe, is_disk_full, open_wal
 
 log = logging.getLogger(__name__)
@@ -107,21 +106,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS events_rev ON events (rev);
 CREATE INDEX IF NOT EXISTS events_started ON events (started_ts DESC, event_id);
 CREATE INDEX IF NOT EXISTS events_camera ON events (camera_id, started_ts DESC);
 CREATE INDEX IF NOT EXISTS events_last_seen ON events (last_seen);
-CREATE TABLE IF NOT EXISTS cases (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id    TEXT NOT NULL,
-    case_id     TEXT NOT NULL,
-    status      TEXT NOT NULL,
-    acted_by    TEXT NOT NULL DEFAULT '',
-    at          TEXT NOT NULL,
-    at_ts       REAL NOT NULL,
-    note        TEXT,
-    received_at REAL NOT NULL,
-    UNIQUE (event_id, case_id, status, at)
-);
-CREATE INDEX IF NOT EXISTS cases_event ON cases (event_id, at_ts, id);
 """
-CASE_COLUMNS = "event_id, case_id, status, acted_by, at, at_ts, note"
 
 COLUMNS = (
     "event_id", "rev", "seq", "state", "type", "severity", "title_zh", "camera_id", "camera_name",
@@ -187,8 +172,6 @@ class EventRecord:
     ack: HistoryAck | None
     payload: dict[str, Any] | None = None
     """The latest payload without the inline picture; only filled by `get`."""
-    case: CaseUpdate | None = None
-    """The centre's latest case step for this event (by its time), if it sent any."""
 
     @property
     def active(self) -> bool:
@@ -218,6 +201,7 @@ class HistoryStats:
 
 
 ChangeKind = Literal["new", "update", "ack", "case"]
+"""What changed: a new event, a message of it, its acknowledgement, its case at the centre."""
 Listener = Callable[[EventRecord, str], None]
 
 
@@ -406,11 +390,8 @@ class EventHistory:
         return record
 
     def note_ack(self, ack: Any, note: str | None = None) -> EventRecord | None:
-        """Mirror an outbox `AckRecord` (event_id, case_id, by, received_at) onto the event's row.
-
-        Called by the API after `Outbox.record_ack`, and by the service for acks from the centre.
-        Returns the updated record, or None if the history has no such event.
-        """
+        """Mirror the ledger's latest `AckRecord` (event_id, case_id, by, received_at) onto the
+        event's row; returns the updated record, or None if the history has no such event."""
         if not is_event_id(ack.event_id):
             return None
         with self._lock:
@@ -427,60 +408,21 @@ class EventHistory:
             self._notify(record, "ack")
         return record
 
-    def record_case(self, update: CaseUpdate) -> tuple[EventRecord | None, bool]:
-        """Store one step of the centre's case for an event; returns (record, is_new).
-
-        The record is None when the history has no such event (the caller logs and ignores the
-        message); a step already stored (same case, status and time) is not new and changes nothing.
-        Raises HistoryError when the file cannot take it.
-        """
-        if not is_event_id(update.event_id):
-            return None, False
-        with self._lock:
-            if self._db.execute("SELECT 1 FROM events WHERE event_id=?", (update.event_id,)).fetchone() is None:
-                return None, False
-            try:
-                cursor = self._db.execute(
-                    f"INSERT INTO cases ({CASE_COLUMNS}, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT DO NOTHING",
-                    (update.event_id, update.case_id, update.status, update.by, update.at, update.at_ts,
-                     update.note, self._clock()),
-                )
-                if cursor.rowcount != 1:
-                    return self._get_locked(update.event_id), False
-                self._rev += 1
-                self._db.execute("UPDATE events SET rev=? WHERE event_id=?", (self._rev, update.event_id))
-            except sqlite3.Error as exc:
-                self._resync()
-                raise HistoryError(f"cannot record the case of event {update.event_id} in {self.path}: "
-                                   f"{describe(exc, self.path)}") from exc
-            record = self._get_locked(update.event_id)
-        if record is not None:
-            self._notify(record, "case")
-        return record, True
-
-    def cases(self, event_id: str) -> list[CaseUpdate]:
-        """Every case step the centre sent for one event, in the order of their times."""
+    def touch(self, event_id: str, kind: str) -> EventRecord | None:
+        """The event changed in the ledger (a case step): a new revision, and listeners hear of it.
+        None if the history has no such event."""
         if not is_event_id(event_id):
-            return []
+            return None
         with self._lock:
-            rows = self._db.execute(f"SELECT {CASE_COLUMNS} FROM cases WHERE event_id=? ORDER BY at_ts, id",
-                                    (event_id,)).fetchall()
-        return [CaseUpdate(*row) for row in rows]
-
-    def _with_cases(self, records: Iterable[EventRecord]) -> list[EventRecord]:
-        """The records with their latest case step attached (one query for the lot)."""
-        records = list(records)
-        if not records:
-            return records
-        latest: dict[str, CaseUpdate] = {}
-        for chunk in _chunks([record.event_id for record in records], 500):
-            marks = ",".join("?" * len(chunk))
-            for row in self._db.execute(
-                    f"SELECT {CASE_COLUMNS} FROM cases WHERE event_id IN ({marks}) ORDER BY at_ts, id", chunk):
-                latest[row[0]] = CaseUpdate(*row)
-        return [replace(record, case=latest[record.event_id]) if record.event_id in latest else record
-                for record in records]
+            self._rev += 1
+            cursor = self._db.execute("UPDATE events SET rev=? WHERE event_id=?", (self._rev, event_id))
+            if cursor.rowcount != 1:
+                self._rev -= 1
+                return None
+            record = self._get_locked(event_id)
+        if record is not None:
+            self._notify(record, kind)
+        return record
 
     def shed_pictures(self, min_bytes: int) -> int:
         """Delete the evidence pictures of the events seen least recently until at least `min_bytes`
@@ -540,7 +482,7 @@ class EventHistory:
     def _get_locked(self, event_id: str, with_payload: bool = False) -> EventRecord | None:
         columns = SELECT + (", payload" if with_payload else "")
         row = self._db.execute(f"{columns} FROM events WHERE event_id=?", (event_id,)).fetchone()
-        return self._with_cases([_record(row, with_payload)])[0] if row else None
+        return _record(row, with_payload) if row else None
 
     def list(
         self,
@@ -588,7 +530,7 @@ class EventHistory:
                 (*args, limit, offset),
             ).fetchall()
             rev = self._rev
-            items = self._with_cases(_record(row) for row in rows)
+            items = [_record(row) for row in rows]
         return EventPage(items, total, limit, offset, rev)
 
     # `builtins.list`: inside this class `list` names the method above.
@@ -598,7 +540,7 @@ class EventHistory:
             rows = self._db.execute(
                 f"{SELECT} FROM events WHERE rev > ? ORDER BY rev LIMIT ?", (int(rev), int(limit))
             ).fetchall()
-            return self._with_cases(_record(row) for row in rows)
+            return [_record(row) for row in rows]
 
     @property
     def rev(self) -> int:

@@ -1,19 +1,15 @@
 """Durable alert outbox: every alert is on disk before it is published, and leaves only on PUBACK.
 
 One file because the file's rows and the messages held in memory are one queue: they share row
-ids, the eviction policy and one lock, and the acks live in the same database and transactions.
+ids, the eviction policy and one lock.
 
-One SQLite database in the data directory (`outbox.sqlite3`) holds three things:
-
-* `outbox` — the alert messages not yet acknowledged by the broker, in the order they were put
-  (rowid order = per-event `seq` order, because an event's messages are put in `seq` order).
-  The publisher reads them from here, publishes them, and deletes a row when its PUBACK arrives.
-  After a restart or a reconnect everything still here is sent again; duplicates carry the same
-  `event_id`/`seq`, so the centre can drop them.
-* `known_events` — every event id this gateway has queued (kept `history_days`), so an ack from
-  the centre can be told apart from an ack for an event we never sent.
-* `acks` — the centre's acknowledgements (`event_id`, `case_id`, `by`, `received_at`), for the API
-  and the web page.
+One SQLite database per output in the data directory (`outbox.sqlite3` for MQTT) holds the
+alert messages not yet acknowledged by the far end, in the order they were put (rowid order =
+per-event `seq` order, because an event's messages are put in `seq` order). The output reads them
+from here, sends them, and deletes a row when the far end took it (MQTT: its PUBACK). After a
+restart or a reconnect everything still here is sent again; duplicates carry the same
+`event_id`/`seq`, so the centre can drop them. (Which events were sent, and their
+acknowledgements, are the case ledger's: gateway/delivery/ledger.py.)
 
 Durability (why `synchronous=FULL` in WAL mode):
     DESIGN §4 promises that power loss loses no alert. With WAL + `synchronous=NORMAL` a commit is
@@ -72,7 +68,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from gateway.delivery.storage import LOW_SPACE_BYTES, describe, free_bytes, is_disk_full, open_wal
+from gateway.delivery.storage import LOW_SPACE_BYTES, Transaction, describe, free_bytes, is_disk_full, open_wal
 
 log = logging.getLogger(__name__)
 
@@ -102,23 +98,6 @@ CREATE TABLE IF NOT EXISTS outbox (
     UNIQUE (event_id, seq)
 );
 CREATE INDEX IF NOT EXISTS outbox_snapshots ON outbox (id) WHERE has_snapshot = 1;
-CREATE TABLE IF NOT EXISTS known_events (
-    event_id  TEXT PRIMARY KEY,
-    camera_id TEXT NOT NULL DEFAULT '',
-    first_at  REAL NOT NULL,
-    last_at   REAL NOT NULL,
-    last_seq  INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS known_events_last ON known_events (last_at);
-CREATE TABLE IF NOT EXISTS acks (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id    TEXT NOT NULL,
-    case_id     TEXT NOT NULL,
-    acked_by    TEXT NOT NULL,
-    received_at REAL NOT NULL,
-    UNIQUE (event_id, case_id, acked_by)
-);
-CREATE INDEX IF NOT EXISTS acks_event ON acks (event_id, id);
 CREATE TABLE IF NOT EXISTS counters (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -132,10 +111,6 @@ class OutboxError(RuntimeError):
     def __init__(self, message: str, *, disk_full: bool = False) -> None:
         super().__init__(message)
         self.disk_full = disk_full
-
-
-class UnknownEventError(KeyError):
-    """An ack names an event id this gateway never queued (or forgot after `history_days`)."""
 
 
 @dataclass(frozen=True)
@@ -163,16 +138,6 @@ class OutboxMessage:
     state: str
     payload: bytes
     created_at: float
-
-
-@dataclass(frozen=True)
-class AckRecord:
-    """The centre's acknowledgement of one alert: it became case `case_id`, taken by `by`."""
-
-    event_id: str
-    case_id: str
-    by: str
-    received_at: float
 
 
 @dataclass(frozen=True)
@@ -258,14 +223,12 @@ class Outbox:
         path: str | Path,
         max_bytes: int = 200 * MiB,
         *,
-        history_days: float = 30.0,
         hold_max_bytes: int = HOLD_MAX_BYTES,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = Path(path)
         self.max_bytes = int(max_bytes)
         self.hold_max_bytes = int(hold_max_bytes)
-        self.history_s = history_days * 86400.0
         self._clock = clock
         self._lock = threading.RLock()
         self._db: sqlite3.Connection | None = None
@@ -275,7 +238,6 @@ class Outbox:
         self._held: dict[int, _Held] = {}
         self._held_bytes = 0
         self._last_id = 0
-        self._next_prune = 0.0
         self.problem: str | None = None
         """Why the file cannot take writes right now (None when it can)."""
         self.disk_full = False
@@ -325,7 +287,6 @@ class Outbox:
         self._evictions = {kind: stored[kind] + self._unsaved_evictions[kind] for kind in EVICTION_KINDS}
         row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='outbox'").fetchone()
         self._last_id = max(self._last_id, row[0] if row else 0)
-        self._prune()
 
     def _load_counters(self) -> dict[str, int]:
         counts = dict.fromkeys(EVICTION_KINDS, 0)
@@ -347,9 +308,9 @@ class Outbox:
 
     # ------------------------------------------------------------------ transactions
 
-    def _transaction(self, durable: bool = True) -> _Transaction:
+    def _transaction(self, durable: bool = True) -> Transaction:
         assert self._db is not None
-        return _Transaction(self._db, durable)
+        return Transaction(self._db, durable)
 
     # ------------------------------------------------------------------ put
 
@@ -387,8 +348,6 @@ class Outbox:
                     self._set_problem(exc)
             if row_ids is None:
                 row_ids = [self._hold(message, body, now, evictions) for message, body in encoded]
-            if self._db is not None and now >= self._next_prune:
-                self._prune()
         for eviction in evictions:
             self._log_eviction(eviction)
         return row_ids
@@ -428,7 +387,7 @@ class Outbox:
 
     def _insert_row(self, row_id: int | None, topic: str, event_id: str, seq: int, state: str, camera_id: str,
                     body: bytes, size: int, has_snapshot: bool, created_at: float) -> int:
-        """One row (with the id it was held under, if any) and its known_events entry.
+        """One row (with the id it was held under, if any).
 
         Ids are handed out here, not by AUTOINCREMENT: a held message that was delivered from memory
         never reaches the table, and its id must still never be given to a later row (a sender
@@ -441,11 +400,6 @@ class Outbox:
             "INSERT INTO outbox (id, topic, event_id, seq, state, camera_id, payload, size, has_snapshot, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (row_id, topic, event_id, seq, state, camera_id, body, size, int(has_snapshot), created_at),
-        )
-        self._db.execute(
-            "INSERT INTO known_events (event_id, camera_id, first_at, last_at, last_seq) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT(event_id) DO UPDATE SET last_at=excluded.last_at, last_seq=MAX(last_seq, excluded.last_seq)",
-            (event_id, camera_id, created_at, created_at, seq),
         )
         self._depth += 1
         self._bytes += size
@@ -799,87 +753,7 @@ class Outbox:
             return OutboxStats(self.depth(), self.size_bytes(), self.max_bytes, self.oldest_age_s(),
                                self.evictions(), len(self._held), self._held_bytes, self.problem, self.disk_full)
 
-    # ------------------------------------------------------------------ acks
-
-    def is_known_event(self, event_id: str) -> bool:
-        with self._lock:
-            if any(held.event_id == event_id for held in self._held.values()):
-                return True
-            if self._db is None:
-                return False
-            return self._db.execute("SELECT 1 FROM known_events WHERE event_id=?", (event_id,)).fetchone() is not None
-
-    def record_ack(
-        self, event_id: str, case_id: str, by: str, received_at: float | None = None
-    ) -> tuple[AckRecord, bool]:
-        """Store the centre's ack; returns (record, is_new). A repeated identical ack is not new.
-
-        Raises UnknownEventError when this gateway never queued `event_id`, OutboxError when the
-        file cannot take it (the disk is full).
-        """
-        at = self._clock() if received_at is None else received_at
-        with self._lock:
-            if not self.is_known_event(event_id):
-                raise UnknownEventError(event_id)
-            if self._db is None:
-                raise OutboxError(f"cannot record the ack of event {event_id}: the outbox {self.path} cannot be "
-                                  f"opened ({self.problem})", disk_full=self.disk_full)
-            try:
-                with self._transaction():
-                    cursor = self._db.execute(
-                        "INSERT INTO acks (event_id, case_id, acked_by, received_at) VALUES (?, ?, ?, ?)"
-                        " ON CONFLICT DO NOTHING",
-                        (event_id, case_id, by, at),
-                    )
-            except sqlite3.Error as exc:
-                raise OutboxError(f"cannot record the ack of event {event_id} in {self.path}: "
-                                  f"{describe(exc, self.path)}", disk_full=is_disk_full(exc, self.path)) from exc
-            if cursor.rowcount == 1:
-                return AckRecord(event_id, case_id, by, at), True
-            row = self._db.execute(
-                "SELECT received_at FROM acks WHERE event_id=? AND case_id=? AND acked_by=?", (event_id, case_id, by)
-            ).fetchone()
-        return AckRecord(event_id, case_id, by, row[0]), False
-
-    def ack_for(self, event_id: str) -> AckRecord | None:
-        """The latest ack of one event, or None when the centre has not acknowledged it."""
-        with self._lock:
-            if self._db is None:
-                return None
-            row = self._db.execute(
-                "SELECT event_id, case_id, acked_by, received_at FROM acks WHERE event_id=? ORDER BY id DESC LIMIT 1",
-                (event_id,),
-            ).fetchone()
-        return AckRecord(*row) if row else None
-
-    def acks(self, limit: int = 100, since: float | None = None) -> list[AckRecord]:
-        """Recent acks, newest first; `since` (epoch seconds) keeps only later ones."""
-        where, args = ("WHERE received_at >= ?", (since,)) if since is not None else ("", ())
-        with self._lock:
-            if self._db is None:
-                return []
-            rows = self._db.execute(
-                f"SELECT event_id, case_id, acked_by, received_at FROM acks {where} ORDER BY id DESC LIMIT ?",
-                (*args, limit),
-            ).fetchall()
-        return [AckRecord(*row) for row in rows]
-
     # ------------------------------------------------------------------ housekeeping
-
-    def _prune(self) -> None:
-        """Forget events and acks older than `history_days` (but never an event still queued)."""
-        cutoff = self._clock() - self.history_s
-        try:
-            with self._transaction(durable=False) as db:
-                db.execute(
-                    "DELETE FROM known_events WHERE last_at < ?"
-                    " AND event_id NOT IN (SELECT event_id FROM outbox)",
-                    (cutoff,),
-                )
-                db.execute("DELETE FROM acks WHERE received_at < ?", (cutoff,))
-        except sqlite3.Error as exc:
-            log.warning("outbox %s: could not prune old event history: %s", self.path, exc)
-        self._next_prune = self._clock() + 3600.0
 
     def _resync(self) -> None:
         """Re-read depth and size after a failed transaction so the in-memory counters stay true."""
@@ -891,41 +765,6 @@ class Outbox:
             ).fetchone()
         except sqlite3.Error:
             pass
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE … COMMIT, fsynced (FULL) unless `durable` is False (then NORMAL)."""
-
-    def __init__(self, db: sqlite3.Connection, durable: bool) -> None:
-        self._db = db
-        self._durable = durable
-
-    def __enter__(self) -> sqlite3.Connection:
-        if not self._durable:
-            self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("BEGIN IMMEDIATE")
-        return self._db
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        try:
-            if exc_type is None:
-                try:
-                    self._db.execute("COMMIT")
-                except sqlite3.Error:
-                    self._rollback()
-                    raise
-            else:
-                self._rollback()
-        finally:
-            if not self._durable:
-                self._db.execute("PRAGMA synchronous=FULL")
-
-    def _rollback(self) -> None:
-        if self._db.in_transaction:
-            try:
-                self._db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
 
 
 def _check_ids(event_id: object, seq: object) -> None:

@@ -1,13 +1,12 @@
 """Reactions: what the gateway itself does when an alert is raised, after it is safely queued.
 
-A reaction decides from the alert payload alone (pure) and acts through a callback the service
-gives it, so the delivery package never reaches back into cameras.
+A reaction decides from the alert payload alone (pure) and acts through the live view's narrow
+`PresetTurner` side, so the delivery package never reaches back into cameras.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Protocol
 
 from gateway.events import AlertMessage
@@ -19,16 +18,20 @@ class Reaction(Protocol):
     def __call__(self, message: AlertMessage) -> None: ...
 
 
-TurnCamera = Callable[[str, str], None]
-"""turn(camera_id, preset): move a PTZ camera to a preset (a patrol pauses until its next stop)."""
+class PresetTurner(Protocol):
+    """The live view's hand on PTZ cameras (gateway.runtime.live.LiveGateway)."""
+
+    def turn_to_preset(self, camera_id: str, preset: str) -> None:
+        """Move a PTZ camera to a preset; returns at once (a patrol pauses until its next stop)."""
+        ...
 
 
 class PtzLinkage:
     """A sensor alert that starts with `details.preset` (the sensor's `link.preset`) turns its
     first linked camera to that preset, so the duty officer sees where the sensor fired."""
 
-    def __init__(self, turn: TurnCamera) -> None:
-        self._turn = turn
+    def __init__(self, cameras: PresetTurner) -> None:
+        self.cameras = cameras
 
     @staticmethod
     def target(message: AlertMessage) -> tuple[str, str] | None:
@@ -45,4 +48,4 @@ class PtzLinkage:
     def __call__(self, message: AlertMessage) -> None:
         target = self.target(message)
         if target is not None:
-            self._turn(*target)
+            self.cameras.turn_to_preset(*target)

@@ -5,7 +5,8 @@ For each batch of alert messages (`route`), in this order:
 1. **Every output queues it durably** (`AlertSink.submit`: its own outbox, fsynced) before
    anything else happens. Outputs are independent: one that is down, slow or broken neither
    blocks nor loses another's alerts; each delivers from its own outbox on its own thread.
-2. **The history records it** for the web page. If the disk is full, the history gives way:
+2. **The case ledger notes the event as sent** (acks and case steps are accepted only for events
+   this gateway sent), and **the history records it** for the web page. If the disk is full, the history gives way:
    evidence pictures of old events are deleted to make room for alerts (`shed_pictures`), and
    alerts are recorded without pictures until the disk takes writes again.
 3. **Reactions run** (the PTZ linkage of sensors); a failing reaction is logged, never raised.
@@ -19,11 +20,8 @@ The router makes room by shedding pictures first, retries the held alerts every 
 `disk_full` in `health()` (so /healthz, the MQTT status and /metrics show it) and raises a
 `disk_full` alert that ends when the disk has taken writes again for a while.
 
-The case loop also passes through here: the page's acknowledgement (recorded in the ledger by
-the API, announced to the centre by every output that can: `announce_page_ack`), the centre's
-acks (`on_centre_ack`) and its case progress (`record_case`, stored in the history).
-The ledger, where acks and the ids of sent events are kept, is the MQTT output's outbox (the
-file `outbox.sqlite3`, as before outputs existed), or the first output's when there is no MQTT.
+Acknowledgements and case progress do not pass through here: they are the case ledger's
+(gateway/delivery/ledger.py), which the API and the MQTT output write to directly.
 """
 
 from __future__ import annotations
@@ -35,12 +33,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from gateway.delivery.cases import CaseUpdate
 from gateway.delivery.diskwatch import DiskFullWatch
 from gateway.delivery.history import EventHistory
-from gateway.delivery.outbox import AckRecord, Outbox, UnknownEventError
+from gateway.delivery.ledger import CaseLedger
+from gateway.delivery.outbox import Outbox
 from gateway.delivery.reactions import Reaction
 from gateway.delivery.sink import AlertSink
 from gateway.delivery.storage import LOW_SPACE_BYTES, free_bytes
@@ -63,15 +61,6 @@ class Output:
     outbox: Outbox
 
 
-@runtime_checkable
-class AckAnnouncer(Protocol):
-    """An output that tells the centre about acknowledgements made on the gateway's page (MQTT)."""
-
-    def announce_ack(self, ack: AckRecord, note: str | None, at: str) -> None:
-        """Queue the acknowledgement (`at`: its ISO-8601 time in the gateway's zone) for the centre."""
-        ...
-
-
 class AlertRouter:
     def __init__(
         self,
@@ -79,6 +68,7 @@ class AlertRouter:
         history: EventHistory,
         *,
         gateway_id: str,
+        ledger: CaseLedger | None = None,
         reactions: Sequence[Reaction] = (),
         disk_watch: DiskFullWatch | None = None,
         timezone: tzinfo | None = None,
@@ -89,12 +79,11 @@ class AlertRouter:
         self.outputs = list(outputs)
         self.history = history
         self.gateway_id = gateway_id
+        self.ledger = ledger
         self.reactions = list(reactions)
         self.disk_watch = disk_watch
         self.timezone = timezone
         self.data_dir = data_dir or history.data_dir
-        announcers = [out for out in self.outputs if isinstance(out.sink, AckAnnouncer)]
-        self.ledger = (announcers[0] if announcers else self.outputs[0]).outbox
         self._lock = threading.RLock()
         self._next_shed = 0.0
         self._logged: dict[str, float] = {}
@@ -123,6 +112,8 @@ class AlertRouter:
         for out in self.outputs:
             out.outbox.close()
         self.history.close()
+        if self.ledger is not None:
+            self.ledger.close()
 
     # ------------------------------------------------------------------ alerts
 
@@ -141,6 +132,8 @@ class AlertRouter:
                                    "affected", out.sink.name, len(payloads), type(exc).__name__, exc)
             if any(out.outbox.held() for out in self.outputs):
                 self._make_room()
+            if self.ledger is not None:
+                self.ledger.note_events(messages)
             self._record(messages)
         for message in messages:
             self._react(message)
@@ -226,45 +219,10 @@ class AlertRouter:
         """Alerts not yet delivered, summed over the outputs."""
         return sum(out.outbox.depth() for out in self.outputs)
 
-    # ------------------------------------------------------------------ the case loop
-
-    def announce_page_ack(self, ack: AckRecord, note: str | None) -> None:
-        """A duty officer acknowledged on the gateway's page (the API recorded it in the ledger):
-        every output that can tells the centre (MQTT `acks`: who, when, note)."""
-        at = self._iso(ack.received_at)
-        for sink in self.sinks:
-            if isinstance(sink, AckAnnouncer):
-                try:
-                    sink.announce_ack(ack, note, at)
-                except Exception as exc:  # noqa: BLE001 - the ack is recorded; telling is best effort
-                    log.error("output %s could not queue the page acknowledgement of event %s: %s",
-                              sink.name, ack.event_id, exc)
-
-    def on_centre_ack(self, record: AckRecord) -> None:
-        """The centre acknowledged an alert (recorded by the MQTT output): show it on the page."""
-        log.info("event %s acknowledged by %s (case %s)", record.event_id, record.by, record.case_id)
-        self.history.note_ack(record)
-
-    def record_case(self, update: CaseUpdate) -> None:
-        """The centre's case progress for an alert: stored in the history, shown on the page.
-
-        Raises UnknownEventError when the history does not have the event (never sent, forgotten,
-        or recorded before a restart that found the history unreadable).
-        """
-        record, new = self.history.record_case(update)
-        if record is None:
-            raise UnknownEventError(update.event_id)
-        if new:
-            log.info("event %s: case %s %s%s", update.event_id, update.case_id, update.status,
-                     f" by {update.by}" if update.by else "")
-
     # ------------------------------------------------------------------ helpers
 
     def _now(self) -> datetime:
         return datetime.now(self.timezone).astimezone(self.timezone)
-
-    def _iso(self, epoch: float) -> str:
-        return datetime.fromtimestamp(epoch, self.timezone).astimezone(self.timezone).isoformat(timespec="seconds")
 
     def _log_once(self, key: str, level: int, message: str, *args: Any) -> None:
         """Log a recurring failure once, then at most every REMIND_S (DEBUG in between)."""

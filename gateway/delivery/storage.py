@@ -18,7 +18,7 @@ import errno
 import os
 import sqlite3
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 SQLITE_FULL = 13
 LOW_SPACE_BYTES = 256 * 1024
@@ -88,3 +88,40 @@ def describe(exc: BaseException, path: Path) -> str:
         room = f"{free // 1024} kB free" if free is not None else "no room"
         return f"the disk is full ({room} on the file system of {path.parent})"
     return str(exc) or type(exc).__name__
+
+
+class Transaction:
+    """BEGIN IMMEDIATE … COMMIT on a connection `open_wal` made (isolation_level None), fsynced
+    (FULL) unless `durable` is False (then NORMAL for this transaction only: for changes whose
+    loss in a power cut costs nothing but a repeat, such as deleting delivered rows)."""
+
+    def __init__(self, db: sqlite3.Connection, durable: bool) -> None:
+        self._db = db
+        self._durable = durable
+
+    def __enter__(self) -> sqlite3.Connection:
+        if not self._durable:
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("BEGIN IMMEDIATE")
+        return self._db
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None:
+                try:
+                    self._db.execute("COMMIT")
+                except sqlite3.Error:
+                    self._rollback()
+                    raise
+            else:
+                self._rollback()
+        finally:
+            if not self._durable:
+                self._db.execute("PRAGMA synchronous=FULL")
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass

@@ -5,7 +5,7 @@ Knows nothing of video analytics or MQTT: analytics feed it readings, the publis
 the resulting `AlertMessage`s.
 """
 
-from gateway.events.lifecycle import AlertMessage, OpenEvent, UpdatePolicy
+from gateway.events.lifecycle import AlertMessage, AlertPath, OpenEvent, UpdatePolicy
 from gateway.events.payload import TITLES_ZH, AlertSource, AlertSubject, Reading, build_payload, title_zh
 from gateway.events.schema import alert_errors, alert_schema, validate_alert
 from gateway.events.snapshot import Evidence, Snapshot, take_snapshot
@@ -13,6 +13,7 @@ from gateway.events.snapshot import Evidence, Snapshot, take_snapshot
 __all__ = [
     "TITLES_ZH",
     "AlertMessage",
+    "AlertPath",
     "AlertSource",
     "AlertSubject",
     "Evidence",

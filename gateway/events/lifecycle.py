@@ -10,10 +10,10 @@ the start and on updates where the peak rose, and nowhere else, to keep MQTT mes
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.events.payload import AlertSource, AlertSubject, Reading, Stamp, build_payload
 from gateway.events.snapshot import Snapshot
@@ -40,6 +40,13 @@ class AlertMessage:
     @property
     def state(self) -> str:
         return self.payload["state"]
+
+
+class AlertPath(Protocol):
+    """Where raised alerts go, whoever raised them: the router (gateway.delivery.router) queues
+    them for every output first, then records them and runs the reactions. Never raises."""
+
+    def route(self, messages: Sequence[AlertMessage]) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -8,3 +8,6 @@ section (`gateway.outputs.registry.output`): a new output is its config section 
     webhook.py    the webhook output: one signed POST per alert message
     gb28181/      the GB/T 28181 output: the gateway as a device of the centre's video platform
 """
+
+# Each output module registers its builder with the registry when imported.
+from gateway.outputs import gb28181, mqtt, webhook  # noqa: E402, F401

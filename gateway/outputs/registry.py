@@ -1,5 +1,11 @@
 """The configured outputs (`GatewayConfig.delivery_outputs`) as sinks, each with its own outbox.
 
+Every output module registers how it is built from its configuration section (`@output`), so
+adding an output touches its own module and its config section only (plus the one line in
+`gateway/outputs/__init__.py` that imports it, and its member of the config's `Output` union).
+What an output may use of the running gateway is one `OutputContext`: its outbox, the live view
+(health, pictures, which cameras are up), camera control (PTZ) and the case ledger.
+
 Outbox files live in the data directory, one per output, named after the output so a reordered
 `outputs:` list never hands one output's queue to another:
 
@@ -12,69 +18,71 @@ Outbox files live in the data directory, one per output, named after the output 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
-from gateway.backoff import Backoff
 from gateway.config.models import GatewayConfig
-from gateway.config.outputs import Gb28181Output, MqttOutput, Output, WebhookOutput
-from gateway.delivery.durable import DurableSink
+from gateway.config.outputs import MqttOutput, Output
+from gateway.delivery.ledger import AckAnnouncer, CaseLedger
 from gateway.delivery.outbox import DB_NAME, MiB, Outbox
 from gateway.delivery.router import Output as RoutedOutput
 from gateway.delivery.sink import AlertSink
-from gateway.outputs.gb28181 import Gb28181Transport
-from gateway.outputs.mqtt.sink import AckListener, CaseListener, HealthProvider, MqttSink, SnapshotProvider
-from gateway.outputs.webhook import WebhookTransport, omit_snapshot
+from gateway.status import CameraControl, GatewayView
 
 
 class OutputError(ValueError):
     """An output that cannot be built from its settings (the message names it)."""
 
 
-def outbox_path(data_dir: Path, output: Output) -> Path:
-    if isinstance(output, MqttOutput):
+@dataclass(frozen=True)
+class OutputContext:
+    """What an output is given of the running gateway when it is built."""
+
+    config: GatewayConfig
+    outbox: Outbox
+    view: GatewayView | None = None
+    control: CameraControl | None = None
+    ledger: CaseLedger | None = None
+
+
+S = TypeVar("S")
+Builder = Callable[[Any, OutputContext], AlertSink]
+_BUILDERS: dict[type, Builder] = {}
+
+
+def output(settings_type: type[S]) -> Callable[[Callable[[S, OutputContext], AlertSink]], Builder]:
+    """Register the builder of the output configured by `settings_type` (its config section)."""
+
+    def register(build: Callable[[S, OutputContext], AlertSink]) -> Builder:
+        _BUILDERS[settings_type] = build
+        return build
+
+    return register
+
+
+def outbox_path(data_dir: Path, settings: Output) -> Path:
+    if isinstance(settings, MqttOutput):
         return data_dir / DB_NAME
-    return data_dir / f"outbox-{output.type}-{output.id}.sqlite3"
+    return data_dir / f"outbox-{settings.type}-{settings.id}.sqlite3"
 
 
-def build_outputs(
-    config: GatewayConfig,
-    *,
-    health_provider: HealthProvider | None = None,
-    snapshot_provider: SnapshotProvider | None = None,
-    camera_known: Callable[[str], bool] | None = None,
-    camera_online: Callable[[str], bool] | None = None,
-    on_ack: AckListener | None = None,
-    on_case: CaseListener | None = None,
-) -> list[RoutedOutput]:
-    """One sink and outbox per configured output, in order; nothing is started yet.
-
-    The callbacks go to the MQTT output: the heartbeat's health, remote-look pictures (and which
-    camera ids exist), and the centre's acks and case progress; `camera_online` to GB/T 28181
-    outputs (the catalogue's channel status).
-    """
+def build_outputs(config: GatewayConfig, *, view: GatewayView | None = None, control: CameraControl | None = None,
+                  ledger: CaseLedger | None = None) -> list[RoutedOutput]:
+    """One sink and outbox per configured output, in order; nothing is started yet. Outputs that
+    tell the centre about page acknowledgements (MQTT) are announced to the ledger."""
     storage, gateway = config.storage, config.gateway
     built: list[RoutedOutput] = []
-    for output in config.delivery_outputs:
-        cap_mb = getattr(output, "outbox_max_mb", None) or storage.outbox_max_mb
-        outbox = Outbox(outbox_path(gateway.data_dir, output), int(cap_mb * MiB),
+    for settings in config.delivery_outputs:
+        build = _BUILDERS.get(type(settings))
+        if build is None:
+            raise OutputError(f"no output is registered for {type(settings).__name__} (type {settings.type!r}): "
+                              "is its module imported in gateway/outputs/__init__.py?")
+        cap_mb = getattr(settings, "outbox_max_mb", None) or storage.outbox_max_mb
+        outbox = Outbox(outbox_path(gateway.data_dir, settings), int(cap_mb * MiB),
                         hold_max_bytes=int(storage.hold_max_mb * MiB))
-        sink: AlertSink
-        if isinstance(output, MqttOutput):
-            sink = MqttSink(output, gateway.id, outbox, health_provider=health_provider,
-                            snapshot_provider=snapshot_provider, camera_known=camera_known, on_ack=on_ack,
-                            on_case=on_case)
-        elif isinstance(output, WebhookOutput):
-            sink = DurableSink(
-                output.sink_name, outbox, WebhookTransport(output, gateway.id),
-                backoff=Backoff(output.retry_min_s, max(output.retry_min_s, output.retry_max_s)),
-                timeout_s=output.timeout_s, prepare=omit_snapshot if output.snapshots == "omit" else None,
-            )
-        elif isinstance(output, Gb28181Output):
-            transport = Gb28181Transport(output, cameras=config.cameras, timezone=gateway.timezone,
-                                         gateway_name=gateway.name, camera_online=camera_online)
-            sink = DurableSink(output.sink_name, outbox, transport,
-                               backoff=Backoff(1.0, max(1.0, output.retry_max_s)), timeout_s=output.answer_timeout_s)
-        else:  # pragma: no cover - the config union has no other member
-            raise OutputError(f"unknown output type {type(output).__name__}")
+        sink = build(settings, OutputContext(config, outbox, view, control, ledger))
+        if ledger is not None and isinstance(sink, AckAnnouncer):
+            ledger.add_announcer(sink)
         built.append(RoutedOutput(sink, outbox))
     return built

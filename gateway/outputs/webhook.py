@@ -44,9 +44,12 @@ from typing import Any
 import httpx
 
 from gateway import __version__
+from gateway.backoff import Backoff
 from gateway.config.outputs import WebhookOutput
+from gateway.delivery.durable import DurableSink
 from gateway.delivery.outbox import encode_payload
-from gateway.delivery.sink import DeliveryFailed
+from gateway.delivery.sink import AlertSink, DeliveryFailed
+from gateway.outputs.registry import OutputContext, output
 from gateway.redaction import redact
 
 MAX_REASON_CHARS = 200
@@ -141,3 +144,13 @@ def _excerpt(response: httpx.Response) -> str:
     except Exception:  # noqa: BLE001 - an undecodable body just goes unquoted
         return ""
     return f": {redact(text)[:MAX_REASON_CHARS]}" if text else ""
+
+
+@output(WebhookOutput)
+def build_webhook(settings: WebhookOutput, context: OutputContext) -> AlertSink:
+    """A webhook output: the durable one-at-a-time sink around this transport."""
+    return DurableSink(
+        settings.sink_name, context.outbox, WebhookTransport(settings, context.config.gateway.id),
+        backoff=Backoff(settings.retry_min_s, max(settings.retry_min_s, settings.retry_max_s)),
+        timeout_s=settings.timeout_s, prepare=omit_snapshot if settings.snapshots == "omit" else None,
+    )

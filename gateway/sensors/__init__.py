@@ -6,13 +6,13 @@ heartbeat) → `SensorAlerts` (lifecycle messages carrying the linked cameras' e
 `SensorHub` holds one of each per configured sensor and is what the service wires in.
 """
 
-from gateway.sensors.alerts import EvidenceSource, LinkedEvidence, SensorAlerts
+from gateway.sensors.alerts import LinkedCameras, LinkedEvidence, SensorAlerts
 from gateway.sensors.hub import SensorHub
 from gateway.sensors.mapping import SensorPayloadError, SensorReading, parse_payload, resolved_mapping
 from gateway.sensors.state import SensorChange, SensorState
 
 __all__ = [
-    "EvidenceSource",
+    "LinkedCameras",
     "LinkedEvidence",
     "SensorAlerts",
     "SensorChange",

@@ -8,16 +8,16 @@ long after the trigger with fresh pictures from every linked camera (by then a P
 reached its preset). Silence past `heartbeat_s` is its own `sensor` alert (`details.kind:
 offline`), ended when the sensor is heard again.
 
-Pure: the service supplies the evidence callback and the clock; see `SensorAlerts.handle`.
+Pure: the live view supplies the evidence and the caller the clock; see `SensorAlerts.handle`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.config.models import Camera, GatewaySection, Sensor
 from gateway.events import AlertMessage, AlertSource, AlertSubject, Snapshot
@@ -41,17 +41,22 @@ class LinkedEvidence:
     snapshot: Snapshot | None = None
 
 
-EvidenceSource = Callable[[list[str], float], list[LinkedEvidence]]
-"""`evidence(camera_ids, before_s)`: per camera, the analysed frame from `before_s` seconds ago
-(0: the latest), as the service holds them (missing cameras left out)."""
+class LinkedCameras(Protocol):
+    """The running cameras' evidence (the live view, gateway.runtime.live.LiveGateway)."""
+
+    def linked_evidence(self, camera_ids: list[str], before_s: float = 0.0) -> list[LinkedEvidence]:
+        """Per camera, the analysed frame from `before_s` seconds ago (0: the latest) and its
+        count; cameras that are not running are left out. No network I/O."""
+        ...
 
 
 class SensorAlerts:
     def __init__(self, sensor: Sensor, gateway: GatewaySection, cameras: Sequence[Camera],
-                 evidence: EvidenceSource):
-        """`cameras`: the configured cameras (only the sensor's linked ones are used)."""
+                 live: LinkedCameras):
+        """`cameras`: the configured cameras (only the sensor's linked ones are used); `live`:
+        where their pictures come from."""
         self.sensor = sensor
-        self.evidence = evidence
+        self.live = live
         by_id = {camera.id: camera for camera in cameras}
         self._watch = AlertWatch(_source(sensor, gateway, [by_id[c] for c in sensor.link.cameras if c in by_id]))
         self.trigger = AlertSubject(type="sensor", severity=sensor.alert_severity, place=sensor.label,
@@ -127,7 +132,7 @@ class SensorAlerts:
         if not cameras:
             return []
         try:
-            found = {item.camera_id: item for item in self.evidence(cameras, before_s)}
+            found = {item.camera_id: item for item in self.live.linked_evidence(cameras, before_s)}
         except Exception:
             log.exception("sensor %s: linked-camera evidence failed; alerting without pictures", self.sensor.label)
             found = {}

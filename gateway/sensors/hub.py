@@ -17,12 +17,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.config.models import GatewayConfig, Sensor
-from gateway.events import AlertMessage
-from gateway.sensors.alerts import EvidenceSource, SensorAlerts
+from gateway.events import AlertPath
+from gateway.sensors.alerts import LinkedCameras, SensorAlerts
 from gateway.sensors.mapping import SensorPayloadError, SensorReading, parse_payload
 from gateway.sensors.state import SensorChange, SensorState
-
-Emit = Callable[[AlertMessage], None]
 
 
 class _Unit:
@@ -32,18 +30,19 @@ class _Unit:
 
 
 class SensorHub:
-    def __init__(self, config: GatewayConfig, evidence: EvidenceSource, emit: Emit,
+    def __init__(self, config: GatewayConfig, cameras: LinkedCameras, alerts: AlertPath,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], datetime] | None = None):
-        """`emit(message)`: put the alert in the outbox (must be thread-safe; called from broker
-        threads and the tick). `clock`: monotonic seconds; `wall`: aware now (gateway time zone)."""
+        """`cameras`: the linked cameras' evidence (the live view). `alerts`: where the alerts go
+        (must be thread-safe; called from broker threads and the tick). `clock`: monotonic
+        seconds; `wall`: aware now (gateway time zone)."""
         zone = ZoneInfo(config.gateway.timezone)
         self.clock = clock
         self.wall = wall or (lambda: datetime.now(zone))
-        self.emit = emit
+        self.alerts = alerts
         t, now = self.clock(), self.wall()
         self.units = {
             sensor.id: _Unit(sensor, SensorState(sensor, zone, t, now),
-                             SensorAlerts(sensor, config.gateway, config.cameras, evidence))
+                             SensorAlerts(sensor, config.gateway, config.cameras, cameras))
             for sensor in config.sensors
         }
 
@@ -85,8 +84,7 @@ class SensorHub:
         for unit in self.units.values():
             with unit.lock:
                 t, now = self.clock(), self.wall()
-                for message in unit.alerts.close_all(t, now):
-                    self.emit(message)
+                self.alerts.route(unit.alerts.close_all(t, now))
 
     def health(self) -> dict[str, dict[str, Any]]:
         t = self.clock()
@@ -101,5 +99,4 @@ class SensorHub:
         return {sensor_id: health["state"] == "active" for sensor_id, health in self.health().items()}
 
     def _emit(self, unit: _Unit, changes: list[SensorChange], t: float, now: datetime) -> None:
-        for message in unit.alerts.handle(changes, t, now):
-            self.emit(message)
+        self.alerts.route(unit.alerts.handle(changes, t, now))

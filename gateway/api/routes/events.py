@@ -16,7 +16,7 @@ from gateway.api.schemas import AckIn, AckOut, AckResult, EventDetail, EventOut,
 from gateway.api.stream import SSE_MAX_CLIENTS, EventStreamResponse, event_stream
 from gateway.config.models import IDENT_PATTERN
 from gateway.delivery.history import EVENT_ID_RE
-from gateway.delivery.outbox import OutboxError, UnknownEventError
+from gateway.delivery.ledger import LedgerError, UnknownEventError
 from gateway.events.types import ALERT_TYPE_NAMES
 
 log = logging.getLogger("gateway.api")
@@ -47,7 +47,7 @@ def list_events(
         raise HTTPException(422, "since is out of range") from None
     page = ctx.history.list(camera=camera, type=type, state=state, since=since_epoch, acked=acked,
                             limit=limit, offset=offset)
-    return EventPageOut(items=[ctx.event_out(r) for r in page.items], total=page.total, limit=page.limit,
+    return EventPageOut(items=ctx.events_out(page.items), total=page.total, limit=page.limit,
                         offset=page.offset, rev=page.rev)
 
 
@@ -102,32 +102,25 @@ def event_snapshot(
 
 
 @router.post("/api/events/{event_id}/ack", response_model=AckResult,
-             summary="Acknowledge an event (recorded with the centre's acks in the outbox; the centre is "
-                     "told on MQTT `acks`)",
+             summary="Acknowledge an event (recorded in the case ledger with the centre's acks; the centre "
+                     "is told on MQTT `acks`)",
              responses={400: {"model": Problem, "description": "The body is not JSON text."},
                         404: {"model": Problem}, 409: {"model": Problem},
                         503: {"model": Problem, "description": "The data disk cannot take the ack (full)."}})
 def acknowledge(event_id: EventIdParam, body: AckIn, ctx: Context) -> AckResult:
-    record = ctx.history.get(event_id)
-    if record is None and not ctx.acks.is_known_event(event_id):
+    if ctx.history.get(event_id) is None and not ctx.ledger.is_known(event_id):
         raise HTTPException(404, f"no event {event_id}")
     try:
-        ack, new = ctx.acks.record_ack(event_id, body.case_id or "", body.by)
+        ack, new = ctx.ledger.acknowledge_on_page(event_id, body.by, body.case_id, body.note)
     except UnknownEventError:
-        raise HTTPException(409, f"event {event_id} is too old to acknowledge (the outbox forgot it)") from None
-    except OutboxError as exc:
+        raise HTTPException(409, f"event {event_id} is too old to acknowledge (the ledger forgot it)") from None
+    except LedgerError as exc:
         log.error("event %s: the page's acknowledgement by %s could not be recorded: %s", event_id, body.by, exc)
         raise HTTPException(503, "the acknowledgement could not be stored (is the data disk full?); try again "
                                  "in a moment") from None
-    updated = ctx.history.note_ack(ack, body.note) if new or body.note else ctx.history.get(event_id)
-    if new:
-        log.info("event %s acknowledged on the web page by %s%s", event_id, body.by,
-                 f" as case {body.case_id}" if body.case_id else "")
-        if ctx.delivery is not None:
-            ctx.delivery.announce_page_ack(ack, body.note)
-    note = body.note if body.note else (updated.ack.note if updated and updated.ack else None)
+    updated = ctx.history.get(event_id)
     return AckResult(
         event_id=event_id, new=new,
-        ack=AckOut(by=ack.by, case_id=ack.case_id, at=ctx.fmt_time(ack.received_at), note=note),
+        ack=AckOut(by=ack.by, case_id=ack.case_id, at=ctx.fmt_time(ack.received_at), note=ack.note),
         event=ctx.event_out(updated) if updated else None,
     )

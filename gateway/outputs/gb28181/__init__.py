@@ -6,6 +6,21 @@ Modules, pure first: `sip` (messages, framing), `digest` (REGISTER authenticatio
 `transport`, the sockets and the thread (`Gb28181Transport`, a delivery `Transport`).
 """
 
+from gateway.backoff import Backoff
+from gateway.config.gb28181 import Gb28181Output
+from gateway.delivery.durable import DurableSink
+from gateway.delivery.sink import AlertSink
 from gateway.outputs.gb28181.transport import Gb28181Transport
+from gateway.outputs.registry import OutputContext, output
 
-__all__ = ["Gb28181Transport"]
+__all__ = ["Gb28181Transport", "build_gb28181"]
+
+
+@output(Gb28181Output)
+def build_gb28181(settings: Gb28181Output, context: OutputContext) -> AlertSink:
+    """A GB/T 28181 output: the durable one-at-a-time sink around the registered device."""
+    gateway, view = context.config.gateway, context.view
+    transport = Gb28181Transport(settings, cameras=context.config.cameras, timezone=gateway.timezone,
+                                 gateway_name=gateway.name, camera_online=view.camera_online if view else None)
+    return DurableSink(settings.sink_name, context.outbox, transport,
+                       backoff=Backoff(1.0, max(1.0, settings.retry_max_s)), timeout_s=settings.answer_timeout_s)

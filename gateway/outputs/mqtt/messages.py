@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.delivery.cases import CASE_STATUSES, CaseUpdate
+from gateway.delivery.ledger import CASE_STATUSES, CaseUpdate
 from gateway.jsonpayload import PayloadError, json_object
 from gateway.outputs.mqtt.topics import LEVEL
 

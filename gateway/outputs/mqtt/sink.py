@@ -3,8 +3,9 @@ gateway's presence there, and is the centre's way back in (acks, case progress, 
 
 One file because it is one class whose thread owns the paho client: delivery, presence and the
 centre's messages are handled on that thread and share its in-flight map and connection state
-without locks (only snapshot rendering has a helper thread; topics and message parsing are
-already topics.py and messages.py).
+without locks (only snapshot rendering has a helper thread). What the centre's messages mean is
+inbound.py (pure handlers), their parsing messages.py, the topic tree topics.py, and the words
+the connection logs connection.py.
 
 One thread owns the paho client and runs its network loop itself (paho's external-loop API:
 `socket()`, `loop_read()`, `loop_write()`, `loop_misc()` around our own `select`). Every paho
@@ -25,11 +26,10 @@ Session: MQTT 5 with `clean_start=False` and a session expiry, or 3.1.1 with `cl
 so the broker keeps our `ack`, `cases` and `cmd/snapshot` subscriptions and queues what the centre
 sent while the gateway was away.
 
-The case loop: the centre's acks (`ack`) are recorded in the outbox's ack table; its case progress
-(`cases`) goes to `on_case` (the router stores it in the history). Malformed messages, and messages
-about events this gateway never sent, are logged in one line, counted and ignored. A duty
-officer's acknowledgement on the gateway's page is queued here like an alert (`announce_ack`) and
-published on `acks`, so it survives a broker outage and a restart. In `protocol: auto` a broker that
+The case loop: the centre's acks (`ack`) and case progress (`cases`) go to the case ledger
+(gateway.delivery.ledger) through `CentreInbound`. A duty officer's acknowledgement on the
+gateway's page is queued here like an alert (`announce_ack`, called by the ledger) and published
+on `acks`, so it survives a broker outage and a restart. In `protocol: auto` a broker that
 answers "unsupported protocol version" makes the publisher fall back to 3.1.1 for the rest of the run
 (logged once).
 
@@ -53,8 +53,7 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -65,50 +64,21 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.backoff import Backoff
 from gateway.config.models import MqttSection
-from gateway.delivery.cases import CaseUpdate
-from gateway.delivery.history import HistoryError
 from gateway.delivery.latency import LatencyWindow
-from gateway.delivery.outbox import AckRecord, NewMessage, Outbox, OutboxError, OutboxMessage, UnknownEventError
-from gateway.logs import LogLimiter
-from gateway.outputs.mqtt.messages import (
-    InvalidMessage,
-    InvalidRequestWithReply,
-    RateLimiter,
-    SnapshotLimits,
-    SnapshotRequest,
-    error_reply,
-    iso_now,
-    page_ack_notice,
-    parse_ack,
-    parse_case,
-    parse_snapshot_request,
-    snapshot_reply,
-)
-from gateway.outputs.mqtt.topics import Topics, reply_topic_problem
+from gateway.delivery.ledger import AckRecord
+from gateway.delivery.outbox import NewMessage, Outbox, OutboxMessage
+from gateway.outputs.mqtt import connection
+from gateway.outputs.mqtt.inbound import CaseLoop, CentreInbound, Reply, TakeSnapshot
+from gateway.outputs.mqtt.messages import SnapshotLimits, SnapshotRequest, iso_now, page_ack_notice
+from gateway.outputs.mqtt.presence import CameraStates, offline_status, online_status
+from gateway.outputs.mqtt.topics import Topics
+from gateway.outputs.mqtt.window import InflightWindow
+from gateway.status import GatewayView
 
 log = logging.getLogger(__name__)
 
-UNSUPPORTED_PROTOCOL = 0x84
-REJECTED_RETRY_S = 60.0
 REMIND_S = 300.0
-STATUS_RESERVE = 2
-"""In-flight slots kept free of alerts so status, camera state and replies never wait behind them."""
-MAX_SNAPSHOT_BYTES = 4 * 1024 * 1024
 MAX_INBOUND = 1000
-
-HealthProvider = Callable[[], dict[str, Any]]
-SnapshotProvider = Callable[[str], "bytes | None"]
-AckListener = Callable[[AckRecord], None]
-CaseListener = Callable[[CaseUpdate], None]
-"""Stores a case step; raises UnknownEventError for an event the gateway does not know."""
-
-
-@dataclass
-class _Inflight:
-    row_id: int
-    event_id: str
-    seq: int
-    created_at: float
 
 
 class MqttSink:
@@ -123,11 +93,8 @@ class MqttSink:
         gateway_id: str,
         outbox: Outbox,
         *,
-        health_provider: HealthProvider | None = None,
-        snapshot_provider: SnapshotProvider | None = None,
-        camera_known: Callable[[str], bool] | None = None,
-        on_ack: AckListener | None = None,
-        on_case: CaseListener | None = None,
+        view: GatewayView | None = None,
+        ledger: CaseLoop | None = None,
         window: int = 32,
         backoff: Backoff | None = None,
         snapshot_limits: SnapshotLimits | None = None,
@@ -143,19 +110,11 @@ class MqttSink:
         self.client_id = settings.client_id or f"gw-{gateway_id}"
         self.broker = f"{settings.host}:{settings.port}"
         self.outbox = outbox
-        self._health_provider = health_provider
-        self._snapshot_provider = snapshot_provider
-        self._camera_known = camera_known
-        self._log_limiter = LogLimiter()
-        self._on_ack = on_ack
-        self._on_case = on_case
-        self._window = max(1, window)
+        self.view = view
+        """The live gateway: the heartbeat's health, remote-look pictures, which cameras exist."""
+        self.inbound = CentreInbound(self.topics, ledger, view.has_camera if view else lambda _camera: False,
+                                     snapshot_limits=snapshot_limits, extra_reply_prefixes=extra_reply_prefixes)
         self._backoff = backoff or Backoff()
-        self._limiter = RateLimiter(snapshot_limits or SnapshotLimits())
-        for prefix in extra_reply_prefixes:
-            if not prefix.endswith("/") or any(ch in prefix for ch in "#+") or prefix.startswith("$"):
-                raise ValueError(f"reply prefix {prefix!r} must end with '/' and contain no wildcards")
-        self._reply_prefixes = (self.topics.replies, *extra_reply_prefixes)
         self._poll_s = poll_s
         self._connect_timeout_s = connect_timeout_s
         self._session_expiry_s = session_expiry_s
@@ -178,13 +137,7 @@ class MqttSink:
         self._retry_at = 0.0
         self._events: list[tuple[Any, str, tuple]] = []
         self._inbound: deque[mqtt.MQTTMessage] = deque()
-        self._inflight: dict[int, _Inflight] = {}
-        self._cursor = 0
-        self._generation = outbox.generation
-        self._window_now = self._window
-        self._budget = self._window + STATUS_RESERVE
-        self._other_inflight: set[int] = set()
-        self._rejected: dict[int, float] = {}
+        self._window = InflightWindow(window, outbox.generation)
         self._next_heartbeat = 0.0
         self._failure_key: str | None = None
         self._failure_logged_at = 0.0
@@ -193,15 +146,12 @@ class MqttSink:
 
         # Shared with other threads (guarded by _lock).
         self._lock = threading.Lock()
-        self._camera_states: dict[str, dict[str, Any]] = {}
-        self._dirty_cameras: set[str] = set()
+        self._cameras = CameraStates()
         self._replies: deque[tuple[str, bytes]] = deque(maxlen=16)
         self._snap_jobs: queue.Queue[SnapshotRequest | None] = queue.Queue(maxsize=2)
         self._latency = LatencyWindow()
         self._stats = {
-            "published": 0, "resent": 0, "rejected": 0, "reconnects": 0, "connect_failures": 0,
-            "acks_recorded": 0, "acks_ignored": 0, "cases_recorded": 0, "cases_ignored": 0,
-            "snapshot_requests": 0, "snapshot_replies": 0, "snapshot_refused": 0, "inbound_dropped": 0,
+            "published": 0, "resent": 0, "rejected": 0, "reconnects": 0, "connect_failures": 0, "inbound_dropped": 0,
         }
         self._last_error: str | None = None
         self._protocol_name: str | None = None
@@ -275,9 +225,7 @@ class MqttSink:
     def set_camera_state(self, camera_id: str, state: dict[str, Any]) -> None:
         """Publish (retained) the state of one camera now, and again after every reconnect."""
         self.topics.camera_state(camera_id)  # rejects ids that cannot be a topic level
-        with self._lock:
-            self._camera_states[camera_id] = {"camera_id": camera_id, **state}
-            self._dirty_cameras.add(camera_id)
+        self._cameras.set(camera_id, state)
         self.notify()
 
     @property
@@ -299,7 +247,7 @@ class MqttSink:
     def health(self) -> dict[str, Any]:
         """Publisher health for the API, the heartbeat and the logs."""
         with self._lock:
-            stats = dict(self._stats)
+            stats = {**self._stats, **self.inbound.counts}
             latency = self._latency.summary()
         outbox = self.outbox.stats()
         return {
@@ -315,9 +263,10 @@ class MqttSink:
             "client_id": self.client_id,
             "outbox_depth": outbox.depth,
             "outbox_bytes": outbox.bytes,
+            "outbox_max_bytes": outbox.max_bytes,
             "oldest_undelivered_age_s": None if outbox.oldest_age_s is None else round(outbox.oldest_age_s, 1),
             "evictions": outbox.evictions,
-            "inflight": len(self._inflight),
+            "inflight": len(self._window),
             "last_error": self._last_error,
             "connected_since": iso_now(self._connected_at) if self._connected_at else None,
             "publish_latency": latency,
@@ -358,7 +307,7 @@ class MqttSink:
             deadlines.append(self._connack_deadline)
         else:
             deadlines.append(self._next_heartbeat)
-            deadlines.extend(self._rejected.values())
+            deadlines.extend(self._window.retry_times())
         return max(0.0, min(deadlines) - now)
 
     def _service_io(self, timeout: float) -> None:
@@ -406,14 +355,14 @@ class MqttSink:
             reconnect_on_failure=False,
         )
         client.connect_timeout = self._connect_timeout_s
-        client.max_inflight_messages_set(self._window + STATUS_RESERVE)
+        client.max_inflight_messages_set(self._window.paho_limit)
         if self.settings.username:
             password = self.settings.password.get_secret_value() if self.settings.password else None
             client.username_pw_set(self.settings.username, password)
         if self.settings.tls is not None:
-            client.tls_set_context(self._tls_context())
+            client.tls_set_context(connection.tls_context(self.settings))
             client.tls_insecure_set(self.settings.tls.insecure)
-        client.will_set(self.topics.status, self._offline_payload("connection lost"), qos=1, retain=True)
+        client.will_set(self.topics.status, offline_status(self.gateway_id, "connection lost"), qos=1, retain=True)
         client.on_connect = lambda c, _u, flags, rc, props: self._events.append((c, "connack", (flags, rc, props)))
         client.on_disconnect = lambda c, _u, flags, rc, props: self._events.append((c, "disconnect", (flags, rc)))
         client.on_publish = lambda c, _u, mid, rc, props: self._events.append((c, "puback", (mid, rc)))
@@ -421,21 +370,12 @@ class MqttSink:
         client.on_message = self._on_message
         return client
 
-    def _tls_context(self) -> ssl.SSLContext:
-        tls = self.settings.tls
-        assert tls is not None
-        context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
-        if tls.cert_file:
-            context.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
-        return context
-
     def _connect(self) -> None:
         self._state = "connecting"
         try:
             client = self._make_client()
         except (OSError, ssl.SSLError) as exc:
-            tls = self.settings.tls
-            files = f"ca_file={tls.ca_file}, cert_file={tls.cert_file}, key_file={tls.key_file}" if tls else ""
+            files = connection.tls_files(self.settings)
             self._connection_failed(f"cannot load the TLS files ({files}): {exc}", f"tls-files:{exc}")
             return
         try:
@@ -447,7 +387,7 @@ class MqttSink:
             else:
                 client.connect(self.settings.host, self.settings.port, self.settings.keepalive_s)
         except ssl.SSLCertVerificationError as exc:
-            self._connection_failed(self._tls_problem(exc), f"tls-verify:{exc.verify_message}")
+            self._connection_failed(connection.tls_problem(self.settings, exc), f"tls-verify:{exc.verify_message}")
             return
         except ssl.SSLError as exc:
             self._connection_failed(f"TLS handshake failed: {exc.reason or exc}", f"tls:{exc.reason}")
@@ -458,17 +398,6 @@ class MqttSink:
             return
         self._client = client
         self._connack_deadline = time.monotonic() + self._connect_timeout_s
-
-    def _tls_problem(self, exc: ssl.SSLCertVerificationError) -> str:
-        tls = self.settings.tls
-        ca = tls.ca_file if tls and tls.ca_file else "the system CA store"
-        if exc.verify_code in (18, 19, 20, 21):  # self-signed / unknown issuer
-            return (f"TLS certificate of the broker is not signed by the CA in {ca} (mqtt.tls.ca_file): "
-                    f"{exc.verify_message}")
-        if "hostname" in str(exc).lower() or exc.verify_code == 62:
-            return (f"TLS certificate of the broker does not match the host name {self.settings.host!r} "
-                    f"(CA {ca}): {exc.verify_message}")
-        return f"TLS certificate of the broker rejected (CA {ca}): {exc.verify_message or exc}"
 
     def _connection_failed(self, reason: str, key: str) -> None:
         """Log (once per distinct failure, reminded every REMIND_S), drop the client, schedule a retry."""
@@ -482,7 +411,7 @@ class MqttSink:
             self._down_since = now
         if key != self._failure_key or now - self._failure_logged_at >= REMIND_S:
             down = now - self._down_since
-            since = f" (down for {_duration(down)})" if down >= 1 else ""
+            since = f" (down for {connection.duration(down)})" if down >= 1 else ""
             log.warning("MQTT broker %s: %s%s; retrying in %.1f s; %d alerts queued",
                         self.broker, reason, since, delay, self.outbox.depth())
             self._failure_key, self._failure_logged_at = key, now
@@ -498,15 +427,13 @@ class MqttSink:
                     sock.close()
                 except OSError:
                     pass
+        lost = self._window.lost()
         if self._state == "connected":
             with self._lock:
-                self._stats["resent"] += len(self._inflight)
+                self._stats["resent"] += lost
         self._state = "disconnected"
         self._connected_evt.clear()
         self._connected_at = None
-        self._inflight.clear()
-        self._other_inflight.clear()
-        self._cursor = 0
         self._last_error = reason
 
     # ================================================================== paho events
@@ -539,17 +466,16 @@ class MqttSink:
         self._protocol_name = "5" if self._v5 else "3.1.1"
         self._session_present = bool(getattr(flags, "session_present", False))
         receive_max = getattr(props, "ReceiveMaximum", None) if props is not None else None
-        self._budget = max(STATUS_RESERVE + 1, min(self._window + STATUS_RESERVE, receive_max or 65535))
-        self._window_now = self._budget - STATUS_RESERVE
-        self._other_inflight.clear()
+        self._window.connected(receive_max)
         assert self._client is not None  # only the current client's CONNACK is handled
         self._client.subscribe([(topic, 1) for topic in self._subscriptions])
         self._next_heartbeat = 0.0
+        self._cameras.resend_all()
         with self._lock:
-            self._dirty_cameras.update(self._camera_states)
             if self._stats["connect_failures"] or self._down_since is not None:
                 self._stats["reconnects"] += 1
-        outage = f" after {_duration(time.monotonic() - self._down_since)} offline" if self._down_since else ""
+        outage = (f" after {connection.duration(time.monotonic() - self._down_since)} offline"
+                  if self._down_since else "")
         log.info("connected to MQTT broker %s as %s (MQTT %s, %s)%s; %d queued alerts to deliver",
                  self.broker, self.client_id, self._protocol_name,
                  "session resumed" if self._session_present else "new session", outage, self.outbox.depth())
@@ -559,37 +485,22 @@ class MqttSink:
         self._connected_evt.set()
 
     def _on_refused(self, reason: ReasonCode) -> None:
-        if reason.value == UNSUPPORTED_PROTOCOL and self._v5 and self.settings.protocol == "auto":
+        if reason.value == connection.UNSUPPORTED_PROTOCOL and self._v5 and self.settings.protocol == "auto":
             log.warning("MQTT broker %s does not support MQTT 5; falling back to MQTT 3.1.1 for this run "
                         "(no session expiry, no PUBACK reason codes)", self.broker)
             self._v5 = False
             self._drop_client("broker does not support MQTT 5")
             self._retry_at = time.monotonic()
             return
-        hint = ""
-        if reason.value in (0x86, 0x87, 4, 5):
-            user = self.settings.username
-            hint = f" (user {user!r}); check mqtt.username and mqtt.password" if user else \
-                "; the broker wants credentials: set mqtt.username and mqtt.password"
-        elif reason.value == 0x85:
-            hint = f" (client id {self.client_id!r}); check mqtt.client_id"
-        self._connection_failed(f"refused the connection: {reason}{hint}", f"refused:{reason.value}")
+        self._connection_failed(connection.refusal(self.settings, self.client_id, reason), f"refused:{reason.value}")
 
     def _on_disconnect(self, flags: Any, reason_code: ReasonCode) -> None:
-        reason = str(reason_code)
-        if not getattr(flags, "is_disconnect_packet_from_server", False) and reason == "Unspecified error":
-            reason = "connection closed: broker stopped or network lost"
-        elif getattr(flags, "is_disconnect_packet_from_server", False):
-            reason = f"broker sent DISCONNECT: {reason}"
+        reason = connection.disconnect_reason(flags, reason_code)
         if self._state != "connected":
             if self._client is not None:  # closed before CONNACK (e.g. refused, or a v3 broker hanging up)
-                tls = self.settings.tls
-                hint = ("; if the broker requires a client certificate, set mqtt.tls.cert_file and key_file"
-                        if tls is not None and tls.cert_file is None else "")
-                self._connection_failed(f"closed the connection before accepting it ({reason}){hint}",
-                                        f"closed:{reason}")
+                self._connection_failed(connection.closed_before_accepting(self.settings, reason), f"closed:{reason}")
             return
-        inflight = len(self._inflight)
+        inflight = len(self._window)
         self._drop_client(f"connection lost: {reason}")
         delay = self._backoff.next_delay()
         self._retry_at = time.monotonic() + delay
@@ -601,7 +512,7 @@ class MqttSink:
 
     @property
     def _subscriptions(self) -> tuple[str, ...]:
-        return (self.topics.ack, self.topics.cmd_snapshot, self.topics.cases)
+        return self.inbound.subscriptions
 
     def _on_suback(self, codes: list[ReasonCode]) -> None:
         for topic, code in zip(self._subscriptions, codes, strict=False):  # a broker may answer short
@@ -611,17 +522,15 @@ class MqttSink:
                           self.broker, topic, code, self.client_id)
 
     def _on_puback(self, mid: int, reason: ReasonCode, delivered: list[int]) -> None:
-        entry = self._inflight.pop(mid, None)
+        entry = self._window.acknowledged(mid, not reason.is_failure, time.monotonic())
         if entry is None:
-            self._other_inflight.discard(mid)  # status, camera state or a snapshot reply
-            return
+            return  # status, camera state or a snapshot reply
         if reason.is_failure:
-            self._rejected[entry.row_id] = time.monotonic() + REJECTED_RETRY_S
             with self._lock:
                 self._stats["rejected"] += 1
             log.error("MQTT broker %s rejected alert %s seq %d: %s; it stays queued and is retried in %.0f s "
                       "(check the broker ACL for %s)", self.broker, entry.event_id, entry.seq, reason,
-                      REJECTED_RETRY_S, self.client_id)
+                      self._window.retry_s, self.client_id)
             return
         delivered.append(entry.row_id)
         with self._lock:
@@ -641,26 +550,9 @@ class MqttSink:
             self._next_heartbeat = time.monotonic() + (self.settings.heartbeat_s if sent else 0.1)
 
     def _send_alerts(self) -> None:
-        room = self._window_now - len(self._inflight)
-        if room <= 0:
-            return
-        now = time.monotonic()
-        for row_id in [r for r, due in self._rejected.items() if due <= now][:room]:
-            del self._rejected[row_id]
-            message = self.outbox.get(row_id)
-            if message is not None and not self._publish_alert(message):
-                return
-            room -= 1
-        if room <= 0:
-            return
-        if self.outbox.generation != self._generation:  # the file opened late: older rows appeared
-            self._generation, self._cursor = self.outbox.generation, 0
-        in_flight = {entry.row_id for entry in self._inflight.values()}
-        for message in self.outbox.pending(after_id=self._cursor, limit=room):
-            self._cursor = message.id
-            if message.id in self._rejected or message.id in in_flight:
-                continue
+        for message in self._window.due(self.outbox, time.monotonic()):
             if not self._publish_alert(message):
+                self._window.not_sent(message, time.monotonic())
                 return
 
     def _publish_alert(self, message: OutboxMessage) -> bool:
@@ -669,37 +561,28 @@ class MqttSink:
             return False
         info = client.publish(message.topic, message.payload, qos=self.settings.qos, retain=False)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            self._cursor = min(self._cursor, message.id - 1)
             return False
-        self._inflight[info.mid] = _Inflight(message.id, message.event_id, message.seq, message.created_at)
+        self._window.sent(info.mid, message)
         return True
-
-    def _slot_free(self) -> bool:
-        """Room for one more QoS 1 message within the broker's Receive Maximum."""
-        return len(self._inflight) + len(self._other_inflight) < self._budget
 
     def _publish_other(self, topic: str, data: bytes, retain: bool) -> bool:
         """Publish a non-alert message if a slot is free; False means "try again later"."""
-        if self._client is None or not self._slot_free():
+        if self._client is None or not self._window.slot_free():
             return False
         info = self._client.publish(topic, data, qos=1, retain=retain)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             return False
-        self._other_inflight.add(info.mid)
+        self._window.sent_other(info.mid)
         return True
 
     def _send_camera_states(self) -> None:
-        with self._lock:
-            dirty = [(cid, self._camera_states[cid]) for cid in self._dirty_cameras]
-        for camera_id, state in dirty:
+        for camera_id, state in self._cameras.unsent():
             if not self._publish_other(self.topics.camera_state(camera_id), _json_bytes(state), retain=True):
                 return
-            with self._lock:
-                if self._camera_states.get(camera_id) is state:
-                    self._dirty_cameras.discard(camera_id)
+            self._cameras.sent(camera_id, state)
 
     def _send_replies(self) -> None:
-        while self._client is not None and self._slot_free():
+        while self._client is not None and self._window.slot_free():
             with self._lock:
                 if not self._replies:
                     return
@@ -707,30 +590,8 @@ class MqttSink:
             self._publish_other(topic, data, retain=False)
 
     def _publish_status(self) -> bool:
-        return self._publish_other(self.topics.status, _json_bytes(self._online_payload()), retain=True)
-
-    def _online_payload(self) -> dict[str, Any]:
-        status: dict[str, Any] = {
-            "state": "online",
-            "gateway_id": self.gateway_id,
-            "at": iso_now(time.time()),
-            "uptime_s": round(time.monotonic() - self._started_mono, 1),
-        }
-        if self._health_provider is not None:
-            try:
-                extra = self._health_provider()
-                status.update({k: v for k, v in extra.items() if k not in ("state", "gateway_id")})
-            except Exception as exc:  # noqa: BLE001 - the heartbeat must go out even if health fails
-                log.warning("health provider failed (%s); heartbeat sent without camera/detector health", exc)
-        health = self.health()
-        status["outbox_depth"] = health["outbox_depth"]
-        status["oldest_undelivered_age_s"] = health["oldest_undelivered_age_s"]
-        status["mqtt"] = {k: health[k] for k in ("protocol", "published", "resent", "reconnects",
-                                                   "evictions", "publish_latency")}
-        return status
-
-    def _offline_payload(self, reason: str) -> bytes:
-        return json.dumps({"state": "offline", "gateway_id": self.gateway_id, "reason": reason}).encode()
+        status = online_status(self.gateway_id, self._started_mono, self.view, self.health())
+        return self._publish_other(self.topics.status, _json_bytes(status), retain=True)
 
     # ================================================================== inbound
 
@@ -742,159 +603,38 @@ class MqttSink:
         self._inbound.append(message)
 
     def _handle_inbound(self, message: mqtt.MQTTMessage) -> None:
-        try:
-            if message.topic == self.topics.ack:
-                self._handle_ack(message)
-            elif message.topic == self.topics.cmd_snapshot:
-                self._handle_snapshot_request(message)
-            elif message.topic == self.topics.cases:
-                self._handle_case(message)
+        for action in self.inbound.handle(message.topic, bytes(message.payload), bool(message.retain)):
+            if isinstance(action, TakeSnapshot):
+                self._take_snapshot(action.request)
             else:
-                log.debug("ignoring a message on %s (not subscribed by this gateway)", message.topic)
-        except Exception:
-            log.exception("error while handling a message on %s; ignored", message.topic)
+                self._queue_reply(action)
 
-    def _handle_ack(self, message: mqtt.MQTTMessage) -> None:
-        try:
-            ack = parse_ack(bytes(message.payload))
-        except InvalidMessage as exc:
-            self._count("acks_ignored")
-            self._log_limiter.log(log, logging.WARNING, "ack:malformed", "ignored a malformed ack on %s: %s",
-                                  message.topic, exc)
-            return
-        try:
-            record, is_new = self.outbox.record_ack(ack.event_id, ack.case_id, ack.by)
-        except UnknownEventError:
-            self._count("acks_ignored")
-            self._log_limiter.log(log, logging.WARNING, "ack:unknown", "ignored an ack for unknown event %s "
-                                  "(case %s by %s): this gateway never sent it or forgot it",
-                                  ack.event_id, ack.case_id, ack.by)
-            return
-        except OutboxError as exc:
-            self._count("acks_ignored")
-            log.error("could not record the ack of event %s (case %s by %s): %s", ack.event_id, ack.case_id,
-                      ack.by, exc)
-            return
-        if not is_new:
-            log.debug("repeated ack of event %s (case %s by %s)", ack.event_id, ack.case_id, ack.by)
-            return
-        self._count("acks_recorded")
-        log.info("event %s acknowledged by %s as case %s", record.event_id, record.by, record.case_id)
-        if self._on_ack is not None:
-            try:
-                self._on_ack(record)
-            except Exception:
-                log.exception("ack listener failed for event %s; the ack is recorded", record.event_id)
-
-    def _handle_case(self, message: mqtt.MQTTMessage) -> None:
-        try:
-            update = parse_case(bytes(message.payload), time.time())
-        except InvalidMessage as exc:
-            self._count("cases_ignored")
-            self._log_limiter.log(log, logging.WARNING, "case:malformed", "ignored a malformed case update on %s: %s",
-                                  message.topic, exc)
-            return
-        if self._on_case is None:
-            self._count("cases_ignored")
-            return
-        try:
-            self._on_case(update)
-        except UnknownEventError:
-            self._count("cases_ignored")
-            self._log_limiter.log(log, logging.WARNING, "case:unknown", "ignored a case update for unknown event %s "
-                                  "(case %s, %s): this gateway never sent it or forgot it",
-                                  update.event_id, update.case_id, update.status)
-            return
-        except HistoryError as exc:
-            self._count("cases_ignored")
-            log.error("could not store the case update of event %s (case %s, %s): %s", update.event_id,
-                      update.case_id, update.status, exc)
-            return
-        self._count("cases_recorded")
-
-    def _handle_snapshot_request(self, message: mqtt.MQTTMessage) -> None:
-        self._count("snapshot_requests")
-        if message.retain:
-            self._refuse(None, "retained snapshot request ignored: it would replay on every reconnect")
-            return
-        try:
-            request = parse_snapshot_request(bytes(message.payload), self._reply_problem)
-        except InvalidRequestWithReply as exc:
-            self._refuse(exc.reply_to, str(exc), code="invalid_request", request_id=exc.request_id)
-            return
-        except InvalidMessage as exc:
-            self._refuse(None, f"invalid snapshot request: {exc}")
-            return
-        if self._camera_known is not None and not self._camera_known(request.camera_id):
-            # refused before the rate limiter: made-up ids must not spend real cameras' budget
-            self._refuse(request.reply_to, f"no camera {request.camera_id!r} on this gateway", code="no_camera",
-                         request_id=request.request_id, camera_id=request.camera_id)
-            return
-        retry_after = self._limiter.check(request.camera_id, time.monotonic())
-        if retry_after > 0:
-            self._refuse(request.reply_to, f"rate limited for camera {request.camera_id}",
-                         code="rate_limited", request_id=request.request_id, camera_id=request.camera_id,
-                         retry_after=retry_after)
-            return
-        if self._snapshot_provider is None:
-            self._refuse(request.reply_to, "remote look is not available on this gateway", code="unavailable",
-                         request_id=request.request_id, camera_id=request.camera_id)
-            return
+    def _take_snapshot(self, request: SnapshotRequest) -> None:
         try:
             self._snap_jobs.put_nowait(request)
         except queue.Full:
-            self._refuse(request.reply_to, "busy with other snapshot requests", code="busy",
-                         request_id=request.request_id, camera_id=request.camera_id, retry_after=2.0)
+            for reply in self.inbound.refuse_busy(request):
+                assert isinstance(reply, Reply)
+                self._queue_reply(reply)
 
-    def _reply_problem(self, topic: object) -> str | None:
-        return reply_topic_problem(topic, self._reply_prefixes)
-
-    def _refuse(self, reply_to: str | None, reason: str, *, code: str = "invalid_request",
-                request_id: str | None = None, camera_id: object = None, retry_after: float | None = None) -> None:
-        self._count("snapshot_refused")
-        self._log_limiter.log(log, logging.WARNING, f"snapshot:{code}", "snapshot request refused: %s%s", reason,
-                              "" if reply_to else " (no usable reply_to; no reply)")
-        if reply_to:
-            self._queue_reply(reply_to, error_reply(camera_id, request_id, code, reason, retry_after))
-
-    def _queue_reply(self, topic: str, payload: dict[str, Any]) -> None:
-        data = _json_bytes(payload)
+    def _queue_reply(self, reply: Reply) -> None:
+        data = _json_bytes(reply.payload)
         with self._lock:
-            self._replies.append((topic, data))
+            self._replies.append((reply.topic, data))
         self.notify()
 
     def _snapshot_worker(self) -> None:
-        """Runs the snapshot provider off the publisher thread: JPEG encoding must not stall delivery."""
+        """Encodes remote-look pictures off the publisher thread: JPEG encoding must not stall delivery."""
         while True:
             request = self._snap_jobs.get()
             if request is None or self._stop.is_set():
                 return
-            self._serve_snapshot(request)
-
-    def _serve_snapshot(self, request: SnapshotRequest) -> None:
-        assert self._snapshot_provider is not None
-        try:
-            jpeg = self._snapshot_provider(request.camera_id)
-        except Exception as exc:
-            log.exception("snapshot provider failed for camera %s", request.camera_id)
-            reply = error_reply(request.camera_id, request.request_id, "internal", f"snapshot failed: {exc}")
-        else:
-            if not jpeg:
-                reply = error_reply(request.camera_id, request.request_id, "no_snapshot",
-                                    f"no recent frame for camera {request.camera_id} (unknown or offline camera)")
-            elif len(jpeg) > MAX_SNAPSHOT_BYTES:
-                reply = error_reply(request.camera_id, request.request_id, "too_large",
-                                    f"snapshot of {len(jpeg)} bytes exceeds {MAX_SNAPSHOT_BYTES}")
-            else:
-                reply = snapshot_reply(request, jpeg, time.time())
-                self._count("snapshot_replies")
-                log.info("remote look: sent a snapshot of camera %s (%d kB) to %s",
-                         request.camera_id, len(jpeg) // 1024, request.reply_to)
-        self._queue_reply(request.reply_to, reply)
-
-    def _count(self, name: str) -> None:
-        with self._lock:
-            self._stats[name] += 1
+            try:
+                jpeg = self.view.camera_snapshot(request.camera_id) if self.view is not None else None
+                reply = self.inbound.snapshot_answer(request, jpeg, time.time())
+            except Exception as exc:  # noqa: BLE001 - the requester gets an error reply, the thread lives on
+                reply = self.inbound.snapshot_failed(request, exc)
+            self._queue_reply(reply)
 
     # ================================================================== shutdown
 
@@ -904,12 +644,12 @@ class MqttSink:
             self._drop_client("stopped")
             return
         deadline = time.monotonic() + self._flush_s
-        while self._inflight and self._state == "connected" and time.monotonic() < deadline:
+        while len(self._window) and self._state == "connected" and time.monotonic() < deadline:
             self._service_io(0.05)
             self._handle_events()
         client = self._client
         if client is not None:
-            info = client.publish(self.topics.status, self._offline_payload("shutdown"), qos=1, retain=True)
+            info = client.publish(self.topics.status, offline_status(self.gateway_id, "shutdown"), qos=1, retain=True)
             end = time.monotonic() + 1.0
             while not info.is_published() and client.socket() is not None and time.monotonic() < end:
                 self._service_io(0.05)
@@ -922,11 +662,3 @@ class MqttSink:
 
 def _json_bytes(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
