@@ -1,0 +1,1 @@
+"""Outputs: where alerts and video leave the gateway."""
