@@ -17,6 +17,9 @@ program stream map (MPEG-2 video if it has seen none), for good. So, like a medi
 waits for a random access point, the receiver feeds the demuxer from the first RTP payload
 that starts a PS pack with a program stream map (the start of a keyframe, where the gateway
 puts one) and prints `SYNCED` then. A stream with no PSM before its keyframes never syncs.
+The demuxer ignores the SCR (`ignore-scr`), as live RTP receivers time frames by their PTS:
+going by the SCR, mpegpsdemux 1.22 moves its output segment to twice the first SCR when that
+is more than 1 s (a receiver that joins late), and the decoder then drops every frame before.
 
     /usr/bin/python3 tests/gst_ps_receiver.py --transport udp [--port 0 | --socket-fd N]
     /usr/bin/python3 tests/gst_ps_receiver.py --transport tcp-server [--port 0]
@@ -49,14 +52,15 @@ EOS_DRAIN_S = 5
 
 def pipeline_text(args: argparse.Namespace) -> str:
     if args.transport == "udp":
-        source = f'udpsrc name=src address=127.0.0.1 port={args.port} buffer-size=4194304 caps="application/x-rtp,{RTP_CAPS}"'
+        source = (f'udpsrc name=src address=127.0.0.1 port={args.port} buffer-size=4194304 '
+                  f'caps="application/x-rtp,{RTP_CAPS}"')
     else:
         element = "tcpserversrc" if args.transport == "tcp-server" else "tcpclientsrc"
         source = (f'{element} name=src host=127.0.0.1 port={args.port} ! '
                   f'capsfilter caps="application/x-rtp-stream,{RTP_CAPS}" ! rtpstreamdepay')
     return (f'{source} ! rtpmp1sdepay name=depay ! '
             'capssetter caps="video/mpeg,mpegversion=2,systemstream=true" ! '
-            f'mpegpsdemux name=demux demux. ! {DECODERS[args.codec]} ! '
+            f'mpegpsdemux name=demux ignore-scr=true demux. ! {DECODERS[args.codec]} ! '
             'fakesink name=sink signal-handoffs=true sync=false async=false')
 
 
