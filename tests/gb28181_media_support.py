@@ -96,6 +96,8 @@ class PsFrame:
     psm: bytes | None = None
     pes: list[tuple[int | None, int | None, bytes]] = field(default_factory=list)
     """(pts, dts, payload) of each PES packet, in order."""
+    aligned: list[bool] = field(default_factory=list)
+    """data_alignment_indicator of each PES packet."""
 
     @property
     def payload(self) -> bytes:
@@ -137,6 +139,7 @@ def parse_ps(frame: bytes) -> PsFrame:
             pts = read_timestamp(packet[9:14]) if flags & 0b10 else None
             dts = read_timestamp(packet[14:19]) if flags == 0b11 else None
             result.pes.append((pts, dts, packet[9 + header_length:]))
+            result.aligned.append(bool(packet[6] & 0x04))
         else:
             raise AssertionError(f"unexpected stream id 0x{code:02x}")
         offset += 6 + length

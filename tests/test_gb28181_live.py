@@ -19,6 +19,7 @@ import time
 import pytest
 
 from gateway.outputs.gb28181.media import LiveStream
+from gateway.outputs.gb28181.sdp import parse_offer
 from gateway.video.packets import EncodedPacket
 from gb28181_media_support import (
     VTEST_AVI,
@@ -169,6 +170,24 @@ def test_a_codec_that_cannot_be_remuxed_is_refused_at_construction():
     (avi_packet,) = read_packets(VTEST_AVI, limit=1)
     with pytest.raises(ValueError, match="msmpeg4 video cannot be sent as GB/T 28181 PS"):
         live_stream([avi_packet], "udp", ("127.0.0.1", 9))
+
+
+def test_streams_for_offers_take_the_gateway_side_and_stop_frees_the_port(packets):
+    offer = "v=0\r\ns=Play\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video 30000 TCP/RTP/AVP 96\r\n" \
+        "a=recvonly\r\na=rtpmap:96 PS/90000\r\na=setup:{}\r\ny=0200000001\r\n"
+    connecting = LiveStream.for_offer("cam1", packets[0].stream, parse_offer(offer.format("passive")),
+                                      bind_host="127.0.0.1")
+    assert (connecting.transport, connecting.remote) == ("tcp-active", ("127.0.0.1", 30000))
+    listening = LiveStream.for_offer("cam1", packets[0].stream, parse_offer(offer.format("active")),
+                                     bind_host="127.0.0.1")
+    assert listening.transport == "tcp-passive" and listening.remote is None
+    for stream in (connecting, listening):
+        stream.stop()
+        assert stream.health().state == "ended" and not stream.feed(packets[0])
+    with socket.create_server(("127.0.0.1", listening.local_port)):
+        pass  # the listening port is free again
+    with pytest.raises(ValueError, match="no y= line"):
+        LiveStream.for_offer("cam1", packets[0].stream, parse_offer(offer.format("active").replace("y=", "x=")))
 
 
 def test_a_platform_that_never_connects_ends_the_passive_stream(packets):

@@ -148,6 +148,7 @@ def test_ps_frames_read_back_with_a_psm_before_every_keyframe_only(h264_packets)
         assert (parsed.psm is not None) == packet.keyframe == (parsed.system_header is not None)
         assert parsed.pes[0][:2] == (pts, None)  # no B-frames: DTS equals PTS and is left out
         assert all(stamp is None for later in parsed.pes[1:] for stamp in later[:2])
+        assert parsed.aligned == [packet.keyframe] + [False] * (len(parsed.pes) - 1)
         assert parsed.payload == AUD_H264 + h26x.annexb_access_unit(packet)
         if parsed.psm is not None:
             assert parsed.psm[12:16] == bytes((0x1B, 0xE0, 0, 0))  # H.264 is stream 0xE0
@@ -275,7 +276,7 @@ def answer_lines(offer: str, port: int = 40000) -> list[str]:
 
 
 def test_udp_offer_as_wvp_writes_it_and_its_answer():
-    offer = parse_offer(WVP_UDP_OFFER.encode())
+    offer = parse_offer(WVP_UDP_OFFER.replace("m=video 30000", "m=video  30000").encode())
     assert (offer.session, offer.address, offer.port, offer.transport) == ("Play", "10.0.0.2", 30000, "udp")
     assert offer.payload_type == 96 and offer.ssrc == "0200000001" and offer.ssrc_value == 0x0BEBC201
     assert offer.origin_user == "34020000001320000001" and offer.media_format == "v/2/5/25/1/4096a/1/8/1"

@@ -34,11 +34,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from gateway.outputs.gb28181.remux import PacketRemuxer, UnsupportedStream
 from gateway.outputs.gb28181.rtp import DEFAULT_PAYLOAD_TYPE, rfc4571_frame, ssrc_to_y
-from gateway.outputs.gb28181.sdp import Transport
+from gateway.outputs.gb28181.sdp import InviteOffer, Transport
 from gateway.video.packets import EncodedPacket, StreamInfo
 
 log = logging.getLogger(__name__)
@@ -195,6 +195,19 @@ class LiveStream:
         self._end_reason: str | None = None
         self.bytes_sent = self.rtp_packets = self.frames_sent = 0
         self._bad_frames = self._skipped_frames = 0
+
+    @classmethod
+    def for_offer(cls, camera_id: str, stream: StreamInfo, offer: InviteOffer, **options: Any) -> LiveStream:
+        """The stream an SDP offer asks for: the gateway's side of its transport, the platform's
+        address and port, its SSRC and PS payload type. `options` as for the constructor
+        (bind_host, on_end, ...; `ssrc` only when the offer has no y= line)."""
+        ssrc = offer.ssrc_value if offer.ssrc_value is not None else options.pop("ssrc", None)
+        if ssrc is None:
+            raise ValueError("the offer has no y= line: pass ssrc=")
+        options.pop("ssrc", None)
+        remote = None if offer.transport == "tcp-passive" else (offer.address, offer.port)
+        return cls(camera_id, stream, offer.transport, ssrc=ssrc, remote=remote,
+                   payload_type=offer.payload_type, **options)
 
     # ------------------------------------------------------------------ the caller's side
 

@@ -11,11 +11,13 @@ media-server library and GStreamer's mpegpsdemux parse it):
 - The pack header (0x000001BA, MPEG-2 form) carries the SCR, taken from the frame's DTS, and
   the mux rate.
 - The system header (0x000001BB) and the program stream map (0x000001BC) come before every
-  keyframe, and only there: the PSM says which codec stream 0xE0 is (stream type 0x1B H.264,
-  0x24 H.265). A receiver that joins late (or lost the start) learns the codec at the next
-  keyframe, which is also where it can start decoding. GStreamer's mpegpsdemux, for one, takes
-  stream 0xE0 for MPEG-2 video until a PSM says otherwise, and keeps the type of its first
-  PES; repeating the PSM on every frame would only cost bytes.
+  keyframe, and only there, as the devices do: the PSM says which codec stream 0xE0 is
+  (stream type 0x1B H.264, 0x24 H.265), and a receiver that joins late (or lost the start)
+  learns it at the next keyframe, the first frame it could decode anyway. GStreamer's
+  mpegpsdemux types stream 0xE0 from the PSM seen before its first PES (MPEG-2 video if none)
+  for good, so a receiver built on it starts demuxing at a keyframe's PSM (as
+  tests/gst_ps_receiver.py does); the media-server demuxer behind ZLMediaKit skips the PES
+  packets of streams no PSM has declared yet.
 - The frame goes into PES packets (0x000001E0) of at most 65535 bytes after the length field
   (PS has no "unbounded" length 0, unlike TS); the first carries the PTS (and the DTS when it
   differs), the continuation packets carry no timestamps.
@@ -90,7 +92,7 @@ class PsMuxer:
         if not self._starts_with_aud(access_unit):
             payload.insert(0, _AUD[self.codec])
         pieces += pes_packets(b"".join(payload) if len(payload) > 1 else access_unit,
-                              pts_90k, dts_90k, self.max_pes_payload)
+                              pts_90k, dts_90k, keyframe, self.max_pes_payload)
         return b"".join(pieces)
 
     def _starts_with_aud(self, access_unit: bytes) -> bool:
@@ -145,9 +147,13 @@ def program_stream_map(stream_type: int, version: int = 0) -> bytes:
     return head + mpeg_crc32(head).to_bytes(4, "big")
 
 
-def pes_packets(payload: bytes, pts_90k: int, dts_90k: int, max_payload: int | None = None) -> list[bytes | memoryview]:
+def pes_packets(payload: bytes, pts_90k: int, dts_90k: int, keyframe: bool,
+                max_payload: int | None = None) -> list[bytes | memoryview]:
     """The PES packets (stream 0xE0) of one access unit: the first with PTS (and DTS if it
-    differs), the rest without timestamps; as pieces (headers and payload views) to join."""
+    differs), the rest without timestamps; as pieces (headers and payload views) to join.
+
+    data_alignment_indicator is set on the first PES of a keyframe only: the media-server PS
+    demuxer behind ZLMediaKit reads it as "IDR frame" (H.222.0 allows 0 on any PES)."""
     first_header = _timestamps_header(pts_90k % TIMESTAMP_MODULO, dts_90k % TIMESTAMP_MODULO)
     view = memoryview(payload)
     pieces: list[bytes | memoryview] = []
@@ -158,7 +164,7 @@ def pes_packets(payload: bytes, pts_90k: int, dts_90k: int, max_payload: int | N
         if max_payload is not None:
             room = min(room, max_payload)
         chunk = view[offset:offset + room]
-        flags = 0x84 if offset == 0 else 0x80  # '10', data_alignment_indicator on the first
+        flags = 0x84 if offset == 0 and keyframe else 0x80  # '10', data_alignment_indicator
         pieces.append(PES_VIDEO_START + (3 + len(header) + len(chunk)).to_bytes(2, "big") +
                       bytes((flags, 0xC0 if len(header) == 10 else 0x80 if header else 0x00, len(header))) +
                       header)

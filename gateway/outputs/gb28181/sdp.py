@@ -118,7 +118,7 @@ def parse_offer(sdp: str | bytes) -> InviteOffer:
         if not match:
             raise SdpError(f"SDP line {number} {line[:80]!r}: not of the form x=value")
         try:
-            parser.take(match.group(1), match.group(2))
+            parser.take(match.group(1), " ".join(match.group(2).split()))  # runs of blanks: one space
         except SdpError as error:
             raise SdpError(f"SDP line {number} {line[:80]!r}: {error}") from None
     return parser.offer()
