@@ -1,9 +1,16 @@
 """GB/T 28181 output: the gateway registers with the centre's video platform as a device (SIP
-over UDP or TCP) and raises every new alert there as an alarm on the camera's channel.
+over UDP or TCP), raises every new alert there as an alarm on the camera's channel, and streams
+a camera's video when the platform INVITEs its channel.
 
-Modules, pure first: `sip` (messages, framing), `digest` (REGISTER authentication), `manscdp`
+Signalling, pure first: `sip` (messages, framing), `digest` (REGISTER authentication), `manscdp`
 (the XML bodies), `alarm_types` (alert -> alarm codes), `device` (the state machine); then
 `transport`, the sockets and the thread (`Gb28181Transport`, a delivery `Transport`).
+
+Live video: the camera's encoded packets are remuxed, never re-encoded: `gateway.video.h26x`
+turns each access unit into Annex B with its parameter sets, `ps` wraps it in MPEG-2 Program
+Stream, `rtp` cuts that into RTP packets (RFC 4571 framing over TCP), `remux` ties the three
+together with the timestamps, `sdp` reads the platform's offer and writes the answer, and
+`media` (`LiveStream`) is the socket and thread that send one camera to one destination.
 """
 
 from gateway.backoff import Backoff
