@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -31,9 +32,10 @@ from clip_support import (
 from gateway.evidence.clips import ClipPolicy, ClipRecorder
 from gateway.evidence.mp4 import ClipFormatError, Mp4ClipWriter, write_clip
 from gateway.evidence.store import ClipStore
+from gateway.evidence.worker import ClipWorker
 from gateway.video.nal import START_CODE
 from gateway.video.packets import EncodedPacket, PacketRing, StreamInfo
-from waiting import PATIENCE_S
+from waiting import PATIENCE_S, wait_until
 
 OFFSET = 1000.0
 WALL = 1_750_000_000.0
@@ -187,6 +189,36 @@ def test_the_camera_stopping_or_stalling_ends_clips_as_partial(packets, store) -
     assert camera.advance(22.9) == []  # waits stall_s past the planned end (13 s)
     [clip] = camera.advance(23.1)
     assert clip.status == "partial" and "sent nothing for 10 s" in clip.reason
+
+
+def test_a_camera_records_at_most_max_open_clips_at_once(packets, store) -> None:
+    camera = Camera(packets, store, ClipPolicy(pre_s=2, post_s=1, max_open=1))
+    camera.advance(10.0)
+    first, second = event_id(), event_id()
+    camera.recorder.start(first, at(10.0))
+    camera.recorder.start(second, at(10.5))
+    [refused] = camera.advance(11.0)
+    assert refused.event_id == second and refused.status == "failed" and "1 clips at once" in refused.reason
+    assert store.get(first).status == "recording" and camera.ring.stats().subscribers == 1
+
+
+def test_stopping_the_clip_writer_ends_recording_clips_as_partial(packets, store) -> None:
+    ring = PacketRing("gate")
+    worker = ClipWorker()
+    recorder = ClipRecorder("gate", ring, store, ClipPolicy(pre_s=2), wake=worker.wake)
+    worker.add(recorder)
+    worker.start()
+    base = time.monotonic() - packets[99].received_at  # the last 10 s of a camera, up to now
+    recent = [replace(packet, received_at=packet.received_at + base) for packet in packets[:100]]
+    for packet in recent:
+        ring.put(packet)
+    event = event_id()
+    recorder.start(event, recent[-1].received_at)
+    wait_until(lambda: (clip := store.get(event)) and clip.packets >= 21, what="the pre-roll written")
+    assert worker.alive and worker.stop(timeout=PATIENCE_S) and not worker.alive
+    clip = store.get(event)
+    assert clip.status == "partial" and clip.reason == "the gateway stopped"
+    assert probe(store.path(event)).frames == clip.packets
 
 
 def test_a_codec_mp4_cannot_carry_fails_the_clip_naming_it(store) -> None:

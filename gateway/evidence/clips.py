@@ -160,8 +160,7 @@ class ClipRecorder:
         now = self.clock() if now is None else now
         with self._lock:
             clips = list(self._clips.values())
-        finished = [info for clip in clips if (info := self._advance(clip, now)) is not None]
-        return finished
+        return [info for clip in clips if (info := self._advance_guarded(clip, now)) is not None]
 
     def close(self, reason: str = "the camera stopped") -> list[ClipInfo]:
         """End every clip now (what arrived is kept) as partial: the camera or the gateway stops."""
@@ -175,6 +174,21 @@ class ClipRecorder:
             outcome = self._drain(clip) if clip.failure is None else ("failed", clip.failure)
             finished.append(self._finish(clip, *(outcome or ("partial", reason))))
         return finished
+
+    def _advance_guarded(self, clip: _Clip, now: float) -> ClipInfo | None:
+        """`_advance`, but an unexpected error fails that clip instead of every later pump."""
+        try:
+            return self._advance(clip, now)
+        except Exception as error:  # noqa: BLE001 - one clip's bug must not stop the camera's other clips
+            log.exception("camera %s: clip of event %s failed unexpectedly", self.camera_id, clip.info.event_id)
+            with self._lock:
+                self._clips.pop(clip.info.event_id, None)
+            if clip.subscription is not None:
+                clip.subscription.close()
+            try:
+                return self._finish(clip, "failed", f"internal error: {type(error).__name__}: {error}")
+            except Exception:  # noqa: BLE001 - already logged above; the clip is dropped
+                return None
 
     def _advance(self, clip: _Clip, now: float) -> ClipInfo | None:
         if not clip.in_store:
