@@ -6,10 +6,10 @@ already plays up to its last whole GOP, a crash (or power cut) leaves a playable
 writer holds at most one GOP in memory, never the clip.
 
 How PyAV gets the codec parameters without an input stream (the ring outlives the camera's
-input container): `OutputContainer.add_mux_stream` (PyAV >= 17) makes a stream with only
-codec parameters (codec, width, height, time base, frame rate) and no codec context, so
-nothing is opened or encoded. It has no way to set the codec configuration (extradata);
-instead PyAV runs FFmpeg's `extract_extradata` filter over the first packet and writes the
+input container): `OutputContainer.add_mux_stream` (PyAV 17) makes a stream with only codec
+parameters (codec, width, height, time base, frame rate) and no codec context, so nothing is
+opened or encoded. It has no way to set the codec configuration (extradata); instead PyAV
+(from 18.0) runs FFmpeg's `extract_extradata` filter over the first packet and writes the
 header with what it finds. That works for Annex B packets only, so:
 * length-prefixed packets (from MP4 sources, with an avcC/hvcC record) are turned into
   Annex B here (`gateway.video.nal`); the MP4 muxer turns them back into length-prefixed
