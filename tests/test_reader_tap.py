@@ -97,16 +97,20 @@ def test_a_failing_sink_is_logged_once_and_the_camera_goes_on(rtsp_server, reade
     assert caplog.text.count("the packet sink failed") == 1 and "the ring is broken" in caplog.text
 
 
-def test_a_real_time_file_delivers_each_packet_at_its_presentation_time(readers) -> None:
-    got: list[EncodedPacket] = []
-    began = time.monotonic()  # before the stream opens: its time 0 is later than this
-    reader = readers("file", str(VTEST_H264), realtime=True, decode_mode="keyframes", analysis_fps=0.5,
-                     packet_sink=got.append)
-    wait_until(lambda: len(got) >= 25, what="2.5 s of the file's packets")
-    for packet in got[:25]:
+def test_a_real_time_file_delivers_each_packet_at_its_presentation_time(readers, vtest_h264: Path) -> None:
+    """An MP4 (timestamps) and a raw Annex B file (none: played at the nominal rate the demuxer
+    declares, 25 fps, as its frames always were)."""
+    taps: dict[str, list[EncodedPacket]] = {"mp4": [], "raw": []}
+    began = time.monotonic()  # before the streams open: their time 0 is later than this
+    for name, source in (("mp4", VTEST_H264), ("raw", vtest_h264)):
+        readers(name, str(source), realtime=True, decode_mode="keyframes", analysis_fps=0.5,
+                packet_sink=taps[name].append)
+    wait_until(lambda: all(len(tap) >= 25 for tap in taps.values()), what="25 packets of each file")
+    for index, packet in enumerate(taps["mp4"][:25]):
         presentation = float(packet.dts * packet.stream.time_base)
-        assert packet.received_at - began >= presentation - 1e-3  # never early, not a GOP at once
-    assert reader.health().keyframes_only
+        assert packet.received_at - began >= presentation - 1e-3, index  # never early, not a GOP at once
+    for index, packet in enumerate(taps["raw"][:25]):
+        assert packet.dts is None and packet.received_at - began >= index / 25 - 1e-3, index
 
 
 def test_a_clip_from_an_rtsp_camera_is_a_valid_h264_mp4(rtsp_server, readers, clip_writer, tmp_path: Path) -> None:

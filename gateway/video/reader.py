@@ -489,13 +489,18 @@ class CameraReader:
         stream = container.streams.video[0]
         start_ticks = stream.start_time or 0
         time_base = float(stream.time_base or 0)
+        frame_s = 1.0 / (frame_rate(container) or 25.0)
         info = stream_info(container) if self.packet_sink is not None else None
+        count = 0
 
         def handle(packet: av.Packet) -> None:
+            nonlocal count
             if self.realtime:
                 ticks = packet.dts if packet.dts is not None else packet.pts
-                if ticks is not None:
-                    self._wait_for_presentation_time((ticks - start_ticks) * time_base)
+                # a raw stream without timestamps plays at its nominal rate, as decode_frames times it
+                t = count * frame_s if ticks is None else (ticks - start_ticks) * time_base
+                self._wait_for_presentation_time(t)
+                count += 1
             if info is not None and packet.size:
                 self._tap(packet, info)
 
