@@ -19,6 +19,8 @@ import numpy as np
 from av.container.streams import StreamContainer
 from av.video.stream import VideoStream
 
+from gateway.video.packets import StreamInfo
+
 
 class VideoOpenError(Exception):
     """The source could not be opened or holds no video stream (message names the source)."""
@@ -72,6 +74,18 @@ def frame_rate(container: DecodableContainer) -> float | None:
     """The video stream's nominal frame rate, if the container declares one."""
     rate = container.streams.video[0].average_rate or container.streams.video[0].guessed_rate
     return float(rate) if rate else None
+
+
+def stream_info(container: DecodableContainer) -> StreamInfo:
+    """The video stream as a muxer needs it (codec, size, time base, codec configuration, fps):
+    built once per connection and shared by all of its encoded packets."""
+    stream = container.streams.video[0]
+    context = stream.codec_context
+    return StreamInfo(
+        codec=context.codec.canonical_name, width=context.width, height=context.height,
+        time_base=stream.time_base or Fraction(1, 90000), extradata=context.extradata,
+        fps=frame_rate(container),
+    )
 
 
 def decode_frames(container: DecodableContainer,

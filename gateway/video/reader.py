@@ -13,6 +13,11 @@ below the stream's keyframe rate the decoder skips every P frame (`keyframes onl
 most of the CPU; otherwise it decodes everything and drops what the analysis does not need.
 `auto` learns the keyframe interval from the stream and switches when it changes. Only frames
 the analysis asks for are converted to BGR, lazily, in the caller's thread.
+
+Every demuxed packet of the video stream also leaves as an `EncodedPacket` through the
+optional `packet_sink` (the camera's packet ring: evidence clips, GB/T 28181 live video),
+whatever the decode mode: keyframe-only decoding skips the decoder, not the demuxer. Files
+played in real time are paced packet by packet, so their packets arrive as a camera's would.
 """
 
 from __future__ import annotations
@@ -31,8 +36,16 @@ import av
 import numpy as np
 
 from gateway.backoff import Backoff
-from gateway.video.decode import DecodedFrame, VideoOpenError, decode_frames, frame_rate, open_video
+from gateway.video.decode import (
+    DecodedFrame,
+    VideoOpenError,
+    decode_frames,
+    frame_rate,
+    open_video,
+    stream_info,
+)
 from gateway.video.pacing import AnalysisPacer
+from gateway.video.packets import EncodedPacket, StreamInfo
 from gateway.video.urls import redact_text, redact_url
 
 log = logging.getLogger(__name__)
@@ -237,19 +250,24 @@ class _WatchedContainer:
     `decode_frames` iterates `container.decode(stream)`, which only returns to Python when a
     frame comes out: in keyframe-only mode that is once per GOP, and never if the stream sends
     packets but no decodable frames. Demuxing here, packet by packet, gives the stop flag and
-    the stall watchdog a chance to run on every packet (PyAV's read timeout covers silence).
+    the stall watchdog a chance to run on every packet (PyAV's read timeout covers silence),
+    and hands every packet to `on_packet` (real-time pacing, the packet sink) before decoding.
     In keyframe-only mode the other packets are not even handed to the decoder.
     """
 
-    def __init__(self, container: av.container.InputContainer, check: Any, keyframes_only: bool):
-        self._container, self._check = container, check
+    def __init__(self, container: av.container.InputContainer, check: Any, keyframes_only: bool,
+                 on_packet: Callable[[av.Packet], None] | None = None):
+        self._container, self._check, self._on_packet = container, check, on_packet
         self.streams = container.streams
         self.keyframes_only = keyframes_only
         self.decode_errors = 0
 
     def decode(self, stream: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:
+        on_packet = self._on_packet
         for packet in self._container.demux(stream):
             self._check()
+            if on_packet is not None:
+                on_packet(packet)
             if self.keyframes_only and not packet.is_keyframe:
                 continue  # the decoder would discard it anyway (skip_frame); spare the call
             try:
@@ -278,14 +296,18 @@ class CameraReader:
     not) means reconnect; in keyframe-only mode at least 2.5 GOPs, so stall_s must exceed the
     camera's GOP. decoder_threads: 1 per camera; FFmpeg's default (one per core) multiplies
     threads by the camera count, and frame threading would hold back one decoded frame per
-    extra thread (a whole GOP each in keyframe-only mode).
+    extra thread (a whole GOP each in keyframe-only mode). realtime: play a file at its own
+    pace, packet by packet, as a camera sends it. packet_sink: called on the reader thread
+    with every packet of the video stream (see the module docstring); it must return at once
+    (a `PacketRing.put`), and an exception from it is logged once and otherwise ignored.
     """
 
     def __init__(self, camera_id: str, url: str | Callable[[], str], *, transport: str = "tcp",
                  decode_mode: DecodeMode = "auto", analysis_fps: float = 2.0,
                  open_timeout_s: float = 10, read_timeout_s: float = 10, stall_s: float = 10,
                  backoff_initial_s: float = 1, backoff_max_s: float = 60,
-                 decoder_threads: int = 1, realtime: bool = False, loop: bool = False):
+                 decoder_threads: int = 1, realtime: bool = False, loop: bool = False,
+                 packet_sink: Callable[[EncodedPacket], None] | None = None):
         if transport not in ("tcp", "udp"):
             raise ValueError(f"camera {camera_id}: transport must be tcp or udp, got {transport!r}")
         self.camera_id = camera_id
@@ -298,6 +320,9 @@ class CameraReader:
         self.open_timeout_s, self.read_timeout_s, self.stall_s = open_timeout_s, read_timeout_s, stall_s
         self.decoder_threads = decoder_threads
         self.realtime, self.loop = realtime, loop
+        self.packet_sink = packet_sink
+        self.packet_sink_errors = 0
+        """Packets the sink raised on (the first is logged; the reader keeps going regardless)."""
         self.policy = KeyframePolicy(decode_mode, analysis_fps)
         self.backoff = Backoff(backoff_initial_s, backoff_max_s)
         self.log = logging.LoggerAdapter(log, {"camera": camera_id})
@@ -422,7 +447,8 @@ class CameraReader:
         self._stream_started = time.monotonic()
         self._streaming = False
         pacer = AnalysisPacer(self.analysis_fps, frame_rate(container))
-        watched = _WatchedContainer(container, self._check_watchdog, self.policy.keyframes_only)
+        watched = _WatchedContainer(container, self._check_watchdog, self.policy.keyframes_only,
+                                    self._packet_handler(container))
         while True:
             self._keyframes_only = watched.keyframes_only = self.policy.keyframes_only
             switched = False
@@ -438,8 +464,6 @@ class CameraReader:
                 return
 
     def _on_frame(self, decoded: DecodedFrame, pacer: AnalysisPacer) -> None:
-        if self.realtime:
-            self._wait_for_presentation_time(decoded.t)
         now = time.monotonic()
         self._frames_decoded += 1
         self._last_frame_at = now
@@ -457,11 +481,52 @@ class CameraReader:
         if pacer.due(decoded.t):
             self._slot.put(decoded, now)
 
+    def _packet_handler(self, container: av.container.InputContainer) -> Callable[[av.Packet], None] | None:
+        """What happens to each demuxed packet before decoding: real-time pacing for files, then
+        the packet sink. None when neither is wanted (no cost per packet then)."""
+        if not self.realtime and self.packet_sink is None:
+            return None
+        stream = container.streams.video[0]
+        start_ticks = stream.start_time or 0
+        time_base = float(stream.time_base or 0)
+        frame_s = 1.0 / (frame_rate(container) or 25.0)
+        info = stream_info(container) if self.packet_sink is not None else None
+        count = 0
+
+        def handle(packet: av.Packet) -> None:
+            nonlocal count
+            if self.realtime:
+                ticks = packet.dts if packet.dts is not None else packet.pts
+                # a raw stream without timestamps plays at its nominal rate, as decode_frames times it
+                t = count * frame_s if ticks is None else (ticks - start_ticks) * time_base
+                self._wait_for_presentation_time(t)
+                count += 1
+            if info is not None and packet.size:
+                self._tap(packet, info)
+
+        return handle
+
     def _wait_for_presentation_time(self, t: float) -> None:
-        """Hold a file's frame until its time comes (stream time 0 = when the stream opened)."""
+        """Hold a file's packet until its time comes (stream time 0 = when the stream opened).
+        Decode order (dts) is the order packets arrive in, so a file's packets come out as a
+        camera sends them, and its frames as before (each right after its packet)."""
         delay = self._stream_started + t - time.monotonic()
         if delay > 0 and self._stop.wait(delay):
             raise _Stopping()
+
+    def _tap(self, packet: av.Packet, info: StreamInfo) -> None:
+        """Hand one packet to the sink; a failing sink costs a log line, never the camera."""
+        sink = self.packet_sink
+        assert sink is not None
+        try:
+            sink(EncodedPacket(bytes(packet), packet.pts, packet.dts, packet.is_keyframe,
+                               time.monotonic(), info))
+        except Exception:  # noqa: BLE001 - the sink's failure must not stop the camera's frames
+            self.packet_sink_errors += 1
+            if self.packet_sink_errors == 1:
+                self.log.exception("camera %s: the packet sink failed; packets are no longer recorded "
+                                   "reliably (clips, live video), frames go on; further failures are "
+                                   "counted, not logged", self.camera_id)
 
     def _on_connected(self, decoded: DecodedFrame) -> None:
         mode = "keyframe-only" if self._keyframes_only else "full"
