@@ -33,7 +33,7 @@ from gateway.evidence.clips import ClipPolicy, ClipRecorder
 from gateway.evidence.mp4 import ClipFormatError, Mp4ClipWriter, write_clip
 from gateway.evidence.store import ClipStore
 from gateway.evidence.worker import ClipWorker
-from gateway.video.nal import START_CODE, config_parameter_sets, has_sequence_parameter_set, nal_types, to_annexb
+from gateway.video.h26x import START_CODE
 from gateway.video.packets import EncodedPacket, PacketRing, StreamInfo
 from waiting import PATIENCE_S, wait_until
 
@@ -249,19 +249,9 @@ def test_a_corrupt_or_repeated_packet_is_skipped_and_the_clip_goes_on(packets, t
 # --------------------------------------------------------------------------- stream forms
 
 
-def test_nal_framing_of_real_packets_and_malformed_input(packets, tmp_path: Path) -> None:
+def test_a_damaged_codec_configuration_is_refused_by_name(packets, tmp_path: Path) -> None:
+    """(NAL framing itself is gateway.video.h26x's, tested in tests/test_gb28181_media.py.)"""
     avcc = packets[0].stream.extradata
-    length_size, units = config_parameter_sets("h264", avcc)
-    assert length_size == 4 and [unit[0] & 0x1F for unit in units] == [7, 8]  # SPS, PPS
-    keyframe = to_annexb(packets[0].data, length_size)
-    assert 5 in nal_types("h264", keyframe) and has_sequence_parameter_set("h264", keyframe) is False
-    assert nal_types("h264", to_annexb(packets[1].data)) == [1]  # a P slice
-    with pytest.raises(ValueError, match="avcC record truncated"):
-        config_parameter_sets("h264", avcc[:12])
-    with pytest.raises(ValueError, match="overruns"):
-        to_annexb(b"\x00\x00\x00\x10abc")
-    with pytest.raises(ValueError, match="truncated in a NAL length"):
-        to_annexb(b"\x00\x00\x00\x01a\x00\x00")
     damaged = replace(packets[0].stream, extradata=avcc[:12])
     with pytest.raises(ClipFormatError, match="unreadable codec configuration"):
         Mp4ClipWriter(tmp_path / "x.mp4", damaged)

@@ -12,8 +12,9 @@ opened or encoded. It has no way to set the codec configuration (extradata); ins
 (from 18.0) runs FFmpeg's `extract_extradata` filter over the first packet and writes the
 header with what it finds. That works for Annex B packets only, so:
 * length-prefixed packets (from MP4 sources, with an avcC/hvcC record) are turned into
-  Annex B here (`gateway.video.nal`); the MP4 muxer turns them back into length-prefixed
-  samples and builds its avcC/hvcC from the Annex B parameter sets;
+  Annex B here (`gateway.video.h26x`, which GB/T 28181 live video uses too); the MP4 muxer
+  turns them back into length-prefixed samples and builds its avcC/hvcC from the Annex B
+  parameter sets;
 * the clip starts at a keyframe, and the stream's parameter sets are put in front of that
   keyframe when it does not carry them itself (cameras that send SPS/PPS only in the SDP).
 
@@ -31,13 +32,7 @@ from pathlib import Path
 
 import av
 
-from gateway.video.nal import (
-    annexb_units,
-    config_parameter_sets,
-    has_sequence_parameter_set,
-    is_length_prefixed_config,
-    to_annexb,
-)
+from gateway.video import h26x
 from gateway.video.packets import EncodedPacket, StreamInfo
 
 log = logging.getLogger(__name__)
@@ -67,7 +62,7 @@ class Mp4ClipWriter:
                                   "(only H.264 and H.265 can; re-encoding is not done)")
         self.path = Path(path)
         self.stream = stream
-        self._length_size, self._parameter_sets = self._configuration(stream)
+        self._config = self._configuration(stream)
         self._frame_ticks = max(1, round(1 / ((stream.fps or DEFAULT_FPS) * stream.time_base)))
         self._origin: int | None = None
         self._last_dts: int | None = None
@@ -88,16 +83,12 @@ class Mp4ClipWriter:
         self._closed = False
 
     @staticmethod
-    def _configuration(stream: StreamInfo) -> tuple[int | None, bytes]:
-        """(NAL length size, or None for Annex B packets; the parameter sets as Annex B)."""
-        extradata = stream.extradata or b""
-        if not is_length_prefixed_config(extradata):
-            return None, extradata
+    def _configuration(stream: StreamInfo) -> h26x.CodecConfig:
+        """The stream's parameter sets, and how its packets frame their NAL units."""
         try:
-            length_size, units = config_parameter_sets(stream.codec, extradata)
+            return h26x.parse_extradata(stream.codec, stream.extradata)
         except ValueError as error:
             raise ClipFormatError(f"{stream.codec} stream: unreadable codec configuration: {error}") from error
-        return length_size, annexb_units(units)
 
     @property
     def duration_s(self) -> float:
@@ -117,11 +108,11 @@ class Mp4ClipWriter:
             self.skipped += 1
             return False
         try:
-            data = packet.data if self._length_size is None else to_annexb(packet.data, self._length_size)
+            data = self._annexb(packet)
+        except ClipFormatError:
+            raise
         except ValueError as error:
             return self._skip(packet, str(error))
-        if self.packets == 0:
-            data = self._with_parameter_sets(data)
         timestamps = self._timestamps(packet)
         if timestamps is None:
             return self._skip(packet, "its timestamp goes backwards")
@@ -143,14 +134,19 @@ class Mp4ClipWriter:
         self.last_received_at = packet.received_at
         return True
 
-    def _with_parameter_sets(self, data: bytes) -> bytes:
-        """The first keyframe, with the stream's parameter sets in front if it lacks them."""
-        if has_sequence_parameter_set(self.stream.codec, data):
-            return data
-        if not self._parameter_sets:
-            raise ClipFormatError(f"{self.stream.codec} stream without parameter sets (neither the stream's "
-                                  "configuration nor its keyframe carries an SPS): the clip would not play")
-        return self._parameter_sets + data
+    def _annexb(self, packet: EncodedPacket) -> bytes:
+        """The packet as Annex B; the clip's first keyframe with the parameter sets it needs."""
+        codec, config = self.stream.codec, self._config
+        if self.packets:
+            if config.nal_length_size is None:
+                return packet.data
+            return h26x.length_prefixed_to_annexb(packet.data, config.nal_length_size)
+        data = h26x.annexb_access_unit(packet)
+        sps = h26x.H264_SPS if codec == "h264" else h26x.HEVC_SPS
+        if not any(h26x.nal_type(codec, unit) == sps for unit in h26x.split_annexb(data)):
+            raise ClipFormatError(f"{codec} stream without parameter sets (neither the stream's configuration nor "
+                                  "its keyframe carries an SPS): the clip would not play")
+        return data
 
     def _timestamps(self, packet: EncodedPacket) -> tuple[int, int] | None:
         """(dts, pts) rebased to the clip's start; None when dts does not move forward."""
