@@ -17,6 +17,7 @@ from pydantic import BaseModel, Discriminator, Tag
 from pydantic.fields import FieldInfo
 
 Key = str | int
+KeyPath = tuple[Key, ...]
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Read the YAML configuration into a validated `GatewayConfig`, remembering where every key is.
 
 One file because every step reads and writes the same state of one `_Reader` (the merged data,
-its key -> line map, the issues so far); the error wording already lives in errors.py.
+its key -> line map, the issues so far); the error wording lives in errors.py, and the pure
+helpers for YAML text (line numbers, syntax messages, include globs) in yamltext.py.
 
 The steps, each a short method of `_Reader`:
 1. parse each file with ruamel.yaml's round-trip loader, which keeps line numbers, and turn it
@@ -47,8 +48,24 @@ from gateway.config.errors import (
     is_secret_name,
     join_branches,
 )
-from gateway.config.keypaths import Key, path_values
+from gateway.config.keypaths import Key, KeyPath, path_values
 from gateway.config.models import GatewayConfig, GatewaySection
+from gateway.config.yamltext import (
+    MAX_DEPTH,
+    deep_copy,
+    deepest_line,
+    duplicate_key_message,
+    expand,
+    first_line,
+    huge_number_line,
+    item_line,
+    line_at,
+    mark_line,
+    one_based,
+    plain_key,
+    set_at,
+    syntax_message,
+)
 from gateway.redaction import register_secrets, url_passwords
 
 LIST_SECTIONS = ("cameras", "sensors")
@@ -58,13 +75,10 @@ MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_VALUES = 100_000
 """Values across all files once YAML aliases are expanded: a thousand cameras need a tenth of this,
 and a few hundred bytes of aliases referring to aliases (an 'alias bomb') would need billions."""
-MAX_DEPTH = 40
-"""Nesting deeper than this is no configuration (the deepest real key path is about 8 levels)."""
 
 _ENV_REFERENCE = re.compile(r"\$\$\{|\$\{(?P<body>[^}]*)\}|\$\{")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-KeyPath = tuple[Key, ...]
 
 
 @dataclass(frozen=True)
@@ -202,7 +216,7 @@ class _Reader:
         root = self._parse(path, display)
         if root is None:
             return
-        lines: LineMap = {(): Origin(display, _line(getattr(root.lc, "line", 0)))}
+        lines: LineMap = {(): Origin(display, one_based(getattr(root.lc, "line", 0)))}
         try:
             data = self._plain(root, (), display, lines)
         except _Refused as refused:
@@ -237,13 +251,13 @@ class _Reader:
         try:
             root = YAML(typ="rt").load(text)
         except DuplicateKeyError as error:
-            self._issue(display, _mark_line(error), (), _duplicate_key_message(error))
+            self._issue(display, mark_line(error), (), duplicate_key_message(error))
             return None
         except MarkedYAMLError as error:
-            self._issue(display, _mark_line(error), (), _syntax_message(error))
+            self._issue(display, mark_line(error), (), syntax_message(error))
             return None
         except ReaderError as error:
-            self._issue(display, _line_at(text, error.position), (),
+            self._issue(display, line_at(text, error.position), (),
                         f"contains a character YAML does not allow (#x{error.character:04x}): is it a binary "
                         "file?" if isinstance(error.character, int) else "not readable as YAML text")
             return None
@@ -251,17 +265,17 @@ class _Reader:
             self._issue(display, 0, (), f"YAML error: {type(error).__name__}")
             return None
         except RecursionError:
-            self._issue(display, _deepest_line(text), (), "nested too deeply to read: not a configuration")
+            self._issue(display, deepest_line(text), (), "nested too deeply to read: not a configuration")
             return None
         except ValueError as error:  # e.g. an integer of thousands of digits
-            self._issue(display, _huge_number_line(text), (), f"a value cannot be read: {_first_line(error)}")
+            self._issue(display, huge_number_line(text), (), f"a value cannot be read: {first_line(error)}")
             return None
         if root is None:
             self._issue(display, 1, (), "the file is empty")
             return None
         if not isinstance(root, dict):
             kind = "a list" if isinstance(root, list) else "a single value"
-            self._issue(display, _line(getattr(getattr(root, "lc", None), "line", 0)), (),
+            self._issue(display, one_based(getattr(getattr(root, "lc", None), "line", 0)), (),
                         f"the top level must be a map of sections (gateway:, detector:, cameras:, ...), not {kind}")
             return None
         return root
@@ -323,7 +337,7 @@ class _Reader:
             if not isinstance(pattern, str) or not pattern:
                 self._issue(origin.file, origin.line, where, "must be a file name")
                 continue
-            names = _expand(pattern, base)
+            names = expand(pattern, base)
             if not names:
                 problem = "matches no files" if glob.has_magic(pattern) else "included file not found"
                 self._issue(origin.file, origin.line, where, f"{problem}: {pattern}")
@@ -380,15 +394,15 @@ class _Reader:
         if isinstance(node, dict):
             result = {}
             for key in node:
-                child = (*path, _plain_key(key))
-                lines[child] = Origin(file, _item_line(node, "key", key, lines[path].line))
+                child = (*path, plain_key(key))
+                lines[child] = Origin(file, item_line(node, "key", key, lines[path].line))
                 result[child[-1]] = self._plain(node[key], child, file, lines)
             return result
         if isinstance(node, list):
             items = []
             for index, item in enumerate(node):
                 child = (*path, index)
-                lines[child] = Origin(file, _item_line(node, "item", index, lines[path].line))
+                lines[child] = Origin(file, item_line(node, "item", index, lines[path].line))
                 items.append(self._plain(item, child, file, lines))
             return items
         if isinstance(node, str):
@@ -458,7 +472,7 @@ class _Reader:
     ) -> None:
         for key, value in defaults.items():
             if key not in camera:
-                camera[key] = _deep_copy(value)
+                camera[key] = deep_copy(value)
                 prefix = (*source, key)
                 for path, origin in default_lines:
                     if path[: len(prefix)] == prefix:
@@ -475,7 +489,7 @@ class _Reader:
             if not resolved.is_absolute():
                 origin, _ = self._locate(path)
                 resolved = Path(os.path.normpath(self.dirs.get(origin.file, Path.cwd()) / resolved))
-            _set(self.data, path, str(resolved))
+            set_at(self.data, path, str(resolved))
 
     def _check_model_file(self) -> None:
         """A missing model is the commonest installer mistake: catch it in `check`, not at start."""
@@ -558,98 +572,3 @@ def _url_secrets(url: str, substituted: list[str]) -> list[str]:
         return list(substituted)
     private = "\n".join([*url_passwords(url), query])
     return [value for value in substituted if value in private]
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:200] if text else type(error).__name__
-
-
-def _line_at(text: str, position: int | None) -> int:
-    return text.count("\n", 0, position or 0) + 1
-
-
-def _huge_number_line(text: str) -> int:
-    match = re.search(r"\d{1000,}", text)
-    return _line_at(text, match.start()) if match else 0
-
-
-def _deepest_line(text: str) -> int:
-    """The first line where brackets or indentation pass MAX_DEPTH levels (for the error)."""
-    depth = 0
-    for number, line in enumerate(text.splitlines(), 1):
-        if len(line) - len(line.lstrip(" -")) > 2 * MAX_DEPTH:
-            return number
-        for char in line:
-            depth += (char in "[{") - (char in "]}")
-            if depth > MAX_DEPTH:
-                return number
-    return 0
-
-
-def _line(zero_based: int | None) -> int:
-    return (zero_based or 0) + 1
-
-
-def _item_line(node: Any, kind: str, key: Any, fallback: int) -> int:
-    """Line of a map key or list item; a key merged in with `<<: *anchor` has the anchor's line."""
-    try:
-        return _line(getattr(node.lc, kind)(key)[0])
-    except (AttributeError, KeyError, IndexError, TypeError):
-        pass
-    for merged in getattr(node, "merge", None) or ():
-        if isinstance(merged, dict) and key in merged:
-            return _item_line(merged, kind, key, fallback)
-    return fallback
-
-
-def _plain_key(key: Any) -> Key:
-    if isinstance(key, bool) or not isinstance(key, (str, int)):
-        return str(key)
-    return str(key) if isinstance(key, str) else int(key)
-
-
-def _mark_line(error: MarkedYAMLError) -> int:
-    mark = error.problem_mark or error.context_mark
-    return _line(mark.line) if mark is not None else 0
-
-
-def _duplicate_key_message(error: DuplicateKeyError) -> str:
-    # ruamel's own text quotes both values, which may be passwords: name the key only.
-    match = re.search(r'duplicate key "(.*?)" with value', str(error.problem))
-    key = f" '{match.group(1)}'" if match else ""
-    first = f" (the map starts at line {_line(error.context_mark.line)})" if error.context_mark else ""
-    return f"duplicate key{key}: each key may appear only once in a map{first}"
-
-
-def _syntax_message(error: MarkedYAMLError) -> str:
-    problem = str(error.problem or error.context or "invalid YAML")
-    message = f"YAML syntax error: {problem}"
-    if "'\\t'" in problem:
-        message += " (indent with spaces, not tabs)"
-    elif (error.context and error.context_mark and error.problem_mark
-          and error.context_mark.line != error.problem_mark.line):
-        message += f" ({error.context} started at line {_line(error.context_mark.line)})"
-    return message
-
-
-def _expand(pattern: str, base: Path) -> list[str]:
-    """Include targets for one entry, relative to `base` unless absolute; globs sorted."""
-    pattern = os.path.expanduser(pattern)
-    if glob.has_magic(pattern):
-        return sorted(name for name in glob.glob(pattern, root_dir=base) if (base / name).is_file())
-    return [pattern] if (base / pattern).is_file() else []
-
-
-def _deep_copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _deep_copy(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_deep_copy(item) for item in value]
-    return value
-
-
-def _set(data: Any, path: KeyPath, value: Any) -> None:
-    for key in path[:-1]:
-        data = data[key]
-    data[path[-1]] = value
