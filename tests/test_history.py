@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.delivery.history import EventHistory, HistoryError, is_event_id
+from gateway.delivery.history import EventHistory, HistoryError
+from gateway.events.lifecycle import is_event_id
 from gateway.delivery.ledger import CaseLedger
 from gateway.events import AlertMessage
 from web_support import Alerts

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.events.record import EventSummary
 from gateway.onvif.patrol import PatrolStatus
 from gateway.redaction import redact
 from gateway.status import CameraStatus, ZoneOutline
@@ -175,33 +176,14 @@ class CaseOut(BaseModel):
         return cls(case_id=update.case_id, status=update.status, by=update.by, at=update.at, note=update.note)
 
 
-class EventOut(BaseModel):
-    """An event as the page lists it: the history's `EventRecord` fields of the same names,
-    plus the links and the ack the API works out (`ApiContext.event_out`)."""
+class EventOut(EventSummary):
+    """An event as the page lists it: its summary (`gateway.events.record`, the fields the history
+    keeps), plus the revision, the links and the ack the API works out (`ApiContext.event_out`)."""
 
-    event_id: str
+    model_config = ConfigDict(frozen=False)
+
     rev: int = Field(description="Revision of this event's last change (the stream's `id:`).")
-    seq: int
-    state: Literal["start", "update", "end"]
     active: bool
-    type: str
-    severity: int
-    title_zh: str
-    camera_id: str
-    camera_name: str
-    grid_id: str
-    address: str
-    lat: float | None
-    lon: float | None
-    zone_id: str | None
-    zone_name: str | None
-    rule_id: str | None
-    count: int | None
-    peak_count: int | None
-    density_per_m2: float | None
-    started_at: str
-    updated_at: str
-    ended_at: str | None
     snapshot_url: str | None = Field(default=None, description="The start picture, if kept.")
     peak_snapshot_url: str | None = Field(default=None,
                                           description="The latest picture taken when the count peaked, if any.")

@@ -5,11 +5,10 @@ under one lock and one revision number, and the picture bounds act row by row.
 
 The outbox forgets a message once the broker has it; the duty officer still needs to see the
 alert, its picture and who acknowledged it. `EventHistory` keeps one row per event in its own
-SQLite file (`<data_dir>/history.sqlite3`), updated by every message of the event (state,
-count, peak, updated/ended), and the evidence pictures as files under `<data_dir>/snapshots/`:
-
-* `<event_id>.jpg` — the start picture (the first picture the event carried);
-* `<event_id>.peak.jpg` — the latest picture sent when the peak rose (replaced each time).
+SQLite file (`<data_dir>/history.sqlite3`), updated by every message of the event (its
+`gateway.events.record.EventSummary`: state, count, peak, updated/ended, ...), and the evidence
+pictures as files under `<data_dir>/snapshots/` (pictures.py: the start picture and the latest
+peak picture of each event).
 
 Every change bumps a global revision number (`rev`): the API streams changes after a given
 revision (server-sent events resume with `Last-Event-ID`), and listeners registered with
@@ -22,7 +21,7 @@ Bounds (DESIGN §4: evidence goes first, alert metadata stays):
 * `snapshot_retention_days`: pictures of events not updated for that long are deleted, rows stay.
 * `max_events`: beyond this many rows the oldest rows go too (with any pictures left).
 
-File names are built only from validated uuids (`is_event_id`), never from raw input.
+Picture file names are built only from validated uuids (`is_event_id`), never from raw input.
 Acknowledgements and case steps live in the case ledger (gateway/delivery/ledger.py); it mirrors
 the latest ack here (`note_ack`) so the list can filter on it, and a case step bumps the event's
 revision (`touch`), so an open page hears about both at once.
@@ -40,8 +39,6 @@ import binascii
 import builtins
 import json
 import logging
-import os
-import re
 import sqlite3
 import threading
 import time
@@ -51,18 +48,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from gateway.delivery.pictures import PictureFiles, PictureKind, SnapshotKind, is_event_id
 from gateway.delivery.storage import describe, is_disk_full, open_wal
+from gateway.events.record import EventSummary
 
 log = logging.getLogger(__name__)
 
 DB_NAME = "history.sqlite3"
 SNAPSHOT_DIR = "snapshots"
 MiB = 1024 * 1024
-EVENT_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-STATES = ("start", "update", "end")
 STATE_FILTERS = ("start", "update", "end", "active")
 """`active` = not ended (start or update)."""
-SnapshotKind = Literal["start", "peak", "latest"]
 CLEANUP_EVERY_S = 600.0
 
 SCHEMA = """
@@ -108,22 +104,18 @@ CREATE INDEX IF NOT EXISTS events_camera ON events (camera_id, started_ts DESC);
 CREATE INDEX IF NOT EXISTS events_last_seen ON events (last_seen);
 """
 
-COLUMNS = (
-    "event_id", "rev", "seq", "state", "type", "severity", "title_zh", "camera_id", "camera_name",
-    "grid_id", "address", "lat", "lon", "zone_id", "zone_name", "rule_id", "count", "peak_count",
-    "density_per_m2", "started_at", "updated_at", "ended_at", "started_ts", "updated_ts", "first_seen",
-    "last_seen", "snap_bytes", "peak_bytes", "snapshot_evicted", "ack_by", "ack_case_id", "ack_at", "ack_note",
-)
+SUMMARY = tuple(EventSummary.model_fields)
+"""The event's own facts: one column each, named as the summary's fields."""
+BOOKKEEPING = ("rev", "started_ts", "updated_ts", "first_seen", "last_seen", "snap_bytes", "peak_bytes",
+               "snapshot_evicted", "ack_by", "ack_case_id", "ack_at", "ack_note")
+COLUMNS = (*SUMMARY, *BOOKKEEPING)
 SELECT = "SELECT " + ", ".join(COLUMNS)
+WRITTEN = (*SUMMARY, "rev", "started_ts", "updated_ts", "payload", "last_seen", "snap_bytes", "peak_bytes")
+"""What every message writes (a new row also sets first_seen)."""
 
 
 class HistoryError(RuntimeError):
     """The history database cannot be opened or written."""
-
-
-def is_event_id(value: object) -> bool:
-    """True for a lowercase uuid, the only form an event id takes (and the only one used in paths)."""
-    return isinstance(value, str) and EVENT_ID_RE.match(value) is not None
 
 
 @dataclass(frozen=True)
@@ -136,32 +128,11 @@ class HistoryAck:
     note: str | None = None
 
 
-@dataclass(frozen=True)
-class EventRecord:
-    """One event as the page shows it: the latest message's facts plus pictures and ack."""
+class EventRecord(EventSummary):
+    """One event as the page shows it: the latest message's facts (the summary), plus the
+    history's bookkeeping, pictures and the latest acknowledgement."""
 
-    event_id: str
     rev: int
-    seq: int
-    state: str
-    type: str
-    severity: int
-    title_zh: str
-    camera_id: str
-    camera_name: str
-    grid_id: str
-    address: str
-    lat: float | None
-    lon: float | None
-    zone_id: str | None
-    zone_name: str | None
-    rule_id: str | None
-    count: int | None
-    peak_count: int | None
-    density_per_m2: float | None
-    started_at: str
-    updated_at: str
-    ended_at: str | None
     started_ts: float
     updated_ts: float
     first_seen: float
@@ -223,6 +194,8 @@ class EventHistory:
         `problem` then says why, for health."""
         self.data_dir = Path(data_dir)
         self.snapshot_dir = self.data_dir / SNAPSHOT_DIR
+        self.pictures: PictureFiles | None = None
+        """The evidence picture files (None when the history is kept in memory, without pictures)."""
         self.path = self.data_dir / DB_NAME
         self.max_bytes = int(snapshot_max_mb * MiB)
         self.retention_s = snapshot_retention_days * 86400.0
@@ -241,7 +214,7 @@ class EventHistory:
             self._db.executescript(SCHEMA)
         else:
             try:
-                self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+                self.pictures = PictureFiles(self.snapshot_dir)
             except OSError as exc:
                 raise HistoryError(f"cannot create the snapshot folder {self.snapshot_dir}: "
                                    f"{describe(exc, self.snapshot_dir)}") from exc
@@ -330,8 +303,8 @@ class EventHistory:
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
             raise ValueError(f"alert {event_id} has no valid seq: {seq!r}")
         jpeg = (getattr(message, "snapshot_jpeg", None) or _inline_jpeg(payload)) \
-            if pictures and not self.in_memory else None
-        stored = _stored_payload(payload)
+            if pictures and self.pictures is not None else None
+        summary = EventSummary.from_payload(payload)
         now = self._clock()
         with self._lock:
             row = self._db.execute("SELECT seq, snap_bytes, peak_bytes FROM events WHERE event_id=?",
@@ -340,7 +313,7 @@ class EventHistory:
                 return None
             snap_bytes, peak_bytes = (row[1], row[2]) if row else (0, 0)
             if jpeg:
-                kind = "start" if not snap_bytes else "peak"
+                kind: PictureKind = "start" if not snap_bytes else "peak"
                 written = self._write_picture(event_id, kind, jpeg)
                 if written:
                     if kind == "start":
@@ -349,29 +322,18 @@ class EventHistory:
                     else:
                         self._bytes += written - peak_bytes
                         peak_bytes = written
-            values = _row_values(payload, stored)
             self._rev += 1
+            updated_ts = summary.updated_epoch(default=now)
+            values = (*summary.model_dump().values(), self._rev, summary.started_epoch(default=updated_ts), updated_ts,
+                      _stored_payload(payload), now, snap_bytes, peak_bytes)
             try:
                 if row is None:
-                    self._db.execute(
-                        "INSERT INTO events (event_id, rev, seq, state, type, severity, title_zh, camera_id,"
-                        " camera_name, grid_id, address, lat, lon, zone_id, zone_name, rule_id, count, peak_count,"
-                        " density_per_m2, started_at, updated_at, ended_at, started_ts, updated_ts, payload,"
-                        " first_seen, last_seen, snap_bytes, peak_bytes)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-                        " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (event_id, self._rev, seq, *values, now, now, snap_bytes, peak_bytes),
-                    )
+                    self._db.execute(f"INSERT INTO events ({', '.join(WRITTEN)}, first_seen)"
+                                     f" VALUES ({', '.join('?' * (len(WRITTEN) + 1))})", (*values, now))
                     self._events += 1
                 else:
-                    self._db.execute(
-                        "UPDATE events SET rev=?, seq=?, state=?, type=?, severity=?, title_zh=?, camera_id=?,"
-                        " camera_name=?, grid_id=?, address=?, lat=?, lon=?, zone_id=?, zone_name=?, rule_id=?,"
-                        " count=?, peak_count=?, density_per_m2=?, started_at=?, updated_at=?, ended_at=?,"
-                        " started_ts=?, updated_ts=?, payload=?, last_seen=?, snap_bytes=?, peak_bytes=?"
-                        " WHERE event_id=?",
-                        (self._rev, seq, *values, now, snap_bytes, peak_bytes, event_id),
-                    )
+                    assignments = ", ".join(f"{column}=?" for column in WRITTEN)
+                    self._db.execute(f"UPDATE events SET {assignments} WHERE event_id=?", (*values, event_id))
             except sqlite3.Error as exc:
                 self._resync()
                 self.disk_full = is_disk_full(exc, self.path)
@@ -447,28 +409,16 @@ class EventHistory:
                         "for alerts (the alerts themselves are kept)", freed // 1024)
         return freed
 
-    def _write_picture(self, event_id: str, kind: str, jpeg: bytes) -> int:
-        path = self._picture_path(event_id, kind)
-        tmp = path.with_name(path.name + ".tmp")
+    def _write_picture(self, event_id: str, kind: PictureKind, jpeg: bytes) -> int:
+        """Store a picture; 0 when the disk refused it (the alert itself is kept)."""
+        assert self.pictures is not None
         try:
-            with open(tmp, "wb") as handle:
-                handle.write(jpeg)
-            os.replace(tmp, path)
+            return self.pictures.write(event_id, kind, jpeg)
         except OSError as exc:
-            self.disk_full = is_disk_full(exc, path)
+            self.disk_full = is_disk_full(exc, self.snapshot_dir)
             log.error("cannot store the %s picture of event %s in %s: %s (the alert itself is kept)",
-                      kind, event_id, self.snapshot_dir, describe(exc, path))
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
+                      kind, event_id, self.snapshot_dir, describe(exc, self.snapshot_dir))
             return 0
-        return len(jpeg)
-
-    def _picture_path(self, event_id: str, kind: str) -> Path:
-        if not is_event_id(event_id):  # the only way a name reaches the file system
-            raise ValueError(f"not an event id: {event_id!r}")
-        return self.snapshot_dir / (f"{event_id}.jpg" if kind == "start" else f"{event_id}.peak.jpg")
 
     # ------------------------------------------------------------------ reading
 
@@ -549,17 +499,7 @@ class EventHistory:
     def snapshot(self, event_id: str, which: SnapshotKind = "start") -> bytes | None:
         """The evidence JPEG of an event: its start picture, its latest peak picture, or the
         latest of the two; None when there is none (never had one, or evicted)."""
-        if not is_event_id(event_id) or which not in ("start", "peak", "latest"):
-            return None
-        kinds = ("peak", "start") if which == "latest" else (which,)
-        for kind in kinds:
-            try:
-                return self._picture_path(event_id, kind).read_bytes()
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                log.warning("cannot read the %s picture of event %s: %s", kind, event_id, exc)
-        return None
+        return self.pictures.read(event_id, which) if self.pictures is not None else None
 
     def stats(self) -> HistoryStats:
         with self._lock:
@@ -612,13 +552,9 @@ class EventHistory:
 
     def _evict_pictures(self, event_id: str, snap_bytes: int, peak_bytes: int) -> int:
         removed = 0
-        for kind, size in (("peak", peak_bytes), ("start", snap_bytes)):
-            if size:
-                try:
-                    self._picture_path(event_id, kind).unlink(missing_ok=True)
-                except OSError as exc:
-                    log.warning("cannot delete the %s picture of event %s: %s", kind, event_id, exc)
-                    continue
+        kinds: tuple[tuple[PictureKind, int], ...] = (("peak", peak_bytes), ("start", snap_bytes))
+        for kind, size in kinds:
+            if size and self.pictures is not None and self.pictures.delete(event_id, kind):
                 self._bytes -= size
                 removed += 1
         self._db.execute(
@@ -642,18 +578,9 @@ class EventHistory:
         with self._lock:
             known = {row[0]: (row[1], row[2]) for row in
                      self._db.execute("SELECT event_id, snap_bytes, peak_bytes FROM events")}
-        for path in _iter_files(self.snapshot_dir):
-            name = path.name
-            event_id, _, suffix = name.partition(".")
-            sizes = known.get(event_id)
-            wanted = sizes is not None and (
-                (suffix == "jpg" and sizes[0] > 0) or (suffix == "peak.jpg" and sizes[1] > 0)
-            )
-            if not wanted:
-                try:
-                    path.unlink()
-                except OSError:
-                    pass
+        if self.pictures is not None:
+            self.pictures.remove_orphans(
+                lambda event_id, kind: known.get(event_id, (0, 0))[0 if kind == "start" else 1] > 0)
 
     def _resync(self) -> None:
         try:
@@ -670,13 +597,6 @@ class EventHistory:
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
-
-
-def _iter_files(folder: Path) -> Iterator[Path]:
-    try:
-        yield from (p for p in folder.iterdir() if p.is_file())
-    except OSError:
-        return
 
 
 def _inline_jpeg(payload: dict[str, Any]) -> bytes | None:
@@ -698,66 +618,12 @@ def _stored_payload(payload: dict[str, Any]) -> str:
     return json.dumps(slim, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-def _parse_time(value: Any) -> float | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
 def _epoch(since: datetime | float) -> float:
     if isinstance(since, datetime):
         if since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
         return since.timestamp()
     return float(since)
-
-
-def _row_values(payload: dict[str, Any], stored: str) -> tuple:
-    location = payload.get("location")
-    if not isinstance(location, dict):
-        location = {}
-    now = time.time()
-    updated_ts = _parse_time(payload.get("updated_at")) or now
-    started_ts = _parse_time(payload.get("started_at")) or updated_ts
-    state = payload.get("state") if payload.get("state") in STATES else "update"
-    return (
-        state,
-        str(payload.get("type") or "unknown"),
-        int(payload.get("severity") or 2),
-        str(payload.get("title_zh") or ""),
-        str(payload.get("camera_id") or ""),
-        str(payload.get("camera_name") or ""),
-        str(payload.get("grid_id") or ""),
-        str(location.get("address") or ""),
-        _number(location.get("lat")),
-        _number(location.get("lon")),
-        payload.get("zone_id"),
-        payload.get("zone_name"),
-        payload.get("rule_id"),
-        _integer(payload.get("count")),
-        _integer(payload.get("peak_count")),
-        _number(payload.get("density_per_m2")),
-        str(payload.get("started_at") or payload.get("updated_at") or ""),
-        str(payload.get("updated_at") or ""),
-        payload.get("ended_at"),
-        started_ts,
-        updated_ts,
-        stored,
-    )
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def _integer(value: Any) -> int | None:
-    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _record(row: tuple, with_payload: bool = False) -> EventRecord:
@@ -772,15 +638,9 @@ def _record(row: tuple, with_payload: bool = False) -> EventRecord:
         except (ValueError, TypeError):
             payload = None
     return EventRecord(
-        event_id=values["event_id"], rev=values["rev"], seq=values["seq"], state=values["state"],
-        type=values["type"], severity=values["severity"], title_zh=values["title_zh"],
-        camera_id=values["camera_id"], camera_name=values["camera_name"], grid_id=values["grid_id"],
-        address=values["address"], lat=values["lat"], lon=values["lon"], zone_id=values["zone_id"],
-        zone_name=values["zone_name"], rule_id=values["rule_id"], count=values["count"],
-        peak_count=values["peak_count"], density_per_m2=values["density_per_m2"],
-        started_at=values["started_at"], updated_at=values["updated_at"], ended_at=values["ended_at"],
-        started_ts=values["started_ts"], updated_ts=values["updated_ts"], first_seen=values["first_seen"],
-        last_seen=values["last_seen"], has_snapshot=values["snap_bytes"] > 0,
+        **{name: values[name] for name in SUMMARY},
+        rev=values["rev"], started_ts=values["started_ts"], updated_ts=values["updated_ts"],
+        first_seen=values["first_seen"], last_seen=values["last_seen"], has_snapshot=values["snap_bytes"] > 0,
         has_peak_snapshot=values["peak_bytes"] > 0, snapshot_evicted=bool(values["snapshot_evicted"]),
         ack=ack, payload=payload,
     )

@@ -13,21 +13,16 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
 
+from gateway.events.lifecycle import is_event_id
+
 log = logging.getLogger("gateway.delivery.history")
 
-EVENT_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 PictureKind = Literal["start", "peak"]
 SnapshotKind = Literal["start", "peak", "latest"]
-
-
-def is_event_id(value: object) -> bool:
-    """True for a lowercase uuid, the only form an event id takes (and the only one used in paths)."""
-    return isinstance(value, str) and EVENT_ID_RE.match(value) is not None
 
 
 class PictureFiles:

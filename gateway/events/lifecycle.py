@@ -9,6 +9,7 @@ the start and on updates where the peak rose, and nowhere else, to keep MQTT mes
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,15 @@ from typing import Any, Protocol
 
 from gateway.events.payload import AlertSource, AlertSubject, Reading, Stamp, build_payload
 from gateway.events.snapshot import Snapshot
+
+EVENT_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+"""Event ids are lowercase uuid4 strings: the only form any file name or URL takes them in."""
+
+
+def is_event_id(value: object) -> bool:
+    """True for an event id this gateway could have made (checked before one reaches a path)."""
+    return isinstance(value, str) and EVENT_ID_RE.match(value) is not None
+
 
 SnapshotSource = Callable[[], Snapshot | None]
 """Renders the evidence picture on demand: most frames need none, and JPEG encoding is costly."""

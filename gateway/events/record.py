@@ -75,11 +75,11 @@ class EventSummary(BaseModel):
             ended_at=_text(payload.get("ended_at")),
         )
 
-    def started_ts(self, default: float) -> float:
+    def started_epoch(self, default: float) -> float:
         """The start as epoch seconds (`default` when the payload's time is unreadable)."""
         return parse_time(self.started_at) or default
 
-    def updated_ts(self, default: float) -> float:
+    def updated_epoch(self, default: float) -> float:
         return parse_time(self.updated_at) or default
 
 

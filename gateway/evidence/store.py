@@ -30,27 +30,21 @@ import builtins
 import json
 import logging
 import os
-import re
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from gateway.events.lifecycle import is_event_id
+
 log = logging.getLogger(__name__)
 
 CLIPS_DIR = "clips"
 MiB = 1024 * 1024
-EVENT_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-"""The event id form (uuid4, `gateway.events.lifecycle`), as the history checks it too."""
 DEFAULT_MAX_CLIPS = 5000
 ClipStatus = Literal["recording", "ready", "partial", "failed"]
 STATUSES = ("recording", "ready", "partial", "failed")
-
-
-def is_event_id(value: object) -> bool:
-    """True for a lowercase uuid: the only thing a clip file is ever named after."""
-    return isinstance(value, str) and EVENT_ID_RE.match(value) is not None
 
 
 @dataclass(frozen=True, slots=True)

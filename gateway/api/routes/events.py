@@ -15,8 +15,8 @@ from gateway.api.query import epoch_or_none, known_query, rfc3339
 from gateway.api.schemas import AckIn, AckOut, AckResult, EventDetail, EventOut, EventPageOut, Problem
 from gateway.api.stream import SSE_MAX_CLIENTS, EventStreamResponse, event_stream
 from gateway.config.models import IDENT_PATTERN
-from gateway.delivery.history import EVENT_ID_RE
 from gateway.delivery.ledger import LedgerError, UnknownEventError
+from gateway.events.lifecycle import EVENT_ID_RE
 from gateway.events.types import ALERT_TYPE_NAMES
 
 log = logging.getLogger("gateway.api")
