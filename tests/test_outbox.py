@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.delivery.outbox import MiB, NewMessage, Outbox, shed_snapshot
+from gateway.delivery.outbox import MiB, NewMessage, Outbox
+from gateway.events.payload import shed_picture
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -158,7 +159,7 @@ def test_in_dir_uses_data_dir_and_cap(tmp_path: Path) -> None:
 def test_shed_payload_still_fits_the_alert_schema() -> None:
     """gw.alert/1 is closed at the top: the eviction marker must live in `details`."""
     schema = pytest.importorskip("gateway.events.schema").alert_schema()
-    slim = shed_snapshot(alert("e1", 0, "start", snapshot_kb=1, details={"note": "kept"}))
+    slim = shed_picture(alert("e1", 0, "start", snapshot_kb=1, details={"note": "kept"}))
     assert set(slim) <= set(schema["properties"])
     assert {"type": "null"} in schema["properties"]["snapshot"]["anyOf"]
     assert schema["properties"]["details"].get("additionalProperties", True) is not False

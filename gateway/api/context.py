@@ -21,8 +21,9 @@ from gateway.api.metrics import GatewayMetrics
 from gateway.api.schemas import AckOut, CameraOut, CaseOut, EventDetail, EventOut, camera_out, redact_tree
 from gateway.api.stream import StreamHub
 from gateway.api.web import WebFiles
-from gateway.delivery.history import EventHistory, EventRecord
+from gateway.delivery.history import EventHistory
 from gateway.delivery.ledger import CaseLedger, CaseUpdate
+from gateway.events.record import EventRecord
 from gateway.status import GatewayView
 
 SNAPSHOT_CACHE_S = 0.5

@@ -18,7 +18,8 @@ import anyio
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from gateway.delivery.history import EventHistory, EventRecord
+from gateway.delivery.history import EventHistory
+from gateway.events.record import EventRecord
 
 SSE_HEARTBEAT_S = 15.0
 SSE_MAX_CLIENTS = 64

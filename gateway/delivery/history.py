@@ -34,23 +34,23 @@ and the page shows the alerts of this run; `problem` says so.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import builtins
 import json
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from gateway.delivery.pictures import PictureFiles, PictureKind, SnapshotKind, is_event_id
+from gateway.delivery.pictures import PictureFiles, PictureKind, SnapshotKind
 from gateway.delivery.storage import describe, is_disk_full, open_wal
-from gateway.events.record import EventSummary
+from gateway.events.lifecycle import is_event_id
+from gateway.events.payload import inline_picture, without_picture_data
+from gateway.events.record import EventPage, EventRecord, EventSummary, HistoryAck
 
 log = logging.getLogger(__name__)
 
@@ -116,47 +116,6 @@ WRITTEN = (*SUMMARY, "rev", "started_ts", "updated_ts", "payload", "last_seen", 
 
 class HistoryError(RuntimeError):
     """The history database cannot be opened or written."""
-
-
-@dataclass(frozen=True)
-class HistoryAck:
-    """The latest acknowledgement mirrored from the outbox (plus the officer's note, if any)."""
-
-    by: str
-    case_id: str
-    at: float
-    note: str | None = None
-
-
-class EventRecord(EventSummary):
-    """One event as the page shows it: the latest message's facts (the summary), plus the
-    history's bookkeeping, pictures and the latest acknowledgement."""
-
-    rev: int
-    started_ts: float
-    updated_ts: float
-    first_seen: float
-    last_seen: float
-    has_snapshot: bool
-    has_peak_snapshot: bool
-    snapshot_evicted: bool
-    ack: HistoryAck | None
-    payload: dict[str, Any] | None = None
-    """The latest payload without the inline picture; only filled by `get`."""
-
-    @property
-    def active(self) -> bool:
-        return self.state != "end"
-
-
-@dataclass(frozen=True)
-class EventPage:
-    items: list[EventRecord]
-    total: int
-    limit: int
-    offset: int
-    rev: int
-    """The newest revision when the page was read: stream changes after it to stay current."""
 
 
 @dataclass(frozen=True)
@@ -302,7 +261,7 @@ class EventHistory:
         seq = payload.get("seq")
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
             raise ValueError(f"alert {event_id} has no valid seq: {seq!r}")
-        jpeg = (getattr(message, "snapshot_jpeg", None) or _inline_jpeg(payload)) \
+        jpeg = (getattr(message, "snapshot_jpeg", None) or inline_picture(payload)) \
             if pictures and self.pictures is not None else None
         summary = EventSummary.from_payload(payload)
         now = self._clock()
@@ -324,8 +283,9 @@ class EventHistory:
                         peak_bytes = written
             self._rev += 1
             updated_ts = summary.updated_epoch(default=now)
+            stored = json.dumps(without_picture_data(payload), ensure_ascii=False, separators=(",", ":"), default=str)
             values = (*summary.model_dump().values(), self._rev, summary.started_epoch(default=updated_ts), updated_ts,
-                      _stored_payload(payload), now, snap_bytes, peak_bytes)
+                      stored, now, snap_bytes, peak_bytes)
             try:
                 if row is None:
                     self._db.execute(f"INSERT INTO events ({', '.join(WRITTEN)}, first_seen)"
@@ -592,30 +552,6 @@ class EventHistory:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
-def _inline_jpeg(payload: dict[str, Any]) -> bytes | None:
-    snapshot = payload.get("snapshot")
-    if not isinstance(snapshot, dict) or not snapshot.get("data"):
-        return None
-    try:
-        return base64.b64decode(snapshot["data"], validate=True)
-    except (binascii.Error, ValueError, TypeError):
-        return None
-
-
-def _stored_payload(payload: dict[str, Any]) -> str:
-    """The payload as stored: the picture's metadata stays, its base64 data does not."""
-    slim = dict(payload)
-    snapshot = slim.get("snapshot")
-    if isinstance(snapshot, dict):
-        slim["snapshot"] = {k: v for k, v in snapshot.items() if k != "data"}
-    return json.dumps(slim, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def _epoch(since: datetime | float) -> float:

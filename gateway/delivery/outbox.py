@@ -69,6 +69,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.delivery.storage import LOW_SPACE_BYTES, Transaction, describe, free_bytes, is_disk_full, open_wal
+from gateway.events.payload import encode_payload, has_inline_picture, shed_picture
 
 log = logging.getLogger(__name__)
 
@@ -189,30 +190,6 @@ class _Held:
 
     def eviction(self, kind: str, freed: int) -> Eviction:
         return Eviction(kind, self.event_id, self.seq, self.state, self.camera_id, freed, self.created_at, True)
-
-
-def encode_payload(payload: dict[str, Any]) -> bytes:
-    """Compact UTF-8 JSON; NaN/Infinity are refused (they are not JSON and break consumers)."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
-
-
-def has_inline_snapshot(payload: dict[str, Any]) -> bool:
-    snapshot = payload.get("snapshot")
-    return isinstance(snapshot, dict) and bool(snapshot.get("data"))
-
-
-def shed_snapshot(payload: dict[str, Any]) -> dict[str, Any]:
-    """The payload without its inline snapshot: keeps every other field, says the picture was evicted.
-
-    The marker goes into `details` (the schema's open object for extras; gw.alert/1 allows no new
-    top-level keys), so a shed message still validates.
-    """
-    slim = dict(payload)
-    slim["snapshot"] = None
-    details = slim.get("details")
-    if details is None or isinstance(details, dict):
-        slim["details"] = {**(details or {}), "snapshot_evicted": True}
-    return slim
 
 
 class Outbox:
@@ -376,11 +353,11 @@ class Outbox:
             self._depth -= 1
             self._bytes -= existing[1]
         camera_id = str(m.payload.get("camera_id") or "")
-        has_snapshot = has_inline_snapshot(m.payload)
+        has_snapshot = has_inline_picture(m.payload)
         size = _row_size(m.topic, body)
         evictions.extend(self._make_room(size))
         if self._bytes + size > self.max_bytes and has_snapshot:
-            slim = encode_payload(shed_snapshot(m.payload))
+            slim = encode_payload(shed_picture(m.payload))
             evictions.append(Eviction("snapshot", m.event_id, m.seq, m.state, camera_id, len(body) - len(slim), now))
             body, size, has_snapshot = slim, _row_size(m.topic, slim), False
         return self._insert_row(None, m.topic, m.event_id, m.seq, m.state, camera_id, body, size, has_snapshot, now)
@@ -419,7 +396,7 @@ class Outbox:
             self._forget(existing)
         self._last_id += 1
         held = _Held(self._last_id, m.topic, m.event_id, m.seq, m.state, str(m.payload.get("camera_id") or ""),
-                     body, _row_size(m.topic, body), has_inline_snapshot(m.payload), now)
+                     body, _row_size(m.topic, body), has_inline_picture(m.payload), now)
         self._held[held.id] = held
         self._held_bytes += held.size
         made = self._trim_held(keep=held.id)
@@ -470,7 +447,7 @@ class Outbox:
         return made
 
     def _shed_held_snapshot(self, held: _Held) -> Eviction:
-        slim = encode_payload(shed_snapshot(json.loads(held.body)))
+        slim = encode_payload(shed_picture(json.loads(held.body)))
         new_size = _row_size(held.topic, slim)
         freed = held.size - new_size
         held.body, held.size, held.has_snapshot = slim, new_size, False
@@ -535,7 +512,7 @@ class Outbox:
         evictions.extend(self._make_room(held.size))
         body, size, has_snapshot = held.body, held.size, held.has_snapshot
         if self._bytes + size > self.max_bytes and has_snapshot:
-            body = encode_payload(shed_snapshot(json.loads(body)))
+            body = encode_payload(shed_picture(json.loads(body)))
             size, has_snapshot = _row_size(held.topic, body), False
             evictions.append(replace(held.eviction("snapshot", held.size - size), in_memory=False))
         self._insert_row(held.id, held.topic, held.event_id, held.seq, held.state, held.camera_id, body, size,
@@ -580,7 +557,7 @@ class Outbox:
         if row is None:
             return None
         row_id, topic, event_id, seq, state, camera_id, body, size, created_at = row
-        slim = encode_payload(shed_snapshot(json.loads(body)))
+        slim = encode_payload(shed_picture(json.loads(body)))
         new_size = _row_size(topic, slim)
         self._db.execute("UPDATE outbox SET payload=?, size=?, has_snapshot=0 WHERE id=?", (slim, new_size, row_id))
         self._bytes -= size - new_size

@@ -7,6 +7,9 @@ shape is pinned by alert.schema.json.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -137,3 +140,49 @@ def build_payload(
     if subject.details:
         payload["details"] = dict(subject.details)
     return payload
+
+
+# --------------------------------------------------------------------------- the payload as stored and sent
+
+
+def encode_payload(payload: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON, as every output sends it; NaN/Infinity are refused (they are not
+    JSON and break consumers)."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def has_inline_picture(payload: dict[str, Any]) -> bool:
+    snapshot = payload.get("snapshot")
+    return isinstance(snapshot, dict) and bool(snapshot.get("data"))
+
+
+def inline_picture(payload: dict[str, Any]) -> bytes | None:
+    """The evidence JPEG carried in the payload (base64), or None."""
+    if not has_inline_picture(payload):
+        return None
+    try:
+        return base64.b64decode(payload["snapshot"]["data"], validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        return None
+
+
+def without_picture_data(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload with the picture's metadata but not its base64 data (what the history keeps:
+    the picture itself is a file of its own)."""
+    snapshot = payload.get("snapshot")
+    if not isinstance(snapshot, dict):
+        return payload
+    return {**payload, "snapshot": {key: value for key, value in snapshot.items() if key != "data"}}
+
+
+def shed_picture(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload without its inline picture: every other field kept, and a note that the
+    picture was evicted (a full outbox or memory). The marker goes into `details` (the schema's
+    open object for extras; gw.alert/1 allows no new top-level keys), so a shed message still
+    validates."""
+    slim = dict(payload)
+    slim["snapshot"] = None
+    details = slim.get("details")
+    if details is None or isinstance(details, dict):
+        slim["details"] = {**(details or {}), "snapshot_evicted": True}
+    return slim

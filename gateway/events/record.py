@@ -6,6 +6,9 @@ event (gateway.delivery.history, which adds its own bookkeeping), and the API se
 are (gateway.api.schemas.EventOut adds links and the acknowledgement). A field added here is in
 the history's table and in the API's answers, with one description.
 
+`EventRecord` is the summary as the history keeps it (with its bookkeeping), `EventPage` a page
+of the history's list.
+
 `from_payload` is lenient on purpose: the history must keep whatever a (future or buggy) producer
 sent, so missing or mistyped fields become empty values instead of errors; the schema check of
 what goes out is payload.py's and schema.py's job.
@@ -13,6 +16,7 @@ what goes out is payload.py's and schema.py's job.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -81,6 +85,50 @@ class EventSummary(BaseModel):
 
     def updated_epoch(self, default: float) -> float:
         return parse_time(self.updated_at) or default
+
+
+@dataclass(frozen=True)
+class HistoryAck:
+    """The latest acknowledgement of an event, as the case ledger mirrors it onto the history."""
+
+    by: str
+    case_id: str
+    at: float
+    note: str | None = None
+
+
+class EventRecord(EventSummary):
+    """One event as the history keeps it: the summary, plus the history's bookkeeping (revision,
+    times as epoch seconds), whether pictures are kept, and the latest acknowledgement."""
+
+    rev: int
+    started_ts: float
+    updated_ts: float
+    first_seen: float
+    last_seen: float
+    has_snapshot: bool
+    has_peak_snapshot: bool
+    snapshot_evicted: bool
+    ack: HistoryAck | None
+    payload: dict[str, Any] | None = None
+    """The latest payload without the inline picture; only filled by `get`."""
+
+    @property
+    def active(self) -> bool:
+        return self.state != "end"
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """One page of the history's list, newest first."""
+
+    items: list[EventRecord]
+    total: int
+    limit: int
+    offset: int
+    rev: int
+    """The newest revision when the page was read: stream changes after it to stay current."""
+
 
 
 def parse_time(value: Any) -> float | None:

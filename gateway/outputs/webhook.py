@@ -47,8 +47,8 @@ from gateway import __version__
 from gateway.backoff import Backoff
 from gateway.config.outputs import WebhookOutput
 from gateway.delivery.durable import DurableSink
-from gateway.delivery.outbox import encode_payload
 from gateway.delivery.sink import AlertSink, DeliveryFailed
+from gateway.events.payload import encode_payload
 from gateway.outputs.registry import OutputContext, output
 from gateway.redaction import redact
 
