@@ -11,49 +11,31 @@ restart or a reconnect everything still here is sent again; duplicates carry the
 `event_id`/`seq`, so the centre can drop them. (Which events were sent, and their
 acknowledgements, are the case ledger's: gateway/delivery/ledger.py.)
 
-Durability (why `synchronous=FULL` in WAL mode):
-    DESIGN §4 promises that power loss loses no alert. With WAL + `synchronous=NORMAL` a commit is
-    only in the OS page cache until the next checkpoint: it survives `kill -9` (the kernel still
-    writes it), but a power cut can drop the last transactions — i.e. the alerts just put. With
-    WAL + `FULL` each commit fsyncs the WAL before `put()` returns, so an alert that `put()`
-    accepted is on stable storage. The price is one fsync per alert (≈0.3 ms on an SSD, a few ms
-    on an SD card) — negligible at alert rates, and `put()` is not on the frame path.
-    Deleting delivered rows is the exception: those transactions run with `NORMAL`. Losing a
-    delete in a power cut only means the message is sent once more (a QoS 1 duplicate with the
-    same event_id/seq, which the contract allows), and WAL keeps transactions in order, so the
-    next fsynced `put()` makes every earlier delete durable too. This halves the fsyncs without
-    weakening the promise.
+Durability (why `synchronous=FULL` in WAL mode): DESIGN §4 promises that power loss loses no
+    alert. With WAL + `NORMAL` a commit survives `kill -9` but a power cut can drop the last
+    transactions, i.e. the alerts just put; with `FULL` each commit fsyncs the WAL before `put()`
+    returns (≈0.3 ms on an SSD, a few ms on an SD card: nothing at alert rates, and off the frame
+    path). Deleting delivered rows runs with `NORMAL`: a lost delete only means one more QoS 1
+    duplicate (same event_id/seq, which the contract allows), and the next fsynced `put()` makes
+    every earlier delete durable too. This halves the fsyncs without weakening the promise.
 
-Size cap and eviction policy (`max_bytes`, from `storage.outbox_max_mb`):
+Size cap (`max_bytes`, from `storage.outbox_max_mb`):
     The cap counts the stored message bytes (payload + topic + a fixed per-row overhead); the file
-    itself is somewhat larger (indexes, free pages that SQLite reuses, the WAL, bounded by
-    `journal_size_limit`). When a new alert would exceed the cap, room is made in this order —
-    evidence goes first, alert metadata last:
+    itself is somewhat larger (indexes, free pages, the WAL, bounded by `journal_size_limit`).
+    When a new alert would exceed it, room is made by the eviction policy of eviction.py (pictures,
+    then superseded updates, then the oldest message: evidence first, alert metadata last). The
+    alert being put is never refused: if it still does not fit, its own picture is shed, and if
+    its metadata alone exceeds the cap it is stored anyway (the cap bounds evidence, not the newest
+    alert). Every eviction is logged and counted in the `counters` table, which survives restarts.
 
-    1. `snapshot`: shed the inline snapshot of queued messages, `update`/`end` messages before
-       `start` messages, oldest first. The rest of the payload is kept; `snapshot` becomes null and
-       `details.snapshot_evicted: true` is set so the centre knows why the picture is missing.
-    2. `superseded_update`: drop whole `update` messages for which a later message of the same
-       event is still queued (the later one carries the newer count), oldest first.
-    3. `message`: drop the oldest queued message. Only reached when metadata alone fills the cap.
-
-    The alert being put is never refused: if it still does not fit, its own snapshot is shed, and
-    if its metadata alone exceeds the cap it is stored anyway (the cap bounds evidence, not the
-    newest alert). Every eviction is logged (snapshots at WARNING, messages at ERROR) and counted
-    in the `counters` table, which survives restarts.
-
-When the disk cannot take an alert (full, or failing):
-    `put()` never refuses an alert and never raises for a storage problem. Messages the database
-    cannot take are *held in memory*, in order, with row ids that continue the file's own, and are
-    handed to the sender by `pending()` like any other row: the centre still gets them while the
-    disk is full. Held messages are written to the file, with the same ids, as soon as it takes
-    writes again (`write_held()`, also tried before every put; while any are held, new messages
-    queue behind them so the order stays). Memory is bounded by `hold_max_bytes` with the same
-    policy as the disk: snapshots first, then superseded updates, then the oldest message — the
-    newest alerts stay. If the file cannot even be opened at start (a restart on a full disk), the
-    outbox starts with memory only and opens the file later; `generation` then increases so a
-    sender that walks rows by id starts again from the oldest (the file's older rows come first).
-    `problem` and `disk_full` say what is wrong, for health and the `disk_full` alert.
+When the disk cannot take an alert (full, or failing): `put()` never refuses an alert and never
+    raises for a storage problem. Messages the file cannot take are held in memory (eviction.py),
+    in order, with row ids that continue the file's, and handed to the sender by `pending()` like
+    any row: the centre still gets them. They are written to the file, with the same ids, as soon
+    as it takes writes again (`write_held()`, also tried before every put; new messages queue
+    behind them so the order stays). A file that cannot be opened at start (a restart on a full
+    disk) is opened later; `generation` then increases so a sender walking rows by id starts
+    again from the oldest. `problem` and `disk_full` say what is wrong, for health and the alert.
 """
 
 from __future__ import annotations
@@ -68,15 +50,23 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from gateway.delivery.eviction import (
+    EVICTION_KINDS,
+    Eviction,
+    EvictionCounts,
+    HeldMessage,
+    HeldMessages,
+    describe_eviction,
+    evict_from_file,
+    human_size,
+    row_size,
+)
 from gateway.delivery.storage import LOW_SPACE_BYTES, Transaction, describe, free_bytes, is_disk_full, open_wal
 from gateway.events.payload import encode_payload, has_inline_picture, shed_picture
 
 log = logging.getLogger(__name__)
 
 DB_NAME = "outbox.sqlite3"
-ROW_OVERHEAD = 128
-"""Bytes counted per row on top of payload and topic (ids, timestamps, index entries)."""
-EVICTION_KINDS = ("snapshot", "superseded_update", "message")
 MiB = 1024 * 1024
 HOLD_MAX_BYTES = 16 * MiB
 """Default memory bound for messages held while the disk cannot take them (`storage.hold_max_mb`)."""
@@ -142,21 +132,6 @@ class OutboxMessage:
 
 
 @dataclass(frozen=True)
-class Eviction:
-    """What one eviction removed; logged after the transaction commits."""
-
-    kind: str
-    event_id: str
-    seq: int
-    state: str
-    camera_id: str
-    freed: int
-    created_at: float
-    in_memory: bool = False
-    """Evicted from the messages held in memory (the disk was full), not from the file."""
-
-
-@dataclass(frozen=True)
 class OutboxStats:
     depth: int
     bytes: int
@@ -168,28 +143,6 @@ class OutboxStats:
     held_bytes: int = 0
     problem: str | None = None
     disk_full: bool = False
-
-
-@dataclass
-class _Held:
-    """A message the disk could not take, kept in memory (in id order) until it can."""
-
-    id: int
-    topic: str
-    event_id: str
-    seq: int
-    state: str
-    camera_id: str
-    body: bytes
-    size: int
-    has_snapshot: bool
-    created_at: float
-
-    def message(self) -> OutboxMessage:
-        return OutboxMessage(self.id, self.topic, self.event_id, self.seq, self.state, self.body, self.created_at)
-
-    def eviction(self, kind: str, freed: int) -> Eviction:
-        return Eviction(kind, self.event_id, self.seq, self.state, self.camera_id, freed, self.created_at, True)
 
 
 class Outbox:
@@ -210,10 +163,8 @@ class Outbox:
         self._lock = threading.RLock()
         self._db: sqlite3.Connection | None = None
         self._depth = self._bytes = 0
-        self._evictions = dict.fromkeys(EVICTION_KINDS, 0)
-        self._unsaved_evictions = dict.fromkeys(EVICTION_KINDS, 0)
-        self._held: dict[int, _Held] = {}
-        self._held_bytes = 0
+        self._counts = EvictionCounts()
+        self._held = HeldMessages(self.hold_max_bytes)
         self._last_id = 0
         self.problem: str | None = None
         """Why the file cannot take writes right now (None when it can)."""
@@ -232,7 +183,7 @@ class Outbox:
             self._set_problem(exc.__cause__ or exc)
         if self._depth:
             log.info("outbox %s holds %d undelivered alert messages (%s); they will be sent first",
-                     self.path, self._depth, _human(self._bytes))
+                     self.path, self._depth, human_size(self._bytes))
 
     @classmethod
     def in_dir(cls, data_dir: str | Path, max_mb: float = 200.0, **kwargs: Any) -> Outbox:
@@ -260,18 +211,9 @@ class Outbox:
         """Start using an opened file: its counts, its counters, ids above its own."""
         self._db = db
         self._depth, self._bytes = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
-        stored = self._load_counters()
-        self._evictions = {kind: stored[kind] + self._unsaved_evictions[kind] for kind in EVICTION_KINDS}
+        self._counts.load(db)
         row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='outbox'").fetchone()
         self._last_id = max(self._last_id, row[0] if row else 0)
-
-    def _load_counters(self) -> dict[str, int]:
-        counts = dict.fromkeys(EVICTION_KINDS, 0)
-        assert self._db is not None
-        for name, value in self._db.execute("SELECT name, value FROM counters"):
-            if name.startswith("evicted_") and name[8:] in counts:
-                counts[name[8:]] = value
-        return counts
 
     def close(self) -> None:
         with self._lock:
@@ -333,11 +275,11 @@ class Outbox:
                     evictions: list[Eviction]) -> list[int]:
         row_ids: list[int] = []
         made: list[Eviction] = []
-        with self._transaction():
+        with self._transaction() as db:
             for message, body in encoded:
                 row_ids.append(self._insert(message, body, now, made))
-            self._save_counters(made)
-        self._counted(made)
+            self._counts.save(db, made)
+        self._counts.add(made)
         evictions.extend(made)
         return row_ids
 
@@ -354,12 +296,12 @@ class Outbox:
             self._bytes -= existing[1]
         camera_id = str(m.payload.get("camera_id") or "")
         has_snapshot = has_inline_picture(m.payload)
-        size = _row_size(m.topic, body)
+        size = row_size(m.topic, body)
         evictions.extend(self._make_room(size))
         if self._bytes + size > self.max_bytes and has_snapshot:
             slim = encode_payload(shed_picture(m.payload))
             evictions.append(Eviction("snapshot", m.event_id, m.seq, m.state, camera_id, len(body) - len(slim), now))
-            body, size, has_snapshot = slim, _row_size(m.topic, slim), False
+            body, size, has_snapshot = slim, row_size(m.topic, slim), False
         return self._insert_row(None, m.topic, m.event_id, m.seq, m.state, camera_id, body, size, has_snapshot, now)
 
     def _insert_row(self, row_id: int | None, topic: str, event_id: str, seq: int, state: str, camera_id: str,
@@ -395,21 +337,17 @@ class Outbox:
                 return existing
             self._forget(existing)
         self._last_id += 1
-        held = _Held(self._last_id, m.topic, m.event_id, m.seq, m.state, str(m.payload.get("camera_id") or ""),
-                     body, _row_size(m.topic, body), has_inline_picture(m.payload), now)
-        self._held[held.id] = held
-        self._held_bytes += held.size
-        made = self._trim_held(keep=held.id)
-        self._counted(made)
-        for kind in (e.kind for e in made):
-            self._unsaved_evictions[kind] += 1
+        held = HeldMessage(self._last_id, m.topic, m.event_id, m.seq, m.state, str(m.payload.get("camera_id") or ""),
+                           body, row_size(m.topic, body), has_inline_picture(m.payload), now)
+        made = self._held.add(held)
+        self._counts.add(made, saved=False)
         evictions.extend(made)
         return held.id
 
     def _queued_id(self, event_id: str, seq: int) -> int | None:
-        for held in self._held.values():
-            if held.event_id == event_id and held.seq == seq:
-                return held.id
+        held = self._held.find(event_id, seq)
+        if held is not None:
+            return held.id
         if self._db is not None:
             try:
                 row = self._db.execute("SELECT id FROM outbox WHERE event_id=? AND seq=?", (event_id, seq)).fetchone()
@@ -419,40 +357,8 @@ class Outbox:
         return None
 
     def _forget(self, row_id: int) -> None:
-        held = self._held.pop(row_id, None)
-        if held is not None:
-            self._held_bytes -= held.size
-        else:
+        if self._held.remove(row_id) is None:
             self._delete_rows([row_id])
-
-    def _trim_held(self, keep: int) -> list[Eviction]:
-        """Bring the held messages under `hold_max_bytes`: snapshots, superseded updates, oldest."""
-        made: list[Eviction] = []
-        while self._held_bytes > self.hold_max_bytes:
-            with_picture = sorted((h for h in self._held.values() if h.has_snapshot),
-                                  key=lambda h: (h.state == "start", h.id))
-            if with_picture:
-                made.append(self._shed_held_snapshot(with_picture[0]))
-                continue
-            later = {h.event_id: h.seq for h in self._held.values()}
-            superseded = next((h for h in self._held.values()
-                               if h.state == "update" and later[h.event_id] > h.seq), None)
-            oldest = next((h for h in self._held.values() if h.id != keep), None)
-            victim = superseded or oldest
-            if victim is None:
-                break
-            del self._held[victim.id]
-            self._held_bytes -= victim.size
-            made.append(victim.eviction("superseded_update" if victim is superseded else "message", victim.size))
-        return made
-
-    def _shed_held_snapshot(self, held: _Held) -> Eviction:
-        slim = encode_payload(shed_picture(json.loads(held.body)))
-        new_size = _row_size(held.topic, slim)
-        freed = held.size - new_size
-        held.body, held.size, held.has_snapshot = slim, new_size, False
-        self._held_bytes -= freed
-        return held.eviction("snapshot", freed)
 
     def write_held(self) -> bool:
         """Write the messages held in memory to the file if it takes them now (opening it first
@@ -477,22 +383,21 @@ class Outbox:
                         self.path, self._depth, len(self._held))
         written = 0
         while self._held:
-            chunk = list(self._held.values())[:WRITE_CHUNK]
+            chunk = list(self._held)[:WRITE_CHUNK]
             made: list[Eviction] = []
             try:
-                with self._transaction():
+                with self._transaction() as db:
                     for held in chunk:
                         self._write_one(held, made)
-                    self._save_counters(made, unsaved=True)
+                    self._counts.save(db, made, with_unsaved=True)
             except sqlite3.Error as exc:
                 self._resync()
                 self._set_problem(exc)
                 return False
             for held in chunk:
-                del self._held[held.id]
-                self._held_bytes -= held.size
-            self._counted(made)
-            self._unsaved_evictions = dict.fromkeys(EVICTION_KINDS, 0)
+                self._held.remove(held.id)
+            self._counts.add(made)
+            self._counts.unsaved_written()
             evictions.extend(made)
             written += len(chunk)
         if written:
@@ -503,7 +408,7 @@ class Outbox:
         self._clear_problem()
         return True
 
-    def _write_one(self, held: _Held, evictions: list[Eviction]) -> None:
+    def _write_one(self, held: HeldMessage, evictions: list[Eviction]) -> None:
         assert self._db is not None
         existing = self._db.execute("SELECT id FROM outbox WHERE event_id=? AND seq=?",
                                     (held.event_id, held.seq)).fetchone()
@@ -513,7 +418,7 @@ class Outbox:
         body, size, has_snapshot = held.body, held.size, held.has_snapshot
         if self._bytes + size > self.max_bytes and has_snapshot:
             body = encode_payload(shed_picture(json.loads(body)))
-            size, has_snapshot = _row_size(held.topic, body), False
+            size, has_snapshot = row_size(held.topic, body), False
             evictions.append(replace(held.eviction("snapshot", held.size - size), in_memory=False))
         self._insert_row(held.id, held.topic, held.event_id, held.seq, held.state, held.camera_id, body, size,
                          has_snapshot, held.created_at)
@@ -526,7 +431,7 @@ class Outbox:
         if problem != self.problem or now - self._problem_logged_at >= REMIND_S:
             log.error("outbox %s cannot take alerts: %s; keeping them in memory (up to %s; %d held) and "
                       "writing them as soon as it can; they are still delivered meanwhile",
-                      self.path, problem, _human(self.hold_max_bytes), len(self._held))
+                      self.path, problem, human_size(self.hold_max_bytes), len(self._held))
             self._problem_logged_at = now
         self.problem = problem
 
@@ -539,97 +444,24 @@ class Outbox:
 
     def _make_room(self, needed: int) -> list[Eviction]:
         """Evict (inside the caller's transaction) until `needed` more bytes fit, or nothing is left."""
+        assert self._db is not None
         evictions: list[Eviction] = []
-        for evict in (self._shed_one_snapshot, self._drop_superseded_update, self._drop_oldest):
+        for kind in EVICTION_KINDS:
             while self._bytes + needed > self.max_bytes:
-                eviction = evict()
+                eviction = evict_from_file(self._db, kind)
                 if eviction is None:
                     break
+                self._bytes -= eviction.freed
+                self._depth -= kind != "snapshot"  # a shed picture leaves its message queued
                 evictions.append(eviction)
         return evictions
 
-    def _shed_one_snapshot(self) -> Eviction | None:
-        assert self._db is not None
-        row = self._db.execute(
-            "SELECT id, topic, event_id, seq, state, camera_id, payload, size, created_at FROM outbox"
-            " WHERE has_snapshot = 1 ORDER BY state = 'start', id LIMIT 1"
-        ).fetchone()
-        if row is None:
-            return None
-        row_id, topic, event_id, seq, state, camera_id, body, size, created_at = row
-        slim = encode_payload(shed_picture(json.loads(body)))
-        new_size = _row_size(topic, slim)
-        self._db.execute("UPDATE outbox SET payload=?, size=?, has_snapshot=0 WHERE id=?", (slim, new_size, row_id))
-        self._bytes -= size - new_size
-        return Eviction("snapshot", event_id, seq, state, camera_id, size - new_size, created_at)
-
-    def _drop_superseded_update(self) -> Eviction | None:
-        assert self._db is not None
-        row = self._db.execute(
-            "SELECT id, event_id, seq, state, camera_id, size, created_at FROM outbox AS o"
-            " WHERE state = 'update' AND EXISTS"
-            " (SELECT 1 FROM outbox AS n WHERE n.event_id = o.event_id AND n.seq > o.seq)"
-            " ORDER BY id LIMIT 1"
-        ).fetchone()
-        return self._drop(row, "superseded_update")
-
-    def _drop_oldest(self) -> Eviction | None:
-        assert self._db is not None
-        row = self._db.execute(
-            "SELECT id, event_id, seq, state, camera_id, size, created_at FROM outbox ORDER BY id LIMIT 1"
-        ).fetchone()
-        return self._drop(row, "message")
-
-    def _drop(self, row: tuple | None, kind: str) -> Eviction | None:
-        if row is None:
-            return None
-        assert self._db is not None
-        row_id, event_id, seq, state, camera_id, size, created_at = row
-        self._db.execute("DELETE FROM outbox WHERE id=?", (row_id,))
-        self._bytes -= size
-        self._depth -= 1
-        return Eviction(kind, event_id, seq, state, camera_id, size, created_at)
-
-    def _save_counters(self, evictions: list[Eviction], unsaved: bool = False) -> None:
-        """Add evictions (and, with `unsaved`, those counted while the file could not be written)
-        to the `counters` table, inside the caller's transaction."""
-        assert self._db is not None
-        counts = dict(self._unsaved_evictions) if unsaved else dict.fromkeys(EVICTION_KINDS, 0)
-        for eviction in evictions:
-            counts[eviction.kind] += 1
-        for kind, count in counts.items():
-            if count:
-                self._db.execute(
-                    "INSERT INTO counters (name, value) VALUES (?, ?)"
-                    " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-                    (f"evicted_{kind}", count),
-                )
-
-    def _counted(self, evictions: list[Eviction]) -> None:
-        """Count evictions that happened (after their transaction committed, or in memory)."""
-        for eviction in evictions:
-            self._evictions[eviction.kind] += 1
-
-    def _log_eviction(self, ev: Eviction) -> None:
-        age = max(0.0, self._clock() - ev.created_at)
-        what = (f"event {ev.event_id} seq {ev.seq} ({ev.state or 'message'}, camera {ev.camera_id or '?'}, "
-                f"queued {age:.0f} s)")
-        total = self._evictions[ev.kind]
-        where = (f"alerts held in memory over their {_human(self.hold_max_bytes)} bound ({self.problem})"
-                 if ev.in_memory else f"outbox over its {_human(self.max_bytes)} cap")
-        if ev.kind == "snapshot":
-            log.warning("%s: dropped the snapshot of %s, freed %d kB; the alert itself is kept (%d snapshots shed "
-                        "so far)", where, what, ev.freed // 1024, total)
-        elif ev.kind == "superseded_update":
-            log.warning("%s: dropped %s; a later message of the same event is still queued (%d superseded "
-                        "updates dropped so far)", where, what, total)
-        elif ev.in_memory:
-            log.error("%s: DROPPED %s (%d alert messages dropped so far); free space on the data disk, or "
-                      "raise storage.hold_max_mb", where, what, total)
-        else:
-            log.error("%s with alert metadata only: DROPPED %s (%d alert messages dropped so far); the far end "
-                      "has been unreachable too long or the cap is too small (storage.outbox_max_mb)",
-                      where, what, total)
+    def _log_eviction(self, eviction: Eviction) -> None:
+        where = (f"alerts held in memory over their {human_size(self.hold_max_bytes)} bound ({self.problem})"
+                 if eviction.in_memory else f"outbox over its {human_size(self.max_bytes)} cap")
+        lost, line = describe_eviction(eviction, self._counts.totals[eviction.kind], where,
+                                       max(0.0, self._clock() - eviction.created_at))
+        log.log(logging.ERROR if lost else logging.WARNING, "%s", line)
 
     # ------------------------------------------------------------------ delivery side
 
@@ -643,7 +475,7 @@ class Outbox:
                     " WHERE id > ? ORDER BY id LIMIT ?",
                     (after_id, limit),
                 )]
-            held = [h.message() for h in self._held.values() if h.id > after_id][:limit]
+            held = [_message(h) for h in self._held if h.id > after_id][:limit]
         if not held:
             return rows
         return sorted(rows + held, key=lambda message: message.id)[:limit]
@@ -652,7 +484,7 @@ class Outbox:
         with self._lock:
             held = self._held.get(row_id)
             if held is not None:
-                return held.message()
+                return _message(held)
             if self._db is None:
                 return None
             r = self._db.execute(
@@ -668,7 +500,7 @@ class Outbox:
         with self._lock:
             in_file = [row_id for row_id in ids if row_id not in self._held]
             for row_id in (row_id for row_id in ids if row_id in self._held):
-                self._held_bytes -= self._held.pop(row_id).size
+                self._held.remove(row_id)
             return len(ids) - len(in_file) + self._delete_rows(in_file)
 
     def _delete_rows(self, ids: list[int]) -> int:
@@ -705,12 +537,13 @@ class Outbox:
         return self._depth + len(self._held)
 
     def size_bytes(self) -> int:
-        return self._bytes + self._held_bytes
+        return self._bytes + self._held.bytes
 
     def oldest_age_s(self, now: float | None = None) -> float | None:
         """Age of the oldest undelivered message, or None when the outbox is empty."""
         with self._lock:
-            oldest = [held.created_at for held in list(self._held.values())[:1]]
+            first = self._held.oldest_created_at()
+            oldest = [first] if first is not None else []
             if self._db is not None:
                 row = self._db.execute("SELECT created_at FROM outbox ORDER BY id LIMIT 1").fetchone()
                 oldest += [row[0]] if row else []
@@ -719,7 +552,7 @@ class Outbox:
         return max(0.0, (self._clock() if now is None else now) - min(oldest))
 
     def evictions(self) -> dict[str, int]:
-        return dict(self._evictions)
+        return dict(self._counts.totals)
 
     def held(self) -> int:
         """Messages held in memory because the file cannot take them."""
@@ -728,7 +561,7 @@ class Outbox:
     def stats(self) -> OutboxStats:
         with self._lock:
             return OutboxStats(self.depth(), self.size_bytes(), self.max_bytes, self.oldest_age_s(),
-                               self.evictions(), len(self._held), self._held_bytes, self.problem, self.disk_full)
+                               self.evictions(), len(self._held), self._held.bytes, self.problem, self.disk_full)
 
     # ------------------------------------------------------------------ housekeeping
 
@@ -751,14 +584,10 @@ def _check_ids(event_id: object, seq: object) -> None:
         raise ValueError(f"seq must be a non-negative integer, got {seq!r}")
 
 
-def _human(size: int) -> str:
-    return f"{size / MiB:.1f} MB" if size >= MiB else f"{size / 1024:.0f} kB"
-
-
-def _row_size(topic: str, body: bytes) -> int:
-    return len(body) + len(topic) + ROW_OVERHEAD
-
-
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def _message(held: HeldMessage) -> OutboxMessage:
+    return OutboxMessage(held.id, held.topic, held.event_id, held.seq, held.state, held.body, held.created_at)
