@@ -1,5 +1,6 @@
-"""The MQTT connection's words and TLS: what the sink tells the operator when the broker cannot
-be reached, refuses us, or drops us, and the TLS context it connects with.
+"""The MQTT connection's set-up and words: the paho client with its session, credentials and
+TLS, and what the sink tells the operator when the broker cannot be reached, refuses us, or
+drops us.
 
 Pure functions over the `mqtt:` settings and paho's reason codes, apart from the sink's thread
 so each message can be read (and tested) on its own. Passwords never appear in them.
@@ -10,6 +11,8 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.config.models import MqttSection
@@ -19,6 +22,24 @@ NOT_AUTHORISED = (0x86, 0x87, 4, 5)
 BAD_CLIENT_ID = 0x85
 UNTRUSTED_ISSUER = (18, 19, 20, 21)
 HOSTNAME_MISMATCH = 62
+
+
+def new_client(settings: MqttSection, client_id: str, *, v5: bool, inflight: int,
+               connect_timeout_s: float) -> mqtt.Client:
+    """A fresh paho client for one connection: protocol, persistent session, credentials, TLS.
+    Its callbacks and Last Will are the caller's; it never reconnects by itself."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=None if v5 else False,
+                         protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+                         reconnect_on_failure=False)
+    client.connect_timeout = connect_timeout_s
+    client.max_inflight_messages_set(inflight)
+    if settings.username:
+        password = settings.password.get_secret_value() if settings.password else None
+        client.username_pw_set(settings.username, password)
+    if settings.tls is not None:
+        client.tls_set_context(tls_context(settings))
+        client.tls_insecure_set(settings.tls.insecure)
+    return client
 
 
 def tls_context(settings: MqttSection) -> ssl.SSLContext:

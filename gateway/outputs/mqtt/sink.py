@@ -1,41 +1,26 @@
 """The MQTT output (`MqttSink`): delivers its outbox to the township centre's broker, keeps the
 gateway's presence there, and is the centre's way back in (acks, case progress, remote look).
 
-One file because it is one class whose thread owns the paho client: delivery, presence and the
-centre's messages are handled on that thread and share its in-flight map and connection state
-without locks (only snapshot rendering has a helper thread). What the centre's messages mean is
-inbound.py (pure handlers), their parsing messages.py, the topic tree topics.py, and the words
-the connection logs connection.py.
+One file because it is one class whose thread owns the paho client and runs its network loop
+itself (paho's external-loop API: `socket()`, `loop_read()`, `loop_write()`, `loop_misc()` around
+our own `select`). Every paho callback therefore runs in that thread, so `publish()` → mid
+bookkeeping → PUBACK handling needs no locks and cannot race (paho warns that with `loop_start()`
+a PUBACK may be handled before `publish()` has returned its mid). Other threads talk to it only
+through the outbox, a wake-up socket, and small locked holders (camera states, snapshot replies).
+The rest lives beside it, pure: the QoS 1 window (window.py), presence (presence.py), what the
+centre's messages mean (inbound.py; parsing in messages.py), the topic tree (topics.py) and the
+connection's words (connection.py).
 
-One thread owns the paho client and runs its network loop itself (paho's external-loop API:
-`socket()`, `loop_read()`, `loop_write()`, `loop_misc()` around our own `select`). Every paho
-callback therefore runs in that thread, so `publish()` → mid bookkeeping → PUBACK handling needs
-no locks and cannot race (paho warns that with `loop_start()` a PUBACK may be handled before
-`publish()` has returned its mid). Other threads talk to it only through the outbox, a wake-up
-socket, and small locked maps (camera states, snapshot replies).
-
-Delivery (DESIGN §4): alerts are read from the outbox in row order and published QoS 1 with at
-most `window` unacknowledged at once (also capped by the broker's MQTT 5 Receive Maximum). A row
-is deleted only when its PUBACK arrives with a success reason code. Each connection uses a fresh
-paho client, so after any reconnect the outbox — not paho's in-memory queue — is the single source
-of what to resend: every row not yet PUBACKed is sent again, in order, with the same
-event_id/seq (a duplicate the centre can drop). A PUBACK with a failure reason code (e.g. not
-authorised) keeps the row and retries it after `REJECTED_RETRY_S`.
-
-Session: MQTT 5 with `clean_start=False` and a session expiry, or 3.1.1 with `clean_session=False`,
-so the broker keeps our `ack`, `cases` and `cmd/snapshot` subscriptions and queues what the centre
-sent while the gateway was away.
-
-The case loop: the centre's acks (`ack`) and case progress (`cases`) go to the case ledger
-(gateway.delivery.ledger) through `CentreInbound`. A duty officer's acknowledgement on the
-gateway's page is queued here like an alert (`announce_ack`, called by the ledger) and published
-on `acks`, so it survives a broker outage and a restart. In `protocol: auto` a broker that
-answers "unsupported protocol version" makes the publisher fall back to 3.1.1 for the rest of the run
-(logged once).
-
-Presence: retained `status` `{"state": "online", ...health}` on connect and every `heartbeat_s`;
-the Last Will is a retained `{"state": "offline"}`; a clean stop publishes `offline` itself before
-a normal DISCONNECT. Camera states are retained on `cameras/{id}/state` and re-sent on connect.
+Delivery (DESIGN §4): alerts are read from the outbox in row order and published QoS 1 within the
+window; a row is deleted only when its PUBACK arrives with a success reason code. Each connection
+uses a fresh paho client, so after any reconnect the outbox — not paho's in-memory queue — is the
+single source of what to resend, in order, with the same event_id/seq (a duplicate the centre can
+drop). Session: MQTT 5 with `clean_start=False` and a session expiry, or 3.1.1 with
+`clean_session=False`, so the broker keeps our subscriptions and queues what the centre sent while
+the gateway was away. In `protocol: auto` a broker that answers "unsupported protocol version"
+makes the output fall back to 3.1.1 for the rest of the run (logged once). A duty officer's page
+acknowledgement is queued like an alert (`announce_ack`, called by the case ledger) and published
+on `acks`, so it survives a broker outage and a restart.
 
 Reconnects back off exponentially with jitter (1 s → 60 s by default). Each change of connection
 state is logged once, saying what happens next; a failure that persists is repeated every
@@ -44,9 +29,7 @@ state is logged once, saying what happens next; a failure that persists is repea
 
 from __future__ import annotations
 
-import json
 import logging
-import queue
 import select
 import socket
 import ssl
@@ -57,7 +40,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -68,9 +51,10 @@ from gateway.delivery.latency import LatencyWindow
 from gateway.delivery.ledger import AckRecord
 from gateway.delivery.outbox import NewMessage, Outbox, OutboxMessage
 from gateway.outputs.mqtt import connection
-from gateway.outputs.mqtt.inbound import CaseLoop, CentreInbound, Reply, TakeSnapshot
-from gateway.outputs.mqtt.messages import SnapshotLimits, SnapshotRequest, iso_now, page_ack_notice
+from gateway.outputs.mqtt.inbound import CaseLoop, CentreInbound, TakeSnapshot
+from gateway.outputs.mqtt.messages import SnapshotLimits, iso_now, page_ack_notice
 from gateway.outputs.mqtt.presence import CameraStates, offline_status, online_status
+from gateway.outputs.mqtt.remote_look import RemoteLook, Replies, json_bytes
 from gateway.outputs.mqtt.topics import Topics
 from gateway.outputs.mqtt.window import InflightWindow
 from gateway.status import GatewayView
@@ -123,7 +107,6 @@ class MqttSink:
 
         self._started_mono = time.monotonic()
         self._thread: threading.Thread | None = None
-        self._snap_thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._connected_evt = threading.Event()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -147,8 +130,8 @@ class MqttSink:
         # Shared with other threads (guarded by _lock).
         self._lock = threading.Lock()
         self._cameras = CameraStates()
-        self._replies: deque[tuple[str, bytes]] = deque(maxlen=16)
-        self._snap_jobs: queue.Queue[SnapshotRequest | None] = queue.Queue(maxsize=2)
+        self._replies = Replies()
+        self._remote_look = RemoteLook(self.inbound, view, self._replies, wake=self.notify)
         self._latency = LatencyWindow()
         self._stats = {
             "published": 0, "resent": 0, "rejected": 0, "reconnects": 0, "connect_failures": 0, "inbound_dropped": 0,
@@ -164,9 +147,8 @@ class MqttSink:
         if self._thread is not None:
             return
         self._thread = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
-        self._snap_thread = threading.Thread(target=self._snapshot_worker, name="mqtt-snapshots", daemon=True)
         self._thread.start()
-        self._snap_thread.start()
+        self._remote_look.start()
 
     @property
     def alive(self) -> bool:
@@ -182,12 +164,7 @@ class MqttSink:
         self.notify()
         if self._thread is not None:
             self._thread.join(timeout)
-        try:
-            self._snap_jobs.put_nowait(None)
-        except queue.Full:
-            pass
-        if self._snap_thread is not None:
-            self._snap_thread.join(1.0)
+        self._remote_look.stop()
         self._wake_r.close()
         self._wake_w.close()
 
@@ -346,22 +323,8 @@ class MqttSink:
     # ================================================================== connecting
 
     def _make_client(self) -> mqtt.Client:
-        protocol = MQTTProtocolVersion.MQTTv5 if self._v5 else MQTTProtocolVersion.MQTTv311
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            clean_session=None if self._v5 else False,
-            protocol=protocol,
-            reconnect_on_failure=False,
-        )
-        client.connect_timeout = self._connect_timeout_s
-        client.max_inflight_messages_set(self._window.paho_limit)
-        if self.settings.username:
-            password = self.settings.password.get_secret_value() if self.settings.password else None
-            client.username_pw_set(self.settings.username, password)
-        if self.settings.tls is not None:
-            client.tls_set_context(connection.tls_context(self.settings))
-            client.tls_insecure_set(self.settings.tls.insecure)
+        client = connection.new_client(self.settings, self.client_id, v5=self._v5, inflight=self._window.paho_limit,
+                                       connect_timeout_s=self._connect_timeout_s)
         client.will_set(self.topics.status, offline_status(self.gateway_id, "connection lost"), qos=1, retain=True)
         client.on_connect = lambda c, _u, flags, rc, props: self._events.append((c, "connack", (flags, rc, props)))
         client.on_disconnect = lambda c, _u, flags, rc, props: self._events.append((c, "disconnect", (flags, rc)))
@@ -577,21 +540,20 @@ class MqttSink:
 
     def _send_camera_states(self) -> None:
         for camera_id, state in self._cameras.unsent():
-            if not self._publish_other(self.topics.camera_state(camera_id), _json_bytes(state), retain=True):
+            if not self._publish_other(self.topics.camera_state(camera_id), json_bytes(state), retain=True):
                 return
             self._cameras.sent(camera_id, state)
 
     def _send_replies(self) -> None:
         while self._client is not None and self._window.slot_free():
-            with self._lock:
-                if not self._replies:
-                    return
-                topic, data = self._replies.popleft()
-            self._publish_other(topic, data, retain=False)
+            waiting = self._replies.take()
+            if waiting is None:
+                return
+            self._publish_other(*waiting, retain=False)
 
     def _publish_status(self) -> bool:
         status = online_status(self.gateway_id, self._started_mono, self.view, self.health())
-        return self._publish_other(self.topics.status, _json_bytes(status), retain=True)
+        return self._publish_other(self.topics.status, json_bytes(status), retain=True)
 
     # ================================================================== inbound
 
@@ -605,36 +567,10 @@ class MqttSink:
     def _handle_inbound(self, message: mqtt.MQTTMessage) -> None:
         for action in self.inbound.handle(message.topic, bytes(message.payload), bool(message.retain)):
             if isinstance(action, TakeSnapshot):
-                self._take_snapshot(action.request)
+                self._remote_look.take(action.request)
             else:
-                self._queue_reply(action)
-
-    def _take_snapshot(self, request: SnapshotRequest) -> None:
-        try:
-            self._snap_jobs.put_nowait(request)
-        except queue.Full:
-            for reply in self.inbound.refuse_busy(request):
-                assert isinstance(reply, Reply)
-                self._queue_reply(reply)
-
-    def _queue_reply(self, reply: Reply) -> None:
-        data = _json_bytes(reply.payload)
-        with self._lock:
-            self._replies.append((reply.topic, data))
-        self.notify()
-
-    def _snapshot_worker(self) -> None:
-        """Encodes remote-look pictures off the publisher thread: JPEG encoding must not stall delivery."""
-        while True:
-            request = self._snap_jobs.get()
-            if request is None or self._stop.is_set():
-                return
-            try:
-                jpeg = self.view.camera_snapshot(request.camera_id) if self.view is not None else None
-                reply = self.inbound.snapshot_answer(request, jpeg, time.time())
-            except Exception as exc:  # noqa: BLE001 - the requester gets an error reply, the thread lives on
-                reply = self.inbound.snapshot_failed(request, exc)
-            self._queue_reply(reply)
+                self._replies.add(action)
+                self.notify()
 
     # ================================================================== shutdown
 
@@ -658,7 +594,3 @@ class MqttSink:
         left = self.outbox.depth()
         log.info("MQTT publisher stopped; %d alerts stay queued in the outbox for the next start", left)
         self._drop_client("stopped")
-
-
-def _json_bytes(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
