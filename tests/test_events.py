@@ -28,7 +28,8 @@ from gateway.events import (
     title_zh,
     validate_alert,
 )
-from gateway.events.snapshot import MASK_COLOUR, encode_bounded, render
+from gateway.events.snapshot import encode_bounded, render
+from gateway.privacy import MASK_COLOUR
 from gateway.events.types import ALERT_TYPE_NAMES, COUNTING_TYPES
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

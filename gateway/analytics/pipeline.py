@@ -41,7 +41,8 @@ from gateway.analytics.rules.scene import Scene
 from gateway.analytics.tracker import ByteTracker, TrackerSettings, TrackFrame
 from gateway.config.models import Camera, GatewaySection
 from gateway.events.lifecycle import AlertMessage
-from gateway.events.snapshot import Evidence, Snapshot, fill_masks, take_snapshot
+from gateway.events.snapshot import Evidence, Snapshot, take_snapshot
+from gateway.privacy import fill_masks
 
 COAST_FRAMES = 3
 """A confirmed person missed for up to this many analysed frames is still counted."""

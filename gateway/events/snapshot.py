@@ -2,8 +2,8 @@
 
 A duty officer decides from this picture, so it shows the zone, every person with their track
 id, the event's members in red (and the hull of a gathering), and the count and local time
-burnt in. Private areas are filled again here, whatever frame the caller passes, so a mask can
-never leak through a snapshot. Text is ASCII (OpenCV's Hershey fonts have no Chinese glyphs);
+burnt in. Private areas are filled again here (gateway.privacy), whatever frame the caller passes,
+so a mask can never leak through a snapshot. Text is ASCII (OpenCV's Hershey fonts have no Chinese glyphs);
 the Chinese title travels in the payload's title_zh.
 """
 
@@ -18,11 +18,11 @@ import cv2
 import numpy as np
 
 from gateway.events.timestamps import iso
+from gateway.privacy import fill_masks
 
 MAX_WIDTH = 1280
 MAX_BYTES = 200_000
 QUALITIES = (85, 70, 55, 40)
-MASK_COLOUR = (64, 64, 64)
 ZONE_COLOUR = (0, 215, 255)
 PERSON_COLOUR = (80, 200, 80)
 MEMBER_COLOUR = (40, 40, 230)
@@ -69,12 +69,6 @@ class Evidence:
     caption: tuple[str, ...] = ()
     heat: np.ndarray | None = None
     heat_region: np.ndarray | None = None
-
-
-def fill_masks(image: np.ndarray, masks: list[np.ndarray], colour=MASK_COLOUR) -> None:
-    """Blank private areas in place."""
-    if masks:
-        cv2.fillPoly(image, [np.round(m).astype(np.int32) for m in masks], colour)
 
 
 def render(frame: np.ndarray, evidence: Evidence) -> np.ndarray:
