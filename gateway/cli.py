@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--counts-out", type=Path, help="JSON lines: persons per analysed frame")
     replay.add_argument("--events-out", type=Path, help="JSON lines: alert payloads")
     replay.add_argument("--snapshots", type=Path, metavar="DIR", help="write evidence JPEGs here")
+    replay.add_argument("--clips", type=Path, metavar="DIR", help="write each event's clip here (<event_id>.mp4)")
     replay.add_argument("--fps", type=float, help="override the camera's analysis fps")
     replay.add_argument("--start-at", type=datetime.fromisoformat, metavar="ISO",
                         help="wall-clock time of the file's first frame (default: now)")
@@ -184,7 +185,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         config.camera(args.camera)
         detector = create_detector(config.detector.settings())
         stats = replay(config, args.camera, args.source, detector, counts_out=args.counts_out,
-                       events_out=args.events_out, snapshots_dir=args.snapshots,
+                       events_out=args.events_out, snapshots_dir=args.snapshots, clips_dir=args.clips,
                        start_at=args.start_at, fps=args.fps)
     except (KeyError, DetectorError, VideoOpenError) as error:
         print(f"gateway replay: {error.args[0] if isinstance(error, KeyError) else error}",
@@ -192,7 +193,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     print(f"replay {args.source}: {stats.frames_analysed} of {stats.frames_decoded} frames analysed "
           f"in {stats.seconds:.1f} s ({stats.analysed_fps:.1f} fps); {stats.events_started} events, "
-          f"{stats.alert_messages} alert messages")
+          f"{stats.alert_messages} alert messages" + (f", {stats.clips} clips in {args.clips}" if args.clips else ""))
     return EXIT_OK
 
 

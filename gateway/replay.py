@@ -8,6 +8,9 @@ Outputs (JSON lines; the counts format is a contract other tools read, see DESIG
   counts-out: {"camera", "frame", "t", "persons", "detected", "estimated", "zones",
                "boxes": [[x1, y1, x2, y2, score, track_id]]}
   events-out: the alert payloads a live run would publish, one per line, in order.
+  clips: `<DIR>/<event_id>.mp4`, each event's clip cut from the recording as a live camera would
+         record it (gateway.evidence.recording); every payload then carries `evidence.clip` with
+         its `file` (the events are written once the clips are, at the end).
 
 Unless the camera tiles or counts with a model, frames are converted straight to the detector's
 input size in the decoding thread (one swscale pass from YUV), and the full-size picture is built
@@ -41,6 +44,11 @@ from gateway.analytics import CameraAnalytics, FrameResult
 from gateway.calibration.files import camera_model, warmup_frames
 from gateway.camera.tiling import camera_tile_plan, log_plan
 from gateway.config.models import Camera, GatewayConfig, GatewaySection
+from gateway.events.record import parse_time
+from gateway.events.timestamps import iso
+from gateway.evidence.alerts import WITHOUT_VIDEO
+from gateway.evidence.clips import ClipPolicy
+from gateway.evidence.recording import ClipRequest, cut_clips
 from gateway.video.decode import DecodedFrame, VideoOpenError, decode_frames, frame_rate, open_video
 from gateway.video.pacing import AnalysisPacer
 from gateway.video.prefetch import prefetch
@@ -54,6 +62,7 @@ class ReplayStats:
     frames_analysed: int = 0
     alert_messages: int = 0
     events_started: int = 0
+    clips: int = 0
     seconds: float = 0.0
 
     @property
@@ -78,13 +87,24 @@ def counts_line(camera_id: str, frame_index: int, t: float, result: FrameResult)
 
 
 class AlertSink:
-    """Where replay puts alert messages: a JSON-lines file and/or evidence JPEGs in a directory."""
+    """Where replay puts alert messages: a JSON-lines file and/or evidence JPEGs in a directory;
+    with `hold`, the payloads wait for `flush` (their clips are cut after the replay)."""
 
-    def __init__(self, events_out: IO[str] | None, snapshots_dir: Path | None):
+    def __init__(self, events_out: IO[str] | None, snapshots_dir: Path | None, hold: bool = False):
         self.events_out = events_out
         self.snapshots_dir = snapshots_dir
+        self.held: list[dict] | None = [] if hold else None
         if snapshots_dir:
             snapshots_dir.mkdir(parents=True, exist_ok=True)
+
+    def flush(self, clips: dict[str, dict]) -> None:
+        """Write the held payloads, each with its event's clip (`evidence.clip`)."""
+        for payload in self.held or []:
+            clip = clips.get(payload["event_id"])
+            if clip is not None:
+                payload = {**payload, "evidence": {"clip": clip}}
+            if self.events_out:
+                self.events_out.write(json.dumps(payload, ensure_ascii=False) + "\n")
 
     def write(self, messages: list, frame_index: int, stats: ReplayStats) -> None:
         for message in messages:
@@ -93,7 +113,9 @@ class AlertSink:
             payload = message.payload
             log.info("camera %s frame %d: %s %s (%s, seq %d)", payload["camera_id"], frame_index,
                      payload["title_zh"], message.state, message.event_id[:8], message.seq)
-            if self.events_out:
+            if self.held is not None:
+                self.held.append(payload)
+            elif self.events_out:
                 self.events_out.write(json.dumps(payload, ensure_ascii=False) + "\n")
             if self.snapshots_dir and message.snapshot_jpeg:
                 name = (f"{payload['camera_id']}_{frame_index:06d}_{payload['type']}_"
@@ -103,7 +125,7 @@ class AlertSink:
 
 def replay(config: GatewayConfig, camera_id: str, source: Path, detector: Detector, *,
            counts_out: Path | None = None, events_out: Path | None = None,
-           snapshots_dir: Path | None = None, start_at: datetime | None = None,
+           snapshots_dir: Path | None = None, clips_dir: Path | None = None, start_at: datetime | None = None,
            fps: float | None = None) -> ReplayStats:
     """Analyse `source` as camera `camera_id` would be analysed live; write the outputs.
 
@@ -118,7 +140,7 @@ def replay(config: GatewayConfig, camera_id: str, source: Path, detector: Detect
         container = stack.enter_context(open_video(source))
         counts = stack.enter_context(_open_text(counts_out)) if counts_out else None
         events = stack.enter_context(_open_text(events_out)) if events_out else None
-        sink = AlertSink(events, snapshots_dir)
+        sink = AlertSink(events, snapshots_dir, hold=clips_dir is not None)
         source_fps = frame_rate(container)
         pacer = AnalysisPacer(fps or camera.fps, source_fps)
         size = _video_size(container, source)
@@ -143,8 +165,37 @@ def replay(config: GatewayConfig, camera_id: str, source: Path, detector: Detect
                 counts.write(counts_line(camera.id, decoded.index, t, result) + "\n")
             sink.write(result.events, decoded.index, stats)
         sink.write(analytics.close_all(t, start_at + timedelta(seconds=t)), stats.frames_decoded - 1, stats)
+        if clips_dir is not None:
+            sink.flush(_replay_clips(camera, source, sink.held or [], clips_dir, start_at, zone, stats))
     stats.seconds = time.perf_counter() - began
     return stats
+
+
+def _replay_clips(camera: Camera, source: Path, payloads: list[dict], folder: Path, start_at: datetime,
+                  zone: ZoneInfo, stats: ReplayStats) -> dict[str, dict]:
+    """Each event's clip cut from the recording; `evidence.clip` of its payloads, by event id."""
+    spans: dict[str, list[float]] = {}
+    for payload in payloads:
+        if payload.get("type") in WITHOUT_VIDEO:
+            continue
+        seconds = [(parse_time(payload.get(key)) or start_at.timestamp()) - start_at.timestamp()
+                   for key in ("started_at", "ended_at" if payload.get("ended_at") else "updated_at")]
+        spans.setdefault(payload["event_id"], seconds)[1] = seconds[1]
+    settings = camera.clips
+    policy = ClipPolicy(pre_s=settings.pre_s, post_s=settings.post_s, max_s=settings.max_s)
+    requests = [ClipRequest(event_id, start, end) for event_id, (start, end) in spans.items()]
+    clips = {}
+    for clip in cut_clips(source, requests, policy, folder):
+        def when(seconds: float | None) -> str | None:
+            return None if seconds is None else iso((start_at + timedelta(seconds=seconds)).astimezone(zone))
+        entry = {"status": clip.status, "url": None, "from": when(clip.from_s), "to": when(clip.to_s)}
+        if clip.file is not None:
+            entry["file"] = str(clip.file)
+            stats.clips += 1
+        if clip.reason:
+            entry["reason"] = clip.reason
+        clips[clip.event_id] = entry
+    return clips
 
 
 def _analytics(camera: Camera, gateway: GatewaySection, frame_size: tuple[int, int], source: Path) -> CameraAnalytics:

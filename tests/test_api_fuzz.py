@@ -36,7 +36,7 @@ OPERATIONS = [
     ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/api/info"),
     ("GET", "/api/cameras"), ("GET", "/api/cameras/{camera_id}"), ("GET", "/api/cameras/{camera_id}/snapshot.jpg"),
     ("GET", "/api/events"), ("GET", "/api/events/{event_id}"), ("GET", "/api/events/{event_id}/snapshot.jpg"),
-    ("POST", "/api/events/{event_id}/ack"),
+    ("GET", "/api/events/{event_id}/clip"), ("POST", "/api/events/{event_id}/ack"),
     ("GET", "/api/cameras/{camera_id}/counting"), ("POST", "/api/cameras/{camera_id}/counting/start"),
     ("POST", "/api/cameras/{camera_id}/counting/snapshots"),
     ("GET", "/api/cameras/{camera_id}/counting/snapshots/{snapshot_id}"),

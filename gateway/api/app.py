@@ -14,6 +14,7 @@ per resource (gateway/api/routes/). Routes (OpenAPI at `/openapi.json`, offline 
     GET  /api/events/stream                 server-sent events: `alert` for every new or changed event
     GET  /api/events/{id}                   one event with its latest payload (picture data stripped)
     GET  /api/events/{id}/snapshot.jpg      its evidence picture (?which=start|peak|latest)
+    GET  /api/events/{id}/clip              its video clip (MP4, HTTP Range; gateway/api/routes/clips.py)
     POST /api/events/{id}/ack               acknowledge: {"by", "case_id"?, "note"?} -> the case ledger,
                                             and to the centre (MQTT `acks`)
     GET  /metrics                           Prometheus text format
@@ -43,6 +44,7 @@ from gateway.api.auth import ApiConfigError, Auth, Redirect, authorize_dependenc
 from gateway.api.context import ApiContext, SnapshotCache
 from gateway.api.metrics import GatewayMetrics
 from gateway.api.routes import cameras, counting, events, health, page, session
+from gateway.api.routes import clips as clip_routes
 from gateway.api.schemas import Problem
 from gateway.api.stream import SSE_HEARTBEAT_S, StreamHub
 from gateway.api.web import WEB_DIR, SecurityHeaders, WebFiles, install_access_log_filter
@@ -50,6 +52,7 @@ from gateway.calibration.studio import CountingStudio
 from gateway.config.models import ApiSection
 from gateway.delivery.history import EventHistory
 from gateway.delivery.ledger import CaseLedger
+from gateway.evidence.store import ClipStore
 from gateway.redaction import redact
 from gateway.status import GatewayView
 
@@ -69,6 +72,7 @@ def create_app(
     web_dir: Path = WEB_DIR,
     sse_heartbeat_s: float = SSE_HEARTBEAT_S,
     sessions_path: Path | None = None,
+    clips: ClipStore | None = None,
     counting_studio: CountingStudio | None = None,
 ) -> FastAPI:
     """The API and page over the gateway's live `view` (cameras, health: /healthz shows every
@@ -77,7 +81,8 @@ def create_app(
 
     metrics: the service's `GatewayMetrics`; one over the view and the history is made if
     omitted. timezone: IANA name for the times the API prints (acks); default the system's.
-    sessions_path: where browser sessions survive a restart.
+    sessions_path: where browser sessions survive a restart. clips: the evidence clip store (served
+    at /api/events/{id}/clip).
     counting_studio: the page's counting-model tool (gateway/api/routes/counting.py); None: not offered.
     Raises ApiConfigError for an open API on a non-loopback bind.
     """
@@ -88,7 +93,8 @@ def create_app(
         metrics = GatewayMetrics(view=view, history=history)
     context = ApiContext(view=view, history=history, ledger=ledger, metrics=metrics, auth=auth, hub=StreamHub(),
                          web=WebFiles(web_dir), snapshots=SnapshotCache(view),
-                         timezone=ZoneInfo(timezone) if timezone else None, sse_heartbeat_s=sse_heartbeat_s)
+                         timezone=ZoneInfo(timezone) if timezone else None, sse_heartbeat_s=sse_heartbeat_s,
+                         clips=clips)
     install_access_log_filter()
 
     @asynccontextmanager
@@ -124,7 +130,7 @@ def create_app(
     app.include_router(health.public)
     app.include_router(session.router)
     app.include_router(page.public)
-    for router in (page.router, health.router, cameras.router, events.router, counting.router):
+    for router in (page.router, health.router, cameras.router, events.router, clip_routes.router, counting.router):
         app.include_router(router, dependencies=secured, responses=refusals)
     _install_error_handlers(app)
     return app

@@ -18,12 +18,13 @@ from fastapi import Depends, HTTPException, Request
 
 from gateway.api.auth import Auth
 from gateway.api.metrics import GatewayMetrics
-from gateway.api.schemas import AckOut, CameraOut, CaseOut, EventDetail, EventOut, camera_out, redact_tree
+from gateway.api.schemas import AckOut, CameraOut, CaseOut, ClipOut, EventDetail, EventOut, camera_out, redact_tree
 from gateway.api.stream import StreamHub
 from gateway.api.web import WebFiles
 from gateway.delivery.history import EventHistory
 from gateway.delivery.ledger import CaseLedger, CaseUpdate
 from gateway.events.record import EventRecord
+from gateway.evidence.store import ClipStore
 from gateway.status import GatewayView
 
 SNAPSHOT_CACHE_S = 0.5
@@ -62,6 +63,8 @@ class ApiContext:
     snapshots: SnapshotCache
     timezone: tzinfo | None
     sse_heartbeat_s: float
+    clips: ClipStore | None = None
+    """The evidence clips (None: the gateway records none)."""
 
     def fmt_time(self, epoch: float) -> str:
         return datetime.fromtimestamp(epoch, self.timezone).astimezone(self.timezone).isoformat(timespec="seconds")
@@ -75,6 +78,17 @@ class ApiContext:
         if mirror is not None:
             return AckOut(by=mirror.by, case_id=mirror.case_id, at=self.fmt_time(mirror.at), note=mirror.note)
         return None
+
+    def clip_of(self, event_id: str) -> ClipOut | None:
+        """The event's clip as the clip store knows it now (None: the camera records none)."""
+        info = self.clips.get(event_id) if self.clips is not None else None
+        if info is None:
+            return None
+        return ClipOut.model_validate({
+            "status": info.status, "url": None if info.status == "failed" else f"/api/events/{event_id}/clip",
+            "from": None if info.from_ts is None else self.fmt_time(info.from_ts),
+            "to": None if info.to_ts is None else self.fmt_time(info.to_ts), "reason": info.reason,
+        })
 
     def events_out(self, records: list[EventRecord]) -> list[EventOut]:
         """Several events as the page lists them (their latest case steps read at once)."""
@@ -91,6 +105,7 @@ class ApiContext:
             "peak_snapshot_url": f"{base}/snapshot.jpg?which=peak" if record.has_peak_snapshot else None,
             "ack": self.ack_of(record),
             "case": CaseOut.of(case) if case is not None else None,
+            "clip": self.clip_of(record.event_id),
         }
         if detail:
             cases = [CaseOut.of(step) for step in self.ledger.cases(record.event_id)]
@@ -121,6 +136,7 @@ class _Links(TypedDict):
     peak_snapshot_url: str | None
     ack: AckOut | None
     case: CaseOut | None
+    clip: ClipOut | None
 
 
 def _record_fields(model: type[EventOut], record: EventRecord, computed: Container[str]) -> dict[str, Any]:

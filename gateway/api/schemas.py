@@ -176,6 +176,18 @@ class CaseOut(BaseModel):
         return cls(case_id=update.case_id, status=update.status, by=update.by, at=update.at, note=update.note)
 
 
+class ClipOut(BaseModel):
+    """An event's video clip (`evidence.clip` of the alert payload, as the gateway knows it now)."""
+
+    status: Literal["recording", "ready", "partial", "failed"]
+    url: str | None = Field(description="GET /api/events/{id}/clip (video/mp4, HTTP Range); null when failed.")
+    from_: str | None = Field(alias="from", description="Wall time of its first frame.")
+    to: str | None = Field(description="Wall time of its last frame so far.")
+    reason: str | None = Field(default=None, description="Why it is partial or failed.")
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
 class EventOut(EventSummary):
     """An event as the page lists it: its summary (`gateway.events.record`, the fields the history
     keeps), plus the revision, the links and the ack the API works out (`ApiContext.event_out`)."""
@@ -190,6 +202,7 @@ class EventOut(EventSummary):
     snapshot_evicted: bool = Field(description="Pictures were deleted by the size cap or retention.")
     ack: AckOut | None = None
     case: CaseOut | None = Field(default=None, description="The centre's latest case step (工单状态), by its time.")
+    clip: ClipOut | None = Field(default=None, description="The event's video clip, if the camera records them.")
 
 
 class EventDetail(EventOut):

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gateway.config.models import Camera, FileSource, OnvifSource
+from gateway.video.packets import EncodedPacket
 from gateway.video.reader import CameraReader
 from gateway.video.urls import source_url
 
@@ -25,13 +26,14 @@ log = logging.getLogger("gateway.camera")
 ONVIF_RESOLVE_TIMEOUT_S = 15.0
 
 
-def make_reader(camera: Camera) -> CameraReader:
-    """The reader for a camera's configured source (files play in real time, as a camera would)."""
+def make_reader(camera: Camera, packet_sink: Callable[[EncodedPacket], None] | None = None) -> CameraReader:
+    """The reader for a camera's configured source (files play in real time, as a camera would).
+    packet_sink: where every encoded packet goes as it is read (the camera's packet ring)."""
     source = camera.source
 
     def reader(url: str | Callable[[], str], **options: Any) -> CameraReader:
         return CameraReader(camera.id, url, decode_mode=camera.decode, analysis_fps=camera.fps,
-                            stall_s=camera.stall_s, **options)
+                            stall_s=camera.stall_s, packet_sink=packet_sink, **options)
 
     if isinstance(source, FileSource):
         return reader(str(source.file), realtime=True, loop=source.loop)

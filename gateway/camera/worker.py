@@ -36,6 +36,7 @@ from gateway.config.models import Camera, GatewaySection, OnvifSource
 from gateway.events import AlertMessage, Snapshot
 from gateway.onvif.patrol import PatrolState, PatrolStatus
 from gateway.video.motion import MotionGate, region_mask
+from gateway.video.packets import PacketRing
 from gateway.video.reader import CameraReader, ReaderHealth
 from gateway.workers import Worker, Workers
 
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 PERSON_HEIGHT_SHARE = 0.25
 """The motion gate watches zones grown upwards by this share of the frame height (a body above
 its feet at the zone's far edge)."""
+PACKET_RING_MAX_BYTES = 16 * 1024 * 1024
+"""Cap of a camera's packet ring: 5 s of pre-roll of a 20 Mbit/s main stream."""
 RECENT_FRAME_S = 10.0
 """A camera alarm's start carries the last analysed picture only if it is at most this old."""
 
@@ -78,7 +81,10 @@ class CameraWorker:
         self.camera = camera
         self.gateway = gateway
         self.timezone = ZoneInfo(gateway.timezone)
-        self.reader = reader or make_reader(camera)
+        self.packets = PacketRing(camera.id, keep_s=0.0, max_bytes=PACKET_RING_MAX_BYTES)
+        """The camera's encoded packets as it sent them (the current GOP, more while a clip needs its
+        pre-roll): evidence clips and GB/T 28181 live video are made of these, never re-encoded."""
+        self.reader = reader or make_reader(camera, packet_sink=self.packets.put)
         self.offline_watch = OfflineWatch(camera, gateway)
         self.camera_events = CameraEventAlerts(camera, gateway)
         self._camera_event_queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -137,6 +143,7 @@ class CameraWorker:
     def stop(self) -> list[AlertMessage]:
         """Stop the reader; end this camera's open events (the caller queues the messages)."""
         self.reader.stop()
+        self.packets.close()  # after the reader: its clips end (partial) and live streams are told
         if self.event_listener is not None:
             self.event_listener.stop()
         if self.patrol is not None:

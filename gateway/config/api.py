@@ -8,8 +8,9 @@ token too short to resist guessing.
 from __future__ import annotations
 
 import ipaddress
+from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from gateway.config.base import OneLine, Secret, StrictModel
 
@@ -36,6 +37,20 @@ class ApiSection(StrictModel):
                                    "(session cookies then get Secure).")
     trusted_proxies: list[str] = Field(
         default_factory=lambda: ["127.0.0.1"], description="Addresses whose forwarded headers are believed.")
+    public_url: str | None = Field(
+        default=None, description="How the centre reaches this gateway's API (http://10.20.3.7:8080): the "
+                                  "alerts' clip links start with it; default: links relative to the gateway.")
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_base(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError("must be an http:// or https:// address with a host (and no query), e.g. "
+                             "http://10.20.3.7:8080")
+        return value.rstrip("/")
 
 
     @model_validator(mode="after")

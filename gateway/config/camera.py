@@ -22,6 +22,7 @@ from gateway.config.base import (
     duplicates,
     located,
 )
+from gateway.config.clips import ClipsSection
 from gateway.config.counting import CountingSection
 from gateway.config.geometry import Calibration, Location, Mask, Zone
 from gateway.config.rules import CrowdRule, Rule
@@ -64,6 +65,7 @@ class CameraDefaults(StrictModel):
     stall_s: float = Field(default=10, gt=0, description="No new frame this long: reconnect. "
                            "Must exceed the camera's keyframe interval.")
     motion: MotionSettings = Field(default_factory=MotionSettings)
+    clips: ClipsSection = Field(default_factory=ClipsSection, description="A video clip for every alert.")
     patrol_move_s: float = Field(default=3, ge=0, description="PTZ patrol: a move counts as done this "
                                  "long after GotoPreset when the camera does not report its PTZ status.")
     patrol_move_timeout_s: float = Field(default=20, gt=0, description="PTZ patrol: a move the camera "

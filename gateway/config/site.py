@@ -34,5 +34,7 @@ class StorageSection(StrictModel):
     outbox_max_mb: float = Field(default=200, gt=0, description="Cap of each output's outbox file.")
     snapshot_max_mb: float = Field(default=500, gt=0)
     snapshot_retention_days: float = Field(default=30, gt=0)
+    clips_max_mb: float = Field(default=1024, gt=0, description="Size of the evidence clip folder; the "
+                                "oldest clips are deleted first (the alerts stay).")
     hold_max_mb: float = Field(default=16, gt=0, description="Alerts kept in memory per output while the "
                                "data disk cannot take them (full); the newest are kept.")

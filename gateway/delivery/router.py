@@ -6,9 +6,9 @@ For each batch of alert messages (`route`), in this order:
    anything else happens. Outputs are independent: one that is down, slow or broken neither
    blocks nor loses another's alerts; each delivers from its own outbox on its own thread.
 2. **The case ledger notes the event as sent** (acks and case steps are accepted only for events
-   this gateway sent), and **the history records it** for the web page. If the disk is full, the history gives way:
-   evidence pictures of old events are deleted to make room for alerts (`shed_pictures`), and
-   alerts are recorded without pictures until the disk takes writes again.
+   this gateway sent), and **the history records it** for the web page. If the disk is full,
+   evidence gives way (`room_makers`: the oldest clips first, then the oldest pictures) to make
+   room for alerts, and alerts are recorded without pictures until the disk takes writes again.
 3. **Reactions run** (the PTZ linkage of sensors); a failing reaction is logged, never raised.
 
 Nothing here raises into the caller: the analysis thread, the sensor hub and the supervisor all
@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.delivery.diskwatch import DiskFullWatch
 from gateway.delivery.history import EventHistory
@@ -51,6 +51,23 @@ SHED_EVERY_S = 2.0
 """Pictures are shed for room at most this often while the disk stays full."""
 SHED_MIN_BYTES = 1024 * 1024
 REMIND_S = 300.0
+
+
+class RoomMaker(Protocol):
+    """Evidence that gives way to alerts on a full disk: `shed` deletes at least `min_bytes`
+    (oldest first) if it can, and returns the bytes it freed."""
+
+    def shed(self, min_bytes: int) -> int: ...
+
+
+class _PicturesOf:
+    """The history's evidence pictures as a `RoomMaker`."""
+
+    def __init__(self, history: EventHistory) -> None:
+        self.history = history
+
+    def shed(self, min_bytes: int) -> int:
+        return self.history.shed_pictures(min_bytes)
 
 
 @dataclass(frozen=True)
@@ -84,6 +101,8 @@ class AlertRouter:
         self.disk_watch = disk_watch
         self.timezone = timezone
         self.data_dir = data_dir or history.data_dir
+        self.room_makers: list[RoomMaker] = [_PicturesOf(history)]
+        """What gives way on a full disk, in order (evidence clips are put first, then pictures)."""
         self._lock = threading.RLock()
         self._next_shed = 0.0
         self._logged: dict[str, float] = {}
@@ -165,8 +184,16 @@ class AlertRouter:
         if now < self._next_shed:
             return
         self._next_shed = now + SHED_EVERY_S
-        held = sum(out.outbox.stats().held_bytes for out in self.outputs)
-        if self.history.shed_pictures(max(SHED_MIN_BYTES, 2 * held)):
+        wanted = max(SHED_MIN_BYTES, 2 * sum(out.outbox.stats().held_bytes for out in self.outputs))
+        freed = 0
+        for room_maker in self.room_makers:
+            if freed >= wanted:
+                break
+            try:
+                freed += room_maker.shed(wanted - freed)
+            except Exception:  # noqa: BLE001 - one store's trouble must not keep the next from making room
+                log.exception("could not delete evidence to make room for alerts on the full disk")
+        if freed:
             for out in self.outputs:
                 out.outbox.write_held()
 

@@ -28,6 +28,8 @@ from gateway.camera.timing import TimedDetector
 from gateway.camera.worker import CameraWorker
 from gateway.config.models import Camera, GatewayConfig
 from gateway.delivery.router import AlertRouter
+from gateway.evidence.store import ClipStore
+from gateway.evidence.worker import ClipWorker
 from gateway.sensors.alerts import LinkedEvidence
 from gateway.sensors.hub import SensorHub
 from gateway.sensors.input import SensorInput
@@ -53,6 +55,8 @@ class RunningParts:
     sensor_hub: SensorHub | None = None
     sensor_input: SensorInput | None = None
     onvif_loop: OnvifLoop | None = None
+    clip_store: ClipStore | None = None
+    clip_worker: ClipWorker | None = None
     extra_workers: dict[str, Worker] = field(default_factory=dict)
 
 
@@ -158,6 +162,8 @@ class LiveGateway:
             workers.update(parts.sensor_input.workers())
         if parts.onvif_loop is not None:
             workers["ONVIF loop thread"] = parts.onvif_loop
+        if parts.clip_worker is not None:
+            workers["clip writer thread"] = parts.clip_worker
         for worker in self.workers_by_camera().values():
             workers.update(worker.workers())
         workers.update(parts.extra_workers)
@@ -202,6 +208,8 @@ class LiveGateway:
             health["sensors"] = parts.sensor_hub.health()
         if parts.sensor_input is not None:
             health["sensor_brokers"] = parts.sensor_input.health()
+        if parts.clip_store is not None:
+            health["clips"] = asdict(parts.clip_store.stats())
         if parts.router is not None:
             health.update(parts.router.health())
         return health
@@ -233,6 +241,7 @@ def camera_health(worker: CameraWorker, timezone: ZoneInfo) -> dict[str, Any]:
         "tiles_per_frame": status.tiles_per_frame,
         "inference_ms_per_frame": status.inference_ms,
         "frame_age_when_analysed_s": status.last_frame_age_when_analysed_s,
+        "packet_ring": asdict(worker.packets.stats()),
         **({"patrol": asdict(status.patrol)} if status.patrol is not None else {}),
         "at": datetime.now(timezone).isoformat(timespec="seconds"),
     }

@@ -47,6 +47,11 @@ from gateway.delivery.history import EventHistory
 from gateway.delivery.ledger import CaseLedger
 from gateway.delivery.reactions import PtzLinkage
 from gateway.delivery.router import AlertRouter
+from gateway.events import AlertPath
+from gateway.evidence.alerts import ClipEvidence
+from gateway.evidence.clips import ClipPolicy, ClipRecorder
+from gateway.evidence.store import ClipStore
+from gateway.evidence.worker import ClipWorker
 from gateway.outputs.registry import build_outputs
 from gateway.redaction import redact
 from gateway.runtime.live import LiveGateway, RunningParts
@@ -79,6 +84,9 @@ class GatewayService:
         self._api_thread: threading.Thread | None = None
         self._state_publishers: list[CameraStatePublisher] = []
         self._published_states: dict[str, tuple[str, float]] = {}
+        self.clips: ClipEvidence | None = None
+        """The alert path in front of the router: every camera alert gets its clip on the way."""
+        self._recorders: dict[str, ClipRecorder] = {}
 
     # ----------------------------------------------------------------- the parts
 
@@ -104,6 +112,13 @@ class GatewayService:
             raise RuntimeError("the gateway's delivery is not started")
         return self.parts.router
 
+    @property
+    def alerts(self) -> AlertPath:
+        """Where every raised alert goes: through the clip evidence, then the router."""
+        if self.clips is None:
+            raise RuntimeError("the gateway's delivery is not started")
+        return self.clips
+
     def _analysis(self) -> AnalysisScheduler:
         """The scheduler; every path that needs it runs after `start` built it."""
         if self.parts.scheduler is None:
@@ -123,11 +138,12 @@ class GatewayService:
         log.info("detector ready: %s, input %dx%d, %d threads", self.config.detector.model.name,
                  *detector.input_size, self.config.detector.threads)
         router = self._start_delivery()
-        self.parts.scheduler = AnalysisScheduler(detector, router)
+        alerts = self._start_clips(router)
+        self.parts.scheduler = AnalysisScheduler(detector, alerts)
         for camera in self.config.cameras:
             self.add_camera_worker(self.make_worker(camera, settings))
         self.parts.scheduler.start()
-        self._start_sensors(router)
+        self._start_sensors(alerts)
         self._start_api(router)
         self.live.started = True
         log.info("gateway %s %s running: %d cameras, data in %s", settings.id, __version__,
@@ -147,11 +163,21 @@ class GatewayService:
         log.info("alerts go to %s", ", ".join(sink.name for sink in router.sinks))
         return router
 
-    def _start_sensors(self, router: AlertRouter) -> None:
+    def _start_clips(self, router: AlertRouter) -> AlertPath:
+        """The clip folder, the clip writer thread, and the alert path that starts clips."""
+        settings = self.config.gateway
+        store = self.parts.clip_store = ClipStore.from_config(settings.data_dir, self.config.storage.clips_max_mb)
+        router.room_makers.insert(0, store)  # a full disk sheds clips before pictures
+        self.clips = ClipEvidence(router, url_base=self.config.api.public_url or "", timezone=self.timezone)
+        worker = self.parts.clip_worker = ClipWorker(on_finished=self.clips.clip_finished)
+        worker.start()
+        return self.clips
+
+    def _start_sensors(self, alerts: AlertPath) -> None:
         """IoT sensors on their site brokers: alerts with evidence from linked cameras."""
         if not self.config.sensors:
             return
-        hub = self.parts.sensor_hub = SensorHub(self.config, self.live, router)
+        hub = self.parts.sensor_hub = SensorHub(self.config, self.live, alerts)
         self.parts.sensor_input = SensorInput(self.config.sensor_brokers, self.config.sensors, hub.dispatch,
                                               self.config.gateway.id)
         self.parts.sensor_input.start()
@@ -163,6 +189,7 @@ class GatewayService:
         metrics = GatewayMetrics(view=self.live, history=router.history, inference=self.parts.detector)
         assert router.ledger is not None, "the service always gives the router its ledger"
         app = create_app(self.live, router.history, router.ledger, self.config.api, metrics=metrics,
+                         clips=self.parts.clip_store,
                          timezone=self.config.gateway.timezone,
                          sessions_path=self.config.gateway.data_dir / "web-sessions.json",
                          counting_studio=CountingStudio(self.config.gateway.data_dir, self.live.live_counting))
@@ -200,15 +227,34 @@ class GatewayService:
             self.parts.sensor_hub.observe(sensor_id, active, value)
 
     def add_camera_worker(self, worker: CameraWorker) -> None:
+        self._record_clips(worker)
         worker.start()
         self._analysis().add(worker)
 
+    def _record_clips(self, worker: CameraWorker) -> None:
+        """A clip for every alert of this camera (unless its `clips.enabled` is false)."""
+        settings, store, writer = worker.camera.clips, self.parts.clip_store, self.parts.clip_worker
+        if not settings.enabled or store is None or writer is None or self.clips is None:
+            return
+        policy = ClipPolicy(pre_s=settings.pre_s, post_s=settings.post_s, max_s=settings.max_s)
+        recorder = ClipRecorder(worker.camera.id, worker.packets, store, policy, wake=writer.wake)
+        self._recorders[worker.camera.id] = recorder
+        writer.add(recorder)
+        self.clips.add(recorder)
+
     def remove_camera(self, camera_id: str) -> None:
-        """Stop one camera alone; its open events end through the normal path."""
+        """Stop one camera alone; its open events end through the normal path (clips: partial)."""
         worker = self._analysis().remove(camera_id)
-        if worker is not None:
-            self._delivery().route(worker.stop())
-            self._published_states.pop(camera_id, None)
+        if worker is None:
+            return
+        self.alerts.route(worker.stop())
+        self._published_states.pop(camera_id, None)
+        recorder = self._recorders.pop(camera_id, None)
+        if recorder is not None and self.clips is not None and self.parts.clip_worker is not None:
+            self.parts.clip_worker.remove(recorder)
+            self.clips.remove(camera_id)
+            for finished in recorder.close("the camera was stopped"):
+                self.clips.clip_finished(finished)
 
     def stop(self) -> None:
         """Stop readers and analysis, end open events into the outboxes, flush, disconnect."""
@@ -224,6 +270,8 @@ class GatewayService:
                 self.remove_camera(worker.camera.id)
         if parts.sensor_hub is not None:
             parts.sensor_hub.close()
+        if parts.clip_worker is not None:
+            parts.clip_worker.stop()  # clips still recording end partial; their events' ends go out again
         if parts.sensor_input is not None:
             parts.sensor_input.stop()
         if parts.onvif_loop is not None:
@@ -246,7 +294,7 @@ class GatewayService:
             sensor_states = self.parts.sensor_hub.active_states()
         for camera_id, worker in self.live.workers_by_camera().items():
             worker.sensor_states = sensor_states
-            router.route(worker.supervise())
+            self.alerts.route(worker.supervise())
             if self._state_publishers:
                 self._publish_camera_state(camera_id, worker, now)
 
