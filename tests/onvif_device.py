@@ -13,7 +13,11 @@ Knobs: per-operation `faults` and `delays`, `never_answer` (accepts the request,
 a camera does while its password is being changed), PTZ behaviour (`move_s`: a GotoPreset move
 takes this long, MoveStatus MOVING and the position sliding towards the preset meanwhile;
 `ptz_status`: what GetStatus reports, "full", "move_status", "position" or "unsupported";
-`ptz_stuck`: GotoPreset is accepted but the head does not move),
+`ptz_stuck`: GotoPreset is accepted but the head does not move; `pan_range`/`tilt_range`/
+`zoom_range`: the position space the head reports in, e.g. (0, 360) for a camera that reports
+degrees while naming the generic space, declared by GetNodes unless `declare_spaces=False`;
+ContinuousMove moves the head at velocity x half the range per second until Stop or its
+Timeout, SetPreset/RemovePreset store and forget presets),
 `get_services=False` (old devices: fall back to GetCapabilities), `stream_uri_credentials`
 (the camera embeds user:password in the stream URI, as some do), PullPoint behaviour
 (`max_subscriptions`, `cancel_all_on_unsubscribe`, `broken_relative_time`, `max_termination_s`),
@@ -187,7 +191,9 @@ class FakeOnvifDevice:
                  max_termination_s: float | None = None, name: str = "Front Gate",
                  location: str = "city/Shenzhen", port: int = 0, refuse_credentials: bool = False,
                  wrong_password_for_s: float = 0.0, move_s: float = 0.0, ptz_status: str = "full",
-                 ptz_stuck: bool = False):
+                 ptz_stuck: bool = False, pan_range: tuple[float, float] = (-1.0, 1.0),
+                 tilt_range: tuple[float, float] = (-1.0, 1.0), zoom_range: tuple[float, float] = (0.0, 1.0),
+                 declare_spaces: bool = True, start_position: tuple[float, float, float] | None = None):
         self.user, self.password = user, password
         self.info = (manufacturer, model, firmware, serial, hardware_id)
         self.profiles = profiles if profiles is not None else [
@@ -226,8 +232,15 @@ class FakeOnvifDevice:
         self.move_s = move_s
         self.ptz_status = ptz_status
         self.ptz_stuck = ptz_stuck
-        self._position = (0.0, 0.0, 0.0)
+        self.ranges = (pan_range, tilt_range, zoom_range)
+        self.declare_spaces = declare_spaces
+        self._position = start_position or tuple(max(low, min(high, 0.0)) for low, high in self.ranges)
         self._move: tuple[tuple[float, float, float], tuple[float, float, float], float] | None = None
+        self._velocity: tuple[tuple[float, float, float], float, float | None] | None = None
+        """A continuous move: (velocity per axis -1..1, started at, ends at or None)."""
+        self.ptz_calls: list[tuple[str, str]] = []
+        """(operation, detail) of every PTZ command (ContinuousMove, Stop, SetPreset, RemovePreset)."""
+        self._next_preset = 100
         self.subscriptions: dict[int, Subscription] = {}
         self.states: dict[tuple, tuple[str, dict[str, str], dict[str, str]]] = {}
         """Current property states (topic, source) -> (topic, data, source), as pushed."""
@@ -570,14 +583,42 @@ class FakeOnvifDevice:
     def ptz_position(self) -> tuple[tuple[float, float, float], bool]:
         """((pan, tilt, zoom), moving) of the PTZ head now."""
         with self._lock:
+            now = time.monotonic()
+            if self._velocity is not None:
+                return self._continuous_position(now)
             if self._move is None:
                 return self._position, False
             origin, target, started = self._move
-            progress = (time.monotonic() - started) / self.move_s if self.move_s > 0 else 1.0
+            progress = (now - started) / self.move_s if self.move_s > 0 else 1.0
             if progress >= 1.0:
                 self._position, self._move = target, None
                 return target, False
-            return tuple(a + (b - a) * progress for a, b in zip(origin, target)), True
+            return tuple(a + (b - a) * progress for a, b in zip(origin, target, strict=True)), True
+
+    def _continuous_position(self, now: float) -> tuple[tuple[float, float, float], bool]:
+        """Where a continuous move has taken the head (lock held): each axis runs at its
+        velocity x half its range per second, stopping at the range's ends."""
+        assert self._velocity is not None
+        velocity, started, ends_at = self._velocity
+        moving = ends_at is None or now < ends_at
+        elapsed = (now if moving else ends_at) - started
+        position = tuple(max(low, min(high, value + speed * (high - low) / 2 * elapsed))
+                         for value, speed, (low, high) in zip(self._position, velocity, self.ranges, strict=True))
+        if not moving:
+            self._position, self._velocity = position, None
+        return position, moving
+
+    def _settle(self) -> None:
+        """Freeze the head where it is now (lock held): a new command starts from there."""
+        now = time.monotonic()
+        if self._velocity is not None:
+            self._position, _ = self._continuous_position(now)
+            self._velocity = None
+        if self._move is not None:
+            origin, target, started = self._move
+            progress = min(1.0, (now - started) / self.move_s) if self.move_s > 0 else 1.0
+            self._position = tuple(a + (b - a) * progress for a, b in zip(origin, target, strict=True))
+            self._move = None
 
     def op_GotoPreset(self, request, path):  # noqa: N802
         profile = self._ptz_profile(request)
@@ -588,10 +629,116 @@ class FakeOnvifDevice:
                         f"<ter:NoToken>{escape(token)}</ter:NoToken>")
         self.goto_calls.append((profile, token))
         if not self.ptz_stuck:
-            position, _moving = self.ptz_position()
             with self._lock:
-                self._move = (position, (preset.pan, preset.tilt, preset.zoom), time.monotonic())
+                self._settle()
+                self._move = (self._position, (preset.pan, preset.tilt, preset.zoom), time.monotonic())
         return "<tptz:GotoPresetResponse/>", None
+
+    def op_GetNodes(self, request, path):  # noqa: N802
+        """One node whose absolute spaces declare the ranges the head reports in (tt:PTZNode)."""
+        if not self.declare_spaces:
+            raise Fault(FaultSpec())
+        (pan_low, pan_high), (tilt_low, tilt_high), (zoom_low, zoom_high) = self.ranges
+        generic = "http://www.onvif.org/ver10/tptz/{}Spaces/{}GenericSpace"
+        return ('<tptz:GetNodesResponse><tptz:PTZNode token="PTZNode_1" FixedHomePosition="false">'
+                "<tt:Name>PTZ</tt:Name><tt:SupportedPTZSpaces>"
+                f"<tt:AbsolutePanTiltPositionSpace><tt:URI>{generic.format('PanTilt', 'Position')}</tt:URI>"
+                f"<tt:XRange><tt:Min>{pan_low}</tt:Min><tt:Max>{pan_high}</tt:Max></tt:XRange>"
+                f"<tt:YRange><tt:Min>{tilt_low}</tt:Min><tt:Max>{tilt_high}</tt:Max></tt:YRange>"
+                "</tt:AbsolutePanTiltPositionSpace>"
+                f"<tt:AbsoluteZoomPositionSpace><tt:URI>{generic.format('Zoom', 'Position')}</tt:URI>"
+                f"<tt:XRange><tt:Min>{zoom_low}</tt:Min><tt:Max>{zoom_high}</tt:Max></tt:XRange>"
+                "</tt:AbsoluteZoomPositionSpace>"
+                f"<tt:ContinuousPanTiltVelocitySpace><tt:URI>{generic.format('PanTilt', 'Velocity')}</tt:URI>"
+                "<tt:XRange><tt:Min>-1</tt:Min><tt:Max>1</tt:Max></tt:XRange>"
+                "<tt:YRange><tt:Min>-1</tt:Min><tt:Max>1</tt:Max></tt:YRange></tt:ContinuousPanTiltVelocitySpace>"
+                f"<tt:ContinuousZoomVelocitySpace><tt:URI>{generic.format('Zoom', 'Velocity')}</tt:URI>"
+                "<tt:XRange><tt:Min>-1</tt:Min><tt:Max>1</tt:Max></tt:XRange></tt:ContinuousZoomVelocitySpace>"
+                "</tt:SupportedPTZSpaces><tt:MaximumNumberOfPresets>255</tt:MaximumNumberOfPresets>"
+                "<tt:HomeSupported>false</tt:HomeSupported></tptz:PTZNode></tptz:GetNodesResponse>", None)
+
+    def op_ContinuousMove(self, request, path):  # noqa: N802
+        """ONVIF PTZ 5.3.3: move at the given velocities (an omitted axis stays still) until
+        Stop, another move, or the optional Timeout."""
+        self._ptz_profile(request)
+        tptz, tt = NAMESPACES["tptz"], NAMESPACES["tt"]
+        velocity = request.find(f"{{{tptz}}}Velocity")
+        if velocity is None:
+            raise Fault(FaultSpec("env:Sender", "ter:InvalidArgVal", "Velocity missing"))
+        pan_tilt, zoom = velocity.find(f"{{{tt}}}PanTilt"), velocity.find(f"{{{tt}}}Zoom")
+        try:
+            speeds = (float(pan_tilt.get("x")) if pan_tilt is not None else 0.0,
+                      float(pan_tilt.get("y")) if pan_tilt is not None else 0.0,
+                      float(zoom.get("x")) if zoom is not None else 0.0)
+        except (TypeError, ValueError):
+            raise Fault(FaultSpec("env:Sender", "ter:InvalidArgVal", "Bad velocity")) from None
+        if any(abs(speed) > 1.0 for speed in speeds):
+            raise Fault(FaultSpec("env:Sender", "ter:InvalidArgVal", "Velocity out of the space's range"),
+                        "<ter:InvalidVelocity/>")
+        timeout = request.findtext(f"{{{tptz}}}Timeout")
+        self.ptz_calls.append(("ContinuousMove", " ".join(f"{speed:g}" for speed in speeds)))
+        with self._lock:
+            self._settle()
+            started = time.monotonic()
+            self._velocity = (speeds, started, started + parse_duration(timeout) if timeout else None)
+        return "<tptz:ContinuousMoveResponse/>", None
+
+    def op_Stop(self, request, path):  # noqa: N802
+        """ONVIF PTZ 5.3.5: stop pan/tilt and/or zoom (both when neither flag is given)."""
+        self._ptz_profile(request)
+        tptz = NAMESPACES["tptz"]
+        flags = {axis: (request.findtext(f"{{{tptz}}}{axis}") or "true").strip().lower() in ("true", "1")
+                 for axis in ("PanTilt", "Zoom")}
+        self.ptz_calls.append(("Stop", " ".join(axis for axis, on in flags.items() if on)))
+        with self._lock:
+            if self._velocity is not None and not all(flags.values()):
+                speeds, started, ends = self._velocity
+                self._position, _ = self._continuous_position(time.monotonic())
+                kept = (0.0, 0.0, speeds[2]) if flags["PanTilt"] else (speeds[0], speeds[1], 0.0)
+                self._velocity = (kept, time.monotonic(), ends)
+            else:
+                self._settle()
+        return "<tptz:StopResponse/>", None
+
+    def op_SetPreset(self, request, path):  # noqa: N802
+        """ONVIF PTZ 5.4.2: store the current position as a preset: a new one (PresetName) or
+        an existing one overwritten (PresetToken); the answer carries the token."""
+        self._ptz_profile(request)
+        tptz = NAMESPACES["tptz"]
+        name = request.findtext(f"{{{tptz}}}PresetName")
+        token = request.findtext(f"{{{tptz}}}PresetToken")
+        (pan, tilt, zoom), _moving = self.ptz_position()
+        with self._lock:
+            if token:
+                preset = next((p for p in self.presets if p.token == token), None)
+                if preset is None:
+                    raise Fault(FaultSpec("env:Sender", "ter:InvalidArgVal", "No such preset"),
+                                f"<ter:NoToken>{escape(token)}</ter:NoToken>")
+                preset.pan, preset.tilt, preset.zoom = pan, tilt, zoom
+                if name:
+                    preset.name = name
+            else:
+                if name and any(p.name == name for p in self.presets):
+                    raise Fault(FaultSpec("env:Sender", "ter:InvalidArgVal", "Preset name exists"),
+                                "<ter:PresetExist/>")
+                self._next_preset += 1
+                token = f"PresetToken_{self._next_preset}"
+                self.presets.append(FakePreset(token, name or token, pan, tilt, zoom))
+            self.ptz_calls.append(("SetPreset", token))
+        return (f"<tptz:SetPresetResponse><tptz:PresetToken>{escape(token)}</tptz:PresetToken>"
+                "</tptz:SetPresetResponse>", None)
+
+    def op_RemovePreset(self, request, path):  # noqa: N802
+        self._ptz_profile(request)
+        token = request.findtext(f"{{{NAMESPACES['tptz']}}}PresetToken") or ""
+        with self._lock:
+            preset = next((p for p in self.presets if p.token == token), None)
+            if preset is None:
+                raise Fault(FaultSpec("env:Sender", "ter:InvalidArgVal", "No such preset"),
+                            f"<ter:NoToken>{escape(token)}</ter:NoToken>")
+            self.presets.remove(preset)
+            self.ptz_calls.append(("RemovePreset", token))
+        return "<tptz:RemovePresetResponse/>", None
 
     def op_GetStatus(self, request, path):  # noqa: N802
         self._ptz_profile(request)
