@@ -171,8 +171,9 @@ def test_wrong_password_is_reported_and_retried_with_backoff_and_a_new_call_id()
     assert harness.at(0.99) == []
     [again] = harness.at(1.0)  # backoff 1 s (no jitter in the test)
     assert again.method == "REGISTER" and again.call_id != first.call_id
-    assert again.get("Authorization") is not None  # answers the last nonce at once
-    harness.answer(again, 401, "Unauthorized", challenge)
+    assert again.get("Authorization") is None  # a new registration starts from a fresh challenge
+    [answer] = harness.answer(again, 401, "Unauthorized", challenge)
+    harness.answer(answer, 401, "Unauthorized", challenge)
     assert harness.at(2.99) == [] and len(harness.at(3.0)) == 1  # backoff doubled to 2 s
 
 
@@ -364,7 +365,7 @@ def test_device_info_and_status_queries():
     (b"", PLATFORM, "INVITE", 501),  # no video from this gateway
     (b"", PLATFORM, "BYE", 481),
     (b"", PLATFORM, "OPTIONS", 200),
-    (b"<Control><CmdType>DeviceControl</CmdType><SN>1</SN></Control>", PLATFORM, "MESSAGE", 200),
+    (b"<Notify><CmdType>MediaStatus</CmdType><SN>1</SN></Notify>", PLATFORM, "MESSAGE", 200),  # not ours
 ])
 def test_other_requests_get_a_clear_answer_and_no_action(body, sender, method, status):
     harness = Harness()
