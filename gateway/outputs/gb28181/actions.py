@@ -52,6 +52,28 @@ class Disconnect:
     reason: str
 
 
+@dataclass
+class DeviceCounters:
+    """What the device has done so far (health, metrics)."""
+
+    registrations: int = 0
+    refreshes: int = 0
+    registration_failures: int = 0
+    keepalives_sent: int = 0
+    keepalives_answered: int = 0
+    alarms_sent: int = 0
+    alarms_delivered: int = 0
+    alarms_failed: int = 0
+    queries_answered: int = 0
+    answers_sent: int = 0
+    answers_acknowledged: int = 0
+    malformed: int = 0
+    refused_requests: int = 0
+    camera_jobs: int = 0
+    controls_refused: int = 0
+    notifies_sent: int = 0
+
+
 JobKind = Literal["ptz", "presets", "records"]
 
 

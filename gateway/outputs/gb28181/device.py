@@ -52,6 +52,7 @@ from gateway.outputs.gb28181.actions import (
     Action,
     AlarmOutcome,
     CameraJob,
+    DeviceCounters,
     DeviceSettings,
     Disconnect,
     Send,
@@ -71,7 +72,8 @@ from gateway.outputs.gb28181.sip import (
     parse_date,
 )
 
-__all__ = ["Action", "AlarmOutcome", "CameraJob", "DeviceSettings", "Disconnect", "Gb28181Device", "Send"]
+__all__ = ["Action", "AlarmOutcome", "CameraJob", "DeviceCounters", "DeviceSettings", "Disconnect",
+           "Gb28181Device", "Send"]
 
 log = logging.getLogger(__name__)
 
@@ -115,26 +117,6 @@ class _Registration:
     challenges_answered: int = 0
     fresh_retry_used: bool = False
     expires: int = 0
-
-
-@dataclass
-class DeviceCounters:
-    registrations: int = 0
-    refreshes: int = 0
-    registration_failures: int = 0
-    keepalives_sent: int = 0
-    keepalives_answered: int = 0
-    alarms_sent: int = 0
-    alarms_delivered: int = 0
-    alarms_failed: int = 0
-    queries_answered: int = 0
-    answers_sent: int = 0
-    answers_acknowledged: int = 0
-    malformed: int = 0
-    refused_requests: int = 0
-    camera_jobs: int = 0
-    controls_refused: int = 0
-    notifies_sent: int = 0
 
 
 @dataclass

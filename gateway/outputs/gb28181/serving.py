@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from gateway.logs import LogLimiter
 from gateway.outputs.gb28181 import manscdp, queries
-from gateway.outputs.gb28181.actions import Action, CameraJob, Send
+from gateway.outputs.gb28181.actions import Action, CameraJob, DeviceCounters, Send
 from gateway.outputs.gb28181.manscdp import Channel, ManscdpError
 from gateway.outputs.gb28181.sip import (
     BRANCH_MAGIC,
@@ -31,7 +31,7 @@ from gateway.outputs.gb28181.sip import (
 from gateway.outputs.gb28181.subscriptions import Subscription, Subscriptions, catalog_changes, notify
 
 if TYPE_CHECKING:
-    from gateway.outputs.gb28181.device import DeviceCounters, Gb28181Device
+    from gateway.outputs.gb28181.device import Gb28181Device
 
 log = logging.getLogger("gateway.outputs.gb28181.device")
 
