@@ -24,6 +24,7 @@ from gateway.delivery.sink import AlertSink
 from gateway.outputs.gb28181 import Gb28181Transport
 from gateway.outputs.mqtt.sink import AckListener, CaseListener, HealthProvider, MqttSink, SnapshotProvider
 from gateway.outputs.webhook import WebhookTransport, omit_snapshot
+from gateway.status import CameraControl, RecordSource
 
 
 class OutputError(ValueError):
@@ -45,12 +46,15 @@ def build_outputs(
     camera_online: Callable[[str], bool] | None = None,
     on_ack: AckListener | None = None,
     on_case: CaseListener | None = None,
+    control: CameraControl | None = None,
+    records: RecordSource | None = None,
 ) -> list[RoutedOutput]:
     """One sink and outbox per configured output, in order; nothing is started yet.
 
     The callbacks go to the MQTT output: the heartbeat's health, remote-look pictures (and which
     camera ids exist), and the centre's acks and case progress; `camera_online` to GB/T 28181
-    outputs (the catalogue's channel status).
+    outputs (the catalogue's channel status), with `control` (the platform's PTZ and preset
+    queries) and `records` (its RecordInfo queries).
     """
     storage, gateway = config.storage, config.gateway
     built: list[RoutedOutput] = []
@@ -71,7 +75,8 @@ def build_outputs(
             )
         elif isinstance(output, Gb28181Output):
             transport = Gb28181Transport(output, cameras=config.cameras, timezone=gateway.timezone,
-                                         gateway_name=gateway.name, camera_online=camera_online)
+                                         gateway_name=gateway.name, camera_online=camera_online,
+                                         sensors=config.sensors, control=control, records=records)
             sink = DurableSink(output.sink_name, outbox, transport,
                                backoff=Backoff(1.0, max(1.0, output.retry_max_s)), timeout_s=output.answer_timeout_s)
         else:  # pragma: no cover - the config union has no other member
