@@ -11,7 +11,8 @@ from gateway.status import PtzCommand
 
 def wvp_ptz(left_right: int, up_down: int, in_out: int, move_speed: int, zoom_speed: int) -> str:
     """WVP's SipUtils.cmdString, transcribed: what its PTZ buttons send (1 left/up/out, 2 right/down/in)."""
-    code = {2: 0x01, 1: 0x02}.get(left_right, 0) | {2: 0x04, 1: 0x08}.get(up_down, 0) | {2: 0x10, 1: 0x20}.get(in_out, 0)
+    code = ({2: 0x01, 1: 0x02}.get(left_right, 0) | {2: 0x04, 1: 0x08}.get(up_down, 0)
+            | {2: 0x10, 1: 0x20}.get(in_out, 0))
     if 0 < zoom_speed < 16:
         zoom_speed = 16
     check = (0xA5 + 0x0F + 0x01 + code + move_speed + move_speed + (zoom_speed & 0xF0)) % 0x100
