@@ -240,6 +240,8 @@ class FakeOnvifDevice:
         """A continuous move: (velocity per axis -1..1, started at, ends at or None)."""
         self.ptz_calls: list[tuple[str, str]] = []
         """(operation, detail) of every PTZ command (ContinuousMove, Stop, SetPreset, RemovePreset)."""
+        self.stopped_at: list[tuple[float, float, float]] = []
+        """Where the head was when each Stop came (what a continuous move achieved)."""
         self._next_preset = 100
         self.subscriptions: dict[int, Subscription] = {}
         self.states: dict[tuple, tuple[str, dict[str, str], dict[str, str]]] = {}
@@ -690,6 +692,7 @@ class FakeOnvifDevice:
         flags = {axis: (request.findtext(f"{{{tptz}}}{axis}") or "true").strip().lower() in ("true", "1")
                  for axis in ("PanTilt", "Zoom")}
         self.ptz_calls.append(("Stop", " ".join(axis for axis, on in flags.items() if on)))
+        self.stopped_at.append(self.ptz_position()[0])
         with self._lock:
             if self._velocity is not None and not all(flags.values()):
                 speeds, started, ends = self._velocity

@@ -99,6 +99,8 @@ class SippPlatform:
         if self.scenario == "platform.xml":  # its global variables (the silent one has none)
             command += ["-set", "password", PASSWORD, "-set", "granted_expires", str(self.granted_expires),
                         "-set", "challenge_qop", ', qop="auth"' if self.qop else ""]
+        elif self.scenario == "queries_platform.xml":
+            command += ["-set", "password", PASSWORD]
         with self.output_file.open("ab") as output:
             self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + WAIT_S

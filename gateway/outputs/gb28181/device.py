@@ -441,8 +441,7 @@ class Gb28181Device:
         actions: list[Action] = []
         ok = 200 <= response.status < 300
         if transaction.purpose == "notify":
-            self._serving.notify_answered(transaction.subscription, response.status)
-            return []
+            return self._serving.notify_done(transaction.subscription, response.status, now)
         if ok:
             self.missed = 0
         if transaction.purpose == "keepalive" and ok:
@@ -464,7 +463,9 @@ class Gb28181Device:
         method = transaction.request.method
         if transaction.purpose == "register":
             return self._registration_failed(f"{waited} to REGISTER", now, silent_platform=True)
-        if transaction.purpose in ("unregister", "notify"):
+        if transaction.purpose == "notify":
+            return self._serving.notify_done(transaction.subscription, None, now)
+        if transaction.purpose == "unregister":
             return []
         actions: list[Action] = []
         if transaction.purpose == "alarm":

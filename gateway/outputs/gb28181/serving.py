@@ -59,6 +59,8 @@ class PlatformRequests:
         self._subscriptions = Subscriptions(device.settings.device_id, self._to_tag)
         self._catalog_seen: dict[str, Channel] = {}
         self._jobs: dict[int, CameraJob] = {}
+        self._notifying: dict[tuple[str, str], Subscription] = {}
+        """Subscriptions with a NOTIFY in flight (their next ones wait in `queued`)."""
         self._next_job = 0
         self._log_limiter = LogLimiter(burst=5, window_s=60.0)
 
@@ -83,10 +85,17 @@ class PlatformRequests:
             actions += self._notify(subscription, body, now)
         return actions
 
-    def notify_answered(self, key: tuple[str, str] | None, status: int) -> None:
-        """481/489 to a NOTIFY: the platform forgot the subscription."""
-        if status in (481, 489) and key is not None and self._subscriptions.forget(key) is not None:
+    def notify_done(self, key: tuple[str, str] | None, status: int | None, now: float) -> list[Action]:
+        """A NOTIFY was answered (status) or timed out (None): the subscription's next NOTIFY
+        may go; 481/489 mean the platform forgot the subscription."""
+        if key is None:
+            return []
+        if status in (481, 489) and self._subscriptions.forget(key) is not None:
             log.info("%s: the platform ended a subscription (%d to its NOTIFY)", self._label, status)
+        subscription = self._notifying.pop(key, None)
+        if subscription is None or not subscription.queued:
+            return []
+        return self._send_notify(subscription, subscription.queued.pop(0), now)
 
     def job_done(self, job_id: int, result: object, error: str | None, now: float) -> list[Action]:
         """A `CameraJob` finished (error: why it failed): answer the platform as `queries` says."""
@@ -221,7 +230,17 @@ class PlatformRequests:
         return actions
 
     def _notify(self, subscription: Subscription, body: bytes, now: float) -> list[Action]:
+        """Send a NOTIFY, or queue it while the subscription's previous one is unanswered: one
+        NOTIFY in flight per subscription (RFC 6665 4.2.2), so the parts of a catalogue arrive
+        in order even at a platform that handles one request of a dialog at a time."""
+        if subscription.key in self._notifying:
+            subscription.queued.append(body)
+            return []
+        return self._send_notify(subscription, body, now)
+
+    def _send_notify(self, subscription: Subscription, body: bytes, now: float) -> list[Action]:
         self._counters.notifies_sent += 1
+        self._notifying[subscription.key] = subscription
         request = notify(subscription, body, now, self._device.new_request)
         return self._device.send_request(request, "notify", now, subscription=subscription.key)
 

@@ -22,7 +22,7 @@ a NOTIFY with 481 (it forgot the dialog).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from gateway.outputs.gb28181 import manscdp
 from gateway.outputs.gb28181.manscdp import Channel
@@ -53,6 +53,9 @@ class Subscription:
     event: str
     sn: int
     expires_at: float
+    ended_by_platform: bool = False
+    queued: list[bytes] = field(default_factory=list)
+    """NOTIFY bodies waiting for the answer to the one in flight."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -92,7 +95,7 @@ class Subscriptions:
         if expires == 0:
             ended = self._live.pop(key, None)
             if ended is not None:
-                ended.expires_at = now
+                ended.expires_at, ended.ended_by_platform = now, True
             return SubscribeOutcome(200, "OK", 0, None, ended=ended, body=body,
                                     note=f"{command.cmd_type} subscription ended by the platform")
         existing = self._live.get(key)
@@ -138,7 +141,9 @@ def notify(subscription: Subscription, body: bytes, now: float, new_request: Req
                           from_value=subscription.local, to_value=subscription.remote)
     request.add("Event", subscription.event)
     remaining = int(subscription.expires_at - now)
-    request.add("Subscription-State", f"active;expires={remaining}" if remaining > 0 else "terminated;reason=timeout")
+    state = f"active;expires={remaining}" if remaining > 0 else \
+        "terminated" if subscription.ended_by_platform else "terminated;reason=timeout"
+    request.add("Subscription-State", state)
     request.add("Content-Type", manscdp.CONTENT_TYPE)
     request.body = body
     return request
