@@ -6,10 +6,19 @@ validated through pydantic directly, with the error text the loader will show.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
 from gateway.config.gb28181 import Gb28181Output
+from waiting import PATIENCE_S
+
+REPO = Path(__file__).resolve().parent.parent
 
 GOOD = {
     "host": "10.1.1.1",
@@ -128,3 +137,37 @@ def test_password_is_required():
     with pytest.raises(ValidationError) as caught:
         Gb28181Output.model_validate(settings)
     assert caught.value.errors()[0]["loc"] == ("password",)
+
+
+def test_gateway_check_prints_the_gb28181_warnings_and_still_passes(tmp_path):
+    """`gateway check` on a file with a GB/T 28181 output: every camera and sensor without a
+    channel named as a warning line (exit 0), like the other warnings."""
+    model = Path(__file__).resolve().parent.parent.parent / "shared" / "models" / "yolox_nano.onnx"
+    (tmp_path / "site.yaml").write_text(textwrap.dedent(f"""\
+        gateway: {{id: gw1}}
+        detector: {{model: {model}}}
+        cameras:
+          - {{id: gate, source: {{rtsp: "rtsp://127.0.0.1/gate"}}}}
+          - {{id: yard, source: {{rtsp: "rtsp://127.0.0.1/yard"}}}}
+        sensor_brokers: {{site: {{host: 127.0.0.1}}}}
+        sensors:
+          - {{id: smoke-1, type: smoke, topic: z2m/smoke1, format: zigbee2mqtt}}
+          - {{id: door-1, type: door, topic: z2m/door1, format: zigbee2mqtt, link: {{cameras: [gate]}}}}
+        outputs:
+          - type: gb28181
+            host: 127.0.0.1
+            platform_id: "34020000002000000001"
+            device_id: "34020000001180000001"
+            password: ${{GB_PASSWORD}}
+            keepalive_s: 90
+            channels: {{gate: "34020000001320000001"}}
+        """))
+    result = subprocess.run([sys.executable, "-m", "gateway", "check", "-c", "site.yaml"], capture_output=True,
+                            text=True, timeout=PATIENCE_S, cwd=tmp_path,
+                            env={**os.environ, "GB_PASSWORD": "s3cret", "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if ": warning: " in line]
+    assert len(warnings) == 3, result.stderr
+    assert "camera 'yard' has no GB/T 28181 channel" in warnings[0] and "34020000001340000001" in warnings[0]
+    assert "sensor 'smoke-1' has no GB/T 28181 channel" in warnings[1]  # door-1 alarms on gate's channel
+    assert "keepalive_s 90" in warnings[2] and "s3cret" not in result.stderr
