@@ -10,6 +10,7 @@ import logging
 
 import pytest
 
+from gateway.api.metrics import GatewayMetrics
 from gateway.outputs.gb28181 import manscdp
 from gateway.outputs.gb28181.manscdp import Channel
 from gateway.outputs.gb28181.ptzcmd import encode
@@ -249,3 +250,16 @@ def test_refusals_are_logged_a_few_times_a_minute_not_once_per_request(caplog):
     harness.platform_request(query("Query", "Catalog", DEVICE), sender="34020000002000000099", branch="z9hG4bKlast")
     last = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()][-1]
     assert "195 more like it held back" in last
+
+
+def test_the_clock_skew_and_foreign_datagrams_are_metrics():
+    """The output's health (what the router reports per output) as Prometheus series."""
+
+    class Router:
+        def health(self) -> dict:
+            return {"disk_full": False, "outputs": {"gb28181:county": {
+                "alive": True, "connected": True, "clock_skew_s": -3.5, "foreign_datagrams": 12}}}
+
+    text = GatewayMetrics(delivery=Router()).render()[0].decode()
+    assert 'gateway_output_clock_skew_seconds{output="gb28181:county"} -3.5' in text
+    assert 'gateway_output_foreign_datagrams_total{output="gb28181:county"} 12.0' in text
