@@ -39,18 +39,25 @@ class WvpRegistrar:
         self.refused = 0
         self.challenges = 0
         self.nonce_counts: list[str] = []
+        self.challenged_calls: set[str] = set()
+        self.unchallenged_credentials = 0
+        """REGISTERs with credentials on a Call-ID this registrar never challenged: a cached nonce."""
 
     def restart(self) -> None:
         """The platform comes back from a restart: it forgot the registration and its nonces."""
         self.registered_call_id = None
+        self.challenged_calls.clear()
         self.up = True
 
     def handle(self, request: SipRequest) -> SipResponse:
         if request.call_id == self.registered_call_id and not self.check_refreshes:
             return self._ok(request)  # [注册续订]: no credentials checked
         header = request.get("Authorization")
+        if header is not None and request.call_id not in self.challenged_calls:
+            self.unchallenged_credentials += 1
         if header is None:
             self.challenges += 1
+            self.challenged_calls.add(request.call_id)
             response = response_to(request, 401, "Unauthorized", "wvp")
             nonce = md5(f"{secrets.randbits(64)}")
             response.add("WWW-Authenticate", f'Digest realm="{REALM}", qop="auth", nonce="{nonce}", algorithm=MD5')
@@ -153,7 +160,7 @@ def test_registration_survives_100_refresh_cycles_and_a_platform_restart():
     outage(harness, registrar)
     advance(harness, registrar, lambda: harness.device.counters.registrations >= 2)
     assert harness.device.state == "registered" and registrar.refused == 0
-    assert registrar.registered_call_id not in (None, first_call)
+    assert registrar.registered_call_id not in (None, first_call) and registrar.unchallenged_credentials == 0
 
 
 def test_after_any_failure_a_new_call_id_starts_from_a_fresh_challenge():
@@ -166,6 +173,7 @@ def test_after_any_failure_a_new_call_id_starts_from_a_fresh_challenge():
     advance(harness, registrar, lambda: harness.device.counters.registrations >= 2)
     assert registrar.registered_call_id != first_call and registrar.refused == 0
     assert harness.device.counters.registration_failures >= 1
+    assert registrar.unchallenged_credentials == 0  # the new Call-ID started without a cached nonce
 
 
 def test_a_403_to_a_reused_nonce_is_retried_once_from_a_fresh_challenge():
