@@ -123,7 +123,7 @@ class Gb28181Transport:
                 model=settings.model,
                 firmware=__version__,
             ),
-            channels=self._channels,
+            channels=self.catalogue,
             local_time=lambda: datetime.now(self._timezone).strftime("%Y-%m-%dT%H:%M:%S"),
             backoff=Backoff(min_s=1.0, max_s=settings.retry_max_s),
             label=self._label,
@@ -186,7 +186,7 @@ class Gb28181Transport:
 
     def deliver(self, payload: dict[str, Any], timeout_s: float) -> None:
         """Send the alert as an alarm if it is a `start`; return on 2xx, else DeliveryFailed."""
-        channel_id = self.settings.channel_id(payload.get("camera_id"), _sensor_id(payload))
+        channel_id = alarm_channel(self.settings, payload)
         self._track_alarm(payload, channel_id)
         if payload.get("state") != "start":
             return
@@ -262,7 +262,7 @@ class Gb28181Transport:
 
     def _run(self) -> None:
         log.info("%s: starting as device %s with %d channel(s)", self._label, self.settings.device_id,
-                 len(self._cameras))
+                 len(self.catalogue()))
         stop_deadline: float | None = None
         while True:
             now = time.monotonic()
@@ -545,7 +545,7 @@ class Gb28181Transport:
 
     # ------------------------------------------------------------------ catalogue
 
-    def _channels(self) -> list[Channel]:
+    def catalogue(self) -> list[Channel]:
         """The catalogue: the cameras with a channel, the sensors with one (alarm inputs), and
         the gateway's own alarm channel, where every other alarm is raised."""
         settings = self.settings
@@ -571,10 +571,11 @@ class Gb28181Transport:
         return channels
 
 
-def _sensor_id(payload: dict[str, Any]) -> str | None:
-    """The sensor behind a sensor alert (its details), None for every other alert."""
+def alarm_channel(settings: Gb28181Output, payload: dict[str, Any]) -> str:
+    """The channel an alert is raised on: its sensor's (the `details` of a sensor alert), else
+    its camera's, else the gateway's alarm channel (see `Gb28181Output.channel_id`)."""
     details = payload.get("details")
-    if payload.get("type") != "sensor" or not isinstance(details, dict):
-        return None
-    sensor_id = details.get("sensor_id")
-    return sensor_id if isinstance(sensor_id, str) else None
+    sensor_id = details.get("sensor_id") if payload.get("type") == "sensor" and isinstance(details, dict) else None
+    camera_id = payload.get("camera_id")
+    return settings.channel_id(camera_id if isinstance(camera_id, str) else None,
+                               sensor_id if isinstance(sensor_id, str) else None)
