@@ -213,5 +213,6 @@ class RecordSource(Protocol):
         ...
 
     def recording(self, camera_id: str) -> bool:
-        """Whether a clip of the camera is being written now (GB/T 28181 DeviceStatus Record)."""
+        """Whether a clip of the camera is being written now (GB/T 28181 DeviceStatus Record).
+        Quick, no I/O: asked on an output's protocol thread."""
         ...
