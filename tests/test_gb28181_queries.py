@@ -263,3 +263,17 @@ def test_the_clock_skew_and_foreign_datagrams_are_metrics():
     text = GatewayMetrics(delivery=Router()).render()[0].decode()
     assert 'gateway_output_clock_skew_seconds{output="gb28181:county"} -3.5' in text
     assert 'gateway_output_foreign_datagrams_total{output="gb28181:county"} 12.0' in text
+
+
+def test_a_notify_lost_with_the_connection_does_not_block_the_next_ones():
+    harness = registered()
+    ok, first = subscribe(harness, "Catalog", expires=3600)  # its answer never comes: the link drops
+    harness.run(harness.device.link_down("reset by peer", harness.now))
+    harness.run(harness.device.link_up(("127.0.0.1", 5061), harness.now))
+    [register] = [m for m in harness.at(harness.now + 1) if m.method == "REGISTER"]
+    [answer] = harness.answer(register, 401, "", ("WWW-Authenticate", 'Digest realm="r", nonce="n9", qop="auth"'))
+    [keepalive] = harness.answer(answer, 200, "OK", ("Expires", "3600"))
+    harness.answer(keepalive, 200)
+    harness.channels.pop()  # the alarm channel goes: a catalogue change
+    [change] = notifies_at(harness, harness.now + 1)
+    assert b"<Event>DEL</Event>" in change.body

@@ -148,7 +148,6 @@ class Gb28181Device:
         recording: a clip being written now; can_control/has_records: whether PTZ and
         recordings can be asked of the cameras (`CameraJob`s)."""
         self.settings = settings
-        self._channels = channels
         self._wall_clock = wall_clock
         self._backoff = backoff
         self._label = label
@@ -548,6 +547,7 @@ class Gb28181Device:
             if transaction.purpose == "alarm":
                 actions += self._alarm_ended(transaction, reason)
         self._transactions.clear()
+        self._serving.forget_notifies()
         return actions
 
     def next_sn(self) -> int:

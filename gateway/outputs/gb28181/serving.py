@@ -239,10 +239,18 @@ class PlatformRequests:
         return self._send_notify(subscription, body, now)
 
     def _send_notify(self, subscription: Subscription, body: bytes, now: float) -> list[Action]:
-        self._counters.notifies_sent += 1
-        self._notifying[subscription.key] = subscription
         request = notify(subscription, body, now, self._device.new_request)
-        return self._device.send_request(request, "notify", now, subscription=subscription.key)
+        actions = self._device.send_request(request, "notify", now, subscription=subscription.key)
+        if actions:  # not connected: nothing went, nothing is in flight
+            self._counters.notifies_sent += 1
+            self._notifying[subscription.key] = subscription
+        return actions
+
+    def forget_notifies(self) -> None:
+        """The requests in flight are gone (connection lost, stopping): none awaits an answer."""
+        for subscription in self._notifying.values():
+            subscription.queued.clear()
+        self._notifying.clear()
 
     def _answer(self, request: SipRequest, status: int, reason: str, now: float) -> Send:
         return self._remember(server_key(request), response_to(request, status, reason, self._to_tag), now)
