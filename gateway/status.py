@@ -1,5 +1,6 @@
 """The running gateway as the parts above the cameras see it: `GatewayView` (read) and
-`CameraControl` (act), both implemented by the live view (`gateway.runtime.live.LiveGateway`).
+`CameraControl` (act), both implemented by the live view (`gateway.runtime.live.LiveGateway`),
+and `RecordSource` (the clips kept per camera, implemented by the evidence clips).
 
 The web API, the metrics, the outputs (MQTT, GB/T 28181) and the sensors never touch readers,
 detectors or analytics directly (DESIGN §2: data flows one way); they are handed this narrow view,
@@ -178,4 +179,40 @@ class CameraControl(Protocol):
 
     def presets(self, camera_id: str, timeout_s: float = 5.0) -> list[PresetInfo]:
         """The camera's PTZ presets; raises CameraControlError (no PTZ, offline, refused)."""
+        ...
+
+
+# --------------------------------------------------------------------------- recordings
+
+
+@dataclass(frozen=True)
+class RecordClip:
+    """One stored video clip of a camera (an evidence clip), as a platform's RecordInfo lists it.
+
+    start/end: local wall time of the gateway's time zone, 'YYYY-MM-DDTHH:MM:SS' (how GB/T 28181
+    writes times). name: what the duty officer sees; path: where the gateway keeps it; size_bytes
+    when known; kind: GB/T 28181 record type ("alarm" for evidence clips, "time", "manual").
+    """
+
+    start: str
+    end: str
+    name: str = ""
+    path: str = ""
+    size_bytes: int | None = None
+    kind: str = "alarm"
+
+
+@runtime_checkable
+class RecordSource(Protocol):
+    """The clips the gateway holds per camera (implemented by the evidence clips). Blocking and
+    bounded by `timeout_s`: called from an output's worker thread, never the analysis thread."""
+
+    def clips(self, camera_id: str, start: str, end: str, timeout_s: float = 5.0) -> list[RecordClip]:
+        """The clips of `camera_id` that overlap start..end (local 'YYYY-MM-DDTHH:MM:SS'),
+        oldest first; raises CameraControlError when the store cannot be read."""
+        ...
+
+    def recording(self, camera_id: str) -> bool:
+        """Whether a clip of the camera is being written now (GB/T 28181 DeviceStatus Record).
+        Quick, no I/O: asked on an output's protocol thread."""
         ...

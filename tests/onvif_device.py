@@ -13,7 +13,11 @@ Knobs: per-operation `faults` and `delays`, `never_answer` (accepts the request,
 a camera does while its password is being changed), PTZ behaviour (`move_s`: a GotoPreset move
 takes this long, MoveStatus MOVING and the position sliding towards the preset meanwhile;
 `ptz_status`: what GetStatus reports, "full", "move_status", "position" or "unsupported";
-`ptz_stuck`: GotoPreset is accepted but the head does not move),
+`ptz_stuck`: GotoPreset is accepted but the head does not move; `pan_range`/`tilt_range`/
+`zoom_range`: the position space the head reports in, e.g. (0, 360) for a camera that reports
+degrees while naming the generic space, declared by GetNodes unless `declare_spaces=False`;
+ContinuousMove moves the head at velocity x half the range per second until Stop or its
+Timeout, SetPreset/RemovePreset store and forget presets),
 `get_services=False` (old devices: fall back to GetCapabilities), `stream_uri_credentials`
 (the camera embeds user:password in the stream URI, as some do), PullPoint behaviour
 (`max_subscriptions`, `cancel_all_on_unsubscribe`, `broken_relative_time`, `max_termination_s`),
@@ -40,6 +44,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 from xml.sax.saxutils import escape
 
 from lxml import etree
+
+from onvif_ptz_ops import PtzOperations
 
 ENV = "http://www.w3.org/2003/05/soap-envelope"
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
@@ -171,7 +177,7 @@ class _Server(ThreadingHTTPServer):
         pass  # clients that gave up (timeouts, stopped listeners) are part of the tests
 
 
-class FakeOnvifDevice:
+class FakeOnvifDevice(PtzOperations):
     """An ONVIF Profile S (+PTZ, +events) device on 127.0.0.1.  Use as a context manager."""
 
     def __init__(self, *, user: str = "admin", password: str = "Secret-1",
@@ -187,7 +193,9 @@ class FakeOnvifDevice:
                  max_termination_s: float | None = None, name: str = "Front Gate",
                  location: str = "city/Shenzhen", port: int = 0, refuse_credentials: bool = False,
                  wrong_password_for_s: float = 0.0, move_s: float = 0.0, ptz_status: str = "full",
-                 ptz_stuck: bool = False):
+                 ptz_stuck: bool = False, pan_range: tuple[float, float] = (-1.0, 1.0),
+                 tilt_range: tuple[float, float] = (-1.0, 1.0), zoom_range: tuple[float, float] = (0.0, 1.0),
+                 declare_spaces: bool = True, start_position: tuple[float, float, float] | None = None):
         self.user, self.password = user, password
         self.info = (manufacturer, model, firmware, serial, hardware_id)
         self.profiles = profiles if profiles is not None else [
@@ -226,8 +234,17 @@ class FakeOnvifDevice:
         self.move_s = move_s
         self.ptz_status = ptz_status
         self.ptz_stuck = ptz_stuck
-        self._position = (0.0, 0.0, 0.0)
+        self.ranges = (pan_range, tilt_range, zoom_range)
+        self.declare_spaces = declare_spaces
+        self._position = start_position or tuple(max(low, min(high, 0.0)) for low, high in self.ranges)
         self._move: tuple[tuple[float, float, float], tuple[float, float, float], float] | None = None
+        self._velocity: tuple[tuple[float, float, float], float, float | None] | None = None
+        """A continuous move: (velocity per axis -1..1, started at, ends at or None)."""
+        self.ptz_calls: list[tuple[str, str]] = []
+        """(operation, detail) of every PTZ command (ContinuousMove, Stop, SetPreset, RemovePreset)."""
+        self.stopped_at: list[tuple[float, float, float]] = []
+        """Where the head was when each Stop came (what a continuous move achieved)."""
+        self._next_preset = 100
         self.subscriptions: dict[int, Subscription] = {}
         self.states: dict[tuple, tuple[str, dict[str, str], dict[str, str]]] = {}
         """Current property states (topic, source) -> (topic, data, source), as pushed."""
@@ -570,14 +587,17 @@ class FakeOnvifDevice:
     def ptz_position(self) -> tuple[tuple[float, float, float], bool]:
         """((pan, tilt, zoom), moving) of the PTZ head now."""
         with self._lock:
+            now = time.monotonic()
+            if self._velocity is not None:
+                return self._continuous_position(now)
             if self._move is None:
                 return self._position, False
             origin, target, started = self._move
-            progress = (time.monotonic() - started) / self.move_s if self.move_s > 0 else 1.0
+            progress = (now - started) / self.move_s if self.move_s > 0 else 1.0
             if progress >= 1.0:
                 self._position, self._move = target, None
                 return target, False
-            return tuple(a + (b - a) * progress for a, b in zip(origin, target)), True
+            return tuple(a + (b - a) * progress for a, b in zip(origin, target, strict=True)), True
 
     def op_GotoPreset(self, request, path):  # noqa: N802
         profile = self._ptz_profile(request)
@@ -588,9 +608,9 @@ class FakeOnvifDevice:
                         f"<ter:NoToken>{escape(token)}</ter:NoToken>")
         self.goto_calls.append((profile, token))
         if not self.ptz_stuck:
-            position, _moving = self.ptz_position()
             with self._lock:
-                self._move = (position, (preset.pan, preset.tilt, preset.zoom), time.monotonic())
+                self._settle()
+                self._move = (self._position, (preset.pan, preset.tilt, preset.zoom), time.monotonic())
         return "<tptz:GotoPresetResponse/>", None
 
     def op_GetStatus(self, request, path):  # noqa: N802

@@ -121,7 +121,7 @@ def test_a_gb28181_output_is_checked_with_the_cameras_it_names(tmp_path: Path) -
               gate: "34020000001320000001"
         """)
     assert [(issue.line, issue.path) for issue in issues] == [(10, "outputs[0].channels.gate")]
-    assert "unknown camera 'gate'" in issues[0].message and "s3cr3t" not in issues[0].message
+    assert "unknown camera or sensor 'gate'" in issues[0].message and "s3cr3t" not in issues[0].message
 
 
 # --------------------------------------------------------------------------- pure parts

@@ -13,6 +13,7 @@ from gateway.backoff import Backoff
 from gateway.outputs.gb28181 import manscdp
 from gateway.outputs.gb28181.device import (
     AlarmOutcome,
+    CameraJob,
     DeviceSettings,
     Disconnect,
     Gb28181Device,
@@ -38,17 +39,21 @@ NOTICE = Alarm("34020000001320000001", 2, 5, 10, "2026-11-22T04:26:29", "人员�
 class Harness:
     """A device, a clock, and helpers to read what it sent and to answer as the platform."""
 
-    def __init__(self, transport: str = "UDP", **overrides: object) -> None:
+    def __init__(self, transport: str = "UDP", *, channels: list[Channel] | None = None,
+                 device_options: dict[str, object] | None = None, **overrides: object) -> None:
         settings = DeviceSettings(device_id=DEVICE, platform_id=PLATFORM, domain="3402000000", password=PASSWORD,
                                   transport=transport, expires_s=3600, keepalive_s=60, max_missed_keepalives=3,
                                   answer_timeout_s=32, name="网关", manufacturer="M", model="X", firmware="1")
         for key, value in overrides.items():
             settings = DeviceSettings(**{**vars(settings), key: value})
         self.now = 0.0
-        self.device = Gb28181Device(settings, channels=lambda: CHANNELS, local_time=lambda: "2026-11-22T04:26:29",
-                                    backoff=Backoff(min_s=1, max_s=4, jitter=0), label="test platform")
+        self.channels = CHANNELS if channels is None else channels
+        self.device = Gb28181Device(settings, channels=lambda: self.channels, local_time=lambda: "2026-11-22T04:26:29",
+                                    backoff=Backoff(min_s=1, max_s=4, jitter=0), label="test platform",
+                                    **(device_options or {}))  # type: ignore[arg-type]
         self.outcomes: list[AlarmOutcome] = []
         self.disconnects: list[Disconnect] = []
+        self.jobs: list[CameraJob] = []
 
     def run(self, actions: list) -> list[SipRequest | SipResponse]:
         """The messages among the actions, as the far end parses them; outcomes are kept."""
@@ -60,6 +65,8 @@ class Harness:
                 self.outcomes.append(action)
             elif isinstance(action, Disconnect):
                 self.disconnects.append(action)
+            elif isinstance(action, CameraJob):
+                self.jobs.append(action)
         return messages
 
     def start(self) -> SipRequest:
@@ -78,13 +85,16 @@ class Harness:
         return self.run(self.device.receive(parse_message(response.to_bytes()), self.now))
 
     def platform_request(self, body: bytes, *, sender: str = PLATFORM, branch: str = "z9hG4bKq1",
-                         method: str = "MESSAGE") -> list:
+                         method: str = "MESSAGE", call_id: str = "q-1@10.0.0.9", tag: str = "p1",
+                         headers: tuple[tuple[str, str], ...] = ()) -> list:
         request = SipRequest(method=method, uri=f"sip:{DEVICE}@127.0.0.1:5061")
         request.add("Via", f"SIP/2.0/UDP 10.0.0.9:5060;branch={branch}")
-        request.add("From", f"<sip:{sender}@3402000000>;tag=p1")
+        request.add("From", f"<sip:{sender}@3402000000>;tag={tag}")
         request.add("To", f"<sip:{DEVICE}@3402000000>")
-        request.add("Call-ID", "q-1@10.0.0.9")
+        request.add("Call-ID", call_id)
         request.add("CSeq", f"20 {method}")
+        for name, value in headers:
+            request.add(name, value)
         request.add("Content-Type", "Application/MANSCDP+xml")
         request.body = body
         return self.run(self.device.receive(parse_message(request.to_bytes()), self.now))
@@ -171,8 +181,9 @@ def test_wrong_password_is_reported_and_retried_with_backoff_and_a_new_call_id()
     assert harness.at(0.99) == []
     [again] = harness.at(1.0)  # backoff 1 s (no jitter in the test)
     assert again.method == "REGISTER" and again.call_id != first.call_id
-    assert again.get("Authorization") is not None  # answers the last nonce at once
-    harness.answer(again, 401, "Unauthorized", challenge)
+    assert again.get("Authorization") is None  # a new registration starts from a fresh challenge
+    [answer] = harness.answer(again, 401, "Unauthorized", challenge)
+    harness.answer(answer, 401, "Unauthorized", challenge)
     assert harness.at(2.99) == [] and len(harness.at(3.0)) == 1  # backoff doubled to 2 s
 
 
@@ -364,7 +375,7 @@ def test_device_info_and_status_queries():
     (b"", PLATFORM, "INVITE", 501),  # no video from this gateway
     (b"", PLATFORM, "BYE", 481),
     (b"", PLATFORM, "OPTIONS", 200),
-    (b"<Control><CmdType>DeviceControl</CmdType><SN>1</SN></Control>", PLATFORM, "MESSAGE", 200),
+    (b"<Notify><CmdType>MediaStatus</CmdType><SN>1</SN></Notify>", PLATFORM, "MESSAGE", 200),  # not ours
 ])
 def test_other_requests_get_a_clear_answer_and_no_action(body, sender, method, status):
     harness = Harness()

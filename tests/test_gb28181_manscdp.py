@@ -4,7 +4,7 @@ the alert -> alarm mapping. Pure."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -37,7 +37,7 @@ def test_alarm_body_is_gb2312_escaped_and_in_the_standard_layout():
                    time="2026-11-22T04:26:29", description="人员聚集：东门<广场> & 堃 12人\x07",
                    longitude=118.4, latitude=31.3)
     body = manscdp.alarm(notice, sn=7)
-    assert "人员聚集".encode("gb2312") in body and "人员聚集".encode("utf-8") not in body
+    assert "人员聚集".encode("gb2312") in body and "人员聚集".encode() not in body
     assert b"&lt;" in body and b"&amp;" in body and b"\x07" not in body
     assert b"&#22531;" in body  # 堃 is not in GB2312: a character reference keeps the bytes GB2312
     root = parse_gb2312(body)
@@ -153,7 +153,7 @@ def test_priority_runs_opposite_to_severity():
 
 
 def test_alarm_time_is_local_wall_time_without_offset():
-    fallback = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    fallback = datetime(2026, 1, 1, tzinfo=UTC)
     assert local_alarm_time("2026-11-21T20:26:29.095+00:00", SHANGHAI, fallback) == "2026-11-22T04:26:29"
     assert local_alarm_time("2026-11-22T04:26:29.095+08:00", SHANGHAI, fallback) == "2026-11-22T04:26:29"
     assert local_alarm_time("2026-11-21T20:26:29Z", ZoneInfo("Asia/Urumqi"), fallback) == "2026-11-22T02:26:29"

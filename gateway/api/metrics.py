@@ -315,6 +315,10 @@ class _LiveCollector(Collector):
                                         labels=["output"])
         latency = _gauge("output_delivery_latency_ms", "Put -> delivered latency over the last 1000 alerts "
                          "(quantile 1 = max).", ["output", "quantile"])
+        skew = _gauge("output_clock_skew_seconds", "The far end's clock minus the gateway's (GB/T 28181: the "
+                      "Date of the REGISTER answer).", ["output"])
+        foreign = CounterMetricFamily(f"{PREFIX}_output_foreign_datagrams", "Datagrams dropped because they did "
+                                      "not come from the output's far end (GB/T 28181).", labels=["output"])
         for name, output in sorted(health.get("outputs", {}).items()):
             up.add_metric([name], 1.0 if output.get("alive") else 0.0)
             connected.add_metric([name], 1.0 if output.get("connected") else 0.0)
@@ -322,11 +326,15 @@ class _LiveCollector(Collector):
             held.add_metric([name], float(output.get("held_in_memory") or 0))
             age.add_metric([name], float(output.get("oldest_undelivered_age_s") or 0.0))
             delivered.add_metric([name], float(output.get("delivered") or 0))
+            if output.get("clock_skew_s") is not None:
+                skew.add_metric([name], float(output["clock_skew_s"]))
+            if output.get("foreign_datagrams") is not None:
+                foreign.add_metric([name], float(output["foreign_datagrams"]))
             summary = output.get("delivery_latency") or output.get("publish_latency") or {}
             for quantile, key in (("0.5", "p50_ms"), ("0.95", "p95_ms"), ("1", "max_ms")):
                 if summary.get(key) is not None:
                     latency.add_metric([name, quantile], float(summary[key]))
-        yield from (up, connected, queued, held, age, delivered, latency)
+        yield from (up, connected, queued, held, age, delivered, latency, skew, foreign)
         yield _value("disk_full", "1 while the data disk cannot take alerts.", 1.0 if health.get("disk_full") else 0.0)
 
     def _history(self, history: HistorySource) -> Iterator[Metric]:

@@ -16,11 +16,24 @@ type is checked here, with the plausible ranges:
 - channel ids, the cameras: 131-199 (front-end peripherals: 131 camera, 132 IP camera,
   134 alarm input device).
 
-Cameras and channels. `channels` maps camera ids to channel ids. A camera that is not listed
-does not appear in the platform's catalogue, and its alarms (and sensor alarms without a camera)
-are raised on the gateway's own `device_id`: the platform still shows them, on the device
-instead of on a camera. `channel_problems` checks that the listed cameras exist; the section
-that holds the outputs calls it, as only it knows the cameras.
+Channels. A platform files an alarm only under a channel it knows from the device's catalogue
+(WVP stores an alarm only when its DeviceID is a catalogue channel; one raised on the device's
+own ID is dropped), so every alert source has one:
+
+- `channels` maps camera ids *and* sensor ids to channel ids. A camera's channel is a camera
+  (131-199); a sensor's is an alarm input device (134). A sensor without a channel of its own
+  alarms on its first linked camera's channel.
+- `alarm_channel`, type 134: where the gateway's own alarms go (disk full, and any alert with
+  neither camera nor sensor), and the fallback for a source without a channel. By default it is
+  derived from `device_id` (type digits 11-13 set to 134, same serial), so an existing
+  configuration keeps delivering every alarm without an edit, and an installer who numbers
+  channels by hand can set it.
+
+Every channel is in the catalogue (sensors as alarm input devices with their names and
+addresses). `channel_problems` checks that the listed ids exist; `warnings` (printed by
+`gateway check`) names every camera and sensor without a channel (its alarms land on the alarm
+channel, so nothing is lost: a warning, not an error) and a keepalive interval that platforms
+do not tolerate.
 """
 
 from __future__ import annotations
@@ -51,6 +64,8 @@ TYPE_NAMES: dict[int, str] = {
 DEVICE_TYPES = range(111, 131)
 CHANNEL_TYPES = range(131, 200)
 PLATFORM_TYPES = range(200, 300)
+ALARM_INPUT = 134
+ALARM_INPUT_TYPES = range(ALARM_INPUT, ALARM_INPUT + 1)
 
 _DOMAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$")
 
@@ -94,8 +109,14 @@ PlatformId = Annotated[str, BeforeValidator(_unquoted), _gb_id("platform", PLATF
 DeviceId = Annotated[str, BeforeValidator(_unquoted), _gb_id("device", DEVICE_TYPES, "34020000001180000001",
                                  "a front-end host device: 118 NVR, 111 DVR, 113 encoder")]
 ChannelId = Annotated[str, BeforeValidator(_unquoted), _gb_id("channel", CHANNEL_TYPES, "34020000001320000001",
-                                  "a front-end peripheral: 131 camera, 132 IP camera")]
-CameraKey = Annotated[str, Field(pattern=IDENT_PATTERN)]
+                                  "a front-end peripheral: 131 camera, 132 IP camera, 134 alarm input")]
+AlarmChannelId = Annotated[str, BeforeValidator(_unquoted), _gb_id("alarm channel", ALARM_INPUT_TYPES,
+                                       "34020000001340000001", "134 alarm input device")]
+SourceKey = Annotated[str, Field(pattern=IDENT_PATTERN)]
+PLATFORM_KEEPALIVE_S = 60
+PLATFORM_MISSED_KEEPALIVES = 3
+"""What platforms assume when they do not read the device's BasicParam: a keepalive every 60 s,
+offline after 3 missed (WVP: min(expires, 60 x 3) = 180 s until it has read ConfigDownload)."""
 
 
 class Gb28181Output(StrictModel):
@@ -126,9 +147,12 @@ class Gb28181Output(StrictModel):
                             "when set, else any free port); 0 = any free port.")
     contact_host: str | None = Field(default=None, description="Address the platform should reach the "
                                      "gateway at (NAT); default: the local address facing the platform.")
-    channels: dict[CameraKey, ChannelId] = Field(
-        default_factory=dict, description="Camera id -> its 20-digit channel ID; unlisted cameras "
-                                          "raise alarms on device_id and are not in the catalogue.")
+    channels: dict[SourceKey, ChannelId] = Field(
+        default_factory=dict, description="Camera or sensor id -> its 20-digit channel ID (sensors: type "
+                                          "134); unlisted sources alarm on alarm_channel.")
+    alarm_channel: AlarmChannelId | None = Field(
+        default=None, description="Channel (type 134) of the gateway's own alarms and of sources without "
+                                  "a channel; default device_id with type digits 134.")
     name: str = Field(default="", description="Device name shown by the platform; default the gateway's name.")
     manufacturer: str = "Edge Gateway"
     model: str = "Crowd Analytics"
@@ -145,7 +169,8 @@ class Gb28181Output(StrictModel):
         problems: list[LocatedValueError] = []
         if self.device_id == self.platform_id:
             problems.append(LocatedValueError("device_id", "the device ID must differ from platform_id"))
-        owner: dict[str, str] = {self.device_id: "device_id", self.platform_id: "platform_id"}
+        owner: dict[str, str] = {self.device_id: "device_id", self.platform_id: "platform_id",
+                                 self.gateway_channel: "alarm_channel"}
         for camera_id, channel_id in self.channels.items():
             if channel_id in owner:
                 problems.append(LocatedValueError(
@@ -166,17 +191,60 @@ class Gb28181Output(StrictModel):
     def sink_name(self) -> str:
         return f"gb28181:{self.id}"
 
-    def channel_id(self, camera_id: str | None) -> str:
-        """The ID an alarm of this camera is raised on: its channel, else the gateway itself."""
-        if camera_id is None:
-            return self.device_id
-        return self.channels.get(camera_id, self.device_id)
+    @property
+    def gateway_channel(self) -> str:
+        """The channel of the gateway's own alarms: `alarm_channel`, else derived from device_id."""
+        return self.alarm_channel or f"{self.device_id[:10]}{ALARM_INPUT}{self.device_id[13:]}"
 
-    def channel_problems(self, camera_ids: set[str]) -> list[LocatedValueError]:
-        """Channels of cameras that are not configured (typos), located under this output."""
-        known = ", ".join(sorted(camera_ids)) or "none"
-        return [
-            LocatedValueError(f"channels.{camera_id}", f"unknown camera {camera_id!r} (known: {known})")
-            for camera_id in self.channels
-            if camera_id not in camera_ids
-        ]
+    def channel_id(self, camera_id: str | None, sensor_id: str | None = None) -> str:
+        """The channel an alarm is raised on: the sensor's, else the camera's, else the
+        gateway's alarm channel (never the device ID: platforms drop alarms that are not on a
+        catalogue channel)."""
+        for source in (sensor_id, camera_id):
+            if source is not None and source in self.channels:
+                return self.channels[source]
+        return self.gateway_channel
+
+    def channel_problems(self, camera_ids: set[str],
+                         sensor_ids: set[str] | frozenset[str] = frozenset()) -> list[LocatedValueError]:
+        """Channels of ids that are neither cameras nor sensors (typos), ids that are both, and
+        sensor channels that are not alarm inputs (134), located under this output."""
+        cameras = ", ".join(sorted(camera_ids)) or "none"
+        sensors = ", ".join(sorted(sensor_ids)) or "none"
+        problems = []
+        for source, channel_id in self.channels.items():
+            where = f"channels.{source}"
+            if source in camera_ids and source in sensor_ids:
+                problems.append(LocatedValueError(where, f"{source!r} is both a camera and a sensor id: rename one"))
+            elif source in sensor_ids and gb_type_code(channel_id) != ALARM_INPUT:
+                problems.append(LocatedValueError(where, (
+                    f"sensor {source!r} needs an alarm input channel: digits 11-13 of {channel_id} are "
+                    f"{_type_label(gb_type_code(channel_id))}, a sensor's must be {_type_label(ALARM_INPUT)}")))
+            elif source not in camera_ids and source not in sensor_ids:
+                problems.append(LocatedValueError(
+                    where, f"unknown camera or sensor {source!r} (cameras: {cameras}; sensors: {sensors})"))
+        return problems
+
+    def warnings(self, camera_ids: list[str], sensor_links: dict[str, list[str]]) -> list[str]:
+        """What `gateway check` warns about: alert sources without a channel (their alarms are
+        raised on the alarm channel, not under their own name) and a keepalive platforms do
+        not tolerate. sensor_links: sensor id -> its linked camera ids."""
+        where = f"outputs[{self.sink_name}]"
+        found = []
+        for camera_id in camera_ids:
+            if camera_id not in self.channels:
+                found.append(f"{where}: camera {camera_id!r} has no GB/T 28181 channel: it is not in the "
+                             f"platform's catalogue and its alarms are raised on the alarm channel "
+                             f"{self.gateway_channel}; add it to channels:")
+        for sensor_id, linked in sensor_links.items():
+            if sensor_id not in self.channels and not any(camera in self.channels for camera in linked[:1]):
+                found.append(f"{where}: sensor {sensor_id!r} has no GB/T 28181 channel (nor a linked camera "
+                             f"with one): its alarms are raised on the alarm channel {self.gateway_channel}; "
+                             "give it an alarm input channel (type 134) in channels:")
+        if self.keepalive_s > PLATFORM_KEEPALIVE_S:
+            found.append(
+                f"{where}: keepalive_s {self.keepalive_s:g} is longer than the {PLATFORM_KEEPALIVE_S} s platforms "
+                f"assume: a platform that has not read the device's BasicParam (ConfigDownload) takes the "
+                f"device offline after {PLATFORM_KEEPALIVE_S * PLATFORM_MISSED_KEEPALIVES} s without one and "
+                "discards its alarms; use 60 or less")
+        return found

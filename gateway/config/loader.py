@@ -48,6 +48,7 @@ from gateway.config.errors import (
     is_secret_name,
     join_branches,
 )
+from gateway.config.gb28181 import Gb28181Output
 from gateway.config.keypaths import Key, KeyPath, path_values
 from gateway.config.models import GatewayConfig, GatewaySection
 from gateway.config.yamltext import (
@@ -123,7 +124,13 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
 
 def config_warnings(config: GatewayConfig) -> list[str]:
     """What is allowed but unwise (`gateway check` prints it; `gateway run` logs it)."""
-    return config.api.warnings()
+    found = config.api.warnings()
+    cameras = [camera.id for camera in config.cameras]
+    sensors = {sensor.id: list(sensor.link.cameras) for sensor in config.sensors}
+    for output in config.delivery_outputs:
+        if isinstance(output, Gb28181Output):
+            found += output.warnings(cameras, sensors)
+    return found
 
 
 def summary(config: GatewayConfig, path: str | os.PathLike[str]) -> str:

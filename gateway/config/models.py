@@ -98,7 +98,8 @@ class GatewayConfig(StrictModel):
             raise _add_problems(error, problems, data) from None
         problems += list(config._sensor_problems())
         problems += list(output_problems("mqtt" in config.model_fields_set, config.outputs,
-                                         {camera.id for camera in config.cameras}))
+                                         {camera.id for camera in config.cameras},
+                                         {sensor.id for sensor in config.sensors}))
         if problems:
             raise LocatedErrors(problems)
         return config

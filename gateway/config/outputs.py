@@ -97,8 +97,9 @@ def resolve_outputs(mqtt: MqttSection, mqtt_given: bool, outputs: list[Output]) 
     return [MqttOutput(type="mqtt", **mqtt.model_dump()), *outputs]
 
 
-def output_problems(mqtt_given: bool, outputs: list[Output], camera_ids: set[str]) -> Iterator[LocatedValueError]:
-    """One MQTT output at most, unique output names, GB/T 28181 channels of known cameras."""
+def output_problems(mqtt_given: bool, outputs: list[Output], camera_ids: set[str],
+                    sensor_ids: set[str] | frozenset[str] = frozenset()) -> Iterator[LocatedValueError]:
+    """One MQTT output at most, unique output names, GB/T 28181 channels of known cameras and sensors."""
     first_mqtt = "mqtt" if mqtt_given else None
     names: dict[str, int] = {}
     for index, output in enumerate(outputs):
@@ -116,5 +117,5 @@ def output_problems(mqtt_given: bool, outputs: list[Output], camera_ids: set[str
                                     "give each output of a type its own id")
         names.setdefault(name, index)
         if isinstance(output, Gb28181Output):
-            for problem in output.channel_problems(camera_ids):
+            for problem in output.channel_problems(camera_ids, sensor_ids):
                 yield LocatedValueError(f"{where}.{problem.subpath}", problem.message)

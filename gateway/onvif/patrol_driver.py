@@ -211,10 +211,11 @@ class PatrolDriver:
                 await asyncio.sleep(self.status_poll_s)
                 try:
                     status = await self.controller.astatus()
+                    ranges = await self.controller.aranges()
                 except (OnvifSoapFault, OnvifProtocolError) as error:
                     self._status_unreadable(error.detail)
                     break
-                verdict = reached(status, target)
+                verdict = reached(status, target, ranges)
                 if verdict is None:
                     self._status_unreadable("it reports neither MoveStatus nor Position")
                     break

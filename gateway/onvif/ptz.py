@@ -1,9 +1,11 @@
 """PTZ presets and status, and `PtzController`: one camera's PTZ conversation.
 
 `PtzController` keeps one session per camera open on the shared `OnvifLoop`: it lists presets,
-sends GotoPreset and reads GetStatus. The patrol driver (patrol_driver.py) moves the camera with
+sends GotoPreset and reads GetStatus, and carries out what a platform asks for (ContinuousMove
+with speeds, Stop, SetPreset, RemovePreset). The patrol driver (patrol_driver.py) moves the camera with
 it; the patrol plan itself is in patrol.py. Preset names are resolved
-by `find_preset` (token, name, or the number a camera gives it); arrival is judged by `reached`.
+by `find_preset` (token, name, or the number a camera gives it); arrival is judged by `reached`,
+in the ranges the camera declares for its position spaces (`SpaceRanges`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.onvif.device import choose_profile, parse_profiles
@@ -22,6 +24,7 @@ from gateway.onvif.session import (
     OnvifLoop,
     OnvifNotAuthorized,
     OnvifNotSupported,
+    OnvifProtocolError,
     OnvifSession,
     OnvifSoapFault,
     connection_settings,
@@ -172,33 +175,99 @@ def parse_status(raw: Any) -> PtzStatus:
     return PtzStatus(moving, PtzPosition.parse(getattr(status, "Position", None)))
 
 
-def _gap(a: float, b: float, wraps: bool) -> float:
+@dataclass(frozen=True)
+class AxisRange:
+    """The range one axis of a position space covers, as the camera declares it (PTZ node)."""
+
+    low: float
+    high: float
+
+    @property
+    def width(self) -> float:
+        return self.high - self.low
+
+
+GENERIC_RANGE = AxisRange(-1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class SpaceRanges:
+    """pan/tilt/zoom ranges of the camera's absolute position spaces, by space URI (from GetNodes).
+
+    Cameras do not all keep to the generic -1..1: some report degrees (0..360) while naming
+    the generic space. Distances are therefore measured as a share of the range the camera
+    declares for the space, or, when it declares none, of the range the compared positions
+    themselves span (at least the generic one)."""
+
+    pan_tilt: dict[str, tuple[AxisRange, AxisRange]] = field(default_factory=dict)
+    zoom: dict[str, AxisRange] = field(default_factory=dict)
+
+
+def parse_space_ranges(nodes: Any) -> SpaceRanges:
+    """The absolute position spaces of every PTZ node of a GetNodes answer."""
+    ranges = SpaceRanges()
+    for node in nodes or []:
+        spaces = getattr(node, "SupportedPTZSpaces", None)
+        for space in getattr(spaces, "AbsolutePanTiltPositionSpace", None) or []:
+            x, y = _axis(getattr(space, "XRange", None)), _axis(getattr(space, "YRange", None))
+            if getattr(space, "URI", None) and x and y:
+                ranges.pan_tilt[str(space.URI)] = (x, y)
+        for space in getattr(spaces, "AbsoluteZoomPositionSpace", None) or []:
+            x = _axis(getattr(space, "XRange", None))
+            if getattr(space, "URI", None) and x:
+                ranges.zoom[str(space.URI)] = x
+    return ranges
+
+
+def _axis(raw: Any) -> AxisRange | None:
+    low, high = _float(getattr(raw, "Min", None)), _float(getattr(raw, "Max", None))
+    return AxisRange(low, high) if low is not None and high is not None and high > low else None
+
+
+def _observed(*values: float) -> AxisRange:
+    """No declared range: the range the positions themselves show, never narrower than -1..1."""
+    return AxisRange(min(-1.0, *values), max(1.0, *values))
+
+
+def _gap(a: float, b: float, axis: AxisRange, wraps: bool) -> float:
+    """The distance between two values as a share of the axis's generic width 2 (so the
+    tolerance means the same in every space); a panning axis wraps around its range.
+    Never negative."""
+    scale = 2.0 / axis.width
     gap = abs(a - b)
-    return min(gap, 2.0 - gap) if wraps and gap > 1.0 else gap
+    if wraps:
+        gap %= axis.width
+        gap = min(gap, axis.width - gap)
+    return gap * scale
 
 
 def _same_space(a: str | None, b: str | None) -> bool:
     return a is None or b is None or a == b
 
 
-def _near(a: PtzPosition, b: PtzPosition) -> bool | None:
+def _near(a: PtzPosition, b: PtzPosition, ranges: SpaceRanges | None = None) -> bool | None:
     """Are two positions the same within the tolerance? None when they cannot be compared."""
+    ranges = ranges or SpaceRanges()
     gaps = []
     if (a.pan is not None and a.tilt is not None and b.pan is not None and b.tilt is not None
             and _same_space(a.pan_tilt_space, b.pan_tilt_space)):
-        wraps = (a.pan_tilt_space or b.pan_tilt_space or GENERIC_PAN_TILT_SPACE) == GENERIC_PAN_TILT_SPACE
-        gaps += [_gap(a.pan, b.pan, wraps), _gap(a.tilt, b.tilt, False)]
+        space = a.pan_tilt_space or b.pan_tilt_space or GENERIC_PAN_TILT_SPACE
+        declared = ranges.pan_tilt.get(space)
+        pan_axis, tilt_axis = declared or (_observed(a.pan, b.pan), _observed(a.tilt, b.tilt))
+        gaps += [_gap(a.pan, b.pan, pan_axis, wraps=True), _gap(a.tilt, b.tilt, tilt_axis, wraps=False)]
     if a.zoom is not None and b.zoom is not None and _same_space(a.zoom_space, b.zoom_space):
-        gaps.append(_gap(a.zoom, b.zoom, False))
+        zoom_axis = ranges.zoom.get(a.zoom_space or b.zoom_space or "") or _observed(a.zoom, b.zoom)
+        gaps.append(_gap(a.zoom, b.zoom, zoom_axis, wraps=False))
     return all(gap <= POSITION_TOLERANCE for gap in gaps) if gaps else None
 
 
-def reached(status: PtzStatus, preset: PtzPreset) -> bool | None:
+def reached(status: PtzStatus, preset: PtzPreset, ranges: SpaceRanges | None = None) -> bool | None:
     """Has the camera arrived at `preset`? True: idle and (where both are known) at its position;
-    False: still moving, or stopped elsewhere; None: the status says neither (use the timer)."""
+    False: still moving, or stopped elsewhere; None: the status says neither (use the timer).
+    `ranges`: the camera's declared position spaces (see `SpaceRanges`)."""
     if status.moving:
         return False
-    near = _near(status.position, preset.position)
+    near = _near(status.position, preset.position, ranges)
     if near is not None:
         return near
     return True if status.moving is False else None
@@ -238,6 +307,50 @@ async def get_status(session: OnvifSession, profile_token: str) -> PtzStatus:
     return parse_status(await session.call("ptz", "GetStatus", {"ProfileToken": profile_token}))
 
 
+async def get_space_ranges(session: OnvifSession) -> SpaceRanges:
+    """The camera's declared position ranges; empty when it cannot say (GetNodes is optional
+    in practice: arrival is then judged by the positions' own range)."""
+    try:
+        return parse_space_ranges(await session.call("ptz", "GetNodes"))
+    except (OnvifSoapFault, OnvifProtocolError) as error:
+        log.debug("%s: no PTZ node spaces (%s); judging arrival by the positions' own range",
+                  session.endpoint, error)
+        return SpaceRanges()
+
+
+def _clamp(value: float) -> float:
+    return max(-1.0, min(1.0, float(value)))
+
+
+async def continuous_move(session: OnvifSession, profile_token: str, pan: float, tilt: float,
+                          zoom: float) -> None:
+    """Move at these generic velocities (-1..1 each; 0 = that axis still) until Stop."""
+    await session.call("ptz", "ContinuousMove", {
+        "ProfileToken": profile_token,
+        "Velocity": {"PanTilt": {"x": _clamp(pan), "y": _clamp(tilt)}, "Zoom": {"x": _clamp(zoom)}},
+    })
+
+
+async def stop(session: OnvifSession, profile_token: str) -> None:
+    await session.call("ptz", "Stop", {"ProfileToken": profile_token, "PanTilt": True, "Zoom": True})
+
+
+async def set_preset(session: OnvifSession, profile_token: str, name: str | None,
+                     token: str | None = None) -> str:
+    """Store the current position as a preset (a new one, or `token` overwritten); its token."""
+    request: dict[str, Any] = {"ProfileToken": profile_token}
+    if name:
+        request["PresetName"] = name
+    if token:
+        request["PresetToken"] = token
+    answer = await session.call("ptz", "SetPreset", request)
+    return str(getattr(answer, "PresetToken", answer) or token or "")
+
+
+async def remove_preset(session: OnvifSession, profile_token: str, token: str) -> None:
+    await session.call("ptz", "RemovePreset", {"ProfileToken": profile_token, "PresetToken": token})
+
+
 class PtzController:
     """One camera's PTZ over a kept-open session on the shared loop; blocking methods for threads.
 
@@ -257,6 +370,7 @@ class PtzController:
         self._session: OnvifSession | None = None
         self._profile_token: str | None = None
         self._presets: list[PtzPreset] | None = None
+        self._ranges: SpaceRanges | None = None
         self._lock: asyncio.Lock | None = None
 
     async def _ready(self) -> tuple[OnvifSession, str]:
@@ -316,6 +430,41 @@ class PtzController:
     async def astatus(self) -> PtzStatus:
         return await self._with_retry(get_status)
 
+    async def aranges(self) -> SpaceRanges:
+        """The camera's declared position ranges (read once)."""
+        if self._ranges is None:
+            self._ranges = await self._with_retry(lambda session, _token: get_space_ranges(session))
+        return self._ranges
+
+    async def amove(self, pan: float, tilt: float, zoom: float) -> None:
+        await self._with_retry(lambda session, token: continuous_move(session, token, pan, tilt, zoom))
+
+    async def astop(self) -> None:
+        await self._with_retry(stop)
+
+    async def aset_preset(self, preset: str, name: str | None = None) -> PtzPreset:
+        """Store the current position as `preset` (token, name or number): an existing preset
+        is overwritten, else a new one is made, named `name` or `preset` (so a number given by
+        a GB/T 28181 platform finds it again by name)."""
+        try:
+            existing: PtzPreset | None = await self.aresolve(preset)
+        except PresetNotFound:
+            existing = None
+        label = name or (existing.name if existing else preset)
+
+        async def store(session: OnvifSession, token: str) -> str:
+            return await set_preset(session, token, label, existing.token if existing else None)
+
+        stored = await self._with_retry(store)
+        self._presets = None  # the list changed
+        return PtzPreset(stored or (existing.token if existing else ""), label)
+
+    async def aremove_preset(self, preset: str) -> PtzPreset:
+        target = await self.aresolve(preset)
+        await self._with_retry(lambda session, token: remove_preset(session, token, target.token))
+        self._presets = None
+        return target
+
     async def aclose(self) -> None:
         session, self._session, self._profile_token = self._session, None, None
         if session is not None:
@@ -329,6 +478,19 @@ class PtzController:
 
     def status(self) -> PtzStatus:
         return self.loop.run(self.astatus(), self.timeout * 3)
+
+    def move(self, pan: float, tilt: float, zoom: float) -> None:
+        """Start a continuous move (generic velocities -1..1); it lasts until `stop`."""
+        self.loop.run(self.amove(pan, tilt, zoom), self.timeout * 3)
+
+    def stop(self) -> None:
+        self.loop.run(self.astop(), self.timeout * 3)
+
+    def set_preset(self, preset: str, name: str | None = None) -> PtzPreset:
+        return self.loop.run(self.aset_preset(preset, name), self.timeout * 3)
+
+    def remove_preset(self, preset: str) -> PtzPreset:
+        return self.loop.run(self.aremove_preset(preset), self.timeout * 3)
 
     def close(self) -> None:
         if self.loop.running:

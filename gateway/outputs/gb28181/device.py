@@ -1,8 +1,9 @@
 """The gateway as a GB/T 28181 device: registration, keepalives, alarms, answers. Pure logic.
 
 One file because `Gb28181Device` is one state machine: registration, keepalives, alarms and the
-platform's requests share its transactions, registration and timers (SIP, digest and MANSCDP
-encoding are sibling modules).
+platform's requests share its transactions, registration and timers. What the answers to the
+platform's queries and controls say is `queries`, its subscriptions `subscriptions`; SIP,
+digest and MANSCDP encoding are sibling modules too.
 
 `Gb28181Device` is a state machine without sockets, threads or a clock of its own: the
 transport feeds it what arrives (`receive`), the passing of time (`tick`, with `next_wakeup`
@@ -12,19 +13,27 @@ returns. So every rule below is unit-tested with a fake clock, and the transport
 The rules:
 - Registration: REGISTER, answered with 401 + a digest challenge, then REGISTER with
   `Authorization` (username = device ID). Refreshed at 3/4 of the granted lifetime (same
-  Call-ID, RFC 3261 10.2.4); a new registration after a failure starts a new Call-ID.
-  A 401 to credentials for the same nonce means a wrong password; that, 403, any other
-  refusal and no answer within `answer_timeout_s` are failures: retried after a capped,
-  jittered backoff (`retry_max_s`).
+  Call-ID, RFC 3261 10.2.4); a new registration (the first, after any failure) has a new
+  Call-ID and starts from a fresh challenge: no credentials until the platform has issued a
+  nonce for it. Refreshes answer the current nonce with nc counting 1..9 and then start from a
+  fresh challenge again, so nc never holds a hex letter: WVP upper-cases nc before hashing, and
+  answers a digest that does not match with 403, never a new 401. A 403 to a digest answer that
+  reused a nonce is retried once from a fresh challenge before it counts as refused credentials;
+  a 401 to credentials for the same nonce means a wrong password; those, other refusals and no
+  answer within `answer_timeout_s` are failures: retried after a capped, jittered backoff
+  (`retry_max_s`). The Date of the 200 (the platform's time, GB/T 28181 校时) gives the clock
+  skew, reported, never applied.
 - Keepalive: a MANSCDP Keepalive MESSAGE every `keepalive_s` while registered. Each one (or
   alarm) left unanswered counts as a miss; `max_missed_keepalives` misses in a row, or a
   refusal (401/403/404/481: the platform forgot the device), mean registering again.
 - Alarms: a MESSAGE per alarm; the outcome (answered 2xx, refused, no answer, not registered)
   comes back as `AlarmOutcome` for the alarm's token.
-- The platform's requests: MESSAGE queries for Catalog, DeviceInfo and DeviceStatus are
-  answered 200 OK and then with a Response MESSAGE; OPTIONS 200; others are declined. Only
-  the configured platform (From = platform ID) is served; retransmitted requests get the
-  same answer again and are not processed twice.
+- The platform's requests: MESSAGE queries and controls are answered 200 OK and then as
+  `queries` says (a Response MESSAGE at once, or a `CameraJob` whose result comes back through
+  `job_done`); SUBSCRIBE as `subscriptions` says; OPTIONS 200; INVITE 501 (no video yet); BYE
+  and CANCEL 481. Only the configured platform (From = platform ID) is served (the transport
+  drops what does not come from its address); retransmitted requests get the same answer
+  again and are not processed twice.
 - UDP requests are retransmitted (timer E: 0.5 s doubling to 4 s) until answered.
 """
 
@@ -32,17 +41,26 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, Literal
 
 from gateway.backoff import Backoff
 from gateway.outputs.gb28181 import manscdp
+from gateway.outputs.gb28181.actions import (
+    Action,
+    AlarmOutcome,
+    CameraJob,
+    DeviceCounters,
+    DeviceSettings,
+    Disconnect,
+    Send,
+)
 from gateway.outputs.gb28181.digest import Challenge, DigestError, authorization, parse_challenge
-from gateway.outputs.gb28181.manscdp import Channel, ManscdpError
+from gateway.outputs.gb28181.manscdp import Channel
+from gateway.outputs.gb28181.serving import USER_AGENT, PlatformRequests
 from gateway.outputs.gb28181.sip import (
-    BRANCH_MAGIC,
     SipMessage,
     SipParseError,
     SipRequest,
@@ -51,10 +69,11 @@ from gateway.outputs.gb28181.sip import (
     new_branch,
     new_call_id,
     new_tag,
-    response_to,
-    uri_of,
-    uri_user,
+    parse_date,
 )
+
+__all__ = ["Action", "AlarmOutcome", "CameraJob", "DeviceCounters", "DeviceSettings", "Disconnect",
+           "Gb28181Device", "Send"]
 
 log = logging.getLogger(__name__)
 
@@ -65,56 +84,12 @@ REFRESH_AT = 0.75
 """Refresh a registration after this share of its lifetime."""
 FORGOTTEN = frozenset({401, 403, 404, 481})
 """Answers to a MESSAGE meaning the platform no longer knows the device: register again."""
-SERVER_MEMORY_S = 32.0
-SERVER_MEMORY_MAX = 256
-USER_AGENT = "edge-gateway GB/T 28181"
-ALLOW = "REGISTER, MESSAGE, OPTIONS, ACK"
+MAX_NONCE_COUNT = 9
+"""Refreshes answer one nonce at most this often: nc stays a decimal digit (see the docstring)."""
+CLOCK_SKEW_WARN_S = 10.0
+"""The platform's clock this far from ours: say so (alarm times and recordings are compared)."""
 
 State = Literal["stopped", "registering", "registered", "waiting"]
-
-
-@dataclass(frozen=True)
-class DeviceSettings:
-    """What the device needs to know (from the output's config, password in plain text)."""
-
-    device_id: str
-    platform_id: str
-    domain: str
-    password: str
-    transport: Literal["UDP", "TCP"] = "UDP"
-    expires_s: int = 3600
-    keepalive_s: float = 60.0
-    max_missed_keepalives: int = 3
-    answer_timeout_s: float = 32.0
-    name: str = ""
-    manufacturer: str = ""
-    model: str = ""
-    firmware: str = ""
-
-
-@dataclass(frozen=True)
-class Send:
-    """Put this message on the wire to the platform (responses: to where the request came from)."""
-
-    message: SipMessage
-
-
-@dataclass(frozen=True)
-class AlarmOutcome:
-    """How the alarm sent with `token` ended: error None = the platform answered 2xx."""
-
-    token: int
-    error: str | None
-
-
-@dataclass(frozen=True)
-class Disconnect:
-    """TCP: drop the connection (the platform stopped answering on it) and connect anew."""
-
-    reason: str
-
-
-Action = Send | AlarmOutcome | Disconnect
 
 
 @dataclass
@@ -122,11 +97,12 @@ class _Transaction:
     """A request the gateway sent, waiting for its final answer."""
 
     request: SipRequest
-    purpose: Literal["register", "unregister", "keepalive", "alarm", "answer"]
+    purpose: Literal["register", "unregister", "keepalive", "alarm", "answer", "notify"]
     deadline: float
     retransmit_at: float | None
     interval: float = T1
     token: int | None = None
+    subscription: tuple[str, str] | None = None
 
 
 @dataclass
@@ -139,24 +115,8 @@ class _Registration:
     nonce_count: int = 0
     sent_with_nonce: str | None = None
     challenges_answered: int = 0
+    fresh_retry_used: bool = False
     expires: int = 0
-
-
-@dataclass
-class DeviceCounters:
-    registrations: int = 0
-    refreshes: int = 0
-    registration_failures: int = 0
-    keepalives_sent: int = 0
-    keepalives_answered: int = 0
-    alarms_sent: int = 0
-    alarms_delivered: int = 0
-    alarms_failed: int = 0
-    queries_answered: int = 0
-    answers_sent: int = 0
-    answers_acknowledged: int = 0
-    malformed: int = 0
-    refused_requests: int = 0
 
 
 @dataclass
@@ -177,12 +137,21 @@ class Gb28181Device:
         local_time: Callable[[], str],
         backoff: Backoff,
         label: str = "GB/T 28181 platform",
+        wall_clock: Callable[[], datetime] | None = None,
+        alarming: Callable[[], frozenset[str]] = frozenset,
+        recording: Callable[[], bool] = lambda: False,
+        can_control: bool = False,
+        has_records: bool = False,
     ) -> None:
+        """channels: the catalogue now; local_time: 'YYYY-MM-DDTHH:MM:SS' now; wall_clock: the
+        aware time now (for the clock skew); alarming: channel ids with an alarm raised now;
+        recording: a clip being written now; can_control/has_records: whether PTZ and
+        recordings can be asked of the cameras (`CameraJob`s)."""
         self.settings = settings
-        self._channels = channels
-        self._local_time = local_time
+        self._wall_clock = wall_clock
         self._backoff = backoff
         self._label = label
+        self.clock_skew_s: float | None = None
         self.state: State = "stopped"
         self.last_error: str | None = None
         self.missed = 0
@@ -192,11 +161,13 @@ class Gb28181Device:
         self._link_up = False
         self._registration: _Registration | None = None
         self._transactions: dict[tuple[str, str], _Transaction] = {}
-        self._answered: OrderedDict[tuple[str, str], tuple[float, SipResponse]] = OrderedDict()
         self._timers = _Timers()
         self._cseq = 0
         self._sn = secrets.randbelow(10_000)
-        self._to_tag = new_tag()
+        self.to_tag = new_tag()
+        self._serving = PlatformRequests(self, self.counters, label=label, channels=channels, local_time=local_time,
+                                         alarming=alarming, recording=recording, can_control=can_control,
+                                         has_records=has_records)
 
     # ------------------------------------------------------------------ inputs from the transport
 
@@ -236,9 +207,10 @@ class Gb28181Device:
                 transaction.interval = min(transaction.interval * 2, T2)
                 transaction.retransmit_at = now + transaction.interval
                 actions.append(Send(transaction.request))
-        self._forget_old_answers(now)
+        self._serving.forget_old_answers(now)
         if not self._link_up or self.state == "stopped":
             return actions
+        actions += self._serving.tend(now)
         if self.state == "waiting" and self._due(self._timers.retry_at, now):
             actions += self._register(now, fresh=True)
         elif self.state == "registered":
@@ -257,15 +229,15 @@ class Gb28181Device:
             times.append(self._timers.retry_at)
         if self.state == "registered":
             times += [t for t in (self._timers.refresh_at, self._timers.keepalive_at) if t is not None]
-        if self._answered:
-            times.append(next(iter(self._answered.values()))[0] + SERVER_MEMORY_S)
+        if (serving := self._serving.next_wakeup()) is not None:
+            times.append(serving)
         return min(times) if times else None
 
     def receive(self, message: SipMessage, now: float) -> list[Action]:
         if isinstance(message, SipResponse):
             return self._on_response(message, now)
         assert isinstance(message, SipRequest)
-        return self._on_request(message, now)
+        return self._serving.receive(message, now)
 
     def send_alarm(self, token: int, notice: manscdp.Alarm, now: float) -> list[Action]:
         """Send one alarm; its `AlarmOutcome` comes now (not registered) or with the answer."""
@@ -273,8 +245,13 @@ class Gb28181Device:
             detail = f"; last error: {self.last_error}" if self.last_error else ""
             return [AlarmOutcome(token, f"not registered with the platform ({self.state}{detail})")]
         self.counters.alarms_sent += 1
-        body = manscdp.alarm(notice, self._next_sn())
-        return self._send_request(self._message_request(body), "alarm", now, token=token)
+        body = manscdp.alarm(notice, self.next_sn())
+        return self.send_request(self.message_request(body), "alarm", now, token=token) + \
+            self._serving.notify_alarm(body, now)
+
+    def job_done(self, job_id: int, result: object, error: str | None, now: float) -> list[Action]:
+        """A `CameraJob` finished (error: why it failed): answer the platform as `queries` says."""
+        return self._serving.job_done(job_id, result, error, now)
 
     def abandon(self, token: int) -> None:
         """The sender stopped waiting for this alarm: a late answer produces no outcome."""
@@ -286,7 +263,7 @@ class Gb28181Device:
         """Say goodbye (REGISTER with Expires: 0) if registered; the device is stopped after."""
         actions = self._fail_all("the gateway is stopping")
         if self.state == "registered" and self._registration is not None and self._link_up:
-            actions += self._send_request(self._register_request(expires=0), "unregister", now)
+            actions += self.send_request(self._register_request(expires=0), "unregister", now)
         self.state = "stopped"
         return actions
 
@@ -298,35 +275,35 @@ class Gb28181Device:
         return {
             "state": self.state,
             "registered": self.state == "registered",
-            "local": f"{self._host}:{self._port}" if self._local else None,
+            "local": self.contact if self._local else None,
             "missed_keepalives": self.missed,
             "last_error": self.last_error,
+            "clock_skew_s": None if self.clock_skew_s is None else round(self.clock_skew_s, 1),
+            "subscriptions": self._serving.subscriptions,
             **vars(self.counters),
         }
 
     # ------------------------------------------------------------------ registration
 
     def _register(self, now: float, *, fresh: bool) -> list[Action]:
+        """A new registration (fresh: new Call-ID, no credentials until challenged) or a refresh."""
         if fresh or self._registration is None:
-            previous = self._registration
             self._registration = _Registration(call_id=new_call_id(self._host), from_tag=new_tag())
-            if previous is not None and previous.challenge is not None:
-                # answer at once with the last nonce; a platform that forgot it challenges again
-                self._registration.challenge = previous.challenge
-                self._registration.nonce_count = previous.nonce_count
         if fresh:
             self.state = "registering"
-        return self._send_request(self._register_request(self.settings.expires_s), "register", now)
+        return self.send_request(self._register_request(self.settings.expires_s), "register", now)
 
     def _register_request(self, expires: int) -> SipRequest:
         registration = self._registration
         assert registration is not None
         own = f"<sip:{self.settings.device_id}@{self.settings.domain}>"
-        request = self._request("REGISTER", self._platform_uri, call_id=registration.call_id,
+        request = self.new_request("REGISTER", self._platform_uri, call_id=registration.call_id,
                                 from_value=f"{own};tag={registration.from_tag}", to_value=own)
-        request.add("Contact", f"<sip:{self.settings.device_id}@{self._host}:{self._port}>")
+        request.add("Contact", f"<sip:{self.settings.device_id}@{self.contact}>")
         request.add("Expires", str(expires))
         registration.sent_with_nonce = None
+        if registration.challenge is not None and registration.nonce_count >= MAX_NONCE_COUNT:
+            registration.challenge = None  # start from a fresh challenge: nc stays a digit
         if registration.challenge is not None:
             registration.nonce_count += 1
             registration.sent_with_nonce = registration.challenge.nonce
@@ -347,6 +324,12 @@ class Gb28181Device:
         if response.status == 423 and (response.get("Min-Expires") or "").isdigit():
             self.settings = replace(self.settings, expires_s=int(response.get("Min-Expires") or 0))
             return self._register(now, fresh=False)
+        if (response.status == 403 and registration.sent_with_nonce is not None and registration.nonce_count > 1
+                and not registration.fresh_retry_used):
+            # a reused nonce refused (WVP answers a digest it cannot match with 403): ask anew
+            log.info("%s: 403 to a digest answer with a reused nonce; asking for a fresh challenge", self._label)
+            registration.fresh_retry_used, registration.challenge = True, None
+            return self.send_request(self._register_request(self.settings.expires_s), "register", now)
         hint = " (check device_id, the password and that the device is added on the platform)" \
             if response.status == 403 else ""
         return self._registration_failed(
@@ -371,7 +354,7 @@ class Gb28181Device:
                 "password and device_id against the platform's device entry", now)
         registration.challenge = challenge
         registration.nonce_count = 0
-        return self._send_request(self._register_request(self.settings.expires_s), "register", now)
+        return self.send_request(self._register_request(self.settings.expires_s), "register", now)
 
     def _registered(self, response: SipResponse, now: float) -> list[Action]:
         registration = self._registration
@@ -379,6 +362,8 @@ class Gb28181Device:
         granted = _granted_expires(response, self.settings.expires_s)
         registration.expires = granted
         registration.challenges_answered = 0
+        registration.fresh_retry_used = False
+        self._read_platform_clock(response)
         first = self.state != "registered"
         self.state = "registered"
         self.last_error = None
@@ -394,6 +379,23 @@ class Gb28181Device:
             log.info("%s: registered as %s for %d s; keepalive every %g s", self._label,
                      self.settings.device_id, granted, self.settings.keepalive_s)
         return self.tick(now)
+
+    def _read_platform_clock(self, response: SipResponse) -> None:
+        """The Date of the platform's 200 (its time, GB/T 28181 校时): the skew is reported in
+        health and logged when large; the gateway's clock is NTP's business, never set here."""
+        date = response.get("Date")
+        if date is None or self._wall_clock is None:
+            return
+        ours = self._wall_clock()
+        theirs = parse_date(date, ours.tzinfo or ours.astimezone().tzinfo)  # type: ignore[arg-type]
+        if theirs is None:
+            log.debug("%s: unreadable Date %r in the REGISTER answer", self._label, date[:40])
+            return
+        skew = (theirs - ours).total_seconds()
+        if abs(skew) > CLOCK_SKEW_WARN_S and (self.clock_skew_s is None or abs(skew - self.clock_skew_s) > 1):
+            log.warning("%s: the platform's clock is %+.0f s from the gateway's (Date %s): alarm times will "
+                        "look off by that much on the platform; check NTP on both", self._label, skew, date[:40])
+        self.clock_skew_s = skew
 
     def _registration_failed(self, reason: str, now: float, *, silent_platform: bool = False) -> list[Action]:
         """Registering did not work: wait (backoff), then start a new registration. Over TCP a
@@ -431,12 +433,14 @@ class Gb28181Device:
     def _send_keepalive(self, now: float) -> list[Action]:
         self._timers.keepalive_at = now + self.settings.keepalive_s
         self.counters.keepalives_sent += 1
-        body = manscdp.keepalive(self.settings.device_id, self._next_sn())
-        return self._send_request(self._message_request(body), "keepalive", now)
+        body = manscdp.keepalive(self.settings.device_id, self.next_sn())
+        return self.send_request(self.message_request(body), "keepalive", now)
 
     def _on_message_answer(self, transaction: _Transaction, response: SipResponse, now: float) -> list[Action]:
         actions: list[Action] = []
         ok = 200 <= response.status < 300
+        if transaction.purpose == "notify":
+            return self._serving.notify_done(transaction.subscription, response.status, now)
         if ok:
             self.missed = 0
         if transaction.purpose == "keepalive" and ok:
@@ -458,6 +462,8 @@ class Gb28181Device:
         method = transaction.request.method
         if transaction.purpose == "register":
             return self._registration_failed(f"{waited} to REGISTER", now, silent_platform=True)
+        if transaction.purpose == "notify":
+            return self._serving.notify_done(transaction.subscription, None, now)
         if transaction.purpose == "unregister":
             return []
         actions: list[Action] = []
@@ -469,91 +475,6 @@ class Gb28181Device:
                 actions += self._lost_registration(
                     f"{self.missed} messages in a row unanswered ({waited} to {method})", now, silent_platform=True)
         return actions
-
-    # ------------------------------------------------------------------ the platform's requests
-
-    def _on_request(self, request: SipRequest, now: float) -> list[Action]:
-        key = _server_key(request)
-        if key in self._answered:
-            return [Send(self._answered[key][1])]  # a retransmission: same answer, no second action
-        if request.method == "ACK":
-            return []
-        problem = self._refusal(request)
-        if problem is not None:
-            status, reason, why = problem
-            self.counters.refused_requests += 1
-            log.warning("%s: refused %s: %s", self._label, request.summary(), why)
-            return [self._answer(request, status, reason, now)]
-        if request.method == "OPTIONS":
-            response = response_to(request, 200, "OK", self._to_tag)
-            response.add("Allow", ALLOW)
-            return [self._remember(key, response, now)]
-        if request.method != "MESSAGE":
-            status, reason = (481, "Call/Transaction Does Not Exist") if request.method in ("BYE", "CANCEL") \
-                else (501, "Not Implemented")
-            log.info("%s: declined %s (%d: this gateway only sends alarms; no video, no subscriptions)",
-                     self._label, request.summary(), status)
-            return [self._answer(request, status, reason, now)]
-        return self._on_manscdp(request, now)
-
-    def _refusal(self, request: SipRequest) -> tuple[int, str, str] | None:
-        sender = uri_user(uri_of(request.get("From") or ""))
-        if sender != self.settings.platform_id:
-            return 403, "Forbidden", f"From {sender!r} is not the platform {self.settings.platform_id}"
-        addressee = uri_user(uri_of(request.get("To") or "")) or uri_user(request.uri)
-        if request.method != "OPTIONS" and addressee not in (self.settings.device_id, None) \
-                and addressee not in {c.channel_id for c in self._channels()}:
-            return 404, "Not Found", f"addressed to {addressee}, not this device"
-        return None
-
-    def _on_manscdp(self, request: SipRequest, now: float) -> list[Action]:
-        try:
-            command = manscdp.parse(request.body)
-        except ManscdpError as error:
-            self.counters.malformed += 1
-            log.warning("%s: ignored %s: %s", self._label, request.summary(), error)
-            return [self._answer(request, 400, "Bad Request", now)]
-        actions: list[Action] = [self._answer(request, 200, "OK", now)]
-        bodies = self._answer_bodies(command)
-        if bodies is None:
-            log.info("%s: %s %s not supported; answered 200 OK and ignored", self._label, command.root,
-                     command.cmd_type)
-            return actions
-        self.counters.queries_answered += 1
-        log.info("%s: answering %s query (SN %d) in %d message(s)", self._label, command.cmd_type,
-                 command.sn, len(bodies))
-        for body in bodies:
-            self.counters.answers_sent += 1
-            actions += self._send_request(self._message_request(body), "answer", now)
-        return actions
-
-    def _answer_bodies(self, command: manscdp.Command) -> list[bytes] | None:
-        if command.root != "Query":
-            return None
-        device = self.settings.device_id
-        if command.cmd_type == "Catalog":
-            return manscdp.catalog_responses(device, command.sn, list(self._channels()))
-        if command.cmd_type == "DeviceInfo":
-            return [manscdp.device_info_response(
-                device, command.sn, name=self.settings.name, manufacturer=self.settings.manufacturer,
-                model=self.settings.model, firmware=self.settings.firmware, channels=len(self._channels()))]
-        if command.cmd_type == "DeviceStatus":
-            return [manscdp.device_status_response(device, command.sn, self._local_time())]
-        return None
-
-    def _answer(self, request: SipRequest, status: int, reason: str, now: float) -> Send:
-        return self._remember(_server_key(request), response_to(request, status, reason, self._to_tag), now)
-
-    def _remember(self, key: tuple[str, str], response: SipResponse, now: float) -> Send:
-        response.add("User-Agent", USER_AGENT)
-        self._answered[key] = (now, response)
-        while len(self._answered) > SERVER_MEMORY_MAX:
-            self._answered.popitem(last=False)
-        return Send(response)
-
-    def _forget_old_answers(self, now: float) -> None:
-        while self._answered and next(iter(self._answered.values()))[0] + SERVER_MEMORY_S <= now:
-            self._answered.popitem(last=False)
 
     # ------------------------------------------------------------------ responses to our requests
 
@@ -580,25 +501,27 @@ class Gb28181Device:
 
     # ------------------------------------------------------------------ building and sending
 
-    def _send_request(self, request: SipRequest, purpose: Any, now: float, token: int | None = None) -> list[Action]:
+    def send_request(self, request: SipRequest, purpose: Any, now: float, token: int | None = None,
+                     subscription: tuple[str, str] | None = None) -> list[Action]:
+        """Send a request and keep its transaction (retransmissions, timeout, answer)."""
         if not self._link_up:
             if token is not None:
                 return [AlarmOutcome(token, "not connected to the platform")]
             return []
         retransmit = now + T1 if self.settings.transport == "UDP" else None
         self._transactions[(request.branch, request.method)] = _Transaction(
-            request, purpose, now + self.settings.answer_timeout_s, retransmit, T1, token)
+            request, purpose, now + self.settings.answer_timeout_s, retransmit, T1, token, subscription)
         return [Send(request)]
 
-    def _message_request(self, body: bytes) -> SipRequest:
+    def message_request(self, body: bytes) -> SipRequest:
         own = f"<sip:{self.settings.device_id}@{self.settings.domain}>"
-        request = self._request("MESSAGE", self._platform_uri, call_id=new_call_id(self._host),
+        request = self.new_request("MESSAGE", self._platform_uri, call_id=new_call_id(self._host),
                                 from_value=f"{own};tag={new_tag()}", to_value=f"<{self._platform_uri}>")
         request.add("Content-Type", manscdp.CONTENT_TYPE)
         request.body = body
         return request
 
-    def _request(self, method: str, uri: str, *, call_id: str, from_value: str, to_value: str) -> SipRequest:
+    def new_request(self, method: str, uri: str, *, call_id: str, from_value: str, to_value: str) -> SipRequest:
         self._cseq += 1
         request = SipRequest(method=method, uri=uri)
         request.add("Via", f"SIP/2.0/{self.settings.transport} {self._host}:{self._port};rport;branch={new_branch()}")
@@ -624,11 +547,17 @@ class Gb28181Device:
             if transaction.purpose == "alarm":
                 actions += self._alarm_ended(transaction, reason)
         self._transactions.clear()
+        self._serving.forget_notifies()
         return actions
 
-    def _next_sn(self) -> int:
+    def next_sn(self) -> int:
         self._sn = self._sn % 999_999_999 + 1
         return self._sn
+
+    @property
+    def contact(self) -> str:
+        """host:port the platform reaches the device at (Via, Contact)."""
+        return f"{self._host}:{self._port}"
 
     @property
     def _platform_uri(self) -> str:
@@ -645,15 +574,6 @@ class Gb28181Device:
     @staticmethod
     def _due(moment: float | None, now: float) -> bool:
         return moment is not None and now >= moment
-
-
-def _server_key(request: SipRequest) -> tuple[str, str]:
-    """Which server transaction a request belongs to (RFC 3261 17.2.3): the branch, if it is an
-    RFC 3261 one; else Call-ID, CSeq and From tag (an RFC 2543 peer)."""
-    if request.branch.startswith(BRANCH_MAGIC):
-        return request.branch, request.cseq[1]
-    tag = header_params(request.get("From") or "").get("tag", "")
-    return f"{request.call_id}|{request.cseq[0]}|{tag}", request.cseq[1]
 
 
 def _granted_expires(response: SipResponse, asked: int) -> int:

@@ -1,7 +1,9 @@
 """MANSCDP, the XML that GB/T 28181 carries in SIP MESSAGE bodies. Pure.
 
-Building: keepalives, alarms and the answers to the platform's queries (Catalog, DeviceInfo,
-DeviceStatus), as the standard writes them: `<?xml version="1.0" encoding="GB2312"?>` and the
+Building: keepalives, alarms, the answers to the platform's queries (Catalog, DeviceInfo,
+DeviceStatus, ConfigDownload, RecordInfo, PresetQuery, DeviceControl) and the catalogue NOTIFY
+of a subscription, as the standard (GB/T 28181-2016 Appendix A) writes them:
+`<?xml version="1.0" encoding="GB2312"?>` and the
 body bytes in GB2312, which every platform decodes. A character outside GB2312 (a rare
 character in a place name, say 堃) is written as an XML character reference (`&#22531;`), so
 the bytes stay valid GB2312 and any XML parser gets the exact character back; switching the
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
@@ -97,7 +99,8 @@ def alarm(notice: Alarm, sn: int) -> bytes:
 
 @dataclass(frozen=True)
 class Channel:
-    """A camera as a catalogue item."""
+    """A camera, a sensor (alarm input) or the gateway's alarm channel as a catalogue item.
+    camera_id: the camera behind the channel (PTZ, recordings), None for alarm inputs."""
 
     channel_id: str
     name: str
@@ -108,39 +111,43 @@ class Channel:
     address: str = ""
     longitude: float | None = None
     latitude: float | None = None
+    camera_id: str | None = None
 
-    def item(self) -> str:
+    def item(self, event: str | None = None) -> str:
         fields: list[tuple[str, object | None]] = [
             ("DeviceID", self.channel_id), ("Name", self.name), ("Manufacturer", self.manufacturer),
             ("Model", self.model), ("Owner", "0"), ("CivilCode", self.channel_id[:6]),
             ("Address", self.address or self.name), ("Parental", 0), ("ParentID", self.parent_id),
             ("SafetyWay", 0), ("RegisterWay", 1), ("Secrecy", 0), ("Status", "ON" if self.online else "OFF"),
             ("Longitude", _coordinate(self.longitude)), ("Latitude", _coordinate(self.latitude)),
+            ("Event", event),
         ]
         return "\r\n".join(["<Item>", *_elements(fields), "</Item>"])
 
 
 def catalog_responses(device_id: str, sn: int, channels: Sequence[Channel],
-                      limit: int = UDP_BODY_LIMIT) -> list[bytes]:
+                      limit: int = UDP_BODY_LIMIT, *, root: str = "Response",
+                      events: Sequence[str] | None = None) -> list[bytes]:
     """The Catalog answer, split into bodies of at most about `limit` bytes (at least one item
     each). Every part carries the query's SN and SumNum = all channels; DeviceList Num = this
-    part's items, which is how platforms put the parts back together."""
-    if not channels:
-        return [_catalog_part(device_id, sn, 0, [])]
-    parts: list[list[Channel]] = [[]]
-    for channel in channels:
-        trial = parts[-1] + [channel]
-        if parts[-1] and len(_catalog_part(device_id, sn, len(channels), trial)) > limit:
-            parts.append([channel])
+    part's items, which is how platforms put the parts back together. root "Notify" with
+    `events` (ADD, DEL, UPDATE, ON, OFF per channel): a subscription's catalogue NOTIFY."""
+    items = [channel.item(events[index] if events else None) for index, channel in enumerate(channels)]
+    return _split(items, limit, lambda part: document(root, "Catalog", sn, device_id, [
+        *_elements([("SumNum", len(items))]), f'<DeviceList Num="{len(part)}">', *part, "</DeviceList>"]))
+
+
+def _split(items: Sequence[str], limit: int, build: Callable[[Sequence[str]], bytes]) -> list[bytes]:
+    """`build` over parts of `items`, each part as large as fits in `limit` bytes (at least one)."""
+    if not items:
+        return [build([])]
+    parts: list[list[str]] = [[]]
+    for item in items:
+        if parts[-1] and len(build(parts[-1] + [item])) > limit:
+            parts.append([item])
         else:
-            parts[-1] = trial
-    return [_catalog_part(device_id, sn, len(channels), part) for part in parts]
-
-
-def _catalog_part(device_id: str, sn: int, total: int, part: Sequence[Channel]) -> bytes:
-    lines = [*_elements([("SumNum", total)]), f'<DeviceList Num="{len(part)}">',
-             *(channel.item() for channel in part), "</DeviceList>"]
-    return document("Response", "Catalog", sn, device_id, lines)
+            parts[-1].append(item)
+    return [build(part) for part in parts]
 
 
 def device_info_response(device_id: str, sn: int, *, name: str, manufacturer: str, model: str,
@@ -151,12 +158,67 @@ def device_info_response(device_id: str, sn: int, *, name: str, manufacturer: st
     ]))
 
 
-def device_status_response(device_id: str, sn: int, device_time: str) -> bytes:
+def device_status_response(device_id: str, sn: int, device_time: str, *, recording: bool = False,
+                           alarm_inputs: Sequence[tuple[str, bool]] = ()) -> bytes:
+    """DeviceStatus (A.2.6.4): Record ON while a clip is written; Alarmstatus lists the alarm
+    channels (DutyStatus ALARM while an alarm is raised on it, else ONDUTY)."""
     lines = _elements([
-        ("Result", "OK"), ("Online", "ONLINE"), ("Status", "OK"), ("Encode", "ON"), ("Record", "OFF"),
-        ("DeviceTime", device_time),
-    ]) + ['<Alarmstatus Num="0">', "</Alarmstatus>"]
-    return document("Response", "DeviceStatus", sn, device_id, lines)
+        ("Result", "OK"), ("Online", "ONLINE"), ("Status", "OK"), ("Encode", "ON"),
+        ("Record", "ON" if recording else "OFF"), ("DeviceTime", device_time),
+    ]) + [f'<Alarmstatus Num="{len(alarm_inputs)}">']
+    for channel_id, alarming in alarm_inputs:
+        lines += ["<Item>", *_elements([("DeviceID", channel_id), ("DutyStatus", "ALARM" if alarming else "ONDUTY")]),
+                  "</Item>"]
+    return document("Response", "DeviceStatus", sn, device_id, lines + ["</Alarmstatus>"])
+
+
+def config_download_response(device_id: str, sn: int, *, name: str, expiration: int, heartbeat_interval: int,
+                             heartbeat_count: int) -> bytes:
+    """ConfigDownload BasicParam (A.2.6.7): what platforms time the device's keepalives by."""
+    return document("Response", "ConfigDownload", sn, device_id, [
+        *_elements([("Result", "OK")]), "<BasicParam>",
+        *_elements([("Name", name), ("Expiration", expiration), ("HeartBeatInterval", heartbeat_interval),
+                    ("HeartBeatCount", heartbeat_count), ("PositionCapability", 0)]),
+        "</BasicParam>"])
+
+
+@dataclass(frozen=True)
+class Record:
+    """One recording as a RecordInfo item (times local, 'YYYY-MM-DDTHH:MM:SS')."""
+
+    start: str
+    end: str
+    name: str = ""
+    path: str = ""
+    size_bytes: int | None = None
+    kind: str = "alarm"
+
+
+def record_info_responses(channel_id: str, sn: int, name: str, records: Sequence[Record],
+                          limit: int = UDP_BODY_LIMIT) -> list[bytes]:
+    """RecordInfo (A.2.6.10): SumNum = all records, split like the catalogue (RecordList Num
+    = this part's items); no records: one answer with SumNum 0, which is what ends the
+    platform's wait."""
+    items = ["\r\n".join(["<Item>", *_elements([
+        ("DeviceID", channel_id), ("Name", record.name or name), ("FilePath", record.path or None),
+        ("Address", ""), ("StartTime", record.start), ("EndTime", record.end), ("Secrecy", 0),
+        ("Type", record.kind), ("FileSize", record.size_bytes)]), "</Item>"]) for record in records]
+    return _split(items, limit, lambda part: document("Response", "RecordInfo", sn, channel_id, [
+        *_elements([("Name", name), ("SumNum", len(items))]), f'<RecordList Num="{len(part)}">', *part,
+        "</RecordList>"]))
+
+
+def preset_query_response(channel_id: str, sn: int, presets: Sequence[tuple[int, str]]) -> bytes:
+    """PresetQuery (A.2.6.11): (number, name) of each preset the platform can call by number."""
+    lines = [f'<PresetList Num="{len(presets)}">']
+    for number, name in presets:
+        lines += ["<Item>", *_elements([("PresetID", number), ("PresetName", name)]), "</Item>"]
+    return document("Response", "PresetQuery", sn, channel_id, lines + ["</PresetList>"])
+
+
+def result_response(cmd_type: str, device_id: str, sn: int, ok: bool) -> bytes:
+    """A Response that only says Result OK or ERROR (DeviceControl; a query refused)."""
+    return document("Response", cmd_type, sn, device_id, _elements([("Result", "OK" if ok else "ERROR")]))
 
 
 # --------------------------------------------------------------------------- parsing

@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from email.utils import parsedate_to_datetime
 
 MAX_MESSAGE_BYTES = 65_535
 """The largest UDP datagram; a TCP message larger than this is refused as well."""
@@ -26,13 +28,14 @@ BRANCH_MAGIC = "z9hG4bK"
 
 COMPACT_NAMES = {
     "i": "Call-ID", "m": "Contact", "e": "Content-Encoding", "l": "Content-Length",
-    "c": "Content-Type", "f": "From", "s": "Subject", "k": "Supported", "t": "To", "v": "Via",
+    "c": "Content-Type", "f": "From", "s": "Subject", "k": "Supported", "t": "To", "v": "Via", "o": "Event",
 }
 CANONICAL_NAMES = {
     name.lower(): name
     for name in ("Via", "From", "To", "Call-ID", "CSeq", "Contact", "Content-Length", "Content-Type",
                  "Max-Forwards", "Expires", "WWW-Authenticate", "Authorization", "User-Agent",
-                 "Allow", "Date", "Subject", "Supported", "Content-Encoding", "Route", "Record-Route")
+                 "Allow", "Date", "Subject", "Supported", "Content-Encoding", "Route", "Record-Route",
+                 "Event", "Subscription-State")
 }
 REQUIRED_HEADERS = ("Via", "From", "To", "Call-ID", "CSeq")
 
@@ -305,3 +308,20 @@ def response_to(request: SipRequest, status: int, reason: str, to_tag: str) -> S
         elif name == "To":
             response.headers.append((name, with_tag(value, to_tag) if status > 100 else value))
     return response
+
+
+def parse_date(value: str, local: tzinfo) -> datetime | None:
+    """A Date header as an aware datetime, or None: GB/T 28181 platforms write their local time
+    as 'YYYY-MM-DDTHH:MM:SS[.mmm]' (read in `local`, the gateway's zone: platform and gateway
+    share the country's time), others RFC 1123 ('Sat, 13 Nov 2010 23:29:00 GMT')."""
+    text = value.strip()
+    try:
+        moment = datetime.fromisoformat(text)
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=local)
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return moment if moment.tzinfo is not None else None

@@ -7,8 +7,17 @@ whether the platform answered the alarm with 200 OK (return) or not (`DeliveryFa
 registered, refused, no answer in time). Only `start` messages are alarms: the platform's
 alarm model has no lifecycle, so `update` and `end` return at once as delivered, unsent.
 
-Everything from the network goes through the strict parser first; what fails it is logged in
-one line and dropped. The thread never dies of what it receives.
+Everything from the network goes through the strict parser first; what fails it is logged
+(rate-limited per source, never more than a short prefix of the datagram) and dropped. Over UDP
+only datagrams from the platform's address (the host and port registered with) are read at all:
+anything else is dropped unanswered (an answer would make the gateway a reflector for spoofed
+sources), counted in health (`foreign_datagrams`) and logged rate-limited. Over TCP only the
+platform is on the connection. The thread never dies of what it receives.
+
+What the platform asks of cameras (PTZ, presets) and of the clip store (recordings) can take
+seconds, so it never runs on this thread or under the device's lock: the device returns a
+`CameraJob`, one worker thread carries the jobs out in order (a PTZ stop after its move) through
+`CameraControl` / `RecordSource`, and hands each result back to the device as an input.
 """
 
 from __future__ import annotations
@@ -30,18 +39,23 @@ from gateway import __version__
 from gateway.backoff import Backoff
 from gateway.config.gb28181 import Gb28181Output
 from gateway.config.models import Camera
+from gateway.config.sensors import Sensor
 from gateway.delivery.sink import DeliveryFailed
-from gateway.outputs.gb28181.alarm_types import alarm_notice
-from gateway.outputs.gb28181.device import (
+from gateway.logs import LogLimiter
+from gateway.outputs.gb28181.actions import (
     Action,
     AlarmOutcome,
+    CameraJob,
     DeviceSettings,
     Disconnect,
-    Gb28181Device,
     Send,
 )
+from gateway.outputs.gb28181.alarm_types import alarm_notice
+from gateway.outputs.gb28181.camera_worker import CameraWorker
+from gateway.outputs.gb28181.device import Gb28181Device
 from gateway.outputs.gb28181.manscdp import Alarm, Channel
 from gateway.outputs.gb28181.sip import SipParseError, SipResponse, StreamFramer, parse_message
+from gateway.status import CameraControl, RecordSource
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +63,7 @@ CONNECT_TIMEOUT_S = 5.0
 MAX_IDLE_S = 1.0
 """The loop wakes at least this often (a guard; timers and input wake it sooner)."""
 UNREGISTER_WAIT_S = 2.0
+MAX_ALARMING = 1024
 
 
 @dataclass
@@ -62,9 +77,11 @@ class _Pending:
 class Gb28181Transport:
     """Registers with one GB/T 28181 platform and delivers alarms to it (see module docstring).
 
-    settings: the output's configuration. cameras: the configured cameras (channel names,
+    settings: the output's configuration. cameras, sensors: the configured ones (channel names,
     places and coordinates for the catalogue). timezone: the gateway's (AlarmTime is local).
     camera_online: whether a camera is up now (catalogue Status ON/OFF); default all ON.
+    control: acts on cameras (the platform's PTZ and preset queries); None: refused clearly.
+    records: the clips per camera (RecordInfo); None: every RecordInfo gets an empty list.
     """
 
     def __init__(
@@ -75,12 +92,20 @@ class Gb28181Transport:
         timezone: str | tzinfo = "Asia/Shanghai",
         gateway_name: str = "",
         camera_online: Callable[[str], bool] | None = None,
+        sensors: Sequence[Sensor] = (),
+        control: CameraControl | None = None,
+        records: RecordSource | None = None,
     ) -> None:
         self.settings = settings
         self.name = settings.sink_name
         self._timezone = ZoneInfo(timezone) if isinstance(timezone, str) else timezone
         self._cameras = [camera for camera in cameras if camera.id in settings.channels]
+        self._sensors = [sensor for sensor in sensors if sensor.id in settings.channels]
+        self._gateway_name = gateway_name or settings.name or settings.device_id
         self._camera_online = camera_online
+        self._control, self._records = control, records
+        self._alarming: dict[str, str] = {}
+        """event_id -> channel of every alarm raised and not yet ended (DeviceStatus)."""
         self._label = f"GB/T 28181 platform {settings.host}:{settings.port}/{settings.transport}"
         self._device = Gb28181Device(
             DeviceSettings(
@@ -98,10 +123,15 @@ class Gb28181Transport:
                 model=settings.model,
                 firmware=__version__,
             ),
-            channels=self._channels,
+            channels=self.catalogue,
             local_time=lambda: datetime.now(self._timezone).strftime("%Y-%m-%dT%H:%M:%S"),
             backoff=Backoff(min_s=1.0, max_s=settings.retry_max_s),
             label=self._label,
+            wall_clock=lambda: datetime.now(self._timezone),
+            alarming=lambda: frozenset(self._alarming.values()),
+            recording=self._recording,
+            can_control=control is not None,
+            has_records=records is not None,
         )
         self._lock = threading.Lock()
         self._commands: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
@@ -120,6 +150,10 @@ class Gb28181Transport:
         self._link_retry_at = 0.0
         self._link_backoff = Backoff(min_s=1.0, max_s=settings.retry_max_s)
         self._malformed = 0
+        self._foreign = 0
+        self._log_limiter = LogLimiter(burst=5, window_s=60.0)
+        self._worker = CameraWorker(control, records, self._job_finished, name=f"{self.name}-cameras",
+                                    label=self._label)
         self._closed = False
 
     # ------------------------------------------------------------------ Transport protocol
@@ -129,6 +163,7 @@ class Gb28181Transport:
             return
         self._thread = threading.Thread(target=self._run, name=f"{self.name}", daemon=True)
         self._thread.start()
+        self._worker.start()
 
     def close(self) -> None:
         """Unregister (briefly waiting for the answer), then stop the thread and free the port."""
@@ -139,6 +174,7 @@ class Gb28181Transport:
         self._wake()
         if self._thread is not None:
             self._thread.join(timeout=UNREGISTER_WAIT_S + CONNECT_TIMEOUT_S + 2)
+        self._worker.stop()
         self._close_socket()
         self._selector.close()
         self._wake_r.close()
@@ -150,11 +186,13 @@ class Gb28181Transport:
 
     def deliver(self, payload: dict[str, Any], timeout_s: float) -> None:
         """Send the alert as an alarm if it is a `start`; return on 2xx, else DeliveryFailed."""
+        channel_id = alarm_channel(self.settings, payload)
+        self._track_alarm(payload, channel_id)
         if payload.get("state") != "start":
             return
         deadline = time.monotonic() + timeout_s
-        notice = alarm_notice(payload, channel_id=self.settings.channel_id(payload.get("camera_id")),
-                              timezone=self._timezone, now=datetime.now(self._timezone))
+        notice = alarm_notice(payload, channel_id=channel_id, timezone=self._timezone,
+                              now=datetime.now(self._timezone))
         if not self._wait_registered(deadline):
             health = self.health()
             detail = f": {health['last_error']}" if health.get("last_error") else ""
@@ -199,13 +237,32 @@ class Gb28181Transport:
             "alive": self.alive,
             **device,
             "malformed": device["malformed"] + self._malformed,
+            "foreign_datagrams": self._foreign,
         }
+
+    def _track_alarm(self, payload: dict[str, Any], channel_id: str) -> None:
+        """Which channels have an alarm raised now (DeviceStatus DutyStatus ALARM)."""
+        event_id = str(payload.get("event_id") or "")
+        with self._lock:
+            if payload.get("state") == "end":
+                self._alarming.pop(event_id, None)
+            elif event_id and (event_id in self._alarming or len(self._alarming) < MAX_ALARMING):
+                self._alarming[event_id] = channel_id
+
+    def _recording(self) -> bool:
+        if self._records is None:
+            return False
+        try:
+            return any(self._records.recording(camera.id) for camera in self._cameras)
+        except Exception as error:  # noqa: BLE001 - a status flag must not break the answer
+            log.debug("%s: recording status unavailable: %s", self._label, error)
+            return False
 
     # ------------------------------------------------------------------ the thread
 
     def _run(self) -> None:
         log.info("%s: starting as device %s with %d channel(s)", self._label, self.settings.device_id,
-                 len(self._cameras))
+                 len(self.catalogue()))
         stop_deadline: float | None = None
         while True:
             now = time.monotonic()
@@ -248,6 +305,9 @@ class Gb28181Transport:
             elif command == "abandon":
                 with self._lock:
                     self._device.abandon(argument)
+            elif command == "job_done":
+                job_id, result, error = argument
+                self._call(partial(self._device.job_done, job_id, result, error, time.monotonic()))
 
     def _send_alarm(self, token: int, notice: Alarm) -> None:
         self._call(lambda: self._device.send_alarm(token, notice, time.monotonic()))
@@ -270,6 +330,13 @@ class Gb28181Transport:
                 self._settle(action.token, action.error)
             elif isinstance(action, Disconnect):
                 self._drop_link(action.reason, at_once=True)
+            elif isinstance(action, CameraJob):
+                self._worker.submit(action)
+
+    def _job_finished(self, job_id: int, result: object, error: str | None) -> None:
+        """From the camera worker: feed the result to the device on this output's thread."""
+        self._commands.put(("job_done", (job_id, result, error)))
+        self._wake()
 
     def _settle(self, token: int, error: str | None) -> None:
         with self._lock:
@@ -405,14 +472,26 @@ class Gb28181Transport:
             self._handle_datagram(raw, None)
 
     def _handle_datagram(self, data: bytes, source: tuple[str, int] | None) -> None:
+        where = f"{source[0]}:{source[1]}" if source else "the TCP connection"
+        if source is not None and source != self._platform:
+            self._foreign += 1
+            self._log_limiter.log(log, logging.WARNING, f"foreign:{source[0]}",
+                                  "%s: dropped %d bytes from %s: not the platform's address %s (first bytes %r)",
+                                  self._label, len(data), where, self._platform_text, data[:24])
+            return
         try:
             message = parse_message(data)
         except SipParseError as error:
             self._malformed += 1
-            where = f"{source[0]}:{source[1]}" if source else "the TCP connection"
-            log.warning("%s: ignored malformed SIP from %s (%d bytes): %s", self._label, where, len(data), error)
+            self._log_limiter.log(log, logging.WARNING, f"malformed:{where}",
+                                  "%s: ignored malformed SIP from %s (%d bytes): %s", self._label, where,
+                                  len(data), str(error)[:120])
             return
         self._call(lambda: self._device.receive(message, time.monotonic()), reply_to=source)
+
+    @property
+    def _platform_text(self) -> str:
+        return f"{self._platform[0]}:{self._platform[1]}" if self._platform else "(not resolved)"
 
     def _send(self, data: bytes, destination: tuple[str, int] | None) -> None:
         if self._sock is None:
@@ -466,20 +545,37 @@ class Gb28181Transport:
 
     # ------------------------------------------------------------------ catalogue
 
-    def _channels(self) -> list[Channel]:
+    def catalogue(self) -> list[Channel]:
+        """The catalogue: the cameras with a channel, the sensors with one (alarm inputs), and
+        the gateway's own alarm channel, where every other alarm is raised."""
+        settings = self.settings
         channels = []
         for camera in self._cameras:
             online = True if self._camera_online is None else bool(self._camera_online(camera.id))
             channels.append(Channel(
-                channel_id=self.settings.channels[camera.id],
-                name=camera.name or camera.id,
-                manufacturer=self.settings.manufacturer,
-                model=self.settings.model,
-                parent_id=self.settings.device_id,
-                online=online,
-                address=camera.location.address,
-                longitude=camera.location.lon,
-                latitude=camera.location.lat,
+                channel_id=settings.channels[camera.id], name=camera.name or camera.id,
+                manufacturer=settings.manufacturer, model=settings.model, parent_id=settings.device_id,
+                online=online, address=camera.location.address, longitude=camera.location.lon,
+                latitude=camera.location.lat, camera_id=camera.id,
             ))
+        for sensor in self._sensors:
+            channels.append(Channel(
+                channel_id=settings.channels[sensor.id], name=sensor.name or sensor.id,
+                manufacturer=settings.manufacturer, model=f"{sensor.type} sensor", parent_id=settings.device_id,
+                online=True, address=sensor.location.address, longitude=sensor.location.lon,
+                latitude=sensor.location.lat,
+            ))
+        channels.append(Channel(
+            channel_id=settings.gateway_channel, name=f"{self._gateway_name} 告警", manufacturer=settings.manufacturer,
+            model=settings.model, parent_id=settings.device_id, online=True))
         return channels
 
+
+def alarm_channel(settings: Gb28181Output, payload: dict[str, Any]) -> str:
+    """The channel an alert is raised on: its sensor's (the `details` of a sensor alert), else
+    its camera's, else the gateway's alarm channel (see `Gb28181Output.channel_id`)."""
+    details = payload.get("details")
+    sensor_id = details.get("sensor_id") if payload.get("type") == "sensor" and isinstance(details, dict) else None
+    camera_id = payload.get("camera_id")
+    return settings.channel_id(camera_id if isinstance(camera_id, str) else None,
+                               sensor_id if isinstance(sensor_id, str) else None)

@@ -1,0 +1,99 @@
+"""What the GB/T 28181 device state machine is given (`DeviceSettings`) and what it asks the
+transport to do (`Action`s), apart from the machine itself so that the pure answer modules
+(`queries`, `subscriptions`) and the transport share them without importing the machine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from gateway.outputs.gb28181.sip import SipMessage
+from gateway.status import PtzCommand
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    """What the device needs to know (from the output's config, password in plain text)."""
+
+    device_id: str
+    platform_id: str
+    domain: str
+    password: str
+    transport: Literal["UDP", "TCP"] = "UDP"
+    expires_s: int = 3600
+    keepalive_s: float = 60.0
+    max_missed_keepalives: int = 3
+    answer_timeout_s: float = 32.0
+    name: str = ""
+    manufacturer: str = ""
+    model: str = ""
+    firmware: str = ""
+
+
+@dataclass(frozen=True)
+class Send:
+    """Put this message on the wire to the platform (responses: to where the request came from)."""
+
+    message: SipMessage
+
+
+@dataclass(frozen=True)
+class AlarmOutcome:
+    """How the alarm sent with `token` ended: error None = the platform answered 2xx."""
+
+    token: int
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Disconnect:
+    """TCP: drop the connection (the platform stopped answering on it) and connect anew."""
+
+    reason: str
+
+
+@dataclass
+class DeviceCounters:
+    """What the device has done so far (health, metrics)."""
+
+    registrations: int = 0
+    refreshes: int = 0
+    registration_failures: int = 0
+    keepalives_sent: int = 0
+    keepalives_answered: int = 0
+    alarms_sent: int = 0
+    alarms_delivered: int = 0
+    alarms_failed: int = 0
+    queries_answered: int = 0
+    answers_sent: int = 0
+    answers_acknowledged: int = 0
+    malformed: int = 0
+    refused_requests: int = 0
+    camera_jobs: int = 0
+    controls_refused: int = 0
+    notifies_sent: int = 0
+
+
+JobKind = Literal["ptz", "presets", "records"]
+
+
+@dataclass(frozen=True)
+class CameraJob:
+    """Ask a camera something that can take seconds (PTZ through `CameraControl`, its presets,
+    its recordings through `RecordSource`): the transport runs it off the SIP thread and hands
+    the result back with `Gb28181Device.job_done`, which answers the platform.
+
+    start/end: the RecordInfo query's period (local 'YYYY-MM-DDTHH:MM:SS'); name: the channel's."""
+
+    job_id: int
+    kind: JobKind
+    camera_id: str
+    channel_id: str
+    sn: int
+    command: PtzCommand | None = None
+    start: str = ""
+    end: str = ""
+    name: str = ""
+
+
+Action = Send | AlarmOutcome | Disconnect | CameraJob
