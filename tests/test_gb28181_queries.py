@@ -253,14 +253,20 @@ def test_refusals_are_logged_a_few_times_a_minute_not_once_per_request(caplog):
 
 
 def test_the_clock_skew_and_foreign_datagrams_are_metrics():
-    """The output's health (what the router reports per output) as Prometheus series."""
+    """The output's health (what the live view reports per output) as Prometheus series."""
 
-    class Router:
+    class View:  # the live view: /metrics reads every output's health from it
+        def cameras(self) -> list:
+            return []
+
+        def readiness(self) -> dict:
+            return {}
+
         def health(self) -> dict:
             return {"disk_full": False, "outputs": {"gb28181:county": {
                 "alive": True, "connected": True, "clock_skew_s": -3.5, "foreign_datagrams": 12}}}
 
-    text = GatewayMetrics(delivery=Router()).render()[0].decode()
+    text = GatewayMetrics(view=View()).render()[0].decode()
     assert 'gateway_output_clock_skew_seconds{output="gb28181:county"} -3.5' in text
     assert 'gateway_output_foreign_datagrams_total{output="gb28181:county"} 12.0' in text
 

@@ -100,7 +100,7 @@ def test_every_thread_is_supervised_and_a_dead_sensor_input_turns_healthz_failin
     service = GatewayService(load_config(config_path))
     service.start()
     try:
-        assert set(service.workers()) == {"analysis thread", "output mqtt: delivery thread",
+        assert set(service.workers()) == {"analysis thread", "clip writer thread", "output mqtt: delivery thread",
                                           "sensor broker site: input thread", "camera cam1: reader thread"}
         wait_until(lambda: _healthz(httpx, api_port) is not None, what="the API answering")
         assert service.failed_workers() == []

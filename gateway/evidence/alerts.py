@@ -33,7 +33,8 @@ from gateway.events.lifecycle import AlertMessage, AlertPath
 from gateway.events.record import parse_time
 from gateway.events.timestamps import iso
 from gateway.evidence.clips import ClipRecorder
-from gateway.evidence.store import ClipInfo
+from gateway.evidence.store import ClipInfo, ClipStore
+from gateway.status import CameraControlError, RecordClip
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,10 @@ class ClipEvidence:
     def remove(self, camera_id: str) -> None:
         with self._lock:
             self._recorders.pop(camera_id, None)
+
+    def recorder(self, camera_id: str) -> ClipRecorder | None:
+        with self._lock:
+            return self._recorders.get(camera_id)
 
     # ----------------------------------------------------------------- the alert path
 
@@ -146,3 +151,56 @@ class ClipEvidence:
         if epoch is None:
             return None
         return iso(datetime.fromtimestamp(epoch, self.timezone).astimezone(self.timezone))
+
+
+class ClipRecords:
+    """The evidence clips as a platform's recordings (`gateway.status.RecordSource`): what a
+    GB/T 28181 RecordInfo query lists for a channel and period, and whether a camera records."""
+
+    def __init__(self, store: ClipStore, evidence: ClipEvidence, timezone: tzinfo) -> None:
+        self.store, self.evidence, self.timezone = store, evidence, timezone
+
+    def clips(self, camera_id: str, start: str, end: str, timeout_s: float = 5.0) -> list[RecordClip]:
+        since, until = self._epoch(start), self._epoch(end)
+        records = []
+        for info in self.store.list(camera_id, since, until):
+            if info.status == "failed":
+                continue
+            begin = info.from_ts if info.from_ts is not None else info.event_ts
+            records.append(RecordClip(start=self._local(begin), end=self._local(info.to_ts or begin),
+                                      name=f"{camera_id} alarm {info.event_id[:8]}", path=info.event_id,
+                                      size_bytes=info.size or None, kind="alarm"))
+        return records
+
+    def recording(self, camera_id: str) -> bool:
+        recorder = self.evidence.recorder(camera_id)
+        return recorder is not None and recorder.recording > 0
+
+    def _epoch(self, local: str) -> float:
+        try:
+            moment = datetime.fromisoformat(local)
+        except ValueError:
+            raise CameraControlError(f"not a time: {local!r} (expected YYYY-MM-DDTHH:MM:SS)") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=self.timezone)
+        return moment.timestamp()
+
+    def _local(self, epoch: float) -> str:
+        return datetime.fromtimestamp(epoch, self.timezone).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+class LateRecords:
+    """A `RecordSource` handed to the outputs before the clips exist (they are built after the
+    router the outputs belong to): empty until `attach`."""
+
+    def __init__(self) -> None:
+        self._records: ClipRecords | None = None
+
+    def attach(self, records: ClipRecords) -> None:
+        self._records = records
+
+    def clips(self, camera_id: str, start: str, end: str, timeout_s: float = 5.0) -> list[RecordClip]:
+        return self._records.clips(camera_id, start, end, timeout_s) if self._records is not None else []
+
+    def recording(self, camera_id: str) -> bool:
+        return self._records is not None and self._records.recording(camera_id)

@@ -48,7 +48,7 @@ from gateway.delivery.ledger import CaseLedger
 from gateway.delivery.reactions import PtzLinkage
 from gateway.delivery.router import AlertRouter
 from gateway.events import AlertPath
-from gateway.evidence.alerts import ClipEvidence
+from gateway.evidence.alerts import ClipEvidence, ClipRecords, LateRecords
 from gateway.evidence.clips import ClipPolicy, ClipRecorder
 from gateway.evidence.store import ClipStore
 from gateway.evidence.worker import ClipWorker
@@ -87,6 +87,8 @@ class GatewayService:
         self.clips: ClipEvidence | None = None
         """The alert path in front of the router: every camera alert gets its clip on the way."""
         self._recorders: dict[str, ClipRecorder] = {}
+        self._records = LateRecords()
+        """The clips as recordings, for outputs built before the clips are (GB/T 28181 RecordInfo)."""
 
     # ----------------------------------------------------------------- the parts
 
@@ -154,7 +156,9 @@ class GatewayService:
         settings = self.config.gateway
         history = EventHistory.from_config(settings.data_dir, self.config.storage)
         ledger = CaseLedger(settings.data_dir, history=history, timezone=self.timezone)
-        outputs = build_outputs(self.config, view=self.live, control=self.live, ledger=ledger)
+        self.parts.clip_store = self._open_clip_store()
+        outputs = build_outputs(self.config, view=self.live, control=self.live, ledger=ledger,
+                                records=self._records)
         router = self.parts.router = AlertRouter(
             outputs, history, gateway_id=settings.id, ledger=ledger, reactions=[PtzLinkage(self.live)],
             disk_watch=DiskFullWatch(settings), timezone=self.timezone, data_dir=settings.data_dir)
@@ -163,12 +167,24 @@ class GatewayService:
         log.info("alerts go to %s", ", ".join(sink.name for sink in router.sinks))
         return router
 
-    def _start_clips(self, router: AlertRouter) -> AlertPath:
-        """The clip folder, the clip writer thread, and the alert path that starts clips."""
+    def _open_clip_store(self) -> ClipStore | None:
+        """The clip folder; a data disk that cannot take it costs the clips, never the gateway."""
         settings = self.config.gateway
-        store = self.parts.clip_store = ClipStore.from_config(settings.data_dir, self.config.storage.clips_max_mb)
-        router.room_makers.insert(0, store)  # a full disk sheds clips before pictures
+        try:
+            return ClipStore.from_config(settings.data_dir, self.config.storage.clips_max_mb)
+        except OSError as exc:
+            log.error("cannot open the evidence clip folder in %s (%s): alerts go out without clips until the "
+                      "gateway restarts with the folder writable", settings.data_dir, exc)
+            return None
+
+    def _start_clips(self, router: AlertRouter) -> AlertPath:
+        """The clip writer thread, and the alert path that starts clips."""
         self.clips = ClipEvidence(router, url_base=self.config.api.public_url or "", timezone=self.timezone)
+        store = self.parts.clip_store
+        if store is None:
+            return self.clips
+        router.room_makers.insert(0, store)  # a full disk sheds clips before pictures
+        self._records.attach(ClipRecords(store, self.clips, self.timezone))
         worker = self.parts.clip_worker = ClipWorker(on_finished=self.clips.clip_finished)
         worker.start()
         return self.clips
