@@ -11,6 +11,8 @@ SHARED = REPO.parent / "shared"
 YOLOX_NANO = SHARED / "models" / "yolox_nano.onnx"
 YOLOV8_FALL = SHARED / "models" / "yolov8s_people_normal_fall.onnx"
 VTEST = SHARED / "data" / "vtest.avi"
+VTEST_H264 = SHARED / "data" / "vtest_h264.mp4"
+"""The same scene as a camera sends it: H.264, 10 fps, a keyframe every 2 s, no B-frames."""
 
 
 def _require(path: Path) -> Path:

@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, VTEST
+from clip_support import probe
+from conftest import REPO, VTEST, VTEST_H264
 from gateway.events import validate_alert
 
 CONFIG = REPO / "config" / "demo.yaml"
@@ -33,9 +35,9 @@ def replay(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def full_replay(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("replay")
-    result = replay("--camera", "demo", "--source", str(VTEST), "--counts-out", str(out / "counts.jsonl"),
+    result = replay("--camera", "demo", "--source", str(VTEST_H264), "--counts-out", str(out / "counts.jsonl"),
                     "--events-out", str(out / "events.jsonl"), "--snapshots", str(out / "snapshots"),
-                    "--start-at", "2026-11-21T22:00:00+08:00")
+                    "--clips", str(out / "clips"), "--start-at", "2026-11-21T22:00:00+08:00")
     assert result.returncode == 0, result.stderr
     return {"result": result, "counts": [json.loads(line) for line in (out / "counts.jsonl").open()],
             "events": [json.loads(line) for line in (out / "events.jsonl").open()],
@@ -84,6 +86,43 @@ def test_events_are_schema_valid_lifecycles_with_evidence(full_replay: dict) -> 
     starts = [m for m in events if m["state"] == "start"]
     jpegs = full_replay["snapshots"]
     assert len(jpegs) >= len(starts) and all(path.read_bytes()[:2] == b"\xff\xd8" for path in jpegs)
+
+
+def test_every_event_has_its_clip_remuxed_from_the_recording(full_replay: dict) -> None:
+    """Each clip: H.264 as the file is, starting on a keyframe, covering [start - pre_s, start + post_s]
+    within one GOP (2 s) of what the file holds, and named in every message of its event."""
+    gop_s, pre_s, post_s = 2.0, 5.0, 10.0  # the sample's keyframe interval; the demo's clip settings
+    start = datetime.fromisoformat("2026-11-21T22:00:00+08:00").timestamp()
+    length = FRAMES / 10
+    clips = {}
+    for payload in full_replay["events"]:
+        clip = payload["evidence"]["clip"]
+        assert clip == clips.setdefault(payload["event_id"], clip)  # one clip, the same in every message
+    assert clips and "clips in" in full_replay["result"].stdout
+    for event_id, clip in clips.items():
+        begun = next(p for p in full_replay["events"] if p["event_id"] == event_id)
+        started = datetime.fromisoformat(begun["started_at"]).timestamp() - start
+        assert clip["status"] in ("ready", "partial") and clip["file"].endswith(f"{event_id}.mp4")
+        found = probe(Path(clip["file"]))
+        assert found.codec == "h264" and found.first_key and found.first_pict_type == "I"
+        first = datetime.fromisoformat(clip["from"]).timestamp() - start
+        last = datetime.fromisoformat(clip["to"]).timestamp() - start
+        assert max(0.0, started - pre_s - gop_s) <= first <= max(0.0, started - pre_s) + 0.05, (event_id, clip)
+        assert last >= min(length - 0.2, started + post_s - 0.2), (event_id, clip)
+        assert found.duration == pytest.approx(last - first + 0.1, abs=0.25)
+
+
+def test_a_recording_that_cannot_be_remuxed_says_why_instead_of_a_clip(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    result = replay("--camera", "demo", "--source", str(VTEST), "--fps", "2", "--events-out", str(events),
+                    "--clips", str(tmp_path / "clips"))
+    assert result.returncode == 0, result.stderr
+    payloads = [json.loads(line) for line in events.open()]
+    assert payloads and not list((tmp_path / "clips").glob("*.mp4"))
+    for payload in payloads:
+        validate_alert(payload)
+        clip = payload["evidence"]["clip"]
+        assert clip["status"] == "failed" and clip["url"] is None and "msmpeg4v3" in clip["reason"]
 
 
 def test_analysis_fps_decimates_by_video_time(tmp_path: Path) -> None:
