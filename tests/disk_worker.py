@@ -3,7 +3,8 @@
 The disk-full tests run it inside a small tmpfs (tests/small_disk.py): SQLite must open its files
 from inside the mount namespace. One command per line, one JSON line in reply:
 
-    emit N [picture]   route N start alerts of new events  -> {"event_ids": [...]}
+    emit N [picture] [apart]   route N start alerts of new events (apart: one route each, as
+                               alerts come over a day, not in one batch) -> {"event_ids": [...]}
     tick               one supervision turn (router.tick)  -> the state
     state                                                   -> the state (see `state()`)
     stop               stop the router and exit            -> {"stopped": true}
@@ -61,7 +62,8 @@ def main() -> int:
             picture = "picture" in words[2:]
             messages = [start_alert(made + index, picture=picture)[1] for index in range(int(words[1]))]
             made += len(messages)
-            router.route(messages)
+            for batch in ([[message] for message in messages] if "apart" in words[2:] else [messages]):
+                router.route(batch)
             event_ids += [m.event_id for m in messages]
             reply(event_ids=[m.event_id for m in messages])
         elif words[0] == "tick":

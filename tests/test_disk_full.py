@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, VTEST, YOLOX_NANO
+from gateway.delivery.storage import WAL_LIMIT_BYTES, space_floor
 from gateway.events import validate_alert
 from mqtt_broker import Mosquitto, free_port, mosquitto, subscriber_factory  # noqa: F401  (fixtures)
 from small_disk import SmallDisk
@@ -131,6 +132,43 @@ def test_a_full_disk_gives_up_evidence_pictures_before_alerts(
     assert any(after["evicted"][event_id] for event_id in early), after
     assert not {f"{event_id}.jpg" for event_id in early if after["evicted"][event_id]} & set(after["pictures"])
     assert "deleted the evidence pictures of the oldest events" in worker.log()
+
+
+def test_the_gateway_never_fills_a_small_disk_by_itself(
+        tmp_path: Path, disk: SmallDisk, mosquitto: Mosquitto, subscriber_factory) -> None:
+    """Many alerts, one at a time, all delivered: the files' WALs are checkpointed and kept small,
+    and the disk keeps its floor of free space, so `disk_full` is never raised by the gateway's
+    own files (a 2 MB disk was once filled by the outbox's WAL alone). Then a ballast fills the
+    disk and is removed: disk_full ends, and more alerts do not bring it back."""
+    centre = subscriber_factory(mosquitto.port, [f"gw/{GW}/events/#"])
+    worker = Worker(disk, mosquitto.port, tmp_path / "worker.log", clear_s=1)
+    floor = space_floor(2048 * 1024)
+    wal_peaks: list[int] = []
+
+    def emit_and_watch(rounds: int) -> list[dict]:
+        states = []
+        for _ in range(rounds):
+            worker.ask("emit 40 apart")
+            states.append(worker.ask("tick"))
+            wal_peaks.append(max((path.stat().st_size for path in disk.outside("data").glob("*-wal")), default=0))
+            assert disk.free_bytes() >= floor - 64 * 1024, f"{disk.free_bytes()} bytes free"
+        return states
+
+    try:
+        worker.until(lambda s: s["connected"], 30, "the MQTT output to connect")
+        states = emit_and_watch(8)
+        assert centre.wait_for(lambda _m: len(alerts_on(centre, "gate")) == 320, 60)
+        disk.fill()
+        worker.ask("emit 2")
+        worker.until(lambda s: s["disk_alert"], 30, "the disk_full alert")
+        disk.free()
+        worker.until(lambda s: not s["disk_alert"] and s["held"] == 0, 30, "the disk_full alert to end")
+        after = emit_and_watch(4)
+        assert centre.wait_for(lambda _m: len(alerts_on(centre, "gate")) == 482, 60)
+    finally:
+        worker.stop()
+    assert not any(state["disk_full"] for state in states + after), [s["problem"] for s in states + after]
+    assert max(wal_peaks) <= 2 * WAL_LIMIT_BYTES, wal_peaks
 
 
 def test_alerts_are_held_delivered_and_written_while_the_disk_is_full_and_disk_full_is_an_alert(

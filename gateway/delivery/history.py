@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gateway.delivery.pictures import PictureFiles, PictureKind, SnapshotKind
-from gateway.delivery.storage import describe, is_disk_full, open_wal
+from gateway.delivery.storage import BelowFloorError, describe, ensure_room, is_disk_full, open_wal
 from gateway.events.lifecycle import is_event_id
 from gateway.events.payload import inline_picture, without_picture_data
 from gateway.events.record import EventPage, EventRecord, EventSummary, HistoryAck
@@ -287,6 +287,8 @@ class EventHistory:
             values = (*summary.model_dump().values(), self._rev, summary.started_epoch(default=updated_ts), updated_ts,
                       stored, now, snap_bytes, peak_bytes)
             try:
+                if not self.in_memory:
+                    ensure_room(self.path, len(stored))
                 if row is None:
                     self._db.execute(f"INSERT INTO events ({', '.join(WRITTEN)}, first_seen)"
                                      f" VALUES ({', '.join('?' * (len(WRITTEN) + 1))})", (*values, now))
@@ -294,7 +296,7 @@ class EventHistory:
                 else:
                     assignments = ", ".join(f"{column}=?" for column in WRITTEN)
                     self._db.execute(f"UPDATE events SET {assignments} WHERE event_id=?", (*values, event_id))
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, BelowFloorError) as exc:
                 self._resync()
                 self.disk_full = is_disk_full(exc, self.path)
                 raise HistoryError(f"cannot record alert {event_id} in {self.path}: "

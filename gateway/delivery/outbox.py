@@ -21,7 +21,7 @@ Durability (why `synchronous=FULL` in WAL mode): DESIGN §4 promises that power 
 
 Size cap (`max_bytes`, from `storage.outbox_max_mb`):
     The cap counts the stored message bytes (payload + topic + a fixed per-row overhead); the file
-    itself is somewhat larger (indexes, free pages, the WAL, bounded by `journal_size_limit`).
+    itself is somewhat larger (indexes, free pages, the WAL, bounded by `storage.WAL_LIMIT_BYTES`).
     When a new alert would exceed it, room is made by the eviction policy of eviction.py (pictures,
     then superseded updates, then the oldest message: evidence first, alert metadata last). The
     alert being put is never refused: if it still does not fit, its own picture is shed, and if
@@ -61,7 +61,15 @@ from gateway.delivery.eviction import (
     human_size,
     row_size,
 )
-from gateway.delivery.storage import LOW_SPACE_BYTES, Transaction, describe, free_bytes, is_disk_full, open_wal
+from gateway.delivery.storage import (
+    BelowFloorError,
+    Transaction,
+    describe,
+    has_room,
+    is_disk_full,
+    open_wal,
+    truncate_wal,
+)
 from gateway.events.payload import encode_payload, has_inline_picture, shed_picture
 
 log = logging.getLogger(__name__)
@@ -228,8 +236,10 @@ class Outbox:
     # ------------------------------------------------------------------ transactions
 
     def _transaction(self, durable: bool = True) -> Transaction:
+        """Durable transactions add alerts (the file grows: the disk's floor is checked first);
+        the others only delete."""
         assert self._db is not None
-        return Transaction(self._db, durable)
+        return Transaction(self._db, durable, grows=self.path if durable else None)
 
     # ------------------------------------------------------------------ put
 
@@ -262,7 +272,7 @@ class Outbox:
                 try:
                     row_ids = self._put_locked(encoded, now, evictions)
                     self._clear_problem()
-                except sqlite3.Error as exc:
+                except (sqlite3.Error, BelowFloorError) as exc:
                     self._resync()
                     self._set_problem(exc)
             if row_ids is None:
@@ -390,7 +400,7 @@ class Outbox:
                     for held in chunk:
                         self._write_one(held, made)
                     self._counts.save(db, made, with_unsaved=True)
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, BelowFloorError) as exc:
                 self._resync()
                 self._set_problem(exc)
                 return False
@@ -403,7 +413,7 @@ class Outbox:
         if written:
             log.warning("outbox %s: the disk takes writes again; wrote the %d alert messages held in memory",
                         self.path, written)
-        elif self.disk_full and (free_bytes(self.path) or 0) < LOW_SPACE_BYTES:
+        elif self.disk_full and not has_room(self.path):
             return True  # nothing to write, but no sign yet that the disk has room again
         self._clear_problem()
         return True
@@ -518,6 +528,8 @@ class Outbox:
                     removed, freed = removed + removed_now, freed + freed_now
             self._depth -= removed
             self._bytes -= freed
+            if not has_room(self.path):
+                truncate_wal(self._db)  # the WAL's space back to a nearly full disk at once
             return removed
         except sqlite3.Error as exc:
             self._resync()

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
 
+from gateway.delivery.storage import ensure_room
 from gateway.events.lifecycle import is_event_id
 
 log = logging.getLogger("gateway.delivery.history")
@@ -37,9 +38,11 @@ class PictureFiles:
         return self.folder / (f"{event_id}.jpg" if kind == "start" else f"{event_id}.peak.jpg")
 
     def write(self, event_id: str, kind: PictureKind, jpeg: bytes) -> int:
-        """Store a picture; returns its size. Raises OSError (a full disk), leaving no temp file."""
+        """Store a picture; returns its size. Raises OSError (a full disk, or one the picture
+        would take under the gateway's floor of free space), leaving no temp file."""
         path = self.path(event_id, kind)
         temporary = path.with_name(path.name + ".tmp")
+        ensure_room(self.folder, len(jpeg))
         try:
             with open(temporary, "wb") as handle:
                 handle.write(jpeg)

@@ -41,7 +41,7 @@ from gateway.delivery.ledger import CaseLedger
 from gateway.delivery.outbox import Outbox
 from gateway.delivery.reactions import Reaction
 from gateway.delivery.sink import AlertSink
-from gateway.delivery.storage import LOW_SPACE_BYTES, free_bytes
+from gateway.delivery.storage import free_bytes, has_room
 from gateway.events import AlertMessage
 from gateway.workers import Workers, dead
 
@@ -212,7 +212,7 @@ class AlertRouter:
                     out.outbox.write_held()
             if any(out.outbox.held() for out in self.outputs):
                 self._make_room()
-            if self.history.disk_full and (free_bytes(self.data_dir) or 0) >= LOW_SPACE_BYTES:
+            if self.history.disk_full and has_room(self.data_dir):
                 self.history.disk_full = False  # it will say so again on its next write if still full
         if self.disk_watch is not None:
             self.route(self.disk_watch.observe(self.disk_full, time.monotonic(), self._now()))

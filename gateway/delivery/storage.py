@@ -10,6 +10,13 @@ but opening a WAL database on a full disk fails earlier, with a generic I/O erro
 `-shm`/`-wal` files cannot be created. `is_disk_full` therefore also asks the file system how
 much room is left, so the gateway reports "disk full" (and holds alerts in memory) instead of
 telling the operator to move a "damaged" file aside.
+
+The gateway must not fill its disk by itself (a 2 MB disk was once filled by an outbox's WAL
+alone): each WAL is checkpointed every `WAL_LIMIT_BYTES` and truncated back to that size, and
+every write that makes a file grow first checks `ensure_room`: it refuses (as a full disk, so
+alerts are held in memory and `disk_full` is raised) when the free space would fall under the
+floor kept for the system (`space_floor`: 2 % of the file system, at least 256 kB, at most 64 MB).
+Deleting never checks: it is what makes room.
 """
 
 from __future__ import annotations
@@ -22,8 +29,18 @@ from typing import Any, Literal
 
 SQLITE_FULL = 13
 LOW_SPACE_BYTES = 256 * 1024
-"""Below this much free space an I/O error on the data disk is taken to be the full disk."""
-JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+"""Below this much free space an I/O error on the data disk is taken to be the full disk; also the
+smallest floor of free space the gateway keeps."""
+FLOOR_SHARE = 0.02
+FLOOR_MAX_BYTES = 64 * 1024 * 1024
+WAL_LIMIT_BYTES = 256 * 1024
+"""Each WAL is checkpointed when it holds this much and truncated back to it: alerts are small
+and rare, so frequent checkpoints cost nothing that matters, and a WAL never grows to megabytes."""
+
+
+class BelowFloorError(OSError):
+    """A write would take the data disk under the floor of free space the gateway keeps (ENOSPC:
+    the callers treat it as the full disk it is about to be)."""
 
 
 def open_wal(
@@ -32,7 +49,6 @@ def open_wal(
     *,
     synchronous: Literal["FULL", "NORMAL"],
     user_version: int = 1,
-    journal_size_limit: int = JOURNAL_SIZE_LIMIT,
 ) -> sqlite3.Connection:
     """Open (or create) `path` in WAL mode with `schema` applied; shared between threads.
 
@@ -46,7 +62,9 @@ def open_wal(
         if mode.lower() != "wal":
             raise sqlite3.OperationalError(f"the file system does not support SQLite WAL mode (journal mode {mode})")
         db.execute(f"PRAGMA synchronous={synchronous}")
-        db.execute(f"PRAGMA journal_size_limit={int(journal_size_limit)}")
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        db.execute(f"PRAGMA wal_autocheckpoint={max(16, WAL_LIMIT_BYTES // page_size)}")
+        db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
         db.executescript(schema)  # IF NOT EXISTS throughout: no write when everything exists
         if db.execute("PRAGMA user_version").fetchone()[0] != user_version:
             db.execute(f"PRAGMA user_version={int(user_version)}")
@@ -56,17 +74,63 @@ def open_wal(
     return db
 
 
-def free_bytes(path: Path) -> int | None:
-    """Bytes free for an unprivileged writer on the file system holding `path` (or its nearest
-    existing parent); None when it cannot be asked."""
+def _file_system(path: Path) -> os.statvfs_result | None:
+    """statvfs of the file system holding `path` (or its nearest existing parent); None if it cannot be asked."""
     probe = Path(path)
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     try:
-        stats = os.statvfs(probe)
+        return os.statvfs(probe)
     except OSError:
         return None
-    return stats.f_bavail * stats.f_frsize
+
+
+def free_bytes(path: Path) -> int | None:
+    """Bytes free for an unprivileged writer on the file system holding `path`; None when unknown."""
+    stats = _file_system(path)
+    return None if stats is None else stats.f_bavail * stats.f_frsize
+
+
+def total_bytes(path: Path) -> int | None:
+    """The size of the file system holding `path`; None when unknown."""
+    stats = _file_system(path)
+    return None if stats is None else stats.f_blocks * stats.f_frsize
+
+
+def space_floor(total: int) -> int:
+    """The free space the gateway leaves on a file system of `total` bytes."""
+    return int(min(FLOOR_MAX_BYTES, max(LOW_SPACE_BYTES, total * FLOOR_SHARE)))
+
+
+def ensure_room(path: Path, needed: int = 0) -> None:
+    """Raise BelowFloorError when writing `needed` more bytes at `path` would leave less free
+    space than the floor (see the module docstring). Unknown space (no statvfs) passes."""
+    free, total = free_bytes(path), total_bytes(path)
+    if free is None or total is None:
+        return
+    floor = space_floor(total)
+    if free - needed < floor:
+        raise BelowFloorError(errno.ENOSPC, f"the disk is full ({free // 1024} kB free on the file system of "
+                                            f"{Path(path).parent}; the gateway leaves {floor // 1024} kB free for "
+                                            "the system)")
+
+
+def has_room(path: Path, needed: int = 0) -> bool:
+    """`ensure_room` as a question."""
+    try:
+        ensure_room(path, needed)
+    except BelowFloorError:
+        return False
+    return True
+
+
+def truncate_wal(db: sqlite3.Connection) -> None:
+    """Give the WAL's space back to the disk now (after a queue emptied or on a nearly full
+    disk). Harmless if it cannot (a reader still needs the WAL): the next checkpoint does it."""
+    try:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error:
+        pass
 
 
 def is_disk_full(exc: BaseException, path: Path) -> bool:
@@ -83,6 +147,8 @@ def is_disk_full(exc: BaseException, path: Path) -> bool:
 
 def describe(exc: BaseException, path: Path) -> str:
     """The storage problem in words for the operator's log: a full disk says how full."""
+    if isinstance(exc, BelowFloorError):
+        return exc.strerror or str(exc)
     if is_disk_full(exc, path):
         free = free_bytes(path)
         room = f"{free // 1024} kB free" if free is not None else "no room"
@@ -93,13 +159,19 @@ def describe(exc: BaseException, path: Path) -> str:
 class Transaction:
     """BEGIN IMMEDIATE … COMMIT on a connection `open_wal` made (isolation_level None), fsynced
     (FULL) unless `durable` is False (then NORMAL for this transaction only: for changes whose
-    loss in a power cut costs nothing but a repeat, such as deleting delivered rows)."""
+    loss in a power cut costs nothing but a repeat, such as deleting delivered rows).
 
-    def __init__(self, db: sqlite3.Connection, durable: bool) -> None:
+    grows: the file at this path (the database) is about to grow: `ensure_room` first, so the
+    transaction fails as on a full disk (BelowFloorError) before the floor is crossed."""
+
+    def __init__(self, db: sqlite3.Connection, durable: bool, grows: Path | None = None) -> None:
         self._db = db
         self._durable = durable
+        self._grows = grows
 
     def __enter__(self) -> sqlite3.Connection:
+        if self._grows is not None:
+            ensure_room(self._grows)
         if not self._durable:
             self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("BEGIN IMMEDIATE")

@@ -13,7 +13,8 @@ The rules (per event, `ClipPolicy`):
 * `ready`: it reached its planned end. `partial`: cut short: the camera reconnected (a clip
   cannot span two connections), the camera stopped (the ring closed), nothing arrived for
   `stall_s` after the planned end, packets were lost (the writer fell behind), or the disk
-  failed. `failed`: no playable file (a codec MP4 cannot carry, no video at all).
+  failed or came near its floor of free space (`gateway.delivery.storage`: alerts come
+  first). `failed`: no playable file (a codec MP4 cannot carry, no video at all).
 * Overlapping events each get their own clip, each through its own ring subscription: the
   packets are the ring's objects, shared, never copied per clip.
 * A start for an event that already has a clip is ignored (a resent message), as is an end
@@ -36,6 +37,7 @@ from dataclasses import dataclass, replace
 
 import av
 
+from gateway.delivery.storage import has_room
 from gateway.evidence.mp4 import ClipFormatError, Mp4ClipWriter
 from gateway.evidence.store import ClipInfo, ClipStatus, ClipStore, is_event_id
 from gateway.video.packets import EncodedPacket, PacketRing, PacketSubscription, StreamGap
@@ -199,6 +201,9 @@ class ClipRecorder:
         outcome = self._drain(clip)
         if outcome is not None:
             return self._finish(clip, *outcome)
+        if clip.writer is not None and not has_room(self.store.folder):
+            return self._finish(clip, "partial", "the data disk is nearly full: the clip stops here so that "
+                                                 "alerts can still be written")
         subscription = clip.subscription
         assert subscription is not None
         if subscription.ended:
