@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, VTEST, YOLOX_NANO
-from gateway.delivery.storage import WAL_LIMIT_BYTES, space_floor
+from gateway.delivery.storage import space_floor, wal_limit
 from gateway.events import validate_alert
 from mqtt_broker import Mosquitto, free_port, mosquitto, subscriber_factory  # noqa: F401  (fixtures)
 from small_disk import SmallDisk
@@ -168,7 +168,7 @@ def test_the_gateway_never_fills_a_small_disk_by_itself(
     finally:
         worker.stop()
     assert not any(state["disk_full"] for state in states + after), [s["problem"] for s in states + after]
-    assert max(wal_peaks) <= 2 * WAL_LIMIT_BYTES, wal_peaks
+    assert max(wal_peaks) <= 2 * wal_limit(2048 * 1024), wal_peaks
 
 
 def test_alerts_are_held_delivered_and_written_while_the_disk_is_full_and_disk_full_is_an_alert(

@@ -118,3 +118,35 @@ def _healthz(httpx, port: int) -> tuple[int, str] | None:
     except httpx.HTTPError:
         return None
     return response.status_code, response.json()["status"]
+
+
+def test_a_heartbeat_taken_while_the_gateway_starts_says_starting_not_failed(tmp_path: Path) -> None:
+    """The MQTT output connects in the background and sends its first heartbeat at once, which can
+    be before the analysis thread is started: that heartbeat must say `starting`, not list the
+    analysis as a failed worker (1 start in 2 did, in the field)."""
+    config_path = tmp_path / "site.yaml"
+    config_path.write_text(textwrap.dedent(f"""\
+        gateway: {{id: gw-watchdog, data_dir: {tmp_path / 'data'}}}
+        detector: {{model: {YOLOX_NANO}, threads: 1}}
+        mqtt: {{port: {free_port()}}}
+        cameras:
+          - {{id: cam1, source: {{file: {VTEST}}}, fps: 2, decode: all}}
+        """))
+    during_start: dict = {}
+
+    class WatchedStart(GatewayService):
+        def _start_clips(self, router):  # type: ignore[no-untyped-def]
+            # Delivery is up (its heartbeat may go out now); the analysis is not started yet.
+            during_start.update(self.live.health())
+            return super()._start_clips(router)
+
+    service = WatchedStart(load_config(config_path))
+    service.start()
+    try:
+        assert during_start["starting"] is True and during_start["failed_workers"] == [], during_start
+        assert during_start["analysis_alive"] is False
+        wait_until(lambda: service.live.health()["analysis_alive"], what="the analysis thread")
+        running = service.live.health()
+        assert running["starting"] is False and running["failed_workers"] == [], running
+    finally:
+        service.stop()

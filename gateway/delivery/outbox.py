@@ -21,7 +21,7 @@ Durability (why `synchronous=FULL` in WAL mode): DESIGN §4 promises that power 
 
 Size cap (`max_bytes`, from `storage.outbox_max_mb`):
     The cap counts the stored message bytes (payload + topic + a fixed per-row overhead); the file
-    itself is somewhat larger (indexes, free pages, the WAL, bounded by `storage.WAL_LIMIT_BYTES`).
+    itself is somewhat larger (indexes, free pages, the WAL, bounded by `storage.wal_limit`).
     When a new alert would exceed it, room is made by the eviction policy of eviction.py (pictures,
     then superseded updates, then the oldest message: evidence first, alert metadata last). The
     alert being put is never refused: if it still does not fit, its own picture is shed, and if

@@ -12,10 +12,11 @@ much room is left, so the gateway reports "disk full" (and holds alerts in memor
 telling the operator to move a "damaged" file aside.
 
 The gateway must not fill its disk by itself (a 2 MB disk was once filled by an outbox's WAL
-alone): each WAL is checkpointed every `WAL_LIMIT_BYTES` and truncated back to that size, and
-every write that makes a file grow first checks `ensure_room`: it refuses (as a full disk, so
-alerts are held in memory and `disk_full` is raised) when the free space would fall under the
-floor kept for the system (`space_floor`: 2 % of the file system, at least 256 kB, at most 64 MB).
+alone): each WAL is checkpointed and truncated at a size that fits the disk (`wal_limit`: a
+quarter of the floor, 64 kB to 4 MB, so SQLite's usual 4 MB on any real disk), and every
+write that makes a file grow first checks `ensure_room`: it refuses (as a full disk, so alerts
+are held in memory and `disk_full` is raised) when the free space would fall under the floor
+kept for the system (`space_floor`: 2 % of the file system, at least 256 kB, at most 64 MB).
 Deleting never checks: it is what makes room.
 """
 
@@ -33,9 +34,9 @@ LOW_SPACE_BYTES = 256 * 1024
 smallest floor of free space the gateway keeps."""
 FLOOR_SHARE = 0.02
 FLOOR_MAX_BYTES = 64 * 1024 * 1024
-WAL_LIMIT_BYTES = 256 * 1024
-"""Each WAL is checkpointed when it holds this much and truncated back to it: alerts are small
-and rare, so frequent checkpoints cost nothing that matters, and a WAL never grows to megabytes."""
+WAL_LIMIT_MIN_BYTES = 64 * 1024
+WAL_LIMIT_MAX_BYTES = 4 * 1024 * 1024
+"""SQLite's own default (1000 pages): on a disk of 800 MB and more, checkpoints come as usual."""
 
 
 class BelowFloorError(OSError):
@@ -62,9 +63,10 @@ def open_wal(
         if mode.lower() != "wal":
             raise sqlite3.OperationalError(f"the file system does not support SQLite WAL mode (journal mode {mode})")
         db.execute(f"PRAGMA synchronous={synchronous}")
+        limit = wal_limit(total_bytes(path))
         page_size = db.execute("PRAGMA page_size").fetchone()[0]
-        db.execute(f"PRAGMA wal_autocheckpoint={max(16, WAL_LIMIT_BYTES // page_size)}")
-        db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
+        db.execute(f"PRAGMA wal_autocheckpoint={max(16, limit // page_size)}")
+        db.execute(f"PRAGMA journal_size_limit={limit}")
         db.executescript(schema)  # IF NOT EXISTS throughout: no write when everything exists
         if db.execute("PRAGMA user_version").fetchone()[0] != user_version:
             db.execute(f"PRAGMA user_version={int(user_version)}")
@@ -100,6 +102,14 @@ def total_bytes(path: Path) -> int | None:
 def space_floor(total: int) -> int:
     """The free space the gateway leaves on a file system of `total` bytes."""
     return int(min(FLOOR_MAX_BYTES, max(LOW_SPACE_BYTES, total * FLOOR_SHARE)))
+
+
+def wal_limit(total: int | None) -> int:
+    """How large a WAL may grow between checkpoints on a file system of `total` bytes: a quarter
+    of the floor, so the WALs of the gateway's files never eat into it."""
+    if total is None:
+        return WAL_LIMIT_MAX_BYTES
+    return min(WAL_LIMIT_MAX_BYTES, max(WAL_LIMIT_MIN_BYTES, space_floor(total) // 4))
 
 
 def ensure_room(path: Path, needed: int = 0) -> None:
