@@ -118,6 +118,14 @@ def test_a_live_alert_carries_a_clip_that_the_api_serves_and_a_browser_plays(
             page.close()
     assert state == {"error": None, "width": 768}
 
+    # The memory each camera's ring holds and the clip folder are on /metrics.
+    status, _headers, metrics = get(f"{api}/metrics")
+    series = {line.split(" ")[0]: float(line.split(" ")[1]) for line in metrics.decode().splitlines()
+              if line and not line.startswith("#")}
+    assert status == 200 and series['gateway_camera_packet_ring_bytes{camera="cam1"}'] > 0
+    assert series['gateway_camera_packet_ring_seconds{camera="cam1"}'] >= PRE_S
+    assert series["gateway_clips"] >= 1 and 0 < series["gateway_clips_bytes"] <= series["gateway_clips_max_bytes"]
+
     # The event's messages after the clip is written carry its final state: its next update, or
     # its end (sent again after the post-roll, or here on the way out).
     assert gateway.stop() == 0, gateway.log()

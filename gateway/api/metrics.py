@@ -23,6 +23,12 @@ Series (all prefixed `gateway_`):
     camera_patrol_moves_total{camera}      confirmed moves to a patrol stop
     camera_patrol_move_failures_total{camera}  failed move attempts (each one retried)
     camera_patrol_move_seconds{camera}     how long the last confirmed move took
+    camera_packet_ring_bytes{camera}       encoded video the camera's packet ring holds for clips' pre-roll
+    camera_packet_ring_seconds{camera}     how many seconds of video that is
+    camera_packet_ring_lost_packets_total{camera}  packets a slow clip writer lost (its clip is partial)
+    clips / clips_recording                evidence clips kept, and being recorded now
+    clips_bytes / clips_max_bytes          the clip folder's size and its cap (storage.clips_max_mb)
+    clips_shed_bytes_total                 clip bytes deleted because the data disk was full
     ready{component}                       readiness checks (1 = alive)
     inference_ms                           histogram of detector run time per frame, milliseconds:
                                            pulled from an attached `TimedDetector`-like source
@@ -265,11 +271,37 @@ class _LiveCollector(Collector):
         yield from (state, fault, moves, failures, seconds)
 
     def _outputs(self, health: dict[str, Any]) -> Iterator[Metric]:
+        yield from self._evidence(health)
         yield from self._delivery(health)
         mqtt = (health.get("outputs") or {}).get("mqtt")
         if mqtt is not None:
             yield from self._outbox(mqtt)
             yield from self._publisher(mqtt)
+
+    @staticmethod
+    def _evidence(health: dict[str, Any]) -> Iterator[Metric]:
+        """The memory each camera's packet ring holds, and the clip folder (health's `clips`)."""
+        ring_bytes = _gauge("camera_packet_ring_bytes", "Encoded video held for clips' pre-roll, bytes.", ["camera"])
+        ring_seconds = _gauge("camera_packet_ring_seconds", "Seconds of video the packet ring holds.", ["camera"])
+        lost = CounterMetricFamily(f"{PREFIX}_camera_packet_ring_lost_packets", "Packets a slow clip writer lost.",
+                                   labels=["camera"])
+        for camera_id, camera in sorted((health.get("cameras") or {}).items()):
+            ring = camera.get("packet_ring")
+            if ring:
+                ring_bytes.add_metric([camera_id], float(ring.get("bytes") or 0))
+                ring_seconds.add_metric([camera_id], float(ring.get("seconds") or 0.0))
+                lost.add_metric([camera_id], float(ring.get("lost_packets") or 0))
+        yield from (ring_bytes, ring_seconds, lost)
+        clips = health.get("clips")
+        if clips:
+            yield _value("clips", "Evidence clips kept.", clips.get("clips") or 0)
+            yield _value("clips_recording", "Evidence clips being recorded now.", clips.get("recording") or 0)
+            yield _value("clips_bytes", "Size of the evidence clip folder, bytes.", clips.get("bytes") or 0)
+            yield _value("clips_max_bytes", "Cap of the clip folder (storage.clips_max_mb).",
+                         clips.get("max_bytes") or 0)
+            shed = CounterMetricFamily(f"{PREFIX}_clips_shed_bytes", "Clip bytes deleted for a full data disk.")
+            shed.add_metric([], float(clips.get("shed_bytes") or 0))
+            yield shed
 
     @staticmethod
     def _outbox(mqtt: dict[str, Any]) -> Iterator[Metric]:
