@@ -1,6 +1,6 @@
 /* Installer view, 标注人数 (annotate people): snapshots of a camera, a mark on every head, and a
  * counting model fitted from them (gateway/api/routes/counting.py). Uses the page's texts,
- * requests and messages (window.GW from app.js). Every text from the server goes in through
+ * requests and messages (window.GW from core.js). Every text from the server goes in through
  * textContent (never innerHTML). */
 "use strict";
 
