@@ -1,6 +1,8 @@
 /* 告警 (alerts): the live alert list (server-sent events), its counters, title and sound, the
- * filters, the picture lightbox, acknowledgement and the centre's case status. Uses the page's
- * core (window.GW, core.js). Every text from the server goes in through textContent. */
+ * filters and the picture lightbox. The list shows small thumbnails (?size=thumb); the lightbox
+ * the evidence picture as kept. 待确认 (pending) counts every unacknowledged alert, ended or not.
+ * Acknowledging is ack.js's form, the centre's case steps cases.js's. Uses the page's core
+ * (window.GW, core.js). Every text from the server goes in through textContent. */
 "use strict";
 
 (function () {
@@ -24,9 +26,6 @@
   function typeName(type) {
     const labels = state.types[type];
     return (labels && (labels[GW.state.lang] || labels.zh)) || type;
-  }
-  function officer() {
-    return ($("#officer").value || "").trim() || "web";
   }
   function titleOf(ev) {
     if (GW.state.lang === "zh" && ev.title_zh) return ev.title_zh;
@@ -130,11 +129,11 @@
       const head = el("div", "head");
       head.append(el("span", "chip type"), el("span", "chip state"), el("span", "chip sev"), el("span", "chip new-chip"));
       body.append(head, el("h3", "title"), el("div", "meta place"), el("div", "meta when"),
-                  el("div", "meta case-status"));
+                  el("div", "meta case-status"), el("ol", "case-steps"));
       const actions = el("div", "actions");
       const ack = el("button", "btn ack-btn");
       ack.type = "button";
-      ack.addEventListener("click", () => acknowledge(card.dataset.id, ack));
+      ack.addEventListener("click", () => acknowledge(card.dataset.id));
       const acked = el("div", "acked");
       actions.append(ack, acked);
       card.append(el("div", "bar"), thumb, body, actions);
@@ -147,7 +146,8 @@
     const url = ev.peak_snapshot_url || ev.snapshot_url;
     const empty = $(".thumb-empty", card);
     if (url) {
-      if (img.dataset.src !== url) { img.src = url; img.dataset.src = url; }
+      const thumb = url + (url.includes("?") ? "&" : "?") + "size=thumb";
+      if (img.dataset.src !== thumb) { img.src = thumb; img.dataset.src = thumb; }
       img.alt = titleOf(ev);
       img.hidden = false;
       empty.hidden = true;
@@ -188,7 +188,7 @@
     time.title = ev.started_at;
     when.append(time);
     if (ev.ended_at) when.append(el("span", "dur", t("alert.duration", { d: GW.duration(ev.started_at, ev.ended_at) })));
-    renderCase(ev.case, $(".case-status", card));
+    GW.cases.render(ev, card);
 
     const ackBtn = $(".ack-btn", card);
     const acked = $(".acked", card);
@@ -200,10 +200,11 @@
       acked.append(el("span", "who", ev.ack.by));
       acked.append(el("span", "at", GW.shortTime(ev.ack.at)));
       if (ev.ack.case_id) acked.append(el("span", "case", t("alert.case", { id: ev.ack.case_id })));
+      if (ev.ack.note) acked.append(el("span", "note", ev.ack.note));
     } else {
       ackBtn.hidden = false;
       acked.hidden = true;
-      if (!ackBtn.disabled) ackBtn.textContent = t("alert.ack");
+      ackBtn.textContent = t("alert.ack");
     }
     return card;
   }
@@ -214,41 +215,15 @@
     }
   }
 
-  // The centre's case progress (工单状态): every field is the centre's text, shown as text.
-  function renderCase(step, line) {
-    line.textContent = "";
-    line.hidden = !step;
-    if (!step) return;
-    line.dataset.status = step.status;
-    line.append(el("span", "case-label", t("case.status")));
-    line.append(el("b", "case-state", t("case." + step.status)));
-    line.append(el("span", "case-id", step.case_id));
-    if (step.by) line.append(el("span", "case-by", step.by));
-    const at = el("span", "case-at", GW.shortTime(step.at));
-    at.title = step.at;
-    line.append(at);
-    if (step.note) line.append(el("span", "case-note", step.note));
-  }
-
-  async function acknowledge(id, button) {
-    button.disabled = true;
-    button.textContent = t("alert.acking");
-    try {
-      const result = await GW.api("/api/events/" + encodeURIComponent(id) + "/ack", {
-        method: "POST",
-        headers: { "Content-Type": "application/json", Accept: "application/json" },
-        body: JSON.stringify({ by: officer() }),
-      });
-      button.disabled = false;
+  function acknowledge(id) {
+    const ev = state.events.get(id);
+    if (!ev) return;
+    GW.ack.open(ev, titleOf(ev), (result) => {
       state.fresh.delete(id);
       if (result.event) upsert(result.event, false);
       GW.toast(t("ack.done", { title: result.event ? titleOf(result.event) : id }));
       refreshStats();
-    } catch (error) {
-      button.disabled = false;
-      button.textContent = t("alert.ack");
-      GW.toast(t("ack.failed", { msg: error.message }), true);
-    }
+    });
   }
 
   // ------------------------------------------------------------------ live stream
@@ -302,7 +277,7 @@
       const since = info.time.slice(0, 10) + "T00:00:00" + info.time.slice(19);
       const [active, unacked, today] = await Promise.all([
         GW.api("/api/events?state=active&limit=1"),
-        GW.api("/api/events?acked=false&state=active&limit=1"),
+        GW.api("/api/events?acked=false&limit=1"),
         GW.api("/api/events?limit=1&since=" + encodeURIComponent(since)),
       ]);
       $("#stat-active").textContent = active.total;
@@ -412,9 +387,6 @@
 
   GW.alerts = {
     bind() {
-      const name = $("#officer");
-      name.value = GW.store.get("officer", "");
-      name.addEventListener("change", () => GW.store.set("officer", name.value.trim()));
       bindSound();
       fillTypeFilter();
       fillCameraFilter();

@@ -1,6 +1,7 @@
-/* Duty-officer page: the tabs, the timers and the start. The parts live in their own files and
- * share the page's small core through window.GW (core.js): alerts.js (告警), cameras.js (摄像机),
- * zones.js (划定区域) and counting.js (标注人数). Plain JS, no build step, no external resources.
+/* Duty-officer page: the tabs and the installer's tools, the timers and the start. The parts
+ * live in their own files and share the page's small core through window.GW (core.js):
+ * alerts.js (告警) with ack.js (确认) and cases.js (工单), cameras.js (摄像机), zones.js
+ * (划定区域) and counting.js (标注人数). Plain JS, no build step, no external resources.
  * Auth rides on the HttpOnly session cookie. */
 "use strict";
 
@@ -13,6 +14,14 @@
     $$(".tab").forEach((b) => b.classList.toggle("active", b.dataset.tab === name));
     $$(".view").forEach((v) => v.classList.toggle("active", v.id === "view-" + name));
     GW.emit("tab", name);
+  }
+
+  function showTool(tool) {
+    GW.state.tool = tool;
+    $$("#inst-tool button").forEach((b) => b.classList.toggle("on", b.dataset.tool === tool));
+    $$(".zone-only").forEach((node) => { node.hidden = tool !== "zone"; });
+    $$(".count-only").forEach((node) => { node.hidden = tool !== "count"; });
+    GW.emit("tool", tool);
   }
 
   function tick() {
@@ -40,7 +49,9 @@
   async function start() {
     GW.applyI18n();
     $$(".tab").forEach((b) => b.addEventListener("click", () => showTab(b.dataset.tab)));
+    $$("#inst-tool button").forEach((b) => b.addEventListener("click", () => showTool(b.dataset.tool)));
     $("#lang").addEventListener("click", switchLanguage);
+    GW.ack.bind();
     GW.alerts.bind();
     GW.zones.bind();
     tick();

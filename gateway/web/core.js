@@ -3,6 +3,7 @@
  * formatting, DOM helpers, the message toast, and a tiny event bus the parts listen on:
  *   "lang"     the language changed: relabel what you drew
  *   "tab"      a tab was shown (name)
+ *   "tool"     an installer tool was shown (name: "zone" or "count")
  *   "cameras"  the camera list was reloaded
  * Plain JS, no build step. Every text from the server goes in through textContent (never innerHTML). */
 "use strict";
@@ -19,6 +20,7 @@
   const state = {
     lang: store.get("lang", "zh") === "en" ? "en" : "zh",
     tab: "alerts",
+    tool: "zone",           // the installer's tool on screen: zone (划定区域) or count (标注人数)
     cameras: [],
   };
 
@@ -138,6 +140,16 @@
     clearTimeout(toastTimer);
     toastTimer = setTimeout(() => { box.hidden = true; }, ms || 3500);
   }
+  /* Whether `tool` of the installer tab is what the officer sees now (timers and keys follow it). */
+  function toolOnScreen(tool) {
+    return state.tab === "installer" && state.tool === tool && !document.hidden;
+  }
+  /* A key pressed while typing in a field or with a dialog open belongs to that field or dialog. */
+  function keyForPage(event) {
+    const target = event.target;
+    if (target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName))) return false;
+    return !document.querySelector("dialog[open]");
+  }
   /* Load a fresh copy of a live picture into `img`, swapping only once it arrived (no flicker). */
   function refreshImage(img, url) {
     if (img.dataset.loading === "1") return;
@@ -150,7 +162,6 @@
 
   window.GW = {
     $, $$, store, state, on, emit, t, applyI18n, api, setGatewayClock, gatewayClock, shortTime, ago, duration,
-    el, svgNode, toast, refreshImage,
-    cameras: () => state.cameras, tab: () => state.tab,
+    el, svgNode, toast, refreshImage, toolOnScreen, keyForPage,
   };
 })();

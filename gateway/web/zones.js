@@ -33,12 +33,13 @@
   function instCamera() {
     return GW.state.cameras.find((c) => c.id === state.camera);
   }
+  /* A fresh picture, only while the tool is on screen (a hidden tool costs no traffic). */
   function loadInstallerImage() {
     const cam = instCamera();
     const img = $("#inst-img");
     $("#inst-empty").hidden = !!(cam && cam.frame_size);
     if (!cam || !cam.frame_size) { img.hidden = true; return; }
-    GW.refreshImage(img, cam.snapshot_url);
+    if (GW.toolOnScreen("zone")) GW.refreshImage(img, cam.snapshot_url);
   }
   function pointsAttr(points) { return points.map((p) => p[0] + "," + p[1]).join(" "); }
 
@@ -155,7 +156,7 @@
     $("#inst-id").addEventListener("input", renderYaml);
     $("#inst-name").addEventListener("input", renderYaml);
     document.addEventListener("keydown", (e) => {
-      if (GW.state.tab === "installer" && (e.ctrlKey || e.metaKey) && e.key === "z") {
+      if (GW.toolOnScreen("zone") && GW.keyForPage(e) && (e.ctrlKey || e.metaKey) && !e.shiftKey && e.key === "z") {
         e.preventDefault();
         state.points.pop();
         renderInstaller();
@@ -194,6 +195,7 @@
   GW.on("lang", () => { if (GW.state.tab === "installer") fillInstallerCameras(); });
   GW.on("cameras", () => { if (GW.state.tab === "installer") fillInstallerCameras(); });
   GW.on("tab", (name) => { if (name === "installer") { fillInstallerCameras(); loadInstallerImage(); } });
+  GW.on("tool", (tool) => { if (tool === "zone") loadInstallerImage(); });
 
   GW.zones = {
     bind: bindInstaller,
@@ -201,8 +203,7 @@
     choose(cameraId) { state.camera = cameraId; },
     /* The timer's tick: a fresh picture while the tool is on screen and 画面自动刷新 is on. */
     refresh() {
-      if (document.hidden || GW.state.tab !== "installer" || !$("#inst-live").checked) return;
-      loadInstallerImage();
+      if (GW.toolOnScreen("zone") && $("#inst-live").checked) loadInstallerImage();
     },
   };
 })();
