@@ -10,6 +10,8 @@
 
   const open = new Set();       // event ids whose timeline is shown
   const steps = new Map();      // event id -> the steps last read, and the latest step they end with
+  const reading = new Set();    // event ids whose steps are being read (one request at a time)
+  const shownStep = new Map();  // event id -> the latest step its card shows
 
   function stepKey(step) { return step ? step.status + "|" + step.at + "|" + step.case_id : ""; }
 
@@ -18,6 +20,7 @@
     const line = $(".case-status", card);
     const list = $(".case-steps", card);
     const step = ev.case;
+    shownStep.set(ev.event_id, stepKey(step));
     line.textContent = "";
     line.hidden = !step;
     if (!step) { list.hidden = true; return; }
@@ -40,7 +43,7 @@
     if (!shown) return;
     const known = steps.get(ev.event_id);
     if (known && known.latest === stepKey(step)) fill(list, known.items);
-    else load(ev, card);
+    else load(ev.event_id, card);
   }
 
   function flip(ev, card) {
@@ -49,15 +52,22 @@
     render(ev, card);
   }
 
-  async function load(ev, card) {
+  async function load(id, card) {
+    if (reading.has(id)) return;
+    reading.add(id);
+    const asked = shownStep.get(id);
     try {
-      const detail = await GW.api("/api/events/" + encodeURIComponent(ev.event_id));
+      const detail = await GW.api("/api/events/" + encodeURIComponent(id));
       const items = detail.cases || [];
-      steps.set(ev.event_id, { latest: stepKey(items[items.length - 1]), items: items });
-      if (open.has(ev.event_id)) fill($(".case-steps", card), items);
+      steps.set(id, { latest: stepKey(items[items.length - 1]), items: items });
+      if (open.has(id)) fill($(".case-steps", card), items);
     } catch (error) {
       GW.toast(t("case.loadFailed", { msg: error.message }), true);
+      return;
+    } finally {
+      reading.delete(id);
     }
+    if (open.has(id) && shownStep.get(id) !== asked) load(id, card);  // a step came in while reading
   }
 
   function fill(list, items) {
