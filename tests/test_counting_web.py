@@ -2,16 +2,19 @@
 crowd clip as a live camera, real Mosquitto), its API over real HTTP, and the page in headless
 Chromium, the way an installer fits a camera's counting model without a recording.
 
-The browser opens the tool while the camera's counting background still warms up, takes five
-live snapshots, and on each clicks every annotated head of that frame
-(the frame is recognised among the clip's 800 frames; one snapshot is marked at 2x zoom, and
-one mark is removed and put back by clicking it), saves, fits, reads the cross-validated error
-and the before/after count, and the running camera then counts with the model: no restart.
+The browser (a 1366x768 laptop) opens the tool while the camera's counting background still
+warms up (the panel counts down, the buttons it cannot use look it), takes five live snapshots,
+each shown whole at 1x, and on each clicks every annotated head of that frame (the frame is
+recognised among the clip's 800 frames; one snapshot is marked at 2x zoom, and one mark is
+removed and put back by clicking it), saves, fits, reads the cross-validated error with what it
+means and the before/after count, and the running camera then counts with the model: no restart.
+Undo and redo restore exactly the marks there were, from the buttons and from the keyboard.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -35,6 +38,7 @@ TOKEN = "counting-test-token-5d1e8b"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 WARMUP_PATIENCE_S = 300.0
 """The counting background learns from about 95 s of live frames before the first snapshot."""
+LAPTOP = {"width": 1366, "height": 768}
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +133,49 @@ def test_counting_api_over_http_refuses_what_it_cannot_do(gateway) -> None:
 # --------------------------------------------------------------------------- in the browser
 
 
+def open_tool(browser, gateway):  # noqa: F811  (browser: the shared fixture)
+    """A laptop's page on the 标注人数 tool, its errors collected."""
+    context = browser.new_context(viewport=LAPTOP, locale="zh-CN")
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.goto(f"{gateway['url']}/?token={TOKEN}")
+    page.click("#tab-installer")
+    page.click("#inst-tool-count")
+    assert page.locator("#count-panel").is_visible() and not page.locator("#inst-copy").is_visible()
+    return context, page, errors
+
+
+def see_the_warm_up_count_down(page) -> None:
+    """While the background learns: a countdown that runs, and buttons that look unusable."""
+    page_wait(page, "() => !document.querySelector('#count-warmup').hidden")
+    seconds = int(re.search(r"(\d+)", page.locator("#count-warmup-text").inner_text()).group(1))
+    assert "秒" in page.locator("#count-warmup-text").inner_text() and seconds > 0
+    page_wait(page, "s => Number(/(\\d+)/.exec(document.querySelector('#count-warmup-text').textContent)[1]) < s",
+              seconds)
+    look = page.evaluate("""() => ['#count-take', '#count-fit'].map(id => {
+        const s = getComputedStyle(document.querySelector(id));
+        return [s.cursor, s.backgroundColor, s.borderStyle]; })""")
+    assert look == [["not-allowed", "rgba(0, 0, 0, 0)", "dashed"]] * 2, look
+
+
+def assert_whole_picture_on_screen(page) -> None:
+    """At 1x the annotation picture fits the window: every head can be reached without scrolling."""
+    left, top, right, bottom, width, height, hidden_x, hidden_y = page.evaluate("""() => {
+        const r = document.querySelector('#count-img').getBoundingClientRect();
+        const box = document.querySelector('#count-scroll');
+        return [r.left, r.top, r.right, r.bottom, innerWidth, innerHeight,
+                box.scrollWidth - box.clientWidth, box.scrollHeight - box.clientHeight]; }""")
+    assert 0 <= left and 0 <= top and right <= width and bottom <= height, (left, top, right, bottom)
+    assert hidden_x <= 1 and hidden_y <= 1 and (right - left) > 0.5 * width
+
+
+def marks(page) -> list[tuple[str, str]]:
+    return page.evaluate("() => [...document.querySelectorAll('#count-svg circle.head')]"
+                         ".map(c => [c.getAttribute('cx'), c.getAttribute('cy')])")
+
+
 def which_frame(jpeg: bytes, clip_frames: np.ndarray) -> int:
     image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
     small = cv2.resize(image, (160, 120), interpolation=cv2.INTER_AREA).astype(np.float32)
@@ -160,18 +207,11 @@ def too_close_at_full_view(page, points: np.ndarray) -> bool:
 def test_installer_annotates_fits_and_the_camera_counts_with_the_model(
         gateway, browser, clip_frames, heads) -> None:  # noqa: F811  (browser: the shared fixture)
     client: httpx.Client = gateway["client"]
-    context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN")
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.goto(f"{gateway['url']}/?token={TOKEN}")
-    page.click("#tab-installer")
-    page.click("#inst-tool-count")
-    assert page.locator("#count-panel").is_visible() and not page.locator("#inst-copy").is_visible()
+    context, page, errors = open_tool(browser, gateway)
     # opened while the background still learns: the panel counts down, then allows snapshots by itself
     page_wait(page, "() => /正在学习空场景背景|正在启动/.test(document.querySelector('#count-status').textContent)")
     assert page.locator("#count-take").is_disabled()
+    see_the_warm_up_count_down(page)
     try:
         page_wait(page, "() => !document.querySelector('#count-take').disabled", timeout=WARMUP_PATIENCE_S)
     except AssertionError as error:
@@ -186,6 +226,7 @@ def test_installer_annotates_fits_and_the_camera_counts_with_the_model(
         page_wait(page, f"() => document.querySelectorAll('#count-shots button').length === {before + 1}"
                         " && !document.querySelector('#count-img').hidden")
         shot_id = page.evaluate("() => document.querySelector('#count-shots button.on').dataset.id")
+        assert_whole_picture_on_screen(page)
         jpeg = client.get(f"/api/cameras/mall/counting/snapshots/{shot_id}/image.jpg").content
         frame = which_frame(jpeg, clip_frames)
         if round_ == 1 or too_close_at_full_view(page, heads[frame]):
@@ -199,9 +240,12 @@ def test_installer_annotates_fits_and_the_camera_counts_with_the_model(
             click_head(page, x, y)
             assert page.evaluate("() => document.querySelectorAll('#count-svg circle.head').length") == marks - 1
             click_head(page, x, y)
+        chip = page.locator("#count-shots button.on")
+        assert re.fullmatch(rf"#\d+ · 未保存 {marks}", chip.inner_text())  # not "未标注": marked, not saved yet
         page.click("#count-zoom button[data-zoom='1']")
         page.click("#count-save")
         page_wait(page, "() => document.querySelector('#count-save').disabled")
+        assert re.fullmatch(rf"#\d+ · {marks} 人", chip.inner_text())
         clicked[shot_id] = heads[frame]
 
     page_wait(page, "() => document.querySelector('#count-need').dataset.annotated === '5'"
@@ -210,7 +254,13 @@ def test_installer_annotates_fits_and_the_camera_counts_with_the_model(
     page_wait(page, "() => !document.querySelector('#count-result').hidden", timeout=2 * PATIENCE_S)
     cv_text = page.locator("#count-cv").inner_text()
     compare = page.locator("#count-compare").inner_text()
-    assert cv_text.startswith("交叉验证误差：") and "5 帧" in cv_text, cv_text
+    status_text = page.locator("#count-status").inner_text()  # the fit shows at once, applied or not yet
+    assert "尚未拟合" not in status_text and "5 帧" in status_text, status_text
+    assert cv_text.startswith("交叉验证误差：") and "5 帧" in cv_text and "常见人数" in cv_text, cv_text
+    verdict = page.locator("#count-verdict").inner_text()
+    assert re.match(r"^(良好|尚可|偏大)：", verdict), verdict  # what the error means for this scene
+    help_text = page.locator("#count-help").inner_text()
+    assert "交叉验证误差" in help_text and "10%" in help_text and "auto" in help_text
     assert compare.startswith("最新一帧：标注 ") and "检测器" in compare and "模型" in compare, compare
     assert "counting: {mode: auto, model: " in page.locator("#count-yaml").inner_text()
     print(f"\n{cv_text}\n{compare}")
@@ -229,8 +279,47 @@ def test_installer_annotates_fits_and_the_camera_counts_with_the_model(
     status = wait_until(counting_with_the_model, PATIENCE_S, "the camera to count with the new model", step=0.5)
     assert status["model"]["frames"] == 5 and status["model"]["cross_validation"]["mae"] > 0
     assert status["estimated"] > status["detected"]  # the dense scene the detector cannot separate
+    page_wait(page, "() => !/尚未拟合/.test(document.querySelector('#count-status').textContent)"
+                    " && /5 帧/.test(document.querySelector('#count-status').textContent)")
     page.click("#lang")
     assert page.locator("#count-cv").inner_text().startswith("Cross-validated error:")
+    assert "10 %" in page.locator("#count-help").inner_text() and page.locator("#count-verdict").inner_text()
+    context.close()
+    assert not errors, errors
+
+
+def test_undo_and_redo_restore_exactly_the_marks_there_were(gateway, browser) -> None:  # noqa: F811
+    context, page, errors = open_tool(browser, gateway)
+    page_wait(page, "() => !document.querySelector('#count-take').disabled", timeout=WARMUP_PATIENCE_S)
+    before = page.evaluate("() => document.querySelectorAll('#count-shots button').length")
+    page.click("#count-take")
+    page_wait(page, f"() => document.querySelectorAll('#count-shots button').length === {before + 1}"
+                    " && !document.querySelector('#count-img').hidden")
+    for x, y in [(100, 100), (320, 240), (540, 380)]:
+        click_head(page, x, y)
+    three = marks(page)
+    click_head(page, 320, 240)  # the middle mark comes off
+    assert marks(page) == [three[0], three[2]]
+    page.click("#count-undo")  # back exactly where it was, and no other mark goes
+    assert marks(page) == three
+    page.click("#count-undo")  # the last mark added
+    assert marks(page) == three[:2]
+    page.click("#count-redo")
+    assert marks(page) == three
+    page.click("#count-redo")
+    assert marks(page) == [three[0], three[2]] and page.locator("#count-redo").is_disabled()
+    page.click("#count-clear")
+    assert marks(page) == []
+    page.keyboard.press("Control+z")  # the keys work in the tool on screen
+    assert marks(page) == [three[0], three[2]]
+    page.keyboard.press("Control+z")
+    assert marks(page) == three
+    page.keyboard.press("Control+Shift+z")
+    assert marks(page) == [three[0], three[2]]
+    page.keyboard.press("Control+y")
+    assert marks(page) == []
+    page.click("#count-delete")
+    page_wait(page, f"() => document.querySelectorAll('#count-shots button').length === {before}")
     context.close()
     assert not errors, errors
 

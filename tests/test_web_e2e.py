@@ -25,7 +25,7 @@ def site(tmp_path_factory):
 
 
 @pytest.fixture
-def page(browser, site):
+def page(browser, site):  # noqa: F811  (browser: the shared fixture)
     context = browser.new_context(viewport={"width": 1400, "height": 900}, locale="zh-CN")
     page = context.new_page()
     errors: list[str] = []
@@ -62,6 +62,8 @@ def test_new_alert_appears_live_and_acknowledge_works(page, site):
     wait_until(page, "() => document.querySelector('#badge-unacked').textContent === '2'")
 
     card.locator(".ack-btn").click()
+    assert page.locator("#ack-name").input_value() == "值班员甲"  # the header's name, remembered
+    page.click("#ack-send")
     card.locator(".acked").wait_for(timeout=PATIENCE_MS)
     record = site.ledger.ack_for(message.event_id)  # the ack went through the case ledger
     assert record is not None and record.by == "值班员甲"
@@ -146,7 +148,7 @@ def test_installer_draws_a_zone_and_prints_yaml(page):
     points = [tuple(map(int, p)) for p in re.findall(r"\[(\d+), (\d+)\]", yaml.split("polygon:")[1])]
     assert len(points) == 4
     expected = [(192, 144), (576, 144), (576, 432), (192, 432)]  # 768x576 frame pixels
-    assert all(abs(x - ex) <= 3 and abs(y - ey) <= 3 for (x, y), (ex, ey) in zip(points, expected)), points
+    assert all(abs(x - ex) <= 3 and abs(y - ey) <= 3 for (x, y), (ex, ey) in zip(points, expected, strict=True)), points
     assert page.locator("#inst-svg circle").count() == 4 and page.locator("#inst-svg .zone").count() == 1
     assert page.locator("#inst-copy").is_enabled()
 
@@ -162,7 +164,7 @@ def test_installer_draws_a_zone_and_prints_yaml(page):
     assert len(values) == 6 and all(0 <= v <= 1 for v in values) and abs(values[0] - 0.1) < 0.01
 
 
-def test_login_form_in_the_browser(browser, site):
+def test_login_form_in_the_browser(browser, site):  # noqa: F811  (browser: the shared fixture)
     context = browser.new_context()
     page = context.new_page()
     page.goto(site.url + "/")
@@ -179,7 +181,7 @@ def test_login_form_in_the_browser(browser, site):
     context.close()
 
 
-def test_kiosk_link_warns_that_the_token_is_in_the_browser_history(browser, site):
+def test_kiosk_link_warns_that_the_token_is_in_the_browser_history(browser, site):  # noqa: F811  (browser: the shared fixture)
     context = browser.new_context(locale="zh-CN")
     page = context.new_page()
     page.goto(f"{site.url}/?token={TOKEN}")

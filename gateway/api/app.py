@@ -13,7 +13,7 @@ per resource (gateway/api/routes/). Routes (OpenAPI at `/openapi.json`, offline 
                                             paging limit/offset; `rev` to stream changes after
     GET  /api/events/stream                 server-sent events: `alert` for every new or changed event
     GET  /api/events/{id}                   one event with its latest payload (picture data stripped)
-    GET  /api/events/{id}/snapshot.jpg      its evidence picture (?which=start|peak|latest)
+    GET  /api/events/{id}/snapshot.jpg      its evidence picture (?which=start|peak|latest; ?size=thumb for lists)
     GET  /api/events/{id}/clip              its video clip (MP4, HTTP Range; gateway/api/routes/clips.py)
     POST /api/events/{id}/ack               acknowledge: {"by", "case_id"?, "note"?} -> the case ledger,
                                             and to the centre (MQTT `acks`)

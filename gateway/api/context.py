@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Container
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Annotated, Any, TypedDict
 
@@ -20,6 +20,7 @@ from gateway.api.auth import Auth
 from gateway.api.metrics import GatewayMetrics
 from gateway.api.schemas import AckOut, CameraOut, CaseOut, ClipOut, EventDetail, EventOut, camera_out, redact_tree
 from gateway.api.stream import StreamHub
+from gateway.api.thumbnails import ThumbnailCache
 from gateway.api.web import WebFiles
 from gateway.delivery.history import EventHistory
 from gateway.delivery.ledger import CaseLedger, CaseUpdate
@@ -65,6 +66,7 @@ class ApiContext:
     sse_heartbeat_s: float
     clips: ClipStore | None = None
     """The evidence clips (None: the gateway records none)."""
+    thumbnails: ThumbnailCache = field(default_factory=ThumbnailCache)
 
     def fmt_time(self, epoch: float) -> str:
         return datetime.fromtimestamp(epoch, self.timezone).astimezone(self.timezone).isoformat(timespec="seconds")

@@ -1,28 +1,38 @@
 /* Installer view, 标注人数 (annotate people): snapshots of a camera, a mark on every head, and a
- * counting model fitted from them (gateway/api/routes/counting.py). Uses the page's texts,
- * requests and messages (window.GW from app.js). Every text from the server goes in through
- * textContent (never innerHTML). */
+ * counting model fitted from them (gateway/api/routes/counting.py). Uses the page's core
+ * (window.GW, core.js); app.js shows and hides the tool. Every text from the server goes in
+ * through textContent (never innerHTML).
+ *
+ * The marks keep a history of what the installer did (add, remove, clear), so 撤销/重做 (undo,
+ * redo; Ctrl+Z, Ctrl+Shift+Z or Ctrl+Y while this tool is on screen) restore exactly the marks
+ * that were there. At 1x the picture fits the visible part of the window; 2x and 4x zoom in. */
 "use strict";
 
 (function () {
-  const $ = (sel) => document.querySelector(sel);
-  const $$ = (sel) => Array.from(document.querySelectorAll(sel));
+  const GW = window.GW;
+  const { $, $$, t } = GW;
   const REMOVE_PX = 6;      // a click this close (screen pixels) to a mark removes it (zoom in for tight crowds)
   const POLL_MS = 2000;
+  const FIT_MARGIN_PX = 16; // room below the picture at 1x
+  const MIN_STAGE_PX = 200;
+  const GOOD_ERROR = 0.10;  // cross-validated error within 10 % of the scene's typical count: good
+  const FAIR_ERROR = 0.20;
 
   const state = {
-    tool: "zone",
     camera: "",
     status: null,
+    statusAt: 0,            // Date.now() when the status arrived (the warm-up countdown runs from it)
+    warmupTotal: 0,         // the longest warm-up seen for this camera (the progress bar's length)
     current: null,          // the snapshot being annotated: {id, width, height, detected, points}
     points: [],
+    done: [],               // what the installer did to the marks, oldest first (undo takes the last)
+    undone: [],             // what undo took back (redo puts it back); a new action forgets it
     dirty: false,
     zoom: 1,
     fit: null,              // the last fit's answer
+    modelBefore: null,      // fitted_at of the model the camera counted with when we fitted
     busy: false,
   };
-  let GW = null;
-  const t = (key, vars) => GW.t(key, vars);
 
   function base() { return "/api/cameras/" + encodeURIComponent(state.camera) + "/counting"; }
 
@@ -37,15 +47,13 @@
 
   function fail(error) { GW.toast(t("count.failed", { msg: error.message }), true, 6000); }
 
-  // ------------------------------------------------------------------ tool switch
-
-  function showTool(tool) {
-    state.tool = tool;
-    $$("#inst-tool button").forEach((b) => b.classList.toggle("on", b.dataset.tool === tool));
-    $$(".zone-only").forEach((node) => { node.hidden = tool !== "zone"; });
-    $$(".count-only").forEach((node) => { node.hidden = tool !== "count"; });
-    if (tool === "count") selectCamera($("#inst-camera").value, true);
+  function setStatus(status) {
+    state.status = status;
+    state.statusAt = Date.now();
+    if (status && status.warmup_left_s > state.warmupTotal) state.warmupTotal = status.warmup_left_s;
   }
+
+  // ------------------------------------------------------------------ camera and polling
 
   async function selectCamera(cameraId, force) {
     if (!cameraId || (cameraId === state.camera && !force)) return;
@@ -53,19 +61,21 @@
       state.camera = cameraId;
       state.current = null;
       state.points = [];
+      forgetHistory();
       state.dirty = false;
       state.fit = null;
+      state.warmupTotal = 0;
     }
-    try { state.status = await call("/start", "POST"); } catch (e) { fail(e); }
+    try { setStatus(await call("/start", "POST")); } catch (e) { fail(e); }
     render();
   }
 
   async function poll() {
-    if (state.tool !== "count" || GW.tab() !== "installer" || document.hidden) return;
+    if (!GW.toolOnScreen("count")) return;
     const chosen = $("#inst-camera").value;   // the list may fill after the tool was opened
     if (chosen && chosen !== state.camera) { await selectCamera(chosen); return; }
     if (!state.camera) return;
-    try { state.status = await call(""); } catch (e) { return; }
+    try { setStatus(await call("")); } catch (e) { return; }
     renderStatus();
     renderShots();
     renderButtons();   // the background may just have warmed up: snapshots allowed now
@@ -79,7 +89,7 @@
     renderButtons();
     try {
       const shot = await call("/snapshots", "POST");
-      state.status = await call("");
+      setStatus(await call(""));
       open(shot);
     } catch (e) { fail(e); }
     state.busy = false;
@@ -89,6 +99,7 @@
   function open(shot) {
     state.current = shot;
     state.points = (shot.points || []).map((p) => [p[0], p[1]]);
+    forgetHistory();
     state.dirty = false;
     const img = $("#count-img");
     img.hidden = true;
@@ -104,7 +115,7 @@
         { points: state.points });
       state.current = shot;
       state.dirty = false;
-      state.status = await call("");
+      setStatus(await call(""));
       GW.toast(t("count.saved", { n: shot.points.length }));
     } catch (e) { fail(e); }
     render();
@@ -116,9 +127,10 @@
       await call("/snapshots/" + encodeURIComponent(state.current.id), "DELETE");
       state.current = null;
       state.points = [];
+      forgetHistory();
       state.dirty = false;
       $("#count-img").hidden = true;
-      state.status = await call("");
+      setStatus(await call(""));
       GW.toast(t("count.deleted"));
     } catch (e) { fail(e); }
     render();
@@ -128,16 +140,56 @@
     state.busy = true;
     renderButtons();
     $("#count-fit").textContent = t("count.fitting");
+    state.modelBefore = state.status && state.status.model ? state.status.model.fitted_at : null;
     try {
       state.fit = await call("/fit", "POST");
-      state.status = await call("");
+      setStatus(await call(""));
       GW.toast(t("count.fitted"));
     } catch (e) { fail(e); }
     state.busy = false;
     render();
   }
 
-  // ------------------------------------------------------------------ marking
+  // ------------------------------------------------------------------ marking, with undo and redo
+
+  /* Each action says how to do and undo itself on state.points. */
+  function apply(action) {
+    if (action.kind === "add") state.points.splice(action.index, 0, action.point);
+    else if (action.kind === "remove") state.points.splice(action.index, 1);
+    else state.points = [];
+  }
+  function revert(action) {
+    if (action.kind === "add") state.points.splice(action.index, 1);
+    else if (action.kind === "remove") state.points.splice(action.index, 0, action.point);
+    else state.points = action.points.map((p) => [p[0], p[1]]);
+  }
+  function act(action) {
+    apply(action);
+    state.done.push(action);
+    state.undone = [];
+    marksChanged();
+  }
+  function undo() {
+    const action = state.done.pop();
+    if (!action) return;
+    revert(action);
+    state.undone.push(action);
+    marksChanged();
+  }
+  function redo() {
+    const action = state.undone.pop();
+    if (!action) return;
+    apply(action);
+    state.done.push(action);
+    marksChanged();
+  }
+  function forgetHistory() { state.done = []; state.undone = []; }
+  function marksChanged() {
+    state.dirty = true;
+    renderMarks();
+    renderShots();
+    renderButtons();
+  }
 
   function toFrame(event) {
     const img = $("#count-img");
@@ -155,11 +207,15 @@
     if (!hit) return;
     const reach = REMOVE_PX * hit.perPixel;
     const near = state.points.findIndex((q) => Math.hypot(q[0] - hit.p[0], q[1] - hit.p[1]) <= reach);
-    if (near >= 0) state.points.splice(near, 1);
-    else state.points.push(hit.p);
-    state.dirty = true;
-    renderMarks();
-    renderButtons();
+    if (near >= 0) act({ kind: "remove", index: near, point: state.points[near] });
+    else act({ kind: "add", index: state.points.length, point: hit.p });
+  }
+
+  function onKey(event) {
+    if (!GW.toolOnScreen("count") || !GW.keyForPage(event) || !(event.ctrlKey || event.metaKey)) return;
+    const key = event.key.toLowerCase();
+    if (key === "z" && !event.shiftKey) { event.preventDefault(); undo(); }
+    else if ((key === "z" && event.shiftKey) || key === "y") { event.preventDefault(); redo(); }
   }
 
   // ------------------------------------------------------------------ rendering
@@ -172,15 +228,26 @@
     renderResult();
   }
 
+  function warmupLeft() {
+    const status = state.status;
+    if (!status || !status.running || !(status.warmup_left_s > 0)) return 0;
+    return Math.max(0, status.warmup_left_s - (Date.now() - state.statusAt) / 1000);
+  }
+
   function renderStatus() {
     const status = state.status;
     const lines = [];
     if (!status || !status.running) lines.push(t("count.starting"));
-    else if (status.warmup_left_s > 0) lines.push(t("count.warming", { s: Math.ceil(status.warmup_left_s) }));
+    else if (status.warmup_left_s > 0) lines.push(t("count.warmingShort"));
     else lines.push(t("count.ready"));
-    if (status && status.model && status.model.cross_validation) {
-      lines.push(t("count.model", { n: status.model.frames, mae: Number(status.model.cross_validation.mae).toFixed(2),
+    const model = status && status.model && status.model.cross_validation ? status.model : null;
+    const taken = !state.fit || (model && model.fitted_at !== state.modelBefore);
+    if (model && taken) {
+      lines.push(t("count.model", { n: model.frames, mae: Number(model.cross_validation.mae).toFixed(2),
         mode: status.active_mode }));
+    } else if (state.fit) {   // fitted here; the camera takes it with its next analysed frame
+      lines.push(t("count.modelPending", { n: state.fit.frames, mae: state.fit.cross_validation.mae.toFixed(2),
+        mode: state.fit.active_mode }));
     } else if (status) {
       lines.push(t("count.noModel"));
     }
@@ -190,7 +257,21 @@
     const box = $("#count-status");
     box.textContent = "";
     lines.forEach((line, i) => { if (i) box.append(document.createElement("br")); box.append(line); });
-    $("#count-status").dataset.ready = status && status.running && status.warmup_left_s === 0 ? "1" : "0";
+    box.dataset.ready = status && status.running && status.warmup_left_s === 0 ? "1" : "0";
+    renderWarmup();
+  }
+
+  /* While the background learns the empty scene: a progress bar and a countdown, every second. */
+  function renderWarmup() {
+    const left = warmupLeft();
+    const warming = !!(state.status && state.status.running && state.status.warmup_left_s > 0);
+    $("#count-warmup").hidden = !warming;
+    if (!warming) return;
+    const total = Math.max(state.warmupTotal, 1);
+    const bar = $("#count-warmup-bar");
+    bar.max = total;
+    bar.value = Math.min(total, total - left);
+    $("#count-warmup-text").textContent = t("count.warming", { s: Math.ceil(left) });
   }
 
   function renderShots() {
@@ -198,9 +279,12 @@
     box.textContent = "";
     const shots = (state.status && state.status.snapshots) || [];
     shots.forEach((shot, i) => {
+      const current = state.current && state.current.id === shot.id;
       const done = shot.points !== null;
-      const label = done ? t("count.shot", { i: i + 1, n: shot.points.length }) : t("count.shotNew", { i: i + 1 });
-      const button = GW.el("button", (done ? "done" : "") + (state.current && state.current.id === shot.id ? " on" : ""), label);
+      const label = current && state.dirty ? t("count.shotUnsaved", { i: i + 1, n: state.points.length })
+        : done ? t("count.shot", { i: i + 1, n: shot.points.length }) : t("count.shotNew", { i: i + 1 });
+      const button = GW.el("button", (done ? "done" : "") + (current ? " on" : "") + (current && state.dirty ? " dirty" : ""),
+        label);
       button.type = "button";
       button.dataset.id = shot.id;
       button.addEventListener("click", () => {
@@ -216,13 +300,23 @@
     $("#count-need").dataset.annotated = String(annotated);
   }
 
+  /* At 1x the whole picture fits the window below the scroll box's top; 2x and 4x zoom in. */
+  function fitStage(shot) {
+    const scroll = $("#count-scroll");
+    const top = scroll.getBoundingClientRect().top + window.scrollY;
+    const room = Math.max(MIN_STAGE_PX, window.innerHeight - top - FIT_MARGIN_PX);
+    const width = Math.max(1, Math.min(scroll.clientWidth || shot.width, room * shot.width / shot.height));
+    scroll.style.maxHeight = room + "px";
+    $("#count-stage").style.width = Math.floor(width * state.zoom) + "px";
+  }
+
   function renderMarks() {
     const svg = $("#count-svg");
     svg.textContent = "";
     const shot = state.current;
     $("#count-empty").hidden = !!shot;
-    $("#count-stage").style.width = (state.zoom * 100) + "%";
     if (!shot) return;
+    fitStage(shot);
     svg.setAttribute("viewBox", "0 0 " + shot.width + " " + shot.height);
     svg.setAttribute("preserveAspectRatio", "none");
     const img = $("#count-img");
@@ -240,7 +334,8 @@
     const ready = !!(status && status.running && status.warmup_left_s === 0);
     const annotated = ((status && status.snapshots) || []).filter((s) => s.points !== null).length;
     $("#count-take").disabled = state.busy || !ready;
-    $("#count-undo").disabled = !state.current || !state.points.length;
+    $("#count-undo").disabled = !state.current || !state.done.length;
+    $("#count-redo").disabled = !state.current || !state.undone.length;
     $("#count-clear").disabled = !state.current || !state.points.length;
     $("#count-save").disabled = !state.current || !state.dirty;
     $("#count-delete").disabled = !state.current;
@@ -255,8 +350,12 @@
     $("#count-result").hidden = !result;
     if (!result) return;
     const cv = result.cross_validation;
+    const typical = result.frames ? result.people / result.frames : 0;
+    const verdict = cv.relative_error <= GOOD_ERROR ? "count.good" : cv.relative_error <= FAIR_ERROR ? "count.fair" : "count.poor";
     $("#count-cv").textContent = t("count.cv", { mae: cv.mae.toFixed(2), rel: (cv.relative_error * 100).toFixed(1),
-      folds: cv.folds, frames: result.frames, people: result.people });
+      typical: typical.toFixed(1), frames: result.frames, people: result.people });
+    $("#count-verdict").textContent = t(verdict);
+    $("#count-verdict").dataset.verdict = verdict.slice(6);
     $("#count-compare").textContent = t("count.compare", { a: result.latest.annotated, d: result.latest.detected,
       e: Math.round(result.latest.estimated) });
     $("#count-yaml").textContent = result.yaml;
@@ -265,28 +364,28 @@
   // ------------------------------------------------------------------ start
 
   function start() {
-    GW = window.GW;
-    if (!GW) return;
-    $$("#inst-tool button").forEach((b) => b.addEventListener("click", () => showTool(b.dataset.tool)));
-    $("#inst-camera").addEventListener("change", (e) => { if (state.tool === "count") selectCamera(e.target.value); });
+    GW.on("tool", (tool) => { if (tool === "count") selectCamera($("#inst-camera").value, true); });
+    GW.on("lang", render);
+    $("#inst-camera").addEventListener("change", (e) => { if (GW.state.tool === "count") selectCamera(e.target.value); });
     $("#count-stage").addEventListener("click", mark);
     $("#count-take").addEventListener("click", takeSnapshot);
     $("#count-save").addEventListener("click", save);
     $("#count-delete").addEventListener("click", remove);
     $("#count-fit").addEventListener("click", fit);
-    $("#count-undo").addEventListener("click", () => { state.points.pop(); state.dirty = true; renderMarks(); renderButtons(); });
-    $("#count-clear").addEventListener("click", () => { state.points = []; state.dirty = true; renderMarks(); renderButtons(); });
+    $("#count-undo").addEventListener("click", undo);
+    $("#count-redo").addEventListener("click", redo);
+    $("#count-clear").addEventListener("click", () => act({ kind: "clear", points: state.points.map((p) => [p[0], p[1]]) }));
     $$("#count-zoom button").forEach((b) => b.addEventListener("click", () => {
       state.zoom = Number(b.dataset.zoom);
       $$("#count-zoom button").forEach((x) => x.classList.toggle("on", x === b));
       renderMarks();
     }));
-    $("#lang").addEventListener("click", render);
+    document.addEventListener("keydown", onKey);
     window.addEventListener("resize", renderMarks);
     setInterval(poll, POLL_MS);
+    setInterval(() => { if (GW.toolOnScreen("count")) renderWarmup(); }, 1000);
     render();
   }
 
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
-  else start();
+  start();
 })();

@@ -14,6 +14,7 @@ from gateway.api.context import Context
 from gateway.api.query import epoch_or_none, known_query, rfc3339
 from gateway.api.schemas import AckIn, AckOut, AckResult, EventDetail, EventOut, EventPageOut, Problem
 from gateway.api.stream import SSE_MAX_CLIENTS, EventStreamResponse, event_stream
+from gateway.api.thumbnails import THUMB_MAX_BYTES, THUMB_WIDTH
 from gateway.config.models import IDENT_PATTERN
 from gateway.delivery.ledger import LedgerError, UnknownEventError
 from gateway.events.lifecycle import EVENT_ID_RE
@@ -85,7 +86,11 @@ def get_event(event_id: EventIdParam, ctx: Context) -> EventOut:
 
 
 @router.get("/api/events/{event_id}/snapshot.jpg", summary="Evidence picture",
-            dependencies=[Depends(known_query("which"))],
+            description="The event's evidence picture as kept (JPEG). `size=thumb` gives a small copy for "
+                        f"lists: at most {THUMB_WIDTH} px wide and {THUMB_MAX_BYTES // 1000} kB, made from the "
+                        "kept picture the first time it is asked for and cached; the full picture stays "
+                        "available without `size`.",
+            dependencies=[Depends(known_query("which", "size"))],
             responses={200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
                        404: {"model": Problem, "description": "Unknown event, or no picture kept."}})
 def event_snapshot(
@@ -93,11 +98,18 @@ def event_snapshot(
     ctx: Context,
     which: Annotated[Literal["start", "peak", "latest"], Query(description="start picture, latest peak "
                                                                             "picture, or the newer one")] = "start",
+    size: Annotated[Literal["full", "thumb"], Query(description=f"full: as kept; thumb: at most {THUMB_WIDTH} px "
+                                                                 "wide, for lists")] = "full",
 ) -> Response:
     ctx.find_event(event_id)
     jpeg = ctx.history.snapshot(event_id, which)
     if jpeg is None:
         raise HTTPException(404, f"event {event_id} has no {which} picture (none taken, or deleted by retention)")
+    if size == "thumb":
+        thumb = ctx.thumbnails.get(event_id, which, jpeg)
+        if thumb is None:
+            log.warning("event %s: its %s picture does not decode as a JPEG; sending it whole", event_id, which)
+        jpeg = thumb or jpeg
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
