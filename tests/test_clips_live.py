@@ -3,7 +3,8 @@
 `gateway run` on the camera-like H.264 sample (looped in real time, as a camera streams it),
 a real Mosquitto and the real API: the alert's start says its clip is recording, the event
 list shows it ready once written, the link in the payload serves the MP4 (whole and by range,
-as a browser's player asks for it), ffprobe decodes it from its first frame, Chromium plays it,
+as a browser's player asks for it), ffprobe decodes it from its first frame, the page's alert
+card plays it in Chromium,
 and the event's later messages (here: its end when the gateway stops) carry the final state
 and the span, which covers the event with its pre-roll.
 """
@@ -105,18 +106,25 @@ def test_a_live_alert_carries_a_clip_that_the_api_serves_and_a_browser_plays(
     found = probe(saved)
     assert (found.codec, found.width, found.height, found.first_key) == ("h264", 768, 576, True)
 
+    # The duty officer's page: the alert card's video button plays the clip in the overlay.
     with launch_chromium() as browser:
         page = browser.new_page()
         try:
             page.goto(f"{api}/?token={TOKEN}")  # the kiosk link: a session cookie for the clip's request
-            page.set_content(f'<video id="clip" muted autoplay playsinline src="/api/events/{event_id}/clip"></video>')
-            wait_until_shown(page, "document.getElementById('clip').readyState >= 2")
-            wait_until_shown(page, "document.getElementById('clip').currentTime > 0.5")
-            state = page.evaluate("(() => { const v = document.getElementById('clip'); "
-                                  "return {error: v.error && v.error.code, width: v.videoWidth}; })()")
+            button = f'.alert[data-id="{event_id}"] .clip-btn'
+            wait_until_shown(page, f"(() => {{ const b = document.querySelector('{button}'); "
+                                   "return !!b && !b.hidden && !b.disabled; })()")
+            page.click(button)
+            wait_until_shown(page, "document.getElementById('lightbox-video').readyState >= 2")
+            wait_until_shown(page, "document.getElementById('lightbox-video').currentTime > 0.5")
+            state = page.evaluate("(() => { const v = document.getElementById('lightbox-video'); "
+                                  "return {error: v.error && v.error.code, width: v.videoWidth, "
+                                  "overlay: !document.getElementById('lightbox').hidden}; })()")
+            page.keyboard.press("Escape")
+            wait_until_shown(page, "document.getElementById('lightbox').hidden")
         finally:
             page.close()
-    assert state == {"error": None, "width": 768}
+    assert state == {"error": None, "width": 768, "overlay": True}
 
     # The memory each camera's ring holds and the clip folder are on /metrics.
     status, _headers, metrics = get(f"{api}/metrics")

@@ -135,7 +135,10 @@
       ack.type = "button";
       ack.addEventListener("click", () => acknowledge(card.dataset.id));
       const acked = el("div", "acked");
-      actions.append(ack, acked);
+      const clip = el("button", "clip-btn");
+      clip.type = "button";
+      clip.addEventListener("click", () => openClip(state.events.get(card.dataset.id)));
+      actions.append(clip, el("span", "clip-none"), ack, acked);
       card.append(el("div", "bar"), thumb, body, actions);
     }
     card.className = "alert sev-" + Math.min(4, Math.max(1, ev.severity || 2)) + (ev.active ? " active" : " ended") +
@@ -189,6 +192,7 @@
     when.append(time);
     if (ev.ended_at) when.append(el("span", "dur", t("alert.duration", { d: GW.duration(ev.started_at, ev.ended_at) })));
     GW.cases.render(ev, card);
+    renderClip(ev, card);
 
     const ackBtn = $(".ack-btn", card);
     const acked = $(".acked", card);
@@ -207,6 +211,22 @@
       ackBtn.textContent = t("alert.ack");
     }
     return card;
+  }
+  /* The event's video clip: a button while it can be played (or is still being recorded), a
+     muted "no video" with the reason when the camera's video could not become a clip. */
+  function renderClip(ev, card) {
+    const button = $(".clip-btn", card);
+    const none = $(".clip-none", card);
+    const clip = ev.clip;
+    button.hidden = !clip || clip.status === "failed";
+    none.hidden = !clip || clip.status !== "failed";
+    if (!clip) return;
+    none.textContent = t("alert.clipFailed");
+    none.title = clip.reason || "";
+    button.disabled = clip.status === "recording";
+    button.textContent = t(clip.status === "recording" ? "alert.clipRecording"
+      : clip.status === "partial" ? "alert.clipPartial" : "alert.clip");
+    button.title = clip.reason || "";
   }
   function renderAll() {
     for (const card of $$("#alert-list .alert")) {
@@ -357,17 +377,41 @@
 
   // ------------------------------------------------------------------ lightbox
 
+  function caption(ev) {
+    return titleOf(ev) + " · " + (ev.camera_name || ev.camera_id) + " · " + GW.shortTime(ev.started_at);
+  }
   function openLightbox(ev) {
     if (!ev) return;
     const url = ev.peak_snapshot_url || ev.snapshot_url;
     if (!url) return;
-    $("#lightbox-img").src = url;
-    $("#lightbox-caption").textContent = titleOf(ev) + " · " + (ev.camera_name || ev.camera_id) + " · " + GW.shortTime(ev.started_at);
+    showInLightbox("img", url, caption(ev));
+  }
+  /* The clip plays in the same overlay as the picture; the browser fetches it by ranges. */
+  function openClip(ev) {
+    if (!ev || !ev.clip || !ev.clip.url || ev.clip.status === "recording") return;
+    showInLightbox("video", ev.clip.url, caption(ev) + (ev.clip.reason ? " · " + ev.clip.reason : ""));
+    $("#lightbox-video").play().catch(() => {});  // autoplay may be refused: the controls remain
+  }
+  function showInLightbox(kind, url, text) {
+    const img = $("#lightbox-img");
+    const video = $("#lightbox-video");
+    img.hidden = kind !== "img";
+    video.hidden = kind !== "video";
+    if (kind === "img") img.src = url; else video.src = url;
+    $("#lightbox-caption").textContent = text;
     $("#lightbox").hidden = false;
   }
+  function closeLightbox() {
+    const video = $("#lightbox-video");
+    video.pause();
+    video.removeAttribute("src");
+    video.load();  // stop fetching the clip
+    $("#lightbox").hidden = true;
+  }
   function bindLightbox() {
-    $("#lightbox").addEventListener("click", () => { $("#lightbox").hidden = true; });
-    document.addEventListener("keydown", (e) => { if (e.key === "Escape") $("#lightbox").hidden = true; });
+    $("#lightbox").addEventListener("click", closeLightbox);
+    $("#lightbox-video").addEventListener("click", (e) => e.stopPropagation());  // its controls, not a close
+    document.addEventListener("keydown", (e) => { if (e.key === "Escape" && !$("#lightbox").hidden) closeLightbox(); });
   }
 
   // ------------------------------------------------------------------ wiring
