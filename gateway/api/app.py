@@ -79,11 +79,11 @@ def create_app(
     omitted. timezone: IANA name for the times the API prints (acks); default the system's.
     sessions_path: where browser sessions survive a restart.
     counting_studio: the page's counting-model tool (gateway/api/routes/counting.py); None: not offered.
-    Raises ApiConfigError for an open API on a non-loopback bind.
+    Raises ApiConfigError for an empty token, or an open API on a non-loopback bind.
     """
     check_settings(settings)
     token = settings.token.get_secret_value() if settings.token is not None else None
-    auth = Auth(token or None, sessions_path)
+    auth = Auth(token, sessions_path)
     if metrics is None:
         metrics = GatewayMetrics(view=view, history=history)
     context = ApiContext(view=view, history=history, ledger=ledger, metrics=metrics, auth=auth, hub=StreamHub(),

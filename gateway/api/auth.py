@@ -33,7 +33,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from gateway.config.api import ApiSection, is_loopback
+from gateway.config.api import EMPTY_TOKEN, ApiSection, is_blank, is_loopback
 
 log = logging.getLogger("gateway.api")
 
@@ -55,9 +55,11 @@ class Redirect(Exception):
 
 
 def check_settings(settings: ApiSection) -> None:
-    """Refuse to serve an open API beyond this machine; warn about a short token.
+    """Refuse an empty token, and an open API beyond this machine; warn about a short token.
 
-    The config already refuses the first (at `gateway check`); this guards settings built in code."""
+    The config already refuses both (at `gateway check`); this guards settings built in code."""
+    if is_blank(settings.token):
+        raise ApiConfigError(f"api.token {EMPTY_TOKEN}")
     if settings.token is None and not is_loopback(settings.bind):
         raise ApiConfigError(f"api.bind is {settings.bind!r} but api.token is not set: the web API would be "
                              "open to the network. Set api.token or bind to 127.0.0.1.")
@@ -202,7 +204,10 @@ class Auth:
 
     def __init__(self, token: str | None, sessions_path: Path | None = None,
                  throttle: LoginThrottle | None = None) -> None:
-        self._token = token.encode("utf-8") if token else None
+        """token None: the open (loopback-only) API; an empty token is refused (ApiConfigError)."""
+        if is_blank(token):
+            raise ApiConfigError(f"api.token {EMPTY_TOKEN}")
+        self._token = token.encode("utf-8") if token is not None else None
         self.sessions = SessionStore(self._token, sessions_path) if self._token else None
         self.throttle = throttle or LoginThrottle()
 
