@@ -19,7 +19,6 @@ from gateway.config import ConfigError, ConfigIssue, check_config, load_config, 
 from gateway.config.errors import Redactor
 from gateway.config.models import CrowdRule, FileSource, NvrSource, OnvifSource, RtspSource
 from gateway.redaction import redact
-from gateway.video.urls import redact_url
 from waiting import PATIENCE_S
 
 REPO = Path(__file__).resolve().parent.parent
@@ -684,7 +683,7 @@ def test_secrets_from_the_environment_are_masked_everywhere_after_loading():
     assert "q7-Query-Secret" not in redact("camera said: bad key q7-Query-Secret")  # the value alone too
     assert redact("rtsp://admin:pa/ss word@10.0.0.9:554/h264") == "rtsp://admin:***@10.0.0.9:554/h264"
     assert "pa%2Fss%20word" not in redact("url rtsp://x/?u=admin&p=pa%2Fss%20word")  # encoded form too
-    assert redact_url("rtsp://cam.local/live?pwd=abc&token=xyz&channel=2") == \
+    assert redact("rtsp://cam.local/live?pwd=abc&token=xyz&channel=2") == \
         "rtsp://cam.local/live?pwd=***&token=***&channel=2"
     assert redact("host 10.0.0.9 path h264") == "host 10.0.0.9 path h264"  # hosts stay readable
 
