@@ -35,6 +35,7 @@ from gateway.camera.tiling import PlannedTiling, camera_tile_plan, log_plan
 from gateway.camera.timing import TimedDetector
 from gateway.config.models import Camera, GatewaySection, OnvifSource
 from gateway.events import AlertMessage, Snapshot
+from gateway.logs import LogLimiter
 from gateway.onvif.patrol import PatrolState, PatrolStatus
 from gateway.video.motion import MotionGate, region_mask
 from gateway.video.reader import CameraReader, ReaderHealth
@@ -89,6 +90,8 @@ class CameraWorker:
         self.offline_watch = OfflineWatch(camera, gateway)
         self.camera_events = CameraEventAlerts(camera, gateway)
         self._camera_event_queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._event_log = LogLimiter(burst=10, window_s=60.0)
+        """The camera decides how often its events come: at most 10 lines a minute per kind."""
         self.event_listener = None
         if isinstance(camera.source, OnvifSource) and camera.source.onvif.events and onvif_loop:
             from gateway.onvif import OnvifEventListener
@@ -346,8 +349,9 @@ class CameraWorker:
             messages += self.patrol_fault.observe(self.patrol.status(), self.offline_watch.offline, t, now)
         while not self._camera_event_queue.empty():
             event = self._camera_event_queue.get_nowait()
-            log.info("camera %s: ONVIF %s %s (%s)", self.camera.id, event.kind,
-                     "active" if event.active else "cleared", event.source_topic)
+            self._event_log.log(log, logging.INFO, f"onvif:{event.kind}", "camera %s: ONVIF %s %s (%s)",
+                                self.camera.id, event.kind, "active" if event.active else "cleared",
+                                event.source_topic)
             claimed = [sensor for sensor in self.alarm_sensors if sensor.onvif.event == event.kind
                        and sensor.onvif.input in (None, event.data.get("input"))]
             for sensor in claimed:
