@@ -325,6 +325,21 @@ def test_syntax_error_in_an_included_file_is_not_drowned_in_follow_on_errors():
     assert issue.message.startswith("YAML syntax error")
 
 
+@pytest.mark.parametrize("included", [True, False])
+def test_an_undefined_alias_is_named_by_its_line_not_its_name(included):
+    """The name after `*` may be a secret's fragment typed in the wrong place: never echoed."""
+    cameras = "cameras:\n  - id: cam1\n    source: {rtsp: *Hunter2-Fragment}\n"
+    if included:
+        write("cams.yaml", cameras)
+        issue = single(HEAD + "include: cams.yaml\n")
+        assert (issue.file, issue.line) == ("cams.yaml", 3)
+    else:
+        issue = single(HEAD + cameras)
+        assert (issue.file, issue.line) == ("site.yaml", 7)
+    assert issue.message.startswith("YAML syntax error: an undefined alias")
+    assert "Hunter2" not in str(issue)
+
+
 def test_include_cycle():
     write("b.yaml", "include: site.yaml\n")
     issue = single(HEAD + "include:\n  - b.yaml\n")
