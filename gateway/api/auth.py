@@ -70,6 +70,9 @@ def check_settings(settings: ApiSection) -> None:
     if settings.token is None and not is_loopback(settings.bind):
         raise ApiConfigError(f"api.bind is {settings.bind!r} but api.token is not set: the web API would be "
                              "open to the network. Set api.token or bind to 127.0.0.1.")
+    if settings.token is None:
+        log.info("web API on %s:%d without api.token: open to programs on this machine only (requests must "
+                 "name a loopback host)", settings.bind, settings.port)
     for warning in settings.warnings():
         log.warning(warning)
 
