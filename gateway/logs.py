@@ -58,11 +58,30 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     root.setLevel(level.upper())
 
 
+MAX_QUOTED_CHARS = 120
+"""What a log line (or an error shown in health) may quote of data that came from the network."""
+
+
+def clip(text: str, limit: int = MAX_QUOTED_CHARS) -> str:
+    """`text` on one line, cut to `limit` characters with its full length said: never a payload."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+def quoted(value: object, limit: int = MAX_QUOTED_CHARS) -> str:
+    """repr(value), clipped: for an inbound value in an error message."""
+    return clip(repr(value), limit)
+
+
 class LogLimiter:
-    """At most `burst` lines per kind of message per `window_s`; the rest are counted, and the
-    next line that gets through says how many were held back. Used where the network decides
-    how often we log (malformed acks, refused requests): a flood must not flood the journal.
-    The clock is passed in, so the policy is testable without waiting."""
+    """At most `burst` lines per source per `window_s`; the rest are counted, and the next line
+    that gets through says how many were held back. Used where the network decides how often we
+    log (sensors, acks, refused requests): a flood must not flood the journal.
+
+    `kind` names the SOURCE of the lines (a sensor, a broker, a topic and what went wrong on
+    it), never their text: a payload whose error differs every time is still one source. Text
+    arguments are clipped (`clip`), so a line never carries more than a short prefix of a
+    payload. The clock is passed in, so the policy is testable without waiting."""
 
     def __init__(self, burst: int = 5, window_s: float = 60.0) -> None:
         self.burst = burst
@@ -80,13 +99,16 @@ class LogLimiter:
                 self._windows[kind] = (start, logged + 1, 0)
                 return True, held
             self._windows[kind] = (start, logged, held + 1)
-            if len(self._windows) > 256:  # kinds are ours, but keep the map bounded anyway
+            if len(self._windows) > 256:  # sources are configured ones, but keep the map bounded anyway
                 self._windows = {k: v for k, v in self._windows.items() if now - v[0] < self.window_s}
             return False, held + 1
 
     def log(self, logger: logging.Logger, level: int, kind: str, message: str, *args: object,
-            now: float | None = None) -> None:
+            now: float | None = None, exc_info: BaseException | None = None) -> bool:
+        """Log unless `kind` used up its lines in this window; True if logged."""
         allowed, held = self.allow(kind, time.monotonic() if now is None else now)
         if allowed:
             suffix = f" ({held} more like it held back in the last {self.window_s:.0f} s)" if held else ""
-            logger.log(level, message + suffix, *args)
+            shown = tuple(clip(str(arg)) if isinstance(arg, str | BaseException) else arg for arg in args)
+            logger.log(level, message + suffix, *shown, exc_info=exc_info)
+        return allowed

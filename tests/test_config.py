@@ -19,7 +19,6 @@ from gateway.config import ConfigError, ConfigIssue, check_config, load_config, 
 from gateway.config.errors import Redactor
 from gateway.config.models import CrowdRule, FileSource, NvrSource, OnvifSource, RtspSource
 from gateway.redaction import redact
-from gateway.video.urls import redact_url
 from waiting import PATIENCE_S
 
 REPO = Path(__file__).resolve().parent.parent
@@ -324,6 +323,21 @@ def test_syntax_error_in_an_included_file_is_not_drowned_in_follow_on_errors():
     issue = single("gateway: {id: gw1}\ninclude: detector.yaml\n")
     assert (issue.file, issue.line) == ("detector.yaml", 3)
     assert issue.message.startswith("YAML syntax error")
+
+
+@pytest.mark.parametrize("included", [True, False])
+def test_an_undefined_alias_is_named_by_its_line_not_its_name(included):
+    """The name after `*` may be a secret's fragment typed in the wrong place: never echoed."""
+    cameras = "cameras:\n  - id: cam1\n    source: {rtsp: *Hunter2-Fragment}\n"
+    if included:
+        write("cams.yaml", cameras)
+        issue = single(HEAD + "include: cams.yaml\n")
+        assert (issue.file, issue.line) == ("cams.yaml", 3)
+    else:
+        issue = single(HEAD + cameras)
+        assert (issue.file, issue.line) == ("site.yaml", 7)
+    assert issue.message.startswith("YAML syntax error: an undefined alias")
+    assert "Hunter2" not in str(issue)
 
 
 def test_include_cycle():
@@ -684,7 +698,7 @@ def test_secrets_from_the_environment_are_masked_everywhere_after_loading():
     assert "q7-Query-Secret" not in redact("camera said: bad key q7-Query-Secret")  # the value alone too
     assert redact("rtsp://admin:pa/ss word@10.0.0.9:554/h264") == "rtsp://admin:***@10.0.0.9:554/h264"
     assert "pa%2Fss%20word" not in redact("url rtsp://x/?u=admin&p=pa%2Fss%20word")  # encoded form too
-    assert redact_url("rtsp://cam.local/live?pwd=abc&token=xyz&channel=2") == \
+    assert redact("rtsp://cam.local/live?pwd=abc&token=xyz&channel=2") == \
         "rtsp://cam.local/live?pwd=***&token=***&channel=2"
     assert redact("host 10.0.0.9 path h264") == "host 10.0.0.9 path h264"  # hosts stay readable
 

@@ -266,7 +266,7 @@ def test_model_round_trips_through_json() -> None:
     (lambda d: d.update(weights="many"), "weights"),
     (lambda d: d.update(features=["a", "b", "c"]), "features"),
     (lambda d: d.update(grid={"working_size": [100, 100], "cell_px": 10}), "grid"),
-    (lambda d: d.pop("perspective"), "malformed model"),
+    (lambda d: d.pop("perspective"), "'perspective' must be an object"),
     (lambda d: d.update(region_scale=[[1, -2]]), "region_scale"),
     (lambda d: d.update(camera_id=""), "camera_id"),
 ])

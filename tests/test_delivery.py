@@ -169,7 +169,7 @@ def test_disk_full_alert_starts_at_once_repeats_and_ends_after_the_disk_recovers
 def test_case_messages_are_parsed_strictly() -> None:
     update = parse_case(json.dumps({"event_id": "e1", "case_id": "GD-2024-0031", "status": "dispatched",
                                     "by": "李主任", "at": "2024-05-01T09:30:00+08:00", "note": "请网格员到场",
-                                    "extra": 1}).encode(), 0.0)
+                                    "extra": 1}).encode(), 1714527000.0)
     assert (update.status, update.by, update.note, update.at_ts) == ("dispatched", "李主任", "请网格员到场", 1714527000.0)
     bare = parse_case(b'{"event_id": "e1", "case_id": "C", "status": "handled"}', 1714527000.0)
     assert bare.by == "" and bare.note is None and bare.at_ts == 1714527000.0 and bare.at.startswith("2024-05-01")

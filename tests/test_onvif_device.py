@@ -12,7 +12,6 @@ from gateway.onvif.device import (
     MediaProfile,
     OnvifCamera,
     choose_profile,
-    display_url,
     resolve_camera_sync,
     stream_urls,
 )
@@ -25,6 +24,7 @@ from gateway.onvif.session import (
     OnvifTimeout,
     OnvifUnreachable,
 )
+from gateway.redaction import redact
 from onvif_device import FakeOnvifDevice, FakePreset, FakeProfile, FaultSpec
 from waiting import PATIENCE_S
 
@@ -103,10 +103,10 @@ def test_credentials_embedded_by_the_camera_are_replaced_and_redacted():
 def test_stream_url_helpers():
     url, shown = stream_urls("rtsp://root:leak@10.0.0.5/live?user=root&password=leak", "admin", "p@ss:w/rd")
     assert url.startswith("rtsp://admin:p%40ss%3Aw%2Frd@10.0.0.5/live?")
-    assert shown == "rtsp://admin:***@10.0.0.5/live?user=***&password=***"
+    assert shown == "rtsp://admin:***@10.0.0.5/live?user=root&password=***"  # users stay readable
     url, shown = stream_urls("rtsp://10.0.0.5:554/ch1", "", "")
     assert url == shown == "rtsp://10.0.0.5:554/ch1"
-    assert display_url("http://u:p@cam/snap.jpg?pwd=x&res=1") == "http://u:***@cam/snap.jpg?pwd=***&res=1"
+    assert redact("http://u:p@cam/snap.jpg?pwd=x&res=1") == "http://u:***@cam/snap.jpg?pwd=***&res=1"
 
 
 def test_wrong_password_is_not_authorized_and_never_echoed(device):

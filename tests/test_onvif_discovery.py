@@ -10,8 +10,11 @@ import pytest
 from gateway.config import check_config
 from gateway.onvif.cli import add_discover_parser
 from gateway.onvif.discovery import (
+    WSD_MULTICAST,
     DiscoveredDevice,
     build_probe,
+    ipv4_interfaces,
+    no_answer_hint,
     parse_probe_matches,
     parse_target,
     probe,
@@ -140,3 +143,18 @@ def test_discover_with_no_answers_and_bad_flags(monkeypatch, capsys):
     assert run_discover(["--address", "not-an-ip"], monkeypatch) == 2
     assert run_discover(["--timeout", "0"], monkeypatch) == 2
     assert run_discover(["--password-env", "1BAD"], monkeypatch) == 2
+
+
+def test_a_multi_homed_box_that_found_nothing_is_told_to_pick_an_interface():
+    networks = [("lo", "127.0.0.1"), ("eth0", "10.20.0.7"), ("eth1", "192.168.1.2")]
+    hint = no_answer_hint(networks, None, WSD_MULTICAST)
+    assert hint is not None
+    assert "eth0 (10.20.0.7)" in hint and "eth1 (192.168.1.2)" in hint and "--interface NAME" in hint
+    assert "lo" not in hint.replace("only", "")
+    assert no_answer_hint(networks, "eth1", WSD_MULTICAST) is None                 # it chose one already
+    assert no_answer_hint(networks, None, ("10.20.0.9", 3702)) is None             # unicast: no interface question
+    assert no_answer_hint([("lo", "127.0.0.1"), ("eth0", "10.0.0.2")], None, WSD_MULTICAST) is None
+
+
+def test_this_boxs_ipv4_interfaces_are_listed_by_name():
+    assert ("lo", "127.0.0.1") in ipv4_interfaces()

@@ -6,7 +6,8 @@ import pytest
 from pydantic import SecretStr
 
 from gateway.config.models import NvrSource, RtspSource
-from gateway.video.urls import nvr_url, redact_text, redact_url, source_url
+from gateway.redaction import redact
+from gateway.video.urls import nvr_url, source_url
 
 
 @pytest.mark.parametrize(("vendor", "channel", "stream", "path"), [
@@ -23,7 +24,7 @@ def test_nvr_url_layouts(vendor: str, channel: int, stream: str, path: str) -> N
 def test_nvr_url_quotes_credentials_and_brackets_ipv6() -> None:
     url = nvr_url("hikvision", "fe80::1", 2, "main", port=8554, user="admin", password="p@ss:w/rd")
     assert url == "rtsp://admin:p%40ss%3Aw%2Frd@[fe80::1]:8554/Streaming/Channels/201"
-    assert redact_url(url) == "rtsp://admin:***@[fe80::1]:8554/Streaming/Channels/201"
+    assert redact(url) == "rtsp://admin:***@[fe80::1]:8554/Streaming/Channels/201"
 
 
 @pytest.mark.parametrize("bad", [dict(vendor="axis"), dict(stream="third"), dict(channel=0)])
@@ -57,12 +58,12 @@ def test_source_url_follows_a_nested_nvr_section() -> None:
     ("rtsp://:only@h/x", "rtsp://:***@h/x"),
 ])
 def test_redact_url(url: str, shown: str) -> None:
-    assert redact_url(url) == shown
+    assert redact(url) == shown
 
 
 def test_redact_text_masks_the_password_alone_too() -> None:
     url = "rtsp://admin:hunter%2122@cam/x"
     text = "error opening rtsp://admin:hunter%2122@cam/x: auth hunter!22 failed"
-    cleaned = redact_text(text, url)
+    cleaned = redact(text, url)
     assert "hunter" not in cleaned
     assert "rtsp://admin:***@cam/x" in cleaned

@@ -55,7 +55,8 @@ class FrameResult:
     persons/zone_counts: the counts the rules used (detector people seen in this frame, or the
     model's estimate where it was chosen); detected: people the detector sees (len(boxes));
     estimated: the counting model's estimate for the frame (None without a model or while its
-    background warms up); count_source: where `persons` comes from.
+    background warms up); count_source: where `persons` comes from; counting_failure: why the
+    counting model was given up on this frame (the frame was counted with the detector).
     """
 
     boxes: np.ndarray
@@ -68,6 +69,7 @@ class FrameResult:
     estimated: float | None = None
     count_source: str = "detector"
     count_map: CountMap | None = None
+    counting_failure: str | None = None
 
 
 class CameraAnalytics:
@@ -159,9 +161,12 @@ class CameraAnalytics:
         if isinstance(frame, np.ndarray):
             self._check_size(frame)
         boxes, scores = self.unmasked(detections)
-        count_map = None
+        count_map, counting_failure = None, None
         if self.counter is not None and counting_image is not None:
-            count_map = self.counter.observe(counting_image, boxes, t)
+            try:
+                count_map = self.counter.observe(counting_image, boxes, t)
+            except Exception as error:  # noqa: BLE001 - a counting model must not cost the frame: the detector counts
+                counting_failure = self._give_up_counting(error)
         people, _ = self.tracker.update(boxes, scores, t)
         scene = self._scene(people, t, sensors or {}, count_map)
         signals = [signal for engine in self.engines for signal in engine.step(scene, now)]
@@ -179,7 +184,17 @@ class CameraAnalytics:
             estimated=None if count_map is None else round(count_map.total, 1),
             count_source=source,
             count_map=count_map,
+            counting_failure=counting_failure,
         )
+
+    def _give_up_counting(self, error: Exception) -> str:
+        """Count with the detector from now on (the model, or the features when there is no
+        model, failed); returns why, in one line."""
+        if self.counter is not None and self.counter.model is not None:
+            self.counter.drop_model()
+        else:
+            self.counter = None
+        return " ".join(f"{type(error).__name__}: {error}".split())[:200]
 
     @staticmethod
     def _output_count(scene: Scene, zone: str, seen: np.ndarray) -> int:

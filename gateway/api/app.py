@@ -47,6 +47,7 @@ from gateway.api.routes import cameras, counting, events, health, page, session
 from gateway.api.routes import clips as clip_routes
 from gateway.api.schemas import Problem
 from gateway.api.stream import SSE_HEARTBEAT_S, StreamHub
+from gateway.api.throttle import AuthThrottle
 from gateway.api.web import WEB_DIR, SecurityHeaders, WebFiles, install_access_log_filter
 from gateway.calibration.studio import CountingStudio
 from gateway.config.models import ApiSection
@@ -74,6 +75,7 @@ def create_app(
     sessions_path: Path | None = None,
     clips: ClipStore | None = None,
     counting_studio: CountingStudio | None = None,
+    throttle: AuthThrottle | None = None,
 ) -> FastAPI:
     """The API and page over the gateway's live `view` (cameras, health: /healthz shows every
     output and the disk from it), the event `history` and the case `ledger` (acknowledgements,
@@ -84,11 +86,12 @@ def create_app(
     sessions_path: where browser sessions survive a restart. clips: the evidence clip store (served
     at /api/events/{id}/clip).
     counting_studio: the page's counting-model tool (gateway/api/routes/counting.py); None: not offered.
-    Raises ApiConfigError for an open API on a non-loopback bind.
+    throttle: how many wrong credentials a client may send (default `AuthThrottle()`).
+    Raises ApiConfigError for an empty token, or an open API on a non-loopback bind.
     """
     check_settings(settings)
     token = settings.token.get_secret_value() if settings.token is not None else None
-    auth = Auth(token or None, sessions_path)
+    auth = Auth(token, sessions_path, throttle)
     if metrics is None:
         metrics = GatewayMetrics(view=view, history=history)
     context = ApiContext(view=view, history=history, ledger=ledger, metrics=metrics, auth=auth, hub=StreamHub(),
@@ -126,7 +129,7 @@ def create_app(
     app.add_middleware(SecurityHeaders)
 
     secured = [Depends(authorize)]
-    refusals: dict[int | str, dict[str, Any]] = {401: {"model": Problem}, 403: {"model": Problem}}
+    refusals: dict[int | str, dict[str, Any]] = {code: {"model": Problem} for code in (401, 403, 429)}
     app.include_router(health.public)
     app.include_router(session.router)
     app.include_router(page.public)

@@ -6,8 +6,10 @@
   keeps only a hash of each id (in `data_dir`, so a restart does not log the wall screen out);
   logout revokes it, and changing the token revokes them all. Tokens are compared in constant
   time.
-- Failed logins are throttled per client and overall (a guesser gets a few tries a minute,
-  however many connections it opens) and logged with the client's address, never the guess.
+- Wrong credentials on every path (Bearer header, cookie, login form, kiosk link) are throttled
+  per client (gateway/api/throttle.py: a guesser gets 5 tries in 5 minutes, however many
+  connections it opens; a client that has not guessed wrong is never held back) and logged
+  with the client's address, never the guess.
 - Without a token the API is open, which is allowed only on a loopback bind, and then answers
   only loopback Host names (no DNS rebinding from a web page).
 - State-changing requests from a browser (cookie or open mode) must come from the page's own
@@ -16,15 +18,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import logging
+import math
 import secrets
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -33,7 +37,8 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from gateway.config.api import ApiSection, is_loopback
+from gateway.api.throttle import AuthThrottle
+from gateway.config.api import EMPTY_TOKEN, ApiSection, is_blank, is_loopback
 
 log = logging.getLogger("gateway.api")
 
@@ -41,6 +46,8 @@ SESSION_COOKIE = "gw_session"
 SESSION_MAX_AGE_S = 30 * 86400
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+FAILED_AUTH_DELAY_S = 0.5
+"""Each wrong credential costs its sender this long (the throttle bounds parallel guessing)."""
 
 
 class ApiConfigError(ValueError):
@@ -55,12 +62,17 @@ class Redirect(Exception):
 
 
 def check_settings(settings: ApiSection) -> None:
-    """Refuse to serve an open API beyond this machine; warn about a short token.
+    """Refuse an empty token, and an open API beyond this machine; warn about a short token.
 
-    The config already refuses the first (at `gateway check`); this guards settings built in code."""
+    The config already refuses both (at `gateway check`); this guards settings built in code."""
+    if is_blank(settings.token):
+        raise ApiConfigError(f"api.token {EMPTY_TOKEN}")
     if settings.token is None and not is_loopback(settings.bind):
         raise ApiConfigError(f"api.bind is {settings.bind!r} but api.token is not set: the web API would be "
                              "open to the network. Set api.token or bind to 127.0.0.1.")
+    if settings.token is None:
+        log.info("web API on %s:%d without api.token: open to programs on this machine only (requests must "
+                 "name a loopback host)", settings.bind, settings.port)
     for warning in settings.warnings():
         log.warning(warning)
 
@@ -138,98 +150,85 @@ def _digest(session_id: str) -> str:
     return hashlib.sha256(session_id.encode("utf-8", "replace")).hexdigest()
 
 
-# --------------------------------------------------------------------------- login throttle
-
-
-class LoginThrottle:
-    """Failed logins per client and overall within a sliding window (the clock is passed in).
-
-    A client with `per_client` failures in `window_s` is refused until the oldest one leaves the
-    window; once `overall` failures happened in the window from anywhere, every client is, so a
-    guesser with many addresses gets no further than one with a single address.
-    """
-
-    def __init__(self, per_client: int = 5, overall: int = 20, window_s: float = 300.0) -> None:
-        self.per_client = per_client
-        self.overall = overall
-        self.window_s = window_s
-        self._failures: dict[str, deque[float]] = {}
-        self._all: deque[float] = deque()
-        self._lock = threading.Lock()
-
-    def retry_after(self, client: str, now: float) -> float:
-        """Seconds until `client` may try again (0: now)."""
-        with self._lock:
-            self._expire(now)
-            waits = [0.0]
-            mine = self._failures.get(client)
-            if mine is not None and len(mine) >= self.per_client:
-                waits.append(mine[-self.per_client] + self.window_s - now)
-            if len(self._all) >= self.overall:
-                waits.append(self._all[-self.overall] + self.window_s - now)
-            return max(waits)
-
-    def failed(self, client: str, now: float) -> int:
-        """Record a failure; returns the client's failures in the window."""
-        with self._lock:
-            self._expire(now)
-            self._all.append(now)
-            mine = self._failures.setdefault(client, deque())
-            mine.append(now)
-            return len(mine)
-
-    def succeeded(self, client: str) -> None:
-        with self._lock:
-            self._failures.pop(client, None)
-
-    def _expire(self, now: float) -> None:
-        horizon = now - self.window_s
-        while self._all and self._all[0] <= horizon:
-            self._all.popleft()
-        for client in list(self._failures):
-            times = self._failures[client]
-            while times and times[0] <= horizon:
-                times.popleft()
-            if not times:
-                del self._failures[client]
-
-
 # --------------------------------------------------------------------------- auth
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """What one request's credentials are worth: `problem` None means let in; `retry_after`
+    above 0 means the client is held back (429) and its credentials were not even compared."""
+
+    how: str  # 'open', 'bearer', 'cookie', 'login form', 'kiosk link' or 'none'
+    problem: str | None = None
+    retry_after: float = 0.0
+
+    @property
+    def throttled(self) -> bool:
+        return self.retry_after > 0
+
+
 class Auth:
-    """Bearer token or session cookie; open when no token is set."""
+    """Bearer token or session cookie; open when no token is set. Every way of presenting a
+    credential goes through one `AuthThrottle` and one log line per counted failure."""
 
     def __init__(self, token: str | None, sessions_path: Path | None = None,
-                 throttle: LoginThrottle | None = None) -> None:
-        self._token = token.encode("utf-8") if token else None
+                 throttle: AuthThrottle | None = None) -> None:
+        """token None: the open (loopback-only) API; an empty token is refused (ApiConfigError)."""
+        if is_blank(token):
+            raise ApiConfigError(f"api.token {EMPTY_TOKEN}")
+        self._token = token.encode("utf-8") if token is not None else None
         self.sessions = SessionStore(self._token, sessions_path) if self._token else None
-        self.throttle = throttle or LoginThrottle()
+        self.throttle = throttle or AuthThrottle()
 
     @property
     def enabled(self) -> bool:
         return self._token is not None
 
     def token_ok(self, value: str) -> bool:
-        return self._token is not None and hmac.compare_digest(value.encode("utf-8"), self._token)
+        return self._token is not None and hmac.compare_digest(value.encode("utf-8", "replace"), self._token)
 
-    def check(self, request: Request) -> tuple[str | None, str]:
-        """(problem or None, how): how is 'open', 'bearer' or 'cookie'."""
+    def check(self, request: Request) -> Verdict:
+        """The request's credentials: the Bearer header, else the session cookie."""
         if self._token is None:
-            return None, "open"
+            return Verdict("open")
+        client = client_address(request)
         header = request.headers.get("authorization")
         if header:
             scheme, _, value = header.partition(" ")
-            if scheme.lower() == "bearer" and self.token_ok(value.strip()):
-                return None, "bearer"
-            return "invalid credentials", "bearer"
+            if scheme.lower() != "bearer":
+                return self._refuse(client, header, "bearer", "invalid credentials: use 'Authorization: Bearer'")
+            return self.try_token(client, value.strip(), "bearer")
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie:
             assert self.sessions is not None
-            if self.sessions.valid(cookie):
-                return None, "cookie"
-            return "session expired: log in again", "cookie"
-        return "authentication required: send 'Authorization: Bearer <token>'", "none"
+            if self.sessions.valid(cookie):  # unguessable: let in even while the address is held back
+                return Verdict("cookie")
+            return self._refuse(client, cookie, "cookie", "session expired: log in again")
+        return Verdict("none", "authentication required: send 'Authorization: Bearer <token>'")
+
+    def try_token(self, client: str, token: str, how: str) -> Verdict:
+        """Compare a token sent by `client` (unless it is held back); count and log a wrong one."""
+        wait = self.throttle.retry_after(client, time.monotonic())
+        if wait > 0:
+            return Verdict(how, "too many failed attempts: try again later", wait)
+        if not self.token_ok(token):
+            return self._refuse(client, token, how, "invalid credentials")
+        self.throttle.succeeded(client)
+        return Verdict(how)
+
+    def _refuse(self, client: str, value: str, how: str, problem: str) -> Verdict:
+        wait = self.throttle.retry_after(client, time.monotonic())
+        if wait > 0:
+            return Verdict(how, "too many failed attempts: try again later", wait)
+        failures = self.throttle.failed(client, time.monotonic(), value)
+        if failures is not None:
+            limit, minutes = self.throttle.per_client, self.throttle.window_s / 60
+            log.warning("API auth failed from %s (%s; %d of %d tries in %.0f min)", client, how, failures,
+                        limit, minutes)
+            if failures >= limit:
+                log.warning("API auth: %s is refused for %.0f min after %d failed attempts; other clients "
+                            "are not affected", client, minutes, limit)
+        return Verdict(how, problem)
 
     def start_session(self, response: Response, request: Request) -> Response:
         """Set a new session cookie on `response` (after a good login or kiosk link)."""
@@ -278,20 +277,27 @@ _bearer = HTTPBearer(auto_error=False, description="api.token; browsers use the 
 
 
 def authorize_dependency(auth: Auth) -> Callable[..., Any]:
-    """The dependency every secured route has: credentials, loopback-only when open, same origin."""
+    """The dependency every secured route has: credentials, loopback-only when open, same origin.
 
-    def authorize(
+    It is a coroutine: the throttle's check, the comparison and the count of a failure happen
+    without a switch in between, so parallel guesses cannot slip past the count."""
+
+    async def authorize(
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None
     ) -> None:
         if not auth.enabled and host_name(request.headers.get("host", "")) not in LOOPBACK_HOSTS:
             raise HTTPException(403, "this gateway's API is open to loopback only; use http://127.0.0.1 "
                                      "or set api.token")
-        problem, how = auth.check(request)
-        if problem is not None:
+        verdict = auth.check(request)
+        if verdict.problem is not None:
             if wants_page(request) and request.url.path in ("/", "/docs"):
                 raise Redirect("/login")
-            raise HTTPException(401, problem, headers={"WWW-Authenticate": 'Bearer realm="gateway"'})
-        if how in ("cookie", "open") and request.method not in SAFE_METHODS and not same_origin(request):
+            if verdict.throttled:
+                raise HTTPException(429, verdict.problem, headers={"Retry-After": str(math.ceil(verdict.retry_after))})
+            if verdict.how != "none":
+                await asyncio.sleep(FAILED_AUTH_DELAY_S)
+            raise HTTPException(401, verdict.problem, headers={"WWW-Authenticate": 'Bearer realm="gateway"'})
+        if verdict.how in ("cookie", "open") and request.method not in SAFE_METHODS and not same_origin(request):
             raise HTTPException(403, "cross-site request refused")
 
     return authorize

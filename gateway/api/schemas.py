@@ -13,15 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.events.record import EventSummary
 from gateway.onvif.patrol import PatrolStatus
+from gateway.plaintext import NAME, NOTE, ONE_LINE
 from gateway.redaction import redact
 from gateway.status import CameraStatus, ZoneOutline
 
-ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
-"""Printable text on one line (no control characters)."""
-NAME = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
-"""One line with at least one visible character."""
-NOTE = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
-"""Text that may have line breaks and tabs, no other control characters."""
+# Printable text on one line; one line with a visible character; text with line feeds and tabs.
+# Control characters, line separators and bidirectional overrides are refused (gateway.plaintext).
 
 
 # --------------------------------------------------------------------------- health

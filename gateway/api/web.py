@@ -103,8 +103,8 @@ class SecurityHeaders:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > MAX_BODY_BYTES:
-                raise ValueError("request body too large")
+            if seen > MAX_BODY_BYTES:  # answered as a clean 413 by the route's exception handling
+                raise HTTPException(413, f"request body over {MAX_BODY_BYTES} bytes")
             return message
 
         async def send_with_headers(message: Any) -> None:

@@ -2,8 +2,9 @@
 the pure `gateway.analytics.counting` package.
 
 - `load_model(path, camera_id, frame_size)`: read and check a model file; every problem is a
-  `ModelFileError` naming the file and what is wrong (missing, unreadable, not JSON, not a
-  counting model, another camera, another frame size).
+  `ModelFileError` naming the file and what is wrong (missing, not a regular file, too big,
+  unreadable, not JSON, not a counting model, values out of range, another camera, another
+  frame size). Nothing a file holds gets past it as an exception of another kind.
 - `save_model(path, model)`: write it atomically (`write_atomically`: a crash never leaves half
   a file).
 - `camera_model(camera, data_dir, frame_size)`: the model a camera should count with, or None
@@ -22,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,30 +44,65 @@ CANDIDATES_PER_SAMPLE = 4
 the warm-up span still gives samples spread over all of it."""
 
 
+MAX_MODEL_BYTES = 1024 * 1024
+"""A fitted model is a few kB (its training record included)."""
+
+
 class ModelFileError(ValueError):
     """A counting model file cannot be used; the message names the file and the problem."""
 
 
 def load_model(path: Path, camera_id: str, frame_size: tuple[int, int] | None = None) -> CountingModel:
     """The model in `path`, checked against the camera (and its frame size when given)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: counting model file not found") from None
-    except IsADirectoryError:
-        raise ModelFileError(f"{path}: is a directory, not a counting model file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ModelFileError(f"{path}: cannot read the counting model: {error}") from None
+    text = read_model_text(Path(path))
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise ModelFileError(f"{path}: not a counting model (not JSON: {error.msg} at line {error.lineno})") from None
+    except RecursionError:
+        raise ModelFileError(f"{path}: not a counting model (JSON nested too deeply)") from None
+    except ValueError:  # an integer of thousands of digits (Python refuses to convert it)
+        raise ModelFileError(f"{path}: not a counting model (a number too long to read)") from None
     try:
         model = CountingModel.from_dict(data)
         model.check_fits(camera_id, frame_size)
     except ModelFormatError as error:
         raise ModelFileError(f"{path}: {error}") from None
+    except RecursionError:
+        raise ModelFileError(f"{path}: not a counting model (nested too deeply)") from None
     return model
+
+
+def read_model_text(path: Path) -> str:
+    """The text of a model file. Refused, with the reason, before anything is read: a missing
+    file, anything but a regular file (a FIFO would block a reload forever, /dev/zero never
+    ends), a file over `MAX_MODEL_BYTES`; then text that is not UTF-8."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: counting model file not found") from None
+    except OSError as error:
+        raise ModelFileError(f"{path}: cannot read the counting model: {error.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ModelFileError(f"{path}: not a regular file (a directory, pipe or device): refused")
+    if info.st_size > MAX_MODEL_BYTES:
+        raise ModelFileError(f"{path}: the file is too big for a counting model ({info.st_size:,} bytes; "
+                             f"models are a few kB, at most {MAX_MODEL_BYTES:,})")
+    try:
+        # O_NONBLOCK: had the file been swapped for a FIFO since the stat, opening it still returns.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(descriptor, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise ModelFileError(f"{path}: not a regular file (a directory, pipe or device): refused")
+            raw = handle.read(MAX_MODEL_BYTES + 1)
+    except OSError as error:
+        raise ModelFileError(f"{path}: cannot read the counting model: {error.strerror}") from None
+    if len(raw) > MAX_MODEL_BYTES:
+        raise ModelFileError(f"{path}: the file is too big for a counting model (over {MAX_MODEL_BYTES:,} bytes)")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ModelFileError(f"{path}: not a counting model (not UTF-8 text, byte {error.start})") from None
 
 
 def save_model(path: Path, model: CountingModel) -> None:
@@ -114,10 +151,20 @@ def camera_model(camera: Camera, data_dir: Path, frame_size: tuple[int, int]) ->
     except ModelFileError as error:
         log.warning("camera %s: counting model unusable: %s; counting with the detector instead", camera.id, error)
         return None
+    except Exception as error:  # noqa: BLE001 - whatever a file holds, the camera must go on counting
+        log.warning("camera %s: counting model unusable: %s: cannot be read (%s); counting with the detector "
+                    "instead", camera.id, path, type(error).__name__)
+        return None
+    validation = model.training.get("cross_validation")
     log.info("camera %s: counting in %s mode with %s (fitted on %s frames, cross-validated error %s people)",
-             camera.id, camera.counting.mode, path, model.training.get("frames", "?"),
-             (model.training.get("cross_validation") or {}).get("mae", "?"))
+             camera.id, camera.counting.mode, path, _number(model.training.get("frames")),
+             _number(validation.get("mae") if isinstance(validation, dict) else None))
     return model
+
+
+def _number(value: object) -> str:
+    """A number from a model's training record for the log ('?' for anything else)."""
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else "?"
 
 
 def warmup_frames(source: Path, settings: BackgroundSettings,
@@ -187,3 +234,6 @@ def model_file_problems(config: GatewayConfig) -> Iterator[tuple[tuple[str | int
             load_model(camera.counting.model, camera.id, camera.resolution)
         except ModelFileError as error:
             yield ("cameras", index, "counting", "model"), str(error)
+        except Exception as error:  # noqa: BLE001 - `check` reports a file, it does not crash on one
+            yield ("cameras", index, "counting", "model"), (f"{camera.counting.model}: cannot be read as a counting "
+                                                            f"model ({type(error).__name__})")

@@ -14,6 +14,9 @@ one lock:
   features describe.
 - `use_model(model)`: a model fitted in the page; the next frame counts with it, the background
   stays warm, and the camera keeps it across analytics rebuilds (until the gateway restarts).
+- `counting_failed(reason)`: the model (or the features kept for annotation) failed on a frame
+  and the analytics dropped it; the camera counts with the detector, and analytics rebuilt
+  later do not load that model again, until a new one is fitted or the gateway reloads.
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ class LiveCounting:
         self._frame: CountingFrame | None = None
         self._boxes: deque[np.ndarray] = deque(maxlen=BOXES_KEPT)
         self._model: CountingModel | None = None
+        self.failure: str | None = None
+        """Why counting with a model was given up (None: it was not)."""
 
     # ----------------------------------------------------------------- scheduler thread
 
@@ -69,7 +74,9 @@ class LiveCounting:
         """The model analytics of this frame size count with (a page-fitted one first)."""
         fitted = self._fitted
         model: CountingModel | None
-        if fitted is not None and tuple(fitted.frame_size) == tuple(frame_size):
+        if self.failure is not None:
+            model = None
+        elif fitted is not None and tuple(fitted.frame_size) == tuple(frame_size):
             model = fitted
         else:
             model = camera_model(self.camera, self.data_dir, frame_size)
@@ -94,6 +101,13 @@ class LiveCounting:
             self._model = pending
         elif self._wanted and analytics.counter is None:
             analytics.start_counting_features()
+
+    def counting_failed(self, reason: str) -> None:
+        """The analytics gave up counting with the model (or the annotation features) on a frame."""
+        with self._lock:
+            self.failure = reason
+            self._model = self._fitted = self._pending = None
+            self._wanted = False
 
     def record(self, analytics: CameraAnalytics, image: np.ndarray, result: FrameResult, now: datetime) -> None:
         """After a frame: keep it (with its features) for the annotation tool."""
@@ -133,6 +147,7 @@ class LiveCounting:
             self._mode = mode
             self._fitted = model
             self._pending = model
+            self.failure = None
         return mode
 
     @property

@@ -43,7 +43,9 @@ class StoredSnapshot:
 
 
 class SnapshotStore:
-    """One camera's snapshots (see the module docstring). Raises KeyError for an unknown id."""
+    """One camera's snapshots (see the module docstring). Raises KeyError for an unknown id.
+
+    Not thread-safe on its own: the counting studio serialises each camera's requests."""
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -76,26 +78,43 @@ class SnapshotStore:
         return sorted(path.stem for path in self.folder.glob("*.npz") if SNAPSHOT_ID.match(path.stem))
 
     def list(self) -> list[StoredSnapshot]:
-        return [self.get(snapshot_id) for snapshot_id in self.ids()]
+        """Every snapshot that can be read (one half removed by hand is left out)."""
+        snapshots = []
+        for snapshot_id in self.ids():
+            try:
+                snapshots.append(self.get(snapshot_id))
+            except KeyError:
+                continue
+        return snapshots
 
     def get(self, snapshot_id: str) -> StoredSnapshot:
-        with np.load(self._path(snapshot_id, ".npz")) as data:
-            width, height = (int(v) for v in data["frame_size"])
-            taken_at, detected = str(data["taken_at"]), int(data["detected"])
-        points_file = self._path(snapshot_id, ".json", must_exist=False)
-        points = None
-        if points_file.exists():
-            saved = json.loads(points_file.read_text(encoding="utf-8"))["points"]
-            points = np.asarray(saved, np.float64).reshape(-1, 2)
+        """Raises KeyError for an unknown id, or a snapshot whose files are gone or unreadable."""
+        try:
+            with np.load(self._path(snapshot_id, ".npz")) as data:
+                width, height = (int(v) for v in data["frame_size"])
+                taken_at, detected = str(data["taken_at"]), int(data["detected"])
+            points_file = self._path(snapshot_id, ".json", must_exist=False)
+            points = None
+            if points_file.exists():
+                saved = json.loads(points_file.read_text(encoding="utf-8"))["points"]
+                points = np.asarray(saved, np.float64).reshape(-1, 2)
+        except (OSError, ValueError, TypeError) as error:  # removed meanwhile, or damaged
+            raise KeyError(snapshot_id) from error
         return StoredSnapshot(snapshot_id, taken_at, (width, height), detected, points)
 
     def jpeg(self, snapshot_id: str) -> bytes:
-        return self._path(snapshot_id, ".jpg").read_bytes()
+        try:
+            return self._path(snapshot_id, ".jpg").read_bytes()
+        except OSError as error:
+            raise KeyError(snapshot_id) from error
 
     def features(self, snapshot_id: str) -> tuple[np.ndarray, np.ndarray]:
         """(raw cell features, confident person boxes) of a snapshot."""
-        with np.load(self._path(snapshot_id, ".npz")) as data:
-            return data["features"], data["boxes"]
+        try:
+            with np.load(self._path(snapshot_id, ".npz")) as data:
+                return data["features"], data["boxes"]
+        except (OSError, ValueError) as error:
+            raise KeyError(snapshot_id) from error
 
     def save_points(self, snapshot_id: str, points: np.ndarray) -> StoredSnapshot:
         self._path(snapshot_id, ".npz")

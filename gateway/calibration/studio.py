@@ -14,14 +14,22 @@ An installer fits a camera's counting model in the page without a recording:
 
 Errors are `StudioError(status, message)`: 404 unknown camera or snapshot, 409 not possible now
 (warming up, no frame yet, too few frames, no perspective), 422 bad points.
+
+Requests arrive on several API threads at once (a page deleting a snapshot while another saves
+its points or fits): every use of a camera's snapshots holds that camera's lock, so each request
+sees a snapshot whole or not at all (404), and a snapshot deleted is never written again. The fit
+itself runs outside the lock, on the snapshots it read.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +69,19 @@ class CountingStudio:
     def __init__(self, data_dir: Path, cameras: Callable[[str], LiveCounting | None]):
         self.data_dir = data_dir
         self.cameras = cameras
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
 
     def store(self, camera_id: str) -> SnapshotStore:
         return SnapshotStore(self.data_dir / "counting" / camera_id / "snapshots")
+
+    @contextmanager
+    def _snapshots(self, camera_id: str) -> Iterator[SnapshotStore]:
+        """The camera's snapshot store, for this request alone (see the module docstring)."""
+        with self._locks_lock:
+            lock = self._locks.setdefault(camera_id, threading.Lock())
+        with lock:
+            yield self.store(camera_id)
 
     def status(self, camera_id: str) -> dict[str, Any]:
         live = self._live(camera_id)
@@ -81,7 +99,7 @@ class CountingStudio:
                 "cross_validation": training.get("cross_validation")},
             "detected": None if frame is None else frame.detected,
             "estimated": None if frame is None else frame.estimated,
-            "snapshots": [_snapshot_out(s) for s in self.store(camera_id).list()],
+            "snapshots": [_snapshot_out(s) for s in self._listed(camera_id)],
             "min_frames": MIN_FRAMES,
         }
 
@@ -100,19 +118,28 @@ class CountingStudio:
             raise StudioError(409, f"camera {camera_id}: the counting background is still warming up "
                                    f"({math.ceil(frame.warmup_left_s)} s left); take the snapshot then")
         try:
-            return _snapshot_out(self.store(camera_id).add(frame))
+            with self._snapshots(camera_id) as store:
+                return _snapshot_out(store.add(frame))
         except OverflowError as error:
             raise StudioError(409, f"camera {camera_id}: {error}") from None
 
     def snapshot(self, camera_id: str, snapshot_id: str) -> dict[str, Any]:
-        return _snapshot_out(self._stored(camera_id, snapshot_id))
+        with self._snapshots(camera_id) as store:
+            return _snapshot_out(self._stored(camera_id, snapshot_id, store))
 
     def snapshot_jpeg(self, camera_id: str, snapshot_id: str) -> bytes:
-        self._stored(camera_id, snapshot_id)
-        return self.store(camera_id).jpeg(snapshot_id)
+        with self._snapshots(camera_id) as store:
+            self._stored(camera_id, snapshot_id, store)
+            return self._read(camera_id, snapshot_id, lambda: store.jpeg(snapshot_id))
 
     def save_points(self, camera_id: str, snapshot_id: str, points: list[list[float]]) -> dict[str, Any]:
-        stored = self._stored(camera_id, snapshot_id)
+        with self._snapshots(camera_id) as store:
+            stored = self._stored(camera_id, snapshot_id, store)
+            array = self._checked_points(stored, points)
+            return _snapshot_out(self._read(camera_id, snapshot_id, lambda: store.save_points(snapshot_id, array)))
+
+    @staticmethod
+    def _checked_points(stored: StoredSnapshot, points: list[list[float]]) -> np.ndarray:
         width, height = stored.frame_size
         if len(points) > MAX_POINTS:
             raise StudioError(422, f"{len(points)} points: at most {MAX_POINTS} people per snapshot")
@@ -122,32 +149,32 @@ class CountingStudio:
             x, y = point
             if not (0 <= x <= width and 0 <= y <= height):
                 raise StudioError(422, f"points[{index}]: [{x:g}, {y:g}] lies outside the {width}x{height} picture")
-        array = np.asarray(points, np.float64).reshape(-1, 2)
-        return _snapshot_out(self.store(camera_id).save_points(snapshot_id, array))
+        return np.asarray(points, np.float64).reshape(-1, 2)
 
     def delete(self, camera_id: str, snapshot_id: str) -> None:
-        self._stored(camera_id, snapshot_id)
-        self.store(camera_id).delete(snapshot_id)
+        with self._snapshots(camera_id) as store:
+            self._stored(camera_id, snapshot_id, store)
+            store.delete(snapshot_id)
 
     def fit(self, camera_id: str) -> FitReport:
         live = self._live(camera_id)
-        store = self.store(camera_id)
-        annotated = [s for s in store.list() if s.points is not None]
-        if len(annotated) < MIN_FRAMES:
-            raise StudioError(409, f"camera {camera_id}: {len(annotated)} annotated snapshot"
-                                   f"{'s' if len(annotated) != 1 else ''}; a counting model needs at least "
-                                   f"{MIN_FRAMES}: annotate {MIN_FRAMES - len(annotated)} more")
-        size = annotated[-1].frame_size
-        annotated = [s for s in annotated if s.frame_size == size]
+        with self._snapshots(camera_id) as store:
+            annotated = [s for s in store.list() if s.points is not None]
+            if len(annotated) < MIN_FRAMES:
+                raise StudioError(409, f"camera {camera_id}: {len(annotated)} annotated snapshot"
+                                       f"{'s' if len(annotated) != 1 else ''}; a counting model needs at least "
+                                       f"{MIN_FRAMES}: annotate {MIN_FRAMES - len(annotated)} more")
+            size = annotated[-1].frame_size
+            annotated = [s for s in annotated if s.frame_size == size]
+            features = [self._read(camera_id, s.id, partial(store.features, s.id)) for s in annotated]
         camera = live.camera
         masks = [polygon_to_frame(m.polygon, camera, size) for m in camera.masks]
         frames, boxes = [], [live.boxes()]
-        for snapshot in annotated:
-            features, snapshot_boxes = store.features(snapshot.id)
+        for snapshot, (cells, snapshot_boxes) in zip(annotated, features, strict=True):
             boxes.append(snapshot_boxes)
             marked = snapshot.points if snapshot.points is not None else np.zeros((0, 2))
             points = marked[outside_masks(marked, masks)]
-            frames.append(AnnotatedFrame(features, points, label=f"snapshot {snapshot.id}"))
+            frames.append(AnnotatedFrame(cells, points, label=f"snapshot {snapshot.id}"))
         all_boxes = np.concatenate(boxes)
         perspective = camera_perspective(camera, size, all_boxes)
         if perspective is None:
@@ -178,10 +205,19 @@ class CountingStudio:
             raise StudioError(404, f"no camera {camera_id!r}")
         return live
 
-    def _stored(self, camera_id: str, snapshot_id: str) -> StoredSnapshot:
+    def _stored(self, camera_id: str, snapshot_id: str, store: SnapshotStore) -> StoredSnapshot:
         self._live(camera_id)
+        return self._read(camera_id, snapshot_id, lambda: store.get(snapshot_id))
+
+    def _listed(self, camera_id: str) -> list[StoredSnapshot]:
+        with self._snapshots(camera_id) as store:
+            return store.list()
+
+    @staticmethod
+    def _read(camera_id: str, snapshot_id: str, read: Callable[[], Any]) -> Any:
+        """`read()`, with a snapshot that is not (or no longer) there answered as 404."""
         try:
-            return self.store(camera_id).get(snapshot_id)
+            return read()
         except KeyError:
             raise StudioError(404, f"camera {camera_id}: no snapshot {snapshot_id!r}") from None
 

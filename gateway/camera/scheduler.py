@@ -14,7 +14,6 @@ never a backlog.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -22,8 +21,6 @@ from collections.abc import Iterable
 from gateway.camera.timing import TimedDetector
 from gateway.camera.worker import CameraWorker
 from gateway.events import AlertPath
-
-log = logging.getLogger(__name__)
 
 USAGE_HALF_LIFE_S = 10.0
 """Detector time a camera used counts half after this long: recent use decides who goes next."""
@@ -118,11 +115,12 @@ class AnalysisScheduler:
         began = time.monotonic()
         try:
             messages = worker.analyse(self.detector)
-        except Exception:  # noqa: BLE001 - one camera's bad frame must not stop the others
-            log.exception("camera %s: analysis failed on this frame; skipping it", worker.camera.id)
+        except Exception as error:  # noqa: BLE001 - one camera's bad frame must not stop the others
+            worker.analysis_failed(error)  # logged once per kind; frames that keep failing turn it failing
             return
         finally:
             ended = time.monotonic()
             self._usage.add(worker.camera.id, ended - began, ended)
+        worker.analysis_succeeded()
         if messages:
             self.alerts.route(messages)

@@ -26,6 +26,7 @@ from detectors.tiling import TilePlan, detect_tiled
 from gateway.analytics import CameraAnalytics, FrameResult
 from gateway.calibration.live import LiveCounting
 from gateway.camera.alarms import CameraEventAlerts
+from gateway.camera.failures import AnalysisFailures
 from gateway.camera.offline import OfflineWatch
 from gateway.camera.patrol_fault import PatrolFaultWatch
 from gateway.camera.ptz import CameraPtz
@@ -34,6 +35,7 @@ from gateway.camera.tiling import PlannedTiling, camera_tile_plan, log_plan
 from gateway.camera.timing import TimedDetector
 from gateway.config.models import Camera, GatewaySection, OnvifSource
 from gateway.events import AlertMessage, Snapshot
+from gateway.logs import LogLimiter
 from gateway.onvif.patrol import PatrolState, PatrolStatus
 from gateway.video.motion import MotionGate, region_mask
 from gateway.video.packets import PacketRing
@@ -70,6 +72,12 @@ class WorkerStatus:
     """Detector runs per analysed frame: 1 untiled, tiles (+1 whole-frame pass) tiled."""
     inference_ms: float | None = None
     """Mean detector time per analysed frame (all its tiles) over the recent frames."""
+    analysis_failing: bool = False
+    """Frames keep failing to analyse (gateway/camera/failures.py): the camera's health is failing."""
+    analysis_error: str | None = None
+    """The last failure while failing (one line, credentials masked)."""
+    counting_failure: str | None = None
+    """Why the counting model was given up (the camera counts with the detector)."""
 
 
 class CameraWorker:
@@ -88,6 +96,8 @@ class CameraWorker:
         self.offline_watch = OfflineWatch(camera, gateway)
         self.camera_events = CameraEventAlerts(camera, gateway)
         self._camera_event_queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._event_log = LogLimiter(burst=10, window_s=60.0)
+        """The camera decides how often its events come: at most 10 lines a minute per kind."""
         self.event_listener = None
         if isinstance(camera.source, OnvifSource) and camera.source.onvif.events and onvif_loop:
             from gateway.onvif import OnvifEventListener
@@ -128,6 +138,8 @@ class CameraWorker:
         """Where this camera's frames are cut for detection (None: whole frame); per frame size."""
         self._planned_tiling: PlannedTiling | None = None
         self._frame_ms: deque[float] = deque(maxlen=100)
+        self.failures = AnalysisFailures()
+        """Frames that failed to analyse (reported by the scheduler, on its thread)."""
         self._lock = threading.Lock()  # guards last_result/_last_image for the API's snapshots
 
     # ----------------------------------------------------------------- lifecycle
@@ -208,10 +220,44 @@ class CameraWorker:
         result = analytics.process(detections, t=frame.received_at, now=datetime.now(self.timezone),
                                    frame=masked, sensors=self.sensor_states, counting_image=masked)
         self.counting.record(analytics, masked, result, datetime.now(self.timezone))
+        if result.counting_failure is not None:
+            self._counting_given_up(result.counting_failure)
         with self._lock:
             self.last_result, self._last_image, self._last_image_at = result, masked, frame.received_at
             self._remember(frame.received_at, masked, result)
         return messages + result.events
+
+    def analysis_failed(self, error: Exception) -> None:
+        """The scheduler's report that this camera's frame raised `error` (the frame is skipped):
+        one line per kind of failure (with its traceback the first time), a reminder every few
+        minutes, and the camera's health failing once frames keep failing."""
+        step = self.failures.failed(error, time.monotonic())
+        if step.log and step.repeats:
+            log.error("camera %s: analysis still failing: %d more frames skipped since the last report (%s, %s)",
+                      self.camera.id, step.repeats, step.kind, step.error)
+        elif step.log:
+            log.error("camera %s: analysis failed on this frame (%s, %s); skipping it and trying the next frame",
+                      self.camera.id, step.kind, step.error, exc_info=error)
+        if step.failing_now:
+            log.error("camera %s: %d frames in a row could not be analysed; its health is failing (/healthz, "
+                      "heartbeat, MQTT camera state) until a frame is analysed again", self.camera.id,
+                      step.consecutive)
+
+    def analysis_succeeded(self) -> None:
+        """A frame of this camera was analysed (the scheduler's report)."""
+        if not self.failures.consecutive:
+            return
+        failing = self.failures.failing
+        failed = self.failures.succeeded()
+        if failing:
+            log.warning("camera %s: analysis works again after %d failed frames; its health is no longer failing",
+                        self.camera.id, failed)
+
+    def _counting_given_up(self, reason: str) -> None:
+        self.counting.counting_failed(reason)
+        log.warning("camera %s: the counting model failed on a frame (%s); counting with the detector from now "
+                    "on: fit the model again (标注人数 in the page, or gateway calibrate count) and reload",
+                    self.camera.id, reason)
 
     def _detect(self, detector: TimedDetector, image: np.ndarray) -> Detections:
         """People in the frame: one detector run, or the tile plan's runs back to back."""
@@ -310,8 +356,9 @@ class CameraWorker:
             messages += self.patrol_fault.observe(self.patrol.status(), self.offline_watch.offline, t, now)
         while not self._camera_event_queue.empty():
             event = self._camera_event_queue.get_nowait()
-            log.info("camera %s: ONVIF %s %s (%s)", self.camera.id, event.kind,
-                     "active" if event.active else "cleared", event.source_topic)
+            self._event_log.log(log, logging.INFO, f"onvif:{event.kind}", "camera %s: ONVIF %s %s (%s)",
+                                self.camera.id, event.kind, "active" if event.active else "cleared",
+                                event.source_topic)
             claimed = [sensor for sensor in self.alarm_sensors if sensor.onvif.event == event.kind
                        and sensor.onvif.input in (None, event.data.get("input"))]
             for sensor in claimed:
@@ -337,6 +384,9 @@ class CameraWorker:
             patrol=self.patrol.status() if self.patrol is not None else None,
             tiles_per_frame=self.tile_plan.inferences if self.tile_plan is not None else 1,
             inference_ms=_mean(tuple(self._frame_ms)),
+            analysis_failing=self.failures.failing,
+            analysis_error=self.failures.last_error if self.failures.failing else None,
+            counting_failure=self.counting.failure,
         )
 
     def recent_snapshot(self) -> Snapshot | None:

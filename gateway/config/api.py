@@ -2,7 +2,9 @@
 
 An API without a token is allowed on a loopback bind only: `gateway check` refuses
 `bind: 0.0.0.0` without one (the same rule the server enforces at start), and warns about a
-token too short to resist guessing.
+token too short to resist guessing. An empty token (`${API_TOKEN}` with the variable empty,
+`${API_TOKEN:-}`, `""`) is refused on any bind: it reads as "auth on" in the file while
+guarding nothing, so it is an error rather than a quiet fall back to an open API.
 """
 
 from __future__ import annotations
@@ -10,12 +12,24 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from gateway.config.base import OneLine, Secret, StrictModel
 
 SHORT_TOKEN = 16
 """Tokens shorter than this are warned about (at `gateway check` and at start)."""
+EMPTY_TOKEN = ("is empty (is the ${VARIABLE} it comes from unset or empty?): an empty token guards nothing. "
+               "Set it to at least 16 random characters (e.g. `openssl rand -hex 16`), or remove the key to "
+               "serve without a token on 127.0.0.1 only")
+"""Why an empty `api.token` is refused, at `gateway check` and when the server starts."""
+
+
+def is_blank(token: SecretStr | str | None) -> bool:
+    """A token that is set but holds nothing (empty or spaces): a missing secret, not a secret."""
+    if token is None:
+        return False
+    value = token.get_secret_value() if isinstance(token, SecretStr) else token
+    return not value.strip()
 
 
 def is_loopback(host: str) -> bool:
@@ -52,6 +66,12 @@ class ApiSection(StrictModel):
                              "http://10.20.3.7:8080")
         return value.rstrip("/")
 
+    @field_validator("token")
+    @classmethod
+    def _token_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if is_blank(value):
+            raise ValueError(EMPTY_TOKEN)
+        return value
 
     @model_validator(mode="after")
     def _token_beyond_loopback(self) -> ApiSection:

@@ -86,6 +86,11 @@ def duplicate_key_message(error: DuplicateKeyError) -> str:
 
 def syntax_message(error: MarkedYAMLError) -> str:
     problem = str(error.problem or error.context or "invalid YAML")
+    if "alias" in problem or "anchor" in problem:
+        # The name after * or & is not echoed: it may be a secret's fragment typed in the wrong place.
+        return ("YAML syntax error: an undefined alias (a *name without an &name anchor before it in the same "
+                "file; anchors do not reach into included files)" if "undefined alias" in problem
+                else "YAML syntax error: a malformed alias or anchor (*name or &name)")
     message = f"YAML syntax error: {problem}"
     if "'\\t'" in problem:
         message += " (indent with spaces, not tabs)"

@@ -39,7 +39,7 @@ def add_discover_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
-    from gateway.onvif.discovery import discover, format_cameras_yaml, parse_target
+    from gateway.onvif.discovery import discover, format_cameras_yaml, ipv4_interfaces, no_answer_hint, parse_target
 
     if not (0 < args.timeout <= 60) or not (0 < args.resolve_timeout <= 120):
         print("gateway discover: --timeout must be in (0, 60] and --resolve-timeout in (0, 120]",
@@ -67,6 +67,9 @@ def cmd_discover(args: argparse.Namespace) -> int:
     if not results:
         print(f"# gateway discover: no ONVIF device answered on {target[0]}:{target[1]} "
               f"within {args.timeout:g} s")
+        hint = no_answer_hint(ipv4_interfaces(), args.interface, target)
+        if hint:
+            print(f"gateway discover: {hint}", file=sys.stderr)
         return EXIT_FAILED
     note = f" on {target[0]}:{target[1]} within {args.timeout:g} s"
     sys.stdout.write(format_cameras_yaml(results, user=user, password_env=env_name, probe_note=note))

@@ -18,7 +18,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from onvif.util import normalize_url
 
@@ -44,7 +44,6 @@ from gateway.redaction import redact
 
 log = logging.getLogger("gateway.onvif")
 
-CREDENTIAL_QUERY_KEYS = {"user", "username", "usr", "password", "pass", "pwd", "passwd", "auth"}
 
 
 # --------------------------------------------------------------------------- results
@@ -161,33 +160,6 @@ def choose_profile(profiles: list[MediaProfile], wanted: str | None, endpoint: s
     raise OnvifNoMediaProfile(endpoint, f"no media profile matches {wanted!r} (available: {known})")
 
 
-def _strip_credentials(url: str) -> tuple[str, list[tuple[str, str]]]:
-    """`url` without userinfo; also returns its query pairs (credential keys included)."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=host)), parse_qsl(parts.query, keep_blank_values=True)
-
-
-def display_url(url: str) -> str:
-    """`url` with the password and any credential-looking query values replaced by ***."""
-    try:
-        parts = urlsplit(url)
-        user = parts.username
-        password = parts.password
-    except ValueError:
-        return redact(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    if user is not None or password is not None:
-        netloc = f"{user or ''}:***@{netloc}" if password is not None else f"{user}@{netloc}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(key.lower() in CREDENTIAL_QUERY_KEYS for key, _ in pairs):
-            query = "&".join(f"{key}={'***' if key.lower() in CREDENTIAL_QUERY_KEYS else value}"
-                             for key, value in pairs)
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
-
-
 def stream_urls(uri: str, user: str, password: str) -> tuple[str, str]:
     """(URL for the reader with our credentials, URL for display) of a GetStreamUri answer.
 
@@ -208,7 +180,7 @@ def stream_urls(uri: str, user: str, password: str) -> tuple[str, str]:
     else:
         info = ""
     with_credentials = urlunsplit(parts._replace(netloc=info + host))
-    return with_credentials, display_url(with_credentials)
+    return with_credentials, redact(with_credentials)
 
 
 async def _stream_uri(session: OnvifSession, profile: MediaProfile) -> str:
@@ -255,7 +227,7 @@ async def resolve(session: OnvifSession, wanted_profile: str | None = None,
     except (OnvifSoapFault, OnvifProtocolError) as error:
         log.info("%s: no snapshot URI for profile %s (%s)", session.endpoint, profile.token, error.detail)
     if snapshot_url:
-        snapshot_display = display_url(snapshot_url)
+        snapshot_display = redact(snapshot_url)
     return OnvifCamera(
         host=session.host, port=session.port, device=device, profile=profile, profiles=tuple(profiles),
         stream_url=stream_url, stream_url_display=stream_display,

@@ -152,6 +152,32 @@ def interface_address(interface: str) -> str:
     return socket.inet_ntoa(packed[20:24])
 
 
+def ipv4_interfaces() -> list[tuple[str, str]]:
+    """(name, IPv4 address) of this box's interfaces that have one, loopback included (Linux)."""
+    found = []
+    for _index, name in socket.if_nameindex():
+        try:
+            found.append((name, interface_address(name)))
+        except ValueError:
+            continue
+    return found
+
+
+def no_answer_hint(interfaces: Sequence[tuple[str, str]], interface: str | None,
+                   target: tuple[str, int]) -> str | None:
+    """What to try when a multicast probe without `--interface` found nothing on a box with
+    several IPv4 networks: the probe left through one of them only (the default route's)."""
+    if interface is not None or target != WSD_MULTICAST:
+        return None
+    networks = [(name, address) for name, address in interfaces if not ipaddress.IPv4Address(address).is_loopback]
+    if len(networks) < 2:
+        return None
+    listed = ", ".join(f"{name} ({address})" for name, address in networks)
+    return (f"this box has {len(networks)} IPv4 networks: {listed}; the probe went out on one of them only. "
+            f"Probe the camera network with --interface NAME (e.g. gateway discover --interface {networks[-1][0]}), "
+            "or one camera directly with --address IP")
+
+
 def parse_target(text: str) -> tuple[str, int]:
     """'239.255.255.250:3702', '127.0.0.1:40000' or a bare host (port 3702)."""
     host, _, port = text.strip().rpartition(":") if ":" in text else (text.strip(), "", "")

@@ -43,6 +43,7 @@ from typing import Any
 from lxml import etree
 
 from gateway.backoff import Backoff
+from gateway.logs import LogLimiter
 from gateway.onvif.session import (
     DEFAULT_TIMEOUT_S,
     OnvifError,
@@ -296,6 +297,7 @@ class OnvifEventListener:
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._states: dict[tuple[str, str, tuple[tuple[str, str], ...]], bool] = {}
+        self._log_limit = LogLimiter(burst=3, window_s=60.0)  # the camera decides how often it sends
         self._absolute_times = False
         self._endpoint = ""
 
@@ -507,7 +509,8 @@ class OnvifEventListener:
         try:
             event = parse_notification(self.camera_id, message)
         except ValueError as error:
-            log.warning("%s: unreadable camera event: %s", self.camera_id, error)
+            self._log_limit.log(log, logging.WARNING, "unreadable", "%s: unreadable camera event: %s",
+                                self.camera_id, str(error))
             return
         if event is None:
             log.debug("%s: ignoring camera event topic %s", self.camera_id,

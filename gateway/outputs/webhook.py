@@ -14,10 +14,15 @@ The request (one per alert message, in order, from the output's own outbox):
     <the alert payload: compact UTF-8 JSON, exactly the bytes signed>
 
 Any 2xx answer means delivered. Anything else — another status, a redirect (not followed:
-configure the final URL), a refused connection, a TLS error, no answer within `timeout_s` — is
-a failure: the same alert is sent again after a backoff, and the alerts behind it wait (order is
-kept). A receiver may therefore see an alert twice; the duplicate has the same event_id and
-seq (and the same body, so the same signature).
+configure the final URL), a refused connection, a TLS error, no complete answer within
+`timeout_s` — is a failure: the same alert is sent again after a backoff, and the alerts behind
+it wait (order is kept). A receiver may therefore see an alert twice; the duplicate has the same
+event_id and seq (and the same body, so the same signature).
+
+Limits (gateway/outputs/bounded_http.py): `timeout_s` bounds the WHOLE request — connecting,
+sending, the answer's headers — not each read, so a receiver that trickles its answer fails
+the request like one that does not answer. Of the answer's body at most `MAX_ANSWER_BYTES` are
+read (an error excerpt for the log); a receiver that sends more, or never stops, costs nothing.
 
 Replay protection: the signature covers the body only, and there is deliberately no timestamp
 header. A replayed request is byte-for-byte an alert the receiver has already seen (same
@@ -41,18 +46,19 @@ import hmac
 import ssl
 from typing import Any
 
-import httpx
-
 from gateway import __version__
 from gateway.backoff import Backoff
 from gateway.config.outputs import WebhookOutput
 from gateway.delivery.durable import DurableSink
 from gateway.delivery.sink import AlertSink, DeliveryFailed
 from gateway.events.payload import encode_payload
+from gateway.outputs.bounded_http import Answer, BoundedPoster, HttpFailure, HttpTimeout
 from gateway.outputs.registry import OutputContext, output
 from gateway.redaction import redact
 
 MAX_REASON_CHARS = 200
+MAX_ANSWER_BYTES = 4096
+"""Of an answer's body, this much at most is read: enough for the receiver's error message."""
 
 
 def signature(secret: bytes, body: bytes) -> str:
@@ -66,7 +72,7 @@ def omit_snapshot(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 class WebhookTransport:
-    """A `Transport`: one HTTP POST per alert, through a pooled httpx client."""
+    """A `Transport`: one HTTP POST per alert, over a kept-alive connection, bounded in time and memory."""
 
     def __init__(self, settings: WebhookOutput, gateway_id: str) -> None:
         self.settings = settings
@@ -75,25 +81,28 @@ class WebhookTransport:
         self.url = settings.url
         self.shown_url = redact(settings.url)
         self._secret = settings.secret.get_secret_value().encode("utf-8") if settings.secret else None
-        self._client: httpx.Client | None = None
+        self._poster: BoundedPoster | None = None
         self._last_status: int | None = None
 
     def open(self) -> None:
         headers = {"User-Agent": f"edge-gateway/{__version__}", "X-Gateway-Id": self.gateway_id}
         if self.settings.token is not None:
             headers["Authorization"] = f"Bearer {self.settings.token.get_secret_value()}"
-        self._client = httpx.Client(verify=self._verify(), headers=headers, follow_redirects=False,
-                                    timeout=httpx.Timeout(self.settings.timeout_s), trust_env=False)
+        tls = self._tls_context() if self.url.lower().startswith("https:") else None
+        self._poster = BoundedPoster(self.url, tls, headers, MAX_ANSWER_BYTES)
 
-    def _verify(self) -> ssl.SSLContext | bool:
+    def _tls_context(self) -> ssl.SSLContext:
         if not self.settings.verify_tls:
-            return False
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            return context
         ca_file = self.settings.ca_file
         return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
+        if self._poster is not None:
+            self._poster.close()
 
     @property
     def alive(self) -> bool:
@@ -103,8 +112,9 @@ class WebhookTransport:
         return {"url": self.shown_url, "last_status": self._last_status}
 
     def deliver(self, payload: dict[str, Any], timeout_s: float) -> None:
-        """POST one alert; returns on a 2xx answer, raises DeliveryFailed otherwise."""
-        if self._client is None:
+        """POST one alert; returns on a 2xx answer, raises DeliveryFailed otherwise (also when the
+        whole exchange took longer than `timeout_s`)."""
+        if self._poster is None:
             raise DeliveryFailed("the webhook output is not started")
         body = encode_payload(payload)
         headers = {
@@ -115,15 +125,15 @@ class WebhookTransport:
         if self._secret is not None:
             headers["X-Signature"] = signature(self._secret, body)
         try:
-            response = self._client.post(self.url, content=body, headers=headers, timeout=timeout_s)
-        except httpx.TimeoutException:
-            raise DeliveryFailed(f"no answer from {self.shown_url} within {timeout_s:g} s") from None
-        except (httpx.HTTPError, ssl.SSLError, OSError) as exc:
+            answer = self._poster.post(body, headers, timeout_s)
+        except HttpTimeout:
+            raise DeliveryFailed(f"no answer from {self.shown_url} within {timeout_s:g} s "
+                                 "(the whole request)") from None
+        except HttpFailure as exc:
             raise DeliveryFailed(f"cannot reach {self.shown_url}: {_reason(exc)}") from None
-        self._last_status = response.status_code
-        if not response.is_success:
-            raise DeliveryFailed(f"{self.shown_url} answered HTTP {response.status_code} "
-                                 f"{response.reason_phrase}{_excerpt(response)}")
+        self._last_status = answer.status
+        if not 200 <= answer.status < 300:
+            raise DeliveryFailed(f"{self.shown_url} answered HTTP {answer.status} {answer.reason}{_excerpt(answer)}")
 
 
 def _reason(exc: BaseException) -> str:
@@ -137,12 +147,9 @@ def _reason(exc: BaseException) -> str:
     return redact(" ".join(text.split()))[:MAX_REASON_CHARS]
 
 
-def _excerpt(response: httpx.Response) -> str:
+def _excerpt(answer: Answer) -> str:
     """The start of an error body (receivers often say what they did not like), on one line."""
-    try:
-        text = " ".join(response.text.split())
-    except Exception:  # noqa: BLE001 - an undecodable body just goes unquoted
-        return ""
+    text = " ".join(answer.excerpt.decode("utf-8", "replace").split())
     return f": {redact(text)[:MAX_REASON_CHARS]}" if text else ""
 
 

@@ -204,6 +204,8 @@ class LiveGateway:
             "cameras": {camera_id: camera_health(worker, self.timezone)
                         for camera_id, worker in self.workers_by_camera().items()},
         }
+        health["failing_cameras"] = [camera_id for camera_id, camera in health["cameras"].items()
+                                     if camera["analysis"] == "failing"]
         if parts.sensor_hub is not None:
             health["sensors"] = parts.sensor_hub.health()
         if parts.sensor_input is not None:
@@ -242,6 +244,9 @@ def camera_health(worker: CameraWorker, timezone: ZoneInfo) -> dict[str, Any]:
         "inference_ms_per_frame": status.inference_ms,
         "frame_age_when_analysed_s": status.last_frame_age_when_analysed_s,
         "packet_ring": asdict(worker.packets.stats()),
+        "analysis": "failing" if status.analysis_failing else "ok",
+        **({"analysis_error": status.analysis_error} if status.analysis_error else {}),
+        **({"counting_failure": status.counting_failure} if status.counting_failure else {}),
         **({"patrol": asdict(status.patrol)} if status.patrol is not None else {}),
         "at": datetime.now(timezone).isoformat(timespec="seconds"),
     }

@@ -33,6 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 
 from gateway.backoff import Backoff
 from gateway.config.models import Sensor, SensorBroker
+from gateway.logs import LogLimiter, clip
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,12 @@ Dispatch = Callable[[str, bytes, datetime], None]
 """`dispatch(sensor_id, payload, received_at)`; raise ValueError for a malformed payload."""
 LOOP_TIMEOUT_S = 0.2
 CONNECT_TIMEOUT_S = 5.0
-REPEAT_LOG_S = 60.0
-"""The same bad-payload reason from one sensor is logged at most this often (a chatty faulty
-sensor must not flood the journal); every occurrence is still counted."""
+MAX_ERROR_CHARS = 200
+"""A sensor's `last_error` in its health: why, with a short prefix of the value at most."""
+SENSOR_LOG_WINDOW_S = 60.0
+"""A sensor's bad messages are logged at most once in this window, whatever their text (a faulty
+or hostile sensor must not flood the journal); the next line says how many were held back, and
+every one is counted in its health."""
 
 
 @dataclass
@@ -51,8 +55,6 @@ class _SensorCounters:
     messages: int = 0
     errors: int = 0
     last_error: str | None = None
-    logged_reason: str | None = None
-    logged_at: float = float("-inf")
 
 
 class SensorInput:
@@ -100,6 +102,7 @@ class BrokerLink:
             assert sensor.topic is not None, "SensorInput passes only MQTT sensors (camera alarms have no topic)"
             self.by_topic.setdefault(sensor.topic, []).append(sensor.id)
         self.counters = {sensor.id: _SensorCounters(sensor.label) for sensor in sensors}
+        self._log_limit = LogLimiter(burst=1, window_s=SENSOR_LOG_WINDOW_S)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -220,27 +223,23 @@ class BrokerLink:
         try:
             self.dispatch(sensor_id, payload, received_at)
         except ValueError as exc:
-            self._count_error(sensor_id, f"malformed payload: {exc}")
+            errors = self._count_error(sensor_id, f"malformed payload: {exc}")
+            self._log_limit.log(log, logging.WARNING, f"sensor:{sensor_id}", "sensor %s (%s) on broker %s: ignored "
+                                "a %s (%d errors so far); check the sensor's format/field/active_value or the "
+                                "device", counters.name, sensor_id, self.name, f"malformed payload: {exc}", errors)
         except Exception as exc:  # noqa: BLE001 - never into paho's thread; counted and logged
-            log.exception("sensor %s (%s) on broker %s: handling a message failed; the sensor keeps "
-                          "listening", counters.name, sensor_id, self.name)
-            self._count_error(sensor_id, f"handler failed: {type(exc).__name__}: {exc}", logged=True)
+            errors = self._count_error(sensor_id, f"handler failed: {type(exc).__name__}: {exc}")
+            self._log_limit.log(log, logging.ERROR, f"sensor:{sensor_id}", "sensor %s (%s) on broker %s: handling a "
+                                "message failed (%d errors so far); the sensor keeps listening", counters.name,
+                                sensor_id, self.name, errors, exc_info=exc)
 
-    def _count_error(self, sensor_id: str, reason: str, logged: bool = False) -> None:
+    def _count_error(self, sensor_id: str, reason: str) -> int:
+        """Count a bad message of this sensor (its health keeps a short form of why)."""
         counters = self.counters[sensor_id]
-        now = time.monotonic()
         with self._lock:
             counters.errors += 1
-            counters.last_error = reason
-            repeat = reason == counters.logged_reason and now - counters.logged_at < REPEAT_LOG_S
-            if not repeat:
-                counters.logged_reason, counters.logged_at = reason, now
-        if logged:
-            return
-        level = logging.DEBUG if repeat else logging.WARNING
-        log.log(level, "sensor %s (%s) on broker %s: ignored a %s (%d errors so far); check the sensor's "
-                "format/field/active_value or the device", counters.name, sensor_id, self.name, reason,
-                counters.errors)
+            counters.last_error = clip(reason, MAX_ERROR_CHARS)
+            return counters.errors
 
     # ----------------------------------------------------------------- state and health
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from gateway.config.models import Sensor
 from gateway.jsonpayload import PayloadError, json_object
+from gateway.logs import clip, quoted
 
 ZIGBEE_FIELDS = {"door": "contact", "smoke": "smoke", "water_leak": "water_leak", "pir": "occupancy",
                  "sos": "action", "tamper": "tamper"}
@@ -85,7 +86,7 @@ def parse_payload(sensor: Sensor, payload: bytes) -> SensorReading:
     if name not in fields:
         if sensor.momentary:
             return _reading(None, None, fields)  # a button's status report without a press
-        raise SensorPayloadError(f"field {name!r} is missing (fields: {', '.join(sorted(fields)) or 'none'})")
+        raise SensorPayloadError(f"field {name!r} is missing (fields: {clip(', '.join(sorted(fields))) or 'none'})")
     value = fields[name]
     return _reading(_active(value, mapping.active_value, name), value, fields)
 
@@ -120,12 +121,12 @@ def _active(value: Any, active_value: Any, name: str | None = None) -> bool | No
             return None
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return True
-        raise SensorPayloadError(f"{where} has unexpected value {value!r} (expected a button action)")
+        raise SensorPayloadError(f"{where} has unexpected value {quoted(value)} (expected a button action)")
     if isinstance(active_value, bool):
         return _active(value, None, name) == active_value  # e.g. a Zigbee contact: false = open
     if active_value is not None:
         if isinstance(value, (dict, list)) or value is None:
-            raise SensorPayloadError(f"{where} has unexpected value {value!r} (expected a scalar)")
+            raise SensorPayloadError(f"{where} has unexpected value {quoted(value)} (expected a scalar)")
         return _same(value, active_value)
     if isinstance(value, bool):
         return value
@@ -134,7 +135,7 @@ def _active(value: Any, active_value: Any, name: str | None = None) -> bool | No
         return True
     if word in FALSE_WORDS:
         return False
-    raise SensorPayloadError(f"{where} has unexpected value {value!r} (expected true/false, 1/0 or ON/OFF)")
+    raise SensorPayloadError(f"{where} has unexpected value {quoted(value)} (expected true/false, 1/0 or ON/OFF)")
 
 
 def _same(value: Any, active_value: Any) -> bool:

@@ -36,6 +36,7 @@ import av
 import numpy as np
 
 from gateway.backoff import Backoff
+from gateway.redaction import redact
 from gateway.video.decode import (
     DecodedFrame,
     VideoOpenError,
@@ -46,7 +47,6 @@ from gateway.video.decode import (
 )
 from gateway.video.pacing import AnalysisPacer
 from gateway.video.packets import EncodedPacket, StreamInfo
-from gateway.video.urls import redact_text, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +314,7 @@ class CameraReader:
         self._resolve_url = url if callable(url) else None
         self.url = "" if callable(url) else url
         self.display_url = "stream (address not resolved yet)" if callable(url) \
-            else redact_url(url)
+            else redact(url)
         self.transport = transport
         self.analysis_fps = analysis_fps
         self.open_timeout_s, self.read_timeout_s, self.stall_s = open_timeout_s, read_timeout_s, stall_s
@@ -429,7 +429,7 @@ class CameraReader:
                 self.url = self._resolve_url()
             except Exception as error:  # noqa: BLE001 - any resolver failure means: back off, retry
                 raise VideoOpenError(f"cannot resolve the stream address: {error}") from error
-            self.display_url = redact_url(self.url)
+            self.display_url = redact(self.url)
         options = {"rtsp_transport": self.transport, **PROBE_OPTIONS} \
             if self.url.startswith(("rtsp://", "rtsps://")) else {}
         read_timeout = min(self.read_timeout_s, self.stall_s)
@@ -580,4 +580,4 @@ class CameraReader:
             text = str(exc)
         else:
             text = f"{'cannot open' if opening else 'read failed'}: {type(cause).__name__}: {cause}"
-        return redact_text(text, self.url)
+        return redact(text, self.url)

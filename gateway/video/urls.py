@@ -1,18 +1,16 @@
-"""Camera stream URLs: the NVR shorthand installers think in, and redaction for display.
+"""Camera stream URLs: the NVR shorthand installers think in.
 
 Installers know "NVR 10.0.0.5, channel 3, sub stream", not the vendor's URL layout, so the config
 offers `vendor/host/channel/stream` next to a plain `rtsp:` URL; this module turns either into
 the URL FFmpeg opens. Every URL that is logged, returned by the API or put in an exception goes
-through `redact_url()` first: the password becomes `***`, the user stays (it helps to diagnose
-"wrong account" without leaking anything).
+through `gateway.redaction.redact` first: the password becomes `***`, the user stays (it helps
+to diagnose "wrong account" without leaking anything).
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
-
-from gateway.redaction import redact
+from urllib.parse import quote
 
 VENDORS = ("hikvision", "dahua")
 STREAMS = ("main", "sub")
@@ -61,39 +59,6 @@ def source_url(source: Any) -> tuple[str, str]:
                       user=getattr(source, "user", "") or "", password=password)
         return url, transport
     raise ValueError(f"not a stream source (need an rtsp URL or an NVR vendor): {type(source).__name__}")
-
-
-def redact_url(url: str) -> str:
-    """`url` with its password and secret query parameters replaced by ***."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return redact(url)
-    if password is not None:
-        user = parts.username or ""
-        host = parts.netloc.rpartition("@")[2]
-        url = urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-    return redact(url)
-
-
-def redact_text(text: str, url: str | None = None) -> str:
-    """Mask credentials in free text (e.g. an FFmpeg error that echoes the URL).
-
-    Besides every `scheme://user:password@` pattern, the password of `url` itself is masked
-    wherever it appears on its own, raw or percent-encoded.
-    """
-    cleaned = redact(text)
-    if url:
-        try:
-            password = urlsplit(url).password
-        except ValueError:
-            password = None
-        if password:
-            for form in {password, quote(password, safe=""), unquote(password)}:
-                if len(form) >= 3:
-                    cleaned = cleaned.replace(form, "***")
-    return cleaned
 
 
 def _userinfo(user: str, password: str) -> str:

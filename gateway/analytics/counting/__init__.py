@@ -17,13 +17,13 @@ on a handful of annotated frames. Pure numpy/OpenCV, no file or network I/O:
 """
 
 from gateway.analytics.counting.background import BackgroundSettings
-from gateway.analytics.counting.counter import CountMap, CrowdCounter
+from gateway.analytics.counting.counter import CountingFailed, CountMap, CrowdCounter
 from gateway.analytics.counting.model import CountingModel, ModelFormatError
 from gateway.analytics.counting.perspective import Perspective
 from gateway.analytics.counting.switch import CountSwitch
 from gateway.analytics.counting.training import AnnotatedFrame, CrossValidation, FitResult, TrainingError, fit_model
 
 __all__ = [
-    "AnnotatedFrame", "BackgroundSettings", "CountMap", "CountSwitch", "CountingModel", "CrossValidation",
-    "CrowdCounter", "FitResult", "ModelFormatError", "Perspective", "TrainingError", "fit_model",
+    "AnnotatedFrame", "BackgroundSettings", "CountMap", "CountSwitch", "CountingFailed", "CountingModel",
+    "CrossValidation", "CrowdCounter", "FitResult", "ModelFormatError", "Perspective", "TrainingError", "fit_model",
 ]

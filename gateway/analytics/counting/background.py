@@ -28,6 +28,7 @@ of a millisecond per frame.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -45,6 +46,13 @@ LEARN_EVERY_S = 1.0
 fraction of a grey level per second anyway, and learning is half the cost of a frame."""
 EDGE_STRENGTH = 120.0
 """|d/dx| + |d/dy| (3x3 Sobel) above which a working pixel is on an edge."""
+SETTING_RANGES: dict[str, tuple[float, float]] = {
+    "warmup_samples": (1, 1000), "warmup_interval_s": (0.01, 3600.0), "adapt_levels_per_s": (0.0, 255.0),
+    "foreground_levels_per_s": (0.0, 255.0), "heal_levels_per_s": (0.0, 255.0), "min_threshold": (0.0, 255.0),
+    "noise_factor": (0.0, 100.0), "noise_time_s": (0.01, 86400.0), "gradient_threshold": (0.0, 10000.0),
+    "heal_texture_margin": (0.0, 10000.0), "dense_share": (0.0, 1.0),
+}
+"""What a model file may set each background setting to (the defaults sit well inside)."""
 
 
 @dataclass(frozen=True)
@@ -69,8 +77,18 @@ class BackgroundSettings:
 
     @classmethod
     def from_dict(cls, data: dict) -> BackgroundSettings:
-        known: dict[str, Any] = {key: float(value) if key != "warmup_samples" else int(value)
-                                 for key, value in data.items() if key in cls.__dataclass_fields__}
+        """The settings a model file holds (unknown keys ignored); raises ValueError naming a
+        value that is not a number within `SETTING_RANGES`."""
+        known: dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in cls.__dataclass_fields__:
+                continue
+            low, high = SETTING_RANGES[key]
+            if (not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value)
+                    or not low <= value <= high or (key == "warmup_samples" and value != int(value))):
+                kind = "a whole number" if key == "warmup_samples" else "a number"
+                raise ValueError(f"background {key} must be {kind} within {low:g}..{high:g}")
+            known[key] = int(value) if key == "warmup_samples" else float(value)
         return cls(**known)
 
     @property

@@ -24,6 +24,10 @@ PERSON_WIDTH_SHARE = 0.35
 """A standing person's outline is about this much as wide as tall (for the crowding map)."""
 
 
+class CountingFailed(ValueError):
+    """The model gave no usable count for a frame (e.g. values that overflow to inf/NaN)."""
+
+
 @dataclass(frozen=True)
 class CountMap:
     """One frame's estimate. density: (rows, columns) people per grid cell (masked areas 0);
@@ -91,6 +95,11 @@ class CrowdCounter:
         heights = model.perspective.height_at(self.grid.row_centres())
         self._person_area = PERSON_WIDTH_SHARE * heights**2
 
+    def drop_model(self) -> None:
+        """Stop counting with the model (its features are still kept for annotation)."""
+        self.model = None
+        self._multipliers = None
+
     def warm_from(self, images: list[np.ndarray]) -> None:
         """Start the background from frames of this camera (e.g. the first minutes of a recording)."""
         self.extractor.warm_from(images)
@@ -108,6 +117,10 @@ class CrowdCounter:
         """The count map of raw cell features (needs a model)."""
         if self._multipliers is None:
             raise ModelFormatError("no counting model to estimate with")
-        density = np.maximum((features * self._multipliers).sum(axis=-1), 0.0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            density = np.maximum((features * self._multipliers).sum(axis=-1), 0.0)
+        if not np.isfinite(density).all():
+            raise CountingFailed("the model's estimate is not a finite number (its weights or region_scale "
+                                 "overflow)")
         zones = {zone: float((density * share).sum()) for zone, share in self._zones.items()}
         return CountMap(float(density.sum()), zones, density, self.grid, self._person_area)

@@ -10,11 +10,15 @@ shared weights per part of the picture (fitted on the annotated points, shrunk t
 
 The format (JSON, versioned) carries everything a camera needs to use it: the camera it was
 fitted for, the frame size, the perspective, the background settings and the training record.
+
+A model file may come from anywhere (copied between boxes, edited by hand), so `from_dict`
+checks all of it before a camera counts with it: every key of the right type and shape, every
+number finite and within what a fitted model can hold, and what they multiply to per cell too
+(`MAX_MULTIPLIER`): a model that passes cannot overflow into NaN counts frames later.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +30,15 @@ from gateway.analytics.counting.perspective import Perspective
 
 FORMAT = "gw.counting-model"
 VERSION = 1
+MAX_FRAME_SIDE = 16384
+MAX_WEIGHT = 1000.0
+"""People per unit of a feature; fitted weights are thousandths."""
+MAX_REGION_SCALE = 100.0
+"""Regional factors are fitted within 0.25..4 (regression.shrunk_scales)."""
+MAX_REGIONS = 64
+MAX_MULTIPLIER = 1e6
+"""People per unit of a feature in any cell (weight x perspective x region): far above any
+fitted model, far below where float32 sums overflow."""
 
 
 class ModelFormatError(ValueError):
@@ -49,8 +62,10 @@ class CountingModel:
         return CellGrid.for_frame(self.frame_size)
 
     def cell_multipliers(self) -> np.ndarray:
-        """(rows, columns, features): what each raw feature sum is worth in people, per cell."""
-        return feature_multipliers(self.grid, self.perspective, self.weights) * self.scale_map()[..., None]
+        """(rows, columns, features): what each raw feature sum is worth in people, per cell
+        (inf where a model built in code overflows: `from_dict` and the counter check)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            return feature_multipliers(self.grid, self.perspective, self.weights) * self.scale_map()[..., None]
 
     def scale_map(self) -> np.ndarray:
         """(rows, columns): each cell's regional factor."""
@@ -78,38 +93,41 @@ class CountingModel:
         if not isinstance(data, dict):
             raise ModelFormatError("not a counting model: expected a JSON object")
         if data.get("format") != FORMAT:
-            raise ModelFormatError(f"not a counting model: 'format' is {data.get('format')!r}, expected {FORMAT!r}")
+            raise ModelFormatError(f"not a counting model: 'format' is {_shown(data.get('format'))}, "
+                                   f"expected {FORMAT!r}")
         if data.get("version") != VERSION:
-            raise ModelFormatError(f"model format version {data.get('version')!r} is not supported "
+            raise ModelFormatError(f"model format version {_shown(data.get('version'))} is not supported "
                                    f"(this gateway reads version {VERSION}): fit the model again")
         try:
-            camera_id = _text(data, "camera_id")
-            frame_size = _size(data.get("frame_size"))
-            grid = data.get("grid") or {}
-            expected = working_size(frame_size)
-            if list(grid.get("working_size", [])) != list(expected) or grid.get("cell_px") != CELL_PX:
-                raise ModelFormatError(f"grid {grid!r} does not match this gateway's grid for "
-                                       f"{frame_size[0]}x{frame_size[1]} ({list(expected)}, {CELL_PX} px cells)")
-            if list(data.get("features", [])) != list(FEATURES):
-                raise ModelFormatError(f"features {data.get('features')!r} differ from {list(FEATURES)!r}")
-            weights = _numbers(data.get("weights"), "weights", (len(FEATURES),))
-            if (weights < 0).any():
-                raise ModelFormatError("weights must not be negative")
-            scales = np.asarray(data.get("region_scale"), dtype=np.float64)
-            if scales.ndim != 2 or not scales.size:
-                raise ModelFormatError("region_scale must be a non-empty list of rows of numbers")
-            _numbers(scales.tolist(), "region_scale", scales.shape)
-            if (scales < 0).any():
-                raise ModelFormatError("region_scale must not be negative")
-            perspective = Perspective.from_dict(data.get("perspective") or {})
-            background = BackgroundSettings.from_dict(data.get("background") or {})
-            training = data.get("training") or {}
+            model = cls._parse(data)
         except ModelFormatError:
             raise
-        except (KeyError, TypeError, ValueError) as error:
-            raise ModelFormatError(f"malformed model: {error}") from None
-        return cls(camera_id, frame_size, perspective, weights, scales, background,
-                   training if isinstance(training, dict) else {})
+        except (KeyError, TypeError, ValueError, OverflowError) as error:
+            raise ModelFormatError(f"malformed model: {_shown(error)}") from None
+        multipliers = model.cell_multipliers()
+        if not np.isfinite(multipliers).all() or float(multipliers.max(initial=0.0)) > MAX_MULTIPLIER:
+            raise ModelFormatError(f"its weights, perspective and region_scale multiply to more than "
+                                   f"{MAX_MULTIPLIER:g} people per feature unit in some cell: not a fitted model; "
+                                   "fit it again")
+        return model
+
+    @classmethod
+    def _parse(cls, data: dict) -> CountingModel:
+        camera_id = _text(data, "camera_id")
+        frame_size = _size(data.get("frame_size"))
+        grid = _map(data, "grid")
+        expected = working_size(frame_size)
+        if grid.get("working_size") != list(expected) or grid.get("cell_px") != CELL_PX:
+            raise ModelFormatError(f"'grid' does not match this gateway's grid for {frame_size[0]}x{frame_size[1]} "
+                                   f"(working_size {list(expected)}, cell_px {CELL_PX}): fit the model again")
+        if data.get("features") != list(FEATURES):
+            raise ModelFormatError(f"'features' must be {list(FEATURES)!r}: fit the model again")
+        weights = _numbers(data.get("weights"), "weights", (len(FEATURES),), MAX_WEIGHT)
+        scales = _grid_of_numbers(data.get("region_scale"), "region_scale", MAX_REGION_SCALE)
+        perspective = Perspective.from_dict(_map(data, "perspective", required=True))
+        background = BackgroundSettings.from_dict(_map(data, "background"))
+        training = _map(data, "training")
+        return cls(camera_id, frame_size, perspective, weights, scales, background, training)
 
     def check_fits(self, camera_id: str, frame_size: tuple[int, int] | None) -> None:
         """Raise ModelFormatError if this model was fitted for another camera or frame size."""
@@ -135,28 +153,77 @@ def region_map(shape: tuple[int, int], scales: np.ndarray) -> np.ndarray:
     region_rows, region_columns = scales.shape
     row_region = np.minimum(np.arange(rows) * region_rows // rows, region_rows - 1)
     column_region = np.minimum(np.arange(columns) * region_columns // columns, region_columns - 1)
-    return scales[row_region][:, column_region].astype(np.float32)
+    with np.errstate(over="ignore"):
+        return scales[row_region][:, column_region].astype(np.float32)
 
 
 def _text(data: dict, key: str) -> str:
     value = data.get(key)
-    if not isinstance(value, str) or not value:
-        raise ModelFormatError(f"'{key}' must be a non-empty string")
+    if not isinstance(value, str) or not value or len(value) > 64:
+        raise ModelFormatError(f"'{key}' must be a non-empty string of at most 64 characters")
+    return value
+
+
+def _map(data: dict, key: str, required: bool = False) -> dict:
+    """A nested object; absent is {} unless `required`."""
+    value = data.get(key)
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        raise ModelFormatError(f"'{key}' must be an object ({{...}}), got {_kind(value)}")
     return value
 
 
 def _size(value: Any) -> tuple[int, int]:
     if (not isinstance(value, list) or len(value) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
-        raise ModelFormatError(f"'frame_size' must be [width, height] in pixels, got {value!r}")
+            or not all(_is_number(v) and isinstance(v, int) and 0 < v <= MAX_FRAME_SIDE for v in value)):
+        raise ModelFormatError(f"'frame_size' must be [width, height] in pixels (1..{MAX_FRAME_SIDE}), "
+                               f"got {_shown(value)}")
     return int(value[0]), int(value[1])
 
 
-def _numbers(value: Any, key: str, shape: tuple[int, ...]) -> np.ndarray:
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ModelFormatError(f"'{key}' must hold numbers") from None
-    if array.shape != shape or not all(math.isfinite(v) for v in array.ravel()):
-        raise ModelFormatError(f"'{key}' must be {shape} finite numbers, got {value!r}")
+def _numbers(value: Any, key: str, shape: tuple[int, ...], limit: float) -> np.ndarray:
+    """Finite numbers in 0..limit, as a float64 array of `shape` (lists of lists for 2-D)."""
+    flat = value if len(shape) == 1 else [v for row in value for v in row] if _rows(value) else None
+    if (not isinstance(value, list) or flat is None or not all(_is_number(v) for v in flat)
+            or np.shape(value) != shape):
+        raise ModelFormatError(f"'{key}' must be {_shape_text(shape)} numbers, got {_shown(value)}")
+    array = np.asarray(value, dtype=np.float64)
+    if not np.isfinite(array).all():
+        raise ModelFormatError(f"'{key}' must be {_shape_text(shape)} finite numbers")
+    if (array < 0).any():
+        raise ModelFormatError(f"'{key}' must not be negative")
+    if (array > limit).any():
+        raise ModelFormatError(f"'{key}' must be at most {limit:g} (a fitted model's are far smaller)")
     return array
+
+
+def _grid_of_numbers(value: Any, key: str, limit: float) -> np.ndarray:
+    if not _rows(value) or not value or not value[0] or len({len(row) for row in value}) != 1:
+        raise ModelFormatError(f"'{key}' must be a non-empty list of equally long rows of numbers")
+    shape = (len(value), len(value[0]))
+    if shape[0] > MAX_REGIONS or shape[1] > MAX_REGIONS:
+        raise ModelFormatError(f"'{key}' must have at most {MAX_REGIONS} rows and columns")
+    return _numbers(value, key, shape, limit)
+
+
+def _rows(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(row, list) for row in value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return " x ".join(str(n) for n in shape)
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "text", bool: "true/false", type(None): "nothing"}.get(type(value), "a number")
+
+
+def _shown(value: Any) -> str:
+    """A value in an error message: at most 60 characters of it (a file may hold megabytes)."""
+    text = repr(value) if not isinstance(value, BaseException) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -27,6 +27,10 @@ MIN_BOXES = 30
 MIN_ROW_SPREAD = 0.2
 """The boxes' feet must span at least this share of the picture height to fit a line."""
 FIT_ROUNDS = 5
+MAX_SLOPE = 100.0
+MAX_INTERCEPT_PX = 100_000.0
+"""A perspective read from a file: a person grows by at most 100 px per row, and is at most
+100 000 px tall at row 0 (real ones: a fraction of a pixel per row, tens to hundreds of px)."""
 
 
 @dataclass(frozen=True)
@@ -53,10 +57,19 @@ class Perspective:
 
     @classmethod
     def from_dict(cls, data: dict) -> Perspective:
-        perspective = cls(float(data["slope"]), float(data["intercept"]), str(data.get("source", "file")))
-        if not np.isfinite([perspective.slope, perspective.intercept]).all():
+        """Raises ValueError unless slope and intercept are plausible finite numbers."""
+        slope, intercept = data.get("slope"), data.get("intercept")
+        if not (isinstance(slope, int | float) and isinstance(intercept, int | float)) \
+                or isinstance(slope, bool) or isinstance(intercept, bool):
+            raise ValueError("perspective slope and intercept must be numbers")
+        slope, intercept = float(slope), float(intercept)
+        if not np.isfinite([slope, intercept]).all():
             raise ValueError("perspective slope and intercept must be finite numbers")
-        return perspective
+        if abs(slope) > MAX_SLOPE or abs(intercept) > MAX_INTERCEPT_PX:
+            raise ValueError(f"perspective slope must be within ±{MAX_SLOPE:g} and intercept within "
+                             f"±{MAX_INTERCEPT_PX:g} px (a person's height in pixels per row and at row 0)")
+        source = data.get("source", "file")
+        return cls(slope, intercept, source[:32] if isinstance(source, str) else "file")
 
 
 def from_ramp(top_px: float, bottom_px: float, frame_height: int) -> Perspective:

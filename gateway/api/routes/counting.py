@@ -22,7 +22,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
 from gateway.api.schemas import Problem
 from gateway.api.web import NO_STORE
@@ -65,9 +65,13 @@ class CountingOut(BaseModel):
     min_frames: int
 
 
+Coordinate = Annotated[list[StrictFloat], Field(min_length=2, max_length=2)]
+"""[x, y]: JSON numbers only ("1" or true are refused, not read as 1)."""
+
+
 class PointsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    points: list[list[float]] = Field(description="One [x, y] per visible person, picture pixels.")
+    points: list[Coordinate] = Field(description="One [x, y] per visible person, picture pixels.")
 
 
 class FitOut(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Literal
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
@@ -24,7 +25,8 @@ router = APIRouter()
 
 @public.get("/healthz", response_model=Health, summary="Liveness (no auth): every output and the data disk",
             responses={503: {"model": Health, "description": "A thread or task of the gateway is dead (a "
-                                                             "camera reader, the analysis, an output...)."}})
+                                                             "camera reader, the analysis, an output...), or "
+                                                             "a camera's frames keep failing to analyse."}})
 def healthz(ctx: Context) -> Response:
     health = _health(ctx)
     return JSONResponse(health.model_dump(exclude_none=True), 503 if health.status == "failing" else 200,
@@ -40,7 +42,7 @@ def _health(ctx: Context) -> Health:
     """Every output (alive, reaching its far end, queued) and the disk; no addresses or errors:
     this route needs no token (the heartbeat and /metrics carry the details)."""
     try:
-        failing = bool(ctx.view.failed_workers())
+        failed_workers = ctx.view.failed_workers()
         state = ctx.view.health()
     except Exception as exc:  # noqa: BLE001 - a liveness probe answers, it does not crash
         log.warning("health check failed: %s", redact(str(exc)))
@@ -50,8 +52,17 @@ def _health(ctx: Context) -> Health:
                for name, output in state.get("outputs", {}).items()}
     disk_full = bool(state.get("disk_full"))
     degraded = disk_full or not all(output.connected for output in outputs.values())
-    return Health(status="failing" if failing else "degraded" if degraded else "ok", outputs=outputs,
-                  disk_full=disk_full)
+    status = overall_status(failed_workers, state.get("failing_cameras") or [], degraded)
+    return Health(status=status, outputs=outputs, disk_full=disk_full)
+
+
+def overall_status(failed_workers: list[str], failing_cameras: list[str],
+                   degraded: bool) -> Literal["ok", "degraded", "failing"]:
+    """failing: a thread or task is dead, or a camera's frames keep failing to analyse (503);
+    degraded: the disk is full or an output cannot reach its far end; else ok."""
+    if failed_workers or failing_cameras:
+        return "failing"
+    return "degraded" if degraded else "ok"
 
 
 @router.get("/readyz", response_model=Readiness, tags=["health"],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from gateway.api.context import Context
@@ -22,8 +21,8 @@ async def index(request: Request, ctx: Context, token: str | None = None) -> Res
     if token is not None:  # kiosk link: trade the token for a session, drop it from the address bar
         if not ctx.auth.enabled:
             return RedirectResponse("/", 303)
-        return await trade_token(ctx, request, token, lambda: RedirectResponse(KIOSK_NOTICE, 303))
-    await run_in_threadpool(request.app.state.authorize, request)
+        return await trade_token(ctx, request, token, "kiosk link", lambda: RedirectResponse(KIOSK_NOTICE, 303))
+    await request.app.state.authorize(request)
     return ctx.web.page("index.html")
 
 

@@ -1,8 +1,9 @@
 """Browser sessions: the login form, the kiosk link's token trade, logout.
 
-Every attempt with a token goes through `trade_token`, so the form and the kiosk link share one
-throttle: a client that failed too often is told to wait (429 with Retry-After) before its
-token is even compared, and every failure is logged with the client's address, never the guess.
+Every attempt with a token goes through `trade_token`, so the form and the kiosk link share the
+API's one throttle (gateway/api/throttle.py): a client that failed too often is told to wait
+(429 with Retry-After) before its token is even compared, and every failure is logged with the
+client's address, never the guess.
 """
 
 from __future__ import annotations
@@ -10,41 +11,36 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
 from collections.abc import Callable
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
-from gateway.api.auth import client_address, same_origin
+from gateway.api.auth import FAILED_AUTH_DELAY_S, client_address, same_origin
 from gateway.api.context import ApiContext, Context
 
 log = logging.getLogger("gateway.api")
 
-FAILED_LOGIN_DELAY_S = 0.5
-"""Each wrong token costs its sender this long (the throttle bounds parallel guessing)."""
-
 router = APIRouter(include_in_schema=False)
 
 
-async def trade_token(ctx: ApiContext, request: Request, token: str,
+async def trade_token(ctx: ApiContext, request: Request, token: str, how: str,
                       success: Callable[[], Response]) -> Response:
-    """`success()` with a new session cookie for the right token; else the login page with why."""
+    """`success()` with a new session cookie for the right token; else the login page with why.
+
+    how: 'login form' or 'kiosk link', as the log names the path a failure came by."""
     client = client_address(request)
-    wait = ctx.auth.throttle.retry_after(client, time.monotonic())
-    if wait > 0:
-        response = ctx.web.login_page(f"尝试次数过多，请 {math.ceil(wait)} 秒后再试 / "
-                                      f"Too many attempts: try again in {math.ceil(wait)} s", 429)
-        response.headers["Retry-After"] = str(math.ceil(wait))
+    verdict = ctx.auth.try_token(client, token, how)
+    if verdict.throttled:
+        wait = math.ceil(verdict.retry_after)
+        response = ctx.web.login_page(f"尝试次数过多，请 {wait} 秒后再试 / Too many attempts: try again in {wait} s",
+                                      429)
+        response.headers["Retry-After"] = str(wait)
         return response
-    if not ctx.auth.token_ok(token):
-        failures = ctx.auth.throttle.failed(client, time.monotonic())
-        log.warning("web login failed from %s (%d failures in %.0f min)", client, failures,
-                    ctx.auth.throttle.window_s / 60)
-        await asyncio.sleep(FAILED_LOGIN_DELAY_S)
+    if verdict.problem is not None:
+        await asyncio.sleep(FAILED_AUTH_DELAY_S)
         return ctx.web.login_page("令牌不正确 / Wrong token", 401)
-    ctx.auth.throttle.succeeded(client)
     log.info("web login from %s", client)
     return ctx.auth.start_session(success(), request)
 
@@ -69,7 +65,7 @@ async def login(request: Request, ctx: Context) -> Response:
         token = parse_qs(body.decode("utf-8"), max_num_fields=4).get("token", [""])[0].strip()
     except (UnicodeDecodeError, ValueError):
         token = ""
-    return await trade_token(ctx, request, token, lambda: RedirectResponse("/", 303))
+    return await trade_token(ctx, request, token, "login form", lambda: RedirectResponse("/", 303))
 
 
 @router.post("/logout")

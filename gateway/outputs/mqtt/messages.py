@@ -8,8 +8,9 @@ working; missing or non-string required fields are an error with the reason.
 
 Case progress (`{prefix}/{gw}/cases`): `{"event_id", "case_id", "status", "by", "at", "note"}`;
 `status` one of dispatched|accepted|handled|verified|rejected; `by`, `at` (ISO-8601 with offset;
-default: when it arrived) and `note` (≤ 1000 characters, shown as text) are optional. Extra keys
-are ignored.
+default: when it arrived; at most 5 minutes ahead of this gateway's clock) and `note` (≤ 1000
+characters, shown as text) are optional. Extra keys are ignored. Text fields are plain text
+(gateway.plaintext: no control characters, line separators or bidirectional overrides).
 
 Page acknowledgement (published on `{prefix}/{gw}/acks`): `page_ack_notice`.
 
@@ -34,11 +35,15 @@ from typing import Any
 from gateway.delivery.ledger import CASE_STATUSES, CaseUpdate
 from gateway.jsonpayload import PayloadError, json_object
 from gateway.outputs.mqtt.topics import LEVEL
+from gateway.plaintext import unsafe_character
 
 MAX_ACK_BYTES = 16 * 1024
 MAX_REQUEST_BYTES = 4 * 1024
 MAX_FIELD_CHARS = 128
 MAX_NOTE_CHARS = 1000
+MAX_FUTURE_S = 300.0
+"""A case step may be this far ahead of the gateway's clock (clock skew); later ones are refused:
+the page shows the latest step, and one dated next year would hide every real one until then."""
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
@@ -82,8 +87,12 @@ def _text_field(message: dict[str, Any], name: str) -> str:
         raise InvalidMessage(f"missing '{name}'")
     if not isinstance(value, str) or not value.strip():
         raise InvalidMessage(f"'{name}' must be a non-empty string, got {value!r:.80}")
-    if len(value) > MAX_FIELD_CHARS or any(ord(ch) < 32 for ch in value):
-        raise InvalidMessage(f"'{name}' is longer than {MAX_FIELD_CHARS} characters or has control characters")
+    if len(value) > MAX_FIELD_CHARS:
+        raise InvalidMessage(f"'{name}' is longer than {MAX_FIELD_CHARS} characters")
+    character = unsafe_character(value)
+    if character is not None:
+        raise InvalidMessage(f"'{name}' holds {character}: one line of plain text only (no control characters, "
+                             "line separators or bidirectional overrides)")
     return value
 
 
@@ -104,9 +113,11 @@ def parse_case(payload: bytes, received_at: float) -> CaseUpdate:
     at, at_ts = _case_time(message.get("at"), received_at)
     note = message.get("note")
     if note is not None:
-        if not isinstance(note, str) or len(note) > MAX_NOTE_CHARS or \
-                any(ord(ch) < 32 and ch not in "\n\t" for ch in note):
+        if not isinstance(note, str) or len(note) > MAX_NOTE_CHARS:
             raise InvalidMessage(f"'note' must be text of at most {MAX_NOTE_CHARS} characters")
+        character = unsafe_character(note, lines=True)
+        if character is not None:
+            raise InvalidMessage(f"'note' holds {character}: plain text only (line feeds and tabs are fine)")
         note = note.strip() or None
     return CaseUpdate(event_id, case_id, status, by, at, at_ts, note)
 
@@ -122,6 +133,10 @@ def _case_time(value: Any, received_at: float) -> tuple[str, float]:
         raise InvalidMessage(f"'at' is not an ISO-8601 time: {value!r:.80}") from None
     if moment.tzinfo is None:
         raise InvalidMessage(f"'at' needs a UTC offset (e.g. 2024-05-01T09:30:00+08:00), got {value!r:.80}")
+    ahead = moment.timestamp() - received_at
+    if ahead > MAX_FUTURE_S:
+        raise InvalidMessage(f"'at' {value!r:.80} is {ahead / 60:.0f} minutes in the future of this gateway's "
+                             f"clock (at most {MAX_FUTURE_S / 60:.0f} allowed): check the sender's clock and offset")
     return value, moment.timestamp()
 
 
