@@ -496,7 +496,7 @@ def test_demo_yaml_is_valid_without_env(monkeypatch: pytest.MonkeyPatch):
     assert summary(config, "config/demo.yaml") == "config/demo.yaml: OK — gateway demo-gw, 1 camera, 4 rules"
     demo = config.camera("demo")
     assert (demo.fps, demo.resolution, [zone.id for zone in demo.zones]) == (10, (768, 576), ["plaza"])
-    assert demo.source.file == REPO.parent / "shared" / "data" / "vtest.avi"
+    assert demo.source.file == REPO.parent / "shared" / "data" / "vtest_h264.mp4"
     assert config.gateway.data_dir == REPO / "data"
     assert (config.mqtt.host, config.mqtt.port, config.api.bind, config.api.port) == ("127.0.0.1", 1883, "127.0.0.1", 8080)
     crowd = demo.rules[0]

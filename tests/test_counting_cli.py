@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, VTEST, YOLOX_NANO
+from conftest import REPO, VTEST, VTEST_H264, YOLOX_NANO
 from gateway.analytics.counting import CountingModel
 from gateway.analytics.counting.perspective import from_ramp
 from gateway.calibration.files import save_model
@@ -41,7 +41,7 @@ def gateway(*args: str) -> subprocess.CompletedProcess:
 def demo_config(folder: Path, counting: str) -> Path:
     """The demo configuration with absolute paths, its data in `folder`, and a counting key."""
     text = DEMO.replace("../../shared/models/yolox_nano.onnx", str(YOLOX_NANO))
-    text = text.replace("../../shared/data/vtest.avi", str(VTEST)).replace("data_dir: ../data",
+    text = text.replace("../../shared/data/vtest_h264.mp4", str(VTEST_H264)).replace("data_dir: ../data",
                                                                              f"data_dir: {folder / 'data'}")
     anchor = "    resolution: [768, 576]          # polygons below are pixels of this frame\n"
     assert anchor in text
