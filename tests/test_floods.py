@@ -10,7 +10,7 @@ from datetime import datetime
 import pytest
 
 from gateway.config.models import Sensor, SensorBroker
-from gateway.jsonpayload import PayloadError, json_object
+from gateway.untrusted import PayloadError, json_object
 from gateway.logs import LogLimiter
 from gateway.sensors import parse_payload
 from gateway.sensors.input import SensorInput

@@ -13,12 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.events.record import EventSummary
 from gateway.onvif.patrol import PatrolStatus
-from gateway.plaintext import NAME, NOTE, ONE_LINE
 from gateway.redaction import redact
 from gateway.status import CameraStatus, ZoneOutline
+from gateway.untrusted import NAME, NOTE, ONE_LINE
 
 # Printable text on one line; one line with a visible character; text with line feeds and tabs.
-# Control characters, line separators and bidirectional overrides are refused (gateway.plaintext).
+# Control characters, line separators and bidirectional overrides are refused (gateway.untrusted).
 
 
 # --------------------------------------------------------------------------- health

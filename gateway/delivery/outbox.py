@@ -61,15 +61,7 @@ from gateway.delivery.eviction import (
     human_size,
     row_size,
 )
-from gateway.delivery.storage import (
-    BelowFloorError,
-    Transaction,
-    describe,
-    has_room,
-    is_disk_full,
-    open_wal,
-    truncate_wal,
-)
+from gateway.delivery.storage import BelowFloorError, Transaction, describe, has_room, is_disk_full, open_wal
 from gateway.events.payload import encode_payload, has_inline_picture, shed_picture
 
 log = logging.getLogger(__name__)
@@ -236,10 +228,9 @@ class Outbox:
     # ------------------------------------------------------------------ transactions
 
     def _transaction(self, durable: bool = True) -> Transaction:
-        """Durable transactions add alerts (the file grows: the disk's floor is checked first);
-        the others only delete."""
+        """Durable transactions add alerts, the others delete: both keep the disk's floor."""
         assert self._db is not None
-        return Transaction(self._db, durable, grows=self.path if durable else None)
+        return Transaction(self._db, durable, room=self.path)
 
     # ------------------------------------------------------------------ put
 
@@ -528,8 +519,6 @@ class Outbox:
                     removed, freed = removed + removed_now, freed + freed_now
             self._depth -= removed
             self._bytes -= freed
-            if not has_room(self.path):
-                truncate_wal(self._db)  # the WAL's space back to a nearly full disk at once
             return removed
         except sqlite3.Error as exc:
             self._resync()

@@ -171,17 +171,19 @@ class Transaction:
     (FULL) unless `durable` is False (then NORMAL for this transaction only: for changes whose
     loss in a power cut costs nothing but a repeat, such as deleting delivered rows).
 
-    grows: the file at this path (the database) is about to grow: `ensure_room` first, so the
-    transaction fails as on a full disk (BelowFloorError) before the floor is crossed."""
+    room: the database's path, to keep the disk's floor (see the module docstring): a durable
+    transaction (it adds) first checks `ensure_room`, so it fails as on a full disk
+    (BelowFloorError) before the floor is crossed; after one that is not (it deletes), the WAL's
+    space goes back to a nearly full disk at once."""
 
-    def __init__(self, db: sqlite3.Connection, durable: bool, grows: Path | None = None) -> None:
+    def __init__(self, db: sqlite3.Connection, durable: bool, room: Path | None = None) -> None:
         self._db = db
         self._durable = durable
-        self._grows = grows
+        self._room = room
 
     def __enter__(self) -> sqlite3.Connection:
-        if self._grows is not None:
-            ensure_room(self._grows)
+        if self._room is not None and self._durable:
+            ensure_room(self._room)
         if not self._durable:
             self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("BEGIN IMMEDIATE")
@@ -200,6 +202,8 @@ class Transaction:
         finally:
             if not self._durable:
                 self._db.execute("PRAGMA synchronous=FULL")
+        if exc_type is None and not self._durable and self._room is not None and not has_room(self._room):
+            truncate_wal(self._db)
 
     def _rollback(self) -> None:
         if self._db.in_transaction:

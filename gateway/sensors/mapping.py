@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.config.models import Sensor
-from gateway.jsonpayload import PayloadError, json_object
 from gateway.logs import clip, quoted
+from gateway.untrusted import PayloadError, json_object
 
 ZIGBEE_FIELDS = {"door": "contact", "smoke": "smoke", "water_leak": "water_leak", "pir": "occupancy",
                  "sos": "action", "tamper": "tamper"}

@@ -10,7 +10,7 @@ Case progress (`{prefix}/{gw}/cases`): `{"event_id", "case_id", "status", "by", 
 `status` one of dispatched|accepted|handled|verified|rejected; `by`, `at` (ISO-8601 with offset;
 default: when it arrived; at most 5 minutes ahead of this gateway's clock) and `note` (≤ 1000
 characters, shown as text) are optional. Extra keys are ignored. Text fields are plain text
-(gateway.plaintext: no control characters, line separators or bidirectional overrides).
+(gateway.untrusted: no control characters, line separators or bidirectional overrides).
 
 Page acknowledgement (published on `{prefix}/{gw}/acks`): `page_ack_notice`.
 
@@ -33,9 +33,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.delivery.ledger import CASE_STATUSES, CaseUpdate
-from gateway.jsonpayload import PayloadError, json_object
 from gateway.outputs.mqtt.topics import LEVEL
-from gateway.plaintext import unsafe_character
+from gateway.untrusted import PayloadError, json_object, unsafe_character
 
 MAX_ACK_BYTES = 16 * 1024
 MAX_REQUEST_BYTES = 4 * 1024
