@@ -1,6 +1,7 @@
 """systemd/install.sh for real, into temporary directories: a real venv with the gateway in it,
-the starter config passing `gateway check`, the unit passing `systemd-analyze verify`, and a
-second run (an upgrade) keeping the installer's edited config and the undelivered outbox."""
+the `gateway` command on PATH, the starter config passing `gateway check`, the unit passing
+`systemd-analyze verify`, and a second run (an upgrade) keeping the installer's edited config and
+the undelivered outbox."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from waiting import PATIENCE_S
 
 def install(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "GATEWAY_PREFIX": str(tmp_path / "opt"), "GATEWAY_ETC": str(tmp_path / "etc"),
-           "GATEWAY_STATE": str(tmp_path / "state"), "GATEWAY_UNIT_DIR": str(tmp_path / "units")}
+           "GATEWAY_STATE": str(tmp_path / "state"), "GATEWAY_UNIT_DIR": str(tmp_path / "units"),
+           "GATEWAY_BIN_DIR": str(tmp_path / "bin")}
     (tmp_path / "units").mkdir(exist_ok=True)
     return subprocess.run(["bash", str(REPO / "systemd" / "install.sh"), "--no-apt", "--no-user",
                            "--no-systemctl", *extra], env=env, capture_output=True, text=True, timeout=600)
@@ -31,7 +33,10 @@ def test_install_then_upgrade_keeps_config_and_outbox(tmp_path: Path) -> None:
     config = tmp_path / "etc" / "gateway.yaml"
     assert (tmp_path / "opt" / "models" / "yolox_nano.onnx").exists()
     assert oct((tmp_path / "etc" / "gateway.env").stat().st_mode & 0o777) == "0o640"
-    check = subprocess.run([str(gateway), "check", "-c", str(config)], capture_output=True, text=True)
+    command = tmp_path / "bin" / "gateway"  # /usr/local/bin/gateway on a real install
+    assert command.is_symlink() and command.resolve() == gateway.resolve()
+    on_path = {**os.environ, "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"}
+    check = subprocess.run(["gateway", "check", "-c", str(config)], capture_output=True, text=True, env=on_path)
     assert check.returncode == 0 and "OK" in check.stdout, check.stderr
 
     unit = (tmp_path / "units" / "gateway.service").read_text()
@@ -43,8 +48,12 @@ def test_install_then_upgrade_keeps_config_and_outbox(tmp_path: Path) -> None:
     config.write_text(config.read_text() + "# edited by the installer\n")
     outbox = tmp_path / "state" / "outbox.sqlite3"
     outbox.write_bytes(b"undelivered alerts")
+    command.unlink()
+    command.write_text("#!/bin/sh\necho another program\n")  # someone else's `gateway`: never replaced
     second = install(tmp_path)  # upgrade: no --model needed, the installed one is kept
     assert second.returncode == 0, second.stdout + second.stderr
+    assert "exists and is not a link: left alone" in second.stdout
+    assert command.read_text() == "#!/bin/sh\necho another program\n"
     assert config.read_text().endswith("# edited by the installer\n")
     assert outbox.read_bytes() == b"undelivered alerts"
 
