@@ -339,6 +339,20 @@ def test_inline_flow_yaml_parses_and_camera_sources_pass_check(tmp_path: Path) -
         assert not problems, f"README.md:{line}: `{span}`:\n" + "\n".join(problems)
 
 
+# --------------------------------------------------------------------------- files named
+
+
+INSTALLER_FILES = {"config/site.yaml"}
+"""Files the README has the installer write (their own site's configuration)."""
+
+
+def test_every_file_of_the_project_the_readme_names_exists() -> None:
+    named = set(re.findall(r"(?<![\w./-])((?:gateway|detectors|config|systemd|tests|bench|\.ci)/[\w./-]*\w)", TEXT))
+    assert len(named) >= 30
+    missing = sorted(path for path in named - INSTALLER_FILES if not (REPO / path).exists())
+    assert not missing, f"README.md names files that do not exist: {missing}"
+
+
 # --------------------------------------------------------------------------- alert types in tables
 
 
