@@ -121,7 +121,7 @@ def _run(command: Command, checkout: Path, env: dict[str, str]) -> Ran:
         argv = text.split()
     else:
         argv = [sys.executable, "-m", "gateway", *gateway_invocations(text)[0]]
-    written: dict[str, str] = {}
+    written: dict[str, str] = {}  # where the test wrote a file the README writes -> the README's path
     for documented, content in command.files.items():
         if documented in argv:
             local = checkout / Path(documented).name
@@ -130,8 +130,8 @@ def _run(command: Command, checkout: Path, env: dict[str, str]) -> Ran:
             written[str(local)] = documented
     result = subprocess.run(argv, cwd=checkout, env=env, capture_output=True, text=True, timeout=300)
     lines = (result.stderr + result.stdout).splitlines()
-    for local, documented in written.items():
-        lines = [line.replace(local, documented) for line in lines]
+    for written_at, documented in written.items():
+        lines = [line.replace(written_at, documented) for line in lines]
     return Ran(result.returncode, lines)
 
 
