@@ -5,6 +5,7 @@
 #   sudo systemd/install.sh [--model FILE] [--with-broker]
 #
 #   /opt/gateway/venv        the gateway and its Python packages (replaced on upgrade)
+#   /usr/local/bin/gateway   the `gateway` command (a link to /opt/gateway/venv/bin/gateway)
 #   /opt/gateway/models      detector models (--model FILE is copied here)
 #   /etc/gateway/gateway.yaml    configuration (written once, never overwritten)
 #   /etc/gateway/gateway.env     secrets for ${VARS} in the YAML (mode 640, written once)
@@ -12,8 +13,8 @@
 #                            undelivered alerts, which the restarted service sends first)
 #
 # Idempotent: run it again to upgrade from a newer checkout. Options for packaging and tests:
-#   --no-apt --no-user --no-systemctl, and GATEWAY_PREFIX / GATEWAY_ETC / GATEWAY_STATE
-#   to install under other directories.
+#   --no-apt --no-user --no-systemctl, and GATEWAY_PREFIX / GATEWAY_ETC / GATEWAY_STATE /
+#   GATEWAY_BIN_DIR to install under other directories.
 set -euo pipefail
 
 SOURCE_DIR="$(cd "$(dirname "$0")/.." && pwd)"
@@ -21,6 +22,7 @@ PREFIX="${GATEWAY_PREFIX:-/opt/gateway}"
 ETC="${GATEWAY_ETC:-/etc/gateway}"
 STATE="${GATEWAY_STATE:-/var/lib/gateway}"
 UNIT_DIR="${GATEWAY_UNIT_DIR:-/etc/systemd/system}"
+BIN_DIR="${GATEWAY_BIN_DIR:-/usr/local/bin}"
 MODEL="" APT=1 USER_SETUP=1 SYSTEMCTL=1 BROKER=0
 
 while (($#)); do
@@ -75,6 +77,16 @@ say "installing the gateway from $SOURCE_DIR into $PREFIX/venv"
 "$PREFIX/venv/bin/python" -m pip install -q --upgrade "$SOURCE_DIR"
 install -m 644 "$SOURCE_DIR/README.md" "$PREFIX/README.md"
 
+# `gateway` on every user's PATH (and sudo's secure_path), so the README's commands work as written.
+command_link="$BIN_DIR/gateway"
+if [ -e "$command_link" ] && [ ! -L "$command_link" ]; then
+  say "warning: $command_link exists and is not a link: left alone (the command is $PREFIX/venv/bin/gateway)"
+else
+  mkdir -p "$BIN_DIR"
+  ln -sfn "$PREFIX/venv/bin/gateway" "$command_link"
+  say "command installed: $command_link -> $PREFIX/venv/bin/gateway"
+fi
+
 mkdir -p "$PREFIX/models"
 if [ -n "$MODEL" ]; then
   install -m 644 "$MODEL" "$PREFIX/models/$(basename "$MODEL")"
@@ -86,8 +98,9 @@ if [ ! -f "$ETC/gateway.yaml" ]; then
   say "writing a starter $ETC/gateway.yaml (add cameras: see 'gateway discover' and config/example.yaml)"
   cat > "$ETC/gateway.yaml" <<YAML
 # Gateway configuration: reference with every key in $PREFIX/README.md and the project's
-# config/example.yaml. Check after editing:  $PREFIX/venv/bin/gateway check -c $ETC/gateway.yaml
-# Apply:  systemctl reload gateway   (cameras restart alone; other sections need a restart)
+# config/example.yaml. Check after editing (with the secrets of gateway.env):
+#   sudo bash -c 'set -a; . $ETC/gateway.env; gateway check -c $ETC/gateway.yaml'
+# Apply:  sudo systemctl reload gateway   (cameras restart alone; other sections need a restart)
 gateway:
   id: $(hostname -s | tr -c 'A-Za-z0-9_.\n-' '-')
   name: ""
@@ -108,7 +121,8 @@ YAML
 fi
 if [ ! -f "$ETC/gateway.env" ]; then
   cat > "$ETC/gateway.env" <<'ENV'
-# Secrets referenced from gateway.yaml as ${NAME}; one NAME=value per line.
+# Secrets referenced from gateway.yaml as ${NAME}; one NAME='value' per line, the value in single
+# quotes (read the same way by systemd and by a shell). Then: sudo systemctl restart gateway
 # CAM_PASSWORD=
 # MQTT_PASSWORD=
 # API_TOKEN=

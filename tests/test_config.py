@@ -29,6 +29,9 @@ EXAMPLE_ENV = {
     "MQTT_PASSWORD": "mqtt-Pa55",
     "API_TOKEN": "api-T0ken",
     "WEBHOOK_SECRET": "hook-S3cret",
+    "WEBHOOK_TOKEN": "hook-T0ken",
+    "GB28181_PASSWORD": "gb-Pa55",
+    "MARKET_MQTT_PASSWORD": "market-Pa55",
 }
 
 # Lines 1-4 of most test files; the camera under test starts at line 5.
@@ -480,7 +483,7 @@ def test_example_yaml_is_valid_with_its_env_vars():
     assert {"CrowdRule", "GatheringRule", "GrowthRule", "LoiteringRule", "IntrusionRule"} <= set(rules)
     nvr = config.cameras[1].source
     assert (nvr.vendor, nvr.channel, nvr.password.get_secret_value()) == ("hikvision", 3, "nvr-Pa55")
-    assert config.cameras[1].motion.model_dump() == {"enabled": True, "sensitivity": 0.7, "max_skip_s": 5}
+    assert config.cameras[1].motion.model_dump() == {"enabled": True, "sensitivity": 0.7, "max_skip_s": 10}
     assert config.mqtt.password.get_secret_value() == "mqtt-Pa55"
     assert config.detector.model == MODEL
 

@@ -1,37 +1,54 @@
 """systemd/install.sh for real, into temporary directories: a real venv with the gateway in it,
-the starter config passing `gateway check`, the unit passing `systemd-analyze verify`, and a
+the `gateway` command on PATH, the starter config passing `gateway check`, the unit passing
+`systemd-analyze verify`, the README's walk-through from there to a checked configuration, and a
 second run (an upgrade) keeping the installer's edited config and the undelivered outbox."""
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
 from pathlib import Path
 
 import pytest
+from ruamel.yaml import YAML
 
 from conftest import REPO, YOLOX_NANO
+from readme_support import fenced_blocks, secret_names
 from waiting import PATIENCE_S
 
 
 def install(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "GATEWAY_PREFIX": str(tmp_path / "opt"), "GATEWAY_ETC": str(tmp_path / "etc"),
-           "GATEWAY_STATE": str(tmp_path / "state"), "GATEWAY_UNIT_DIR": str(tmp_path / "units")}
+           "GATEWAY_STATE": str(tmp_path / "state"), "GATEWAY_UNIT_DIR": str(tmp_path / "units"),
+           "GATEWAY_BIN_DIR": str(tmp_path / "bin")}
     (tmp_path / "units").mkdir(exist_ok=True)
     return subprocess.run(["bash", str(REPO / "systemd" / "install.sh"), "--no-apt", "--no-user",
                            "--no-systemctl", *extra], env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_install_then_upgrade_keeps_config_and_outbox(tmp_path: Path) -> None:
-    first = install(tmp_path, "--model", str(YOLOX_NANO))
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A first install (with the model) under a temporary root: opt/, etc/, state/, bin/, units/."""
+    root = tmp_path_factory.mktemp("install")
+    first = install(root, "--model", str(YOLOX_NANO))
     assert first.returncode == 0, first.stdout + first.stderr
+    return root
+
+
+def test_install_then_upgrade_keeps_config_and_outbox(installed: Path) -> None:
+    tmp_path = installed
     gateway = tmp_path / "opt" / "venv" / "bin" / "gateway"
     config = tmp_path / "etc" / "gateway.yaml"
     assert (tmp_path / "opt" / "models" / "yolox_nano.onnx").exists()
     assert oct((tmp_path / "etc" / "gateway.env").stat().st_mode & 0o777) == "0o640"
-    check = subprocess.run([str(gateway), "check", "-c", str(config)], capture_output=True, text=True)
+    command = tmp_path / "bin" / "gateway"  # /usr/local/bin/gateway on a real install
+    assert command.is_symlink() and command.resolve() == gateway.resolve()
+    on_path = {**os.environ, "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"}
+    check = subprocess.run(["gateway", "check", "-c", str(config)], capture_output=True, text=True, env=on_path)
     assert check.returncode == 0 and "OK" in check.stdout, check.stderr
 
     unit = (tmp_path / "units" / "gateway.service").read_text()
@@ -43,10 +60,53 @@ def test_install_then_upgrade_keeps_config_and_outbox(tmp_path: Path) -> None:
     config.write_text(config.read_text() + "# edited by the installer\n")
     outbox = tmp_path / "state" / "outbox.sqlite3"
     outbox.write_bytes(b"undelivered alerts")
+    command.unlink()
+    command.write_text("#!/bin/sh\necho another program\n")  # someone else's `gateway`: never replaced
     second = install(tmp_path)  # upgrade: no --model needed, the installed one is kept
     assert second.returncode == 0, second.stdout + second.stderr
+    assert "exists and is not a link: left alone" in second.stdout
+    assert command.read_text() == "#!/bin/sh\necho another program\n"
     assert config.read_text().endswith("# edited by the installer\n")
     assert outbox.read_bytes() == b"undelivered alerts"
+
+
+def test_the_readme_walk_through_passes_check_on_a_fresh_install(installed: Path, tmp_path: Path) -> None:
+    """README "Your own cameras" steps 3-5 as written, on the files install.sh wrote: the camera
+    stanza and the mqtt:/api: sections pasted in, the secrets added to gateway.env as shown (the
+    token by the README's own command), then the README's check command, with only `sudo` left
+    out and /etc/gateway standing for the install's directory."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Your own cameras"):text.index("## Finding cameras")]
+    assert "`/etc/gateway/gateway.yaml: OK — gateway …, 1 camera, 1 rule`" in section
+    blocks = fenced_blocks(section)
+    etc = tmp_path / "etc"
+    shutil.copytree(installed / "etc", etc)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gateway").symlink_to(installed / "opt" / "venv" / "bin" / "gateway")
+
+    config = YAML(typ="safe").load((etc / "gateway.yaml").read_text(encoding="utf-8"))
+    for block in (block for block in blocks if block.language == "yaml"):
+        config.update(YAML(typ="safe").load(block.text))  # replaces cameras: [], mqtt: and api:
+    with (etc / "gateway.yaml").open("w", encoding="utf-8") as out:
+        YAML().dump(config, out)
+    [secrets] = [block.text for block in blocks if block.language == "sh"
+                 and all(re.fullmatch(r"[A-Z_]+='[^']*'", line) for line in block.text.splitlines())]
+    with (etc / "gateway.env").open("a", encoding="utf-8") as env_file:
+        env_file.write(secrets + "\n")
+
+    commands = [block.text for block in blocks if block.language == "sh" and "/etc/gateway/gateway.env" in block.text]
+    assert len(commands) == 2  # the token appended, then the check
+    env = {name: value for name, value in os.environ.items() if name not in secret_names(text)}
+    env["PATH"] = f"{bin_dir}:/usr/bin:/bin"
+    results = [subprocess.run(["bash", "-c", command.replace("sudo ", "").replace("/etc/gateway", str(etc))],
+                              env=env, capture_output=True, text=True, timeout=120) for command in commands]
+    assert results[0].returncode == 0 and re.fullmatch(r"API_TOKEN='[0-9a-f]{32}'\n", results[0].stdout)
+    check = results[1]
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.startswith(f"{etc}/gateway.yaml: OK — gateway ") and check.stdout.endswith(
+        ", 1 camera, 1 rule\n"), check.stdout
+    assert check.stderr == ""
 
 
 def test_first_install_without_a_model_says_what_is_missing(tmp_path: Path) -> None:
