@@ -33,6 +33,7 @@ def build_gb28181(settings: Gb28181Output, context: OutputContext) -> AlertSink:
     config, view = context.config, context.view
     transport = Gb28181Transport(settings, cameras=config.cameras, timezone=config.gateway.timezone,
                                  gateway_name=config.gateway.name, camera_online=view.camera_online if view else None,
-                                 sensors=config.sensors, control=context.control, records=context.records)
+                                 sensors=config.sensors, control=context.control, records=context.records,
+                                 video=context.video)
     return DurableSink(settings.sink_name, context.outbox, transport,
                        backoff=Backoff(1.0, max(1.0, settings.retry_max_s)), timeout_s=settings.answer_timeout_s)
