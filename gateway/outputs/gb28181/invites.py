@@ -133,6 +133,7 @@ class _Refusal:
     status: int
     cause: str
     reason: str
+    camera: str | None = None
 
 
 REASONS = {403: "Forbidden", 404: "Not Found", 480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist",
@@ -196,7 +197,7 @@ class InviteSessions:
         self.invites += 1
         admitted = self._admit(request)
         if isinstance(admitted, _Refusal):
-            return [self._refuse(request, admitted, now, camera=None)]
+            return [self._refuse(request, admitted, now)]
         channel, offer = admitted
         assert channel.camera_id is not None
         self._next_id += 1
@@ -222,16 +223,17 @@ class InviteSessions:
         if channel is None:
             return _Refusal(404, "unknown_channel", f"{wanted[:24]!r} is not a camera channel of this device")
         if not request.body.strip():
-            return _Refusal(488, "bad_offer", "the INVITE has no SDP offer (an offer in the ACK is not supported)")
+            return _Refusal(488, "bad_offer", "the INVITE has no SDP offer (an offer in the ACK is not supported)",
+                            channel.camera_id)
         try:
             offer = parse_offer(request.body)
         except SdpError as error:
-            return _Refusal(488, "bad_offer", str(error))
+            return _Refusal(488, "bad_offer", str(error), channel.camera_id)
         if not channel.online:
-            return _Refusal(480, "offline", f"camera {channel.camera_id} is offline")
+            return _Refusal(480, "offline", f"camera {channel.camera_id} is offline", channel.camera_id)
         if len(self._sessions) >= self._device.settings.max_streams:
             return _Refusal(486, "busy", f"{len(self._sessions)} streams are open already (max_streams "
-                                         f"{self._device.settings.max_streams})")
+                                         f"{self._device.settings.max_streams})", channel.camera_id)
         return channel, offer
 
     def _on_cancel(self, request: SipRequest, now: float) -> list[Action]:
@@ -278,16 +280,16 @@ class InviteSessions:
             return [StopMedia(event.session_id, "the INVITE was cancelled")] if isinstance(event, MediaReady) else []
         if isinstance(event, MediaFailed):
             self._forget(session)
-            refusal = _Refusal(event.status, event.cause, event.reason)
-            return [self._refuse(session.invite, refusal, now, camera=session.camera_id, session=session)]
+            refusal = _Refusal(event.status, event.cause, event.reason, session.camera_id)
+            return [self._refuse(session.invite, refusal, now, session)]
         host = self._device.contact.rsplit(":", 1)[0]
         try:
             answer = build_answer(session.offer, username=session.channel_id, address=host, port=event.port,
                                   ssrc=ssrc_to_y(session.ssrc), media_format=event.media_format).encode()
         except ValueError as error:
             self._forget(session)
-            refusal = _Refusal(500, "media_error", f"cannot write the SDP answer: {error}")
-            return [self._refuse(session.invite, refusal, now, camera=session.camera_id, session=session),
+            refusal = _Refusal(500, "media_error", f"cannot write the SDP answer: {error}", session.camera_id)
+            return [self._refuse(session.invite, refusal, now, session),
                     StopMedia(session.session_id, refusal.reason)]
         session.state, session.answer = "answered", answer
         self._dialogs[session.dialog] = session
@@ -377,10 +379,10 @@ class InviteSessions:
             response, session.session_id if starts else None, now + T1 if resend else None, T1, now + ACK_WAIT_S)
         return self._remember(_key(request), response, now)
 
-    def _refuse(self, request: SipRequest, refusal: _Refusal, now: float, *, camera: str | None,
-                session: InviteSession | None = None) -> Send:
+    def _refuse(self, request: SipRequest, refusal: _Refusal, now: float, session: InviteSession | None = None) -> Send:
         self.refused[refusal.cause] += 1
-        who = f"camera {camera}" if camera else f"channel {uri_user(request.uri) or '?'}"
+        channel = uri_user(request.uri) or "?"
+        who = f"camera {refusal.camera} (channel {channel})" if refusal.camera else f"channel {channel[:24]}"
         self._log_limiter.log(log, logging.WARNING, f"invite:{refusal.cause}",
                               "%s: refused an INVITE for %s: %d %s: %s", self._label, who, refusal.status,
                               REASONS.get(refusal.status, ""), refusal.reason, now=now)

@@ -80,14 +80,15 @@ class MediaSessions:
         self._sessions: dict[int, _Session] = {}
         self._bytes_by_camera: Counter[str] = Counter()
         """Bytes sent by the streams that ended, per camera (the open ones are added when asked)."""
+        self._frames_sent = 0
+        """Frames sent by the streams that ended."""
         self._next_port = 0
 
     def carry_out(self, action: MediaAction) -> MediaEvent | None:
         if isinstance(action, OpenMedia):
             return self._open(action)
         with self._lock:
-            session = self._sessions.get(action.session_id) if isinstance(action, StartMedia) \
-                else self._sessions.pop(action.session_id, None)
+            session = self._sessions.get(action.session_id)
         if session is None:
             return None
         if isinstance(action, StartMedia):
@@ -99,18 +100,19 @@ class MediaSessions:
 
     def stop_all(self) -> None:
         with self._lock:
-            sessions, self._sessions = list(self._sessions.values()), {}
+            sessions = list(self._sessions.values())
         for session in sessions:
             self._stop(session, "the output stopped")
 
     def health(self) -> dict[str, Any]:
         with self._lock:
             sessions = list(self._sessions.values())
-            by_camera = Counter(self._bytes_by_camera)
+            by_camera, frames = Counter(self._bytes_by_camera), self._frames_sent
         described = []
         for session in sessions:
             health = session.stream.health()
             by_camera[session.camera_id] += health.bytes_sent
+            frames += health.frames_sent
             described.append({
                 "session": session.session_id, "camera_id": session.camera_id, "channel_id": session.channel_id,
                 "kind": session.kind, "destination": health.destination, "local_port": session.stream.local_port,
@@ -119,7 +121,7 @@ class MediaSessions:
                 "frames_dropped": health.frames_dropped,
             })
         return {"live_bytes_sent": sum(by_camera.values()), "live_bytes_by_camera": dict(by_camera),
-                "live_sessions": described}
+                "live_frames_sent": frames, "live_sessions": described}
 
     # ------------------------------------------------------------------ opening
 
@@ -189,10 +191,14 @@ class MediaSessions:
         return [port for port in (first + (start + i) % count for i in range(count)) if port not in used]
 
     def _stop(self, session: _Session, reason: str) -> None:
+        """Stop the stream, then count what it sent and forget it (health never misses it)."""
         session.stream.stop(STOP_WAIT_S)
         health = session.stream.health()
         with self._lock:
+            if self._sessions.pop(session.session_id, None) is None:
+                return  # stopped twice (StopMedia racing the output's stop)
             self._bytes_by_camera[session.camera_id] += health.bytes_sent
+            self._frames_sent += health.frames_sent
         log.info("%s: camera %s: %s stream ended after %d frames (%d kB): %s", self._label, session.camera_id,
                  session.kind, health.frames_sent, health.bytes_sent // 1024, reason)
 
