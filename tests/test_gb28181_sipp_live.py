@@ -10,9 +10,11 @@ gateway sends, and the camera is a real `CameraReader` playing vtest_h264.mp4 in
 - the camera stops: the gateway sends BYE (through the platform's Record-Route);
 - 404 for an unknown channel, 480 for an offline camera, 486 beyond max_streams (SIPp checks);
 - playback of an evidence clip made by the real clip writer: streamed at its own pace, decoded
-  by GStreamer, ended by the gateway's BYE when the clip is over.
+  by GStreamer, ended by the gateway's BYE when the clip is over;
+- the whole gateway (`gateway run` with a file camera): the platform watches the camera through
+  the live view's packet ring (the analysis reader's), as /metrics reports.
 Waits are on SIPp's message log and exit status, GStreamer's output lines and the gateway's
-health, never on sleeps.
+health (or /readyz and /metrics), never on sleeps.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from __future__ import annotations
 import math
 import re
 import socket
+import textwrap
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +33,8 @@ from typing import Any
 
 import pytest
 
+from conftest import YOLOX_NANO
+from gateway.api.metrics import GatewayMetrics
 from gateway.config.gb28181 import Gb28181Output
 from gateway.evidence.alerts import ClipEvidence, ClipRecords
 from gateway.evidence.clips import ClipPolicy, ClipRecorder
@@ -49,6 +56,7 @@ from test_gb28181_sipp import (  # noqa: F401 - the platforms fixture
     platforms,
     wait_for,
 )
+from test_service import start_gateway  # noqa: F401 - the fixture
 from waiting import PATIENCE_S, wait_until
 
 DECODED_SHARE = 0.95
@@ -198,6 +206,28 @@ def test_unknown_offline_and_one_too_many_are_refused(platforms, gateway, camera
         assert platform.stop() == 0, platform.screen()[-3000:]
     assert health["live_refused"] == {"unknown_channel": 1, "offline": 1, "busy": 1}
     assert health["live_invites"] == 3 and health["live_streams"] == 0  # the unknown channel: refused earlier
+    text = GatewayMetrics(view=OutputsView({device.name: health})).render()[0].decode()
+    for series in ('gateway_output_live_refused_total{output="gb28181:gb28181",reason="busy"} 1.0',
+                   'gateway_output_live_refused_total{output="gb28181:gb28181",reason="offline"} 1.0',
+                   'gateway_output_live_ended_total{by="platform",output="gb28181:gb28181"} 1.0',
+                   'gateway_output_live_streams{output="gb28181:gb28181"} 0.0'):
+        assert series in text, text
+
+
+class OutputsView:
+    """The live view as /metrics reads it: every output's health (here one output's, real)."""
+
+    def __init__(self, outputs: dict[str, Any]) -> None:
+        self.outputs = outputs
+
+    def cameras(self) -> list:
+        return []
+
+    def readiness(self) -> dict:
+        return {}
+
+    def health(self) -> dict:
+        return {"outputs": self.outputs}
 
 
 @pytest.fixture
@@ -259,3 +289,67 @@ def _tz() -> Any:
     from zoneinfo import ZoneInfo
 
     return ZoneInfo("Asia/Shanghai")
+
+
+def test_a_running_gateway_streams_its_camera_to_the_platform(platforms, start_gateway, tmp_path,  # noqa: F811
+                                                              record_property):
+    """`gateway run` with vtest_h264.mp4 as a camera and a gb28181 output: the platform's INVITE
+    reaches the camera's packet ring through the live view (no second reading of the source)."""
+    port, api_port = platform_port(), free_tcp_port()
+    config = tmp_path / "site.yaml"
+    config.write_text(textwrap.dedent(f"""\
+        gateway: {{id: gw-live, name: 测试网关, timezone: Asia/Shanghai, data_dir: {tmp_path / "data"}}}
+        detector: {{model: {YOLOX_NANO}, threads: 1}}
+        api: {{bind: 127.0.0.1, port: {api_port}}}
+        outputs:
+          - {{type: gb28181, id: county, host: 127.0.0.1, port: {port}, platform_id: "{PLATFORM_ID}",
+             device_id: "{DEVICE_ID}", password: "{PASSWORD}", bind: 127.0.0.1, local_port: 0, keepalive_s: 1,
+             retry_max_s: 1, channels: {{east-gate: "{EAST}"}}}}
+        cameras:
+          - {{id: east-gate, name: 东门, source: {{file: {VTEST_H264}}}, fps: 0.5}}
+        """), encoding="utf-8")
+    receiver = GstReceiver("udp")
+    gateway = start_gateway(config)
+    try:
+        # the camera first (its ring holds a GOP), then the platform, which the gateway keeps calling
+        wait_until(lambda: http_status(f"http://127.0.0.1:{api_port}/readyz") == 200, timeout=2 * PATIENCE_S,
+                   what="the gateway ready, its camera streaming")
+        platform = platform_for(platforms, port, "watch", media_port=receiver.port)
+        metrics = f"http://127.0.0.1:{api_port}/metrics"
+        ended = 'gateway_output_live_ended_total{by="platform",output="gb28181:county"} 1.0'
+        text = wait_until(lambda: (body := http_text(metrics)) and ended in body and body, timeout=2 * PATIENCE_S,
+                          what="the platform watching 12 s, then its BYE")
+        sent = int(float(re.search(r'gateway_output_live_frames_total\{output="gb28181:county"\} (\S+)', text)[1]))
+        assert sent >= WATCHED_FRAMES
+        assert 'gateway_output_live_bytes_total{camera="east-gate",output="gb28181:county"}' in text
+        share = assert_decoded(receiver, sent)
+        record_property("decoded_share", round(share, 4))
+        print(f"\ngateway run: GStreamer decoded {share:.1%} of {sent} frames")
+        assert gateway.stop() == 0, gateway.log()[-3000:]
+        assert platform.stop() == 0, platform.screen()[-3000:]
+    finally:
+        receiver.kill()
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return 0
+
+
+def http_text(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.read().decode()
+    except OSError:
+        return ""
