@@ -87,7 +87,7 @@ class InviteHarness(Harness):
         return second
 
     def media_event(self, event: object) -> list:
-        return self.run(self.device.media_event(event, self.now))  # type: ignore[arg-type]
+        return self.run(self.device.media_event(event, self.now))
 
     def ack(self, response: SipResponse, *, branch: str = "z9hG4bKack1") -> list:
         """ACK for a final response (a 2xx: a new branch; else the INVITE's, RFC 3261 17.1.1.3)."""
@@ -102,7 +102,7 @@ class InviteHarness(Harness):
     def open_session(self, body: bytes | None = None, **options: object) -> tuple[OpenMedia, SipResponse]:
         """INVITE -> 100 Trying + OpenMedia -> MediaReady -> 200 OK (not ACKed yet)."""
         self.media.clear()
-        [trying] = self.send("INVITE", body=offer() if body is None else body, **options)  # type: ignore[arg-type]
+        [trying] = self.send("INVITE", body=offer() if body is None else body, **options)
         assert trying.status == 100 and "tag" not in header_params(trying.get("To"))
         [opening] = self.media
         assert isinstance(opening, OpenMedia)
