@@ -30,10 +30,10 @@ The rules:
   comes back as `AlarmOutcome` for the alarm's token.
 - The platform's requests: MESSAGE queries and controls are answered 200 OK and then as
   `queries` says (a Response MESSAGE at once, or a `CameraJob` whose result comes back through
-  `job_done`); SUBSCRIBE as `subscriptions` says; OPTIONS 200; INVITE dialogs as `invites`
-  says (sessions end when the platform is lost). Only the platform (From = its ID) is served (the transport
-  drops what does not come from its address); retransmitted requests get the same answer
-  again and are not processed twice.
+  `job_done`); SUBSCRIBE as `subscriptions` says; OPTIONS 200; INVITE, ACK, BYE, CANCEL as
+  `invites` says (the video sessions, ended when the platform is lost: `media_event` in).
+  Only the platform (From = its ID) is served (the transport drops what does not come from
+  its address); retransmitted requests get the same answer and are not processed twice.
 - UDP requests are retransmitted (timer E: 0.5 s doubling to 4 s) until answered.
 """
 
