@@ -249,7 +249,7 @@ def test_cancel_before_the_answer_terminates_the_invite_and_drops_its_media(harn
     assert (terminated.status, terminated.cseq[1]) == (487, "INVITE")
     assert harness.media[-1] == StopMedia(session_id, "the platform cancelled the INVITE")
     assert harness.media_event(MediaReady(session_id, 40000)) == []  # too late: the media is dropped again
-    assert harness.media[-1] == StopMedia(session_id, "the INVITE was cancelled")
+    assert harness.media[-1].session_id == session_id and "before its media was ready" in harness.media[-1].reason
     harness.ack(terminated)
     [unknown] = harness.send("CANCEL", branch="z9hG4bKnone", cseq=10)
     assert unknown.status == 481

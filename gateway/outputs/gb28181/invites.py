@@ -79,6 +79,8 @@ T1, T2 = 0.5, 4.0
 """RFC 3261 timers (as the device's): the answer's first resend interval and its cap."""
 ACK_WAIT_S = 64 * T1
 """Timer H: a final answer not ACKed by then is given up (a 2xx ends its session with BYE)."""
+MAX_UNACKED = 256
+"""Final answers awaiting their ACK at most (a platform re-INVITing in a loop stays bounded)."""
 MAX_DOWNLOAD_SPEED = 16.0
 SDP_TYPE = "application/sdp"
 
@@ -205,7 +207,7 @@ class InviteSessions:
         ssrc = offer.ssrc_value if offer.ssrc_value is not None else self._new_ssrc(kind)
         session = InviteSession(
             session_id=self._next_id, camera_id=channel.camera_id, channel_id=channel.channel_id, kind=kind,
-            offer=offer, invite=request, invite_key=(_invite_key(request)), local_tag=secrets.token_hex(6),
+            offer=offer, invite=request, invite_key=_invite_key(request), local_tag=secrets.token_hex(6),
             remote_tag=_from_tag(request), remote_cseq=request.cseq[0], ssrc=ssrc, opened_at=now)
         self._sessions[session.session_id] = session
         self._by_invite[session.invite_key] = session
@@ -277,7 +279,8 @@ class InviteSessions:
             log.info("%s: %s: the stream ended: %s; ending the session (BYE)", self._label, session.what, event.reason)
             return self._end(session, event.reason, now)
         if session is None or session.state != "opening":
-            return [StopMedia(event.session_id, "the INVITE was cancelled")] if isinstance(event, MediaReady) else []
+            gone = "the session ended before its media was ready (CANCEL, or the platform lost)"
+            return [StopMedia(event.session_id, gone)] if isinstance(event, MediaReady) else []
         if isinstance(event, MediaFailed):
             self._forget(session)
             refusal = _Refusal(event.status, event.cause, event.reason, session.camera_id)
@@ -375,6 +378,8 @@ class InviteSessions:
         resending it until the ACK: a 2xx on any transport, others over UDP only."""
         request = request or session.invite
         resend = response.status < 300 or self._device.settings.transport == "UDP"
+        while len(self._unacked) >= MAX_UNACKED:
+            del self._unacked[next(iter(self._unacked))]  # the oldest: the platform has long gone quiet on it
         self._unacked[(request.call_id, request.cseq[0], _from_tag(request))] = _Unacked(
             response, session.session_id if starts else None, now + T1 if resend else None, T1, now + ACK_WAIT_S)
         return self._remember(_key(request), response, now)

@@ -6,8 +6,9 @@ construction (`local_port`), starts the stream on ACK, stops it on BYE, and lear
 switched to a codec that cannot be remuxed) so that it can send BYE. Nothing about SIP here.
 
 Transports, named from the gateway's side as in the SDP answer's `a=setup`:
-- "udp": datagrams to the platform's address and port, from the bound local port. UDP cannot
-  tell that the peer is gone; the platform's BYE (or its SIP session timer) ends the stream.
+- "udp": datagrams to the platform's address and port, from the bound local port (connected,
+  so that the kernel reports ICMP port unreachable): a media server that refuses the stream
+  for `send_timeout_s` ends it; one that silently drops it is ended by the platform's BYE.
 - "tcp-active": the gateway connects from the bound local port to the platform's address and
   port, then sends RFC 4571-framed RTP.
 - "tcp-passive": the gateway listens on the bound port and streams to the first connection;
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 
 TRANSPORTS: tuple[Transport, ...] = ("udp", "tcp-active", "tcp-passive")
 POLL_S = 0.2
+REFUSED_GAP_S = 3.0
+"""ICMP refusals this far apart are separate episodes (the kernel rate-limits them per host)."""
 """How often a thread waiting for a connection looks at `stop()`."""
 
 State = Literal["connecting", "streaming", "ended"]
@@ -128,6 +131,8 @@ class LiveStream:
         self._started_at: float | None = None
         self._end_reason: str | None = None
         self.bytes_sent = self.rtp_packets = self.frames_sent = 0
+        self._refused_since: float | None = None
+        self._refused_last = 0.0
         self._bad_frames = self._skipped_frames = 0
 
     @classmethod
@@ -249,12 +254,27 @@ class LiveStream:
         assert self.remote is not None
         for rtp in rtp_packets:
             try:
-                self._socket.sendto(rtp, self.remote)
+                self._socket.send(rtp)
             except OSError as error:
-                if error.errno in (errno.ECONNREFUSED, errno.ENOBUFS, errno.EAGAIN):
-                    continue  # nobody listening yet, or a full buffer: UDP loses it, as on the wire
+                if error.errno == errno.ECONNREFUSED:
+                    self._refused()
+                    continue  # nobody listening (yet): UDP loses it, as on the wire
+                if error.errno in (errno.ENOBUFS, errno.EAGAIN):
+                    continue  # a full buffer: lost, as on the wire
                 raise _Ended(f"sending to {self.remote[0]}:{self.remote[1]} failed: {error}") from None
             self.bytes_sent += len(rtp)
+
+    def _refused(self) -> None:
+        """ICMP port unreachable came back: tolerated at first (the platform may open its port
+        late), the end of the stream once it has kept coming for `send_timeout_s`."""
+        now = time.monotonic()
+        if self._refused_since is None or now - self._refused_last > REFUSED_GAP_S:
+            self._refused_since = now
+        self._refused_last = now
+        if now - self._refused_since >= self.send_timeout_s:
+            assert self.remote is not None
+            raise _Ended(f"the platform's media port {self.remote[0]}:{self.remote[1]} has refused the stream "
+                         f"for {self.send_timeout_s:g} s (ICMP port unreachable)")
 
     def _send_stream(self, data: bytes) -> None:
         assert self._connection is not None
@@ -269,7 +289,13 @@ class LiveStream:
         self.bytes_sent += len(data)
 
     def _connect(self) -> None:
-        if self.transport == "tcp-active":
+        if self.transport == "udp":
+            assert self.remote is not None
+            try:
+                self._socket.connect(self.remote)
+            except OSError as error:
+                raise _Ended(f"cannot send to {self.remote[0]}:{self.remote[1]}: {error.strerror or error}") from None
+        elif self.transport == "tcp-active":
             self._connection = self._connect_out()
         elif self.transport == "tcp-passive":
             self._connection = self._accept()
