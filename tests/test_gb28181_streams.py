@@ -196,8 +196,21 @@ def test_video_that_cannot_be_sent_is_refused_with_the_platforms_status(packets,
     assert media.health()["live_sessions"] == []
 
 
+def two_free_ports() -> int:
+    """A port p with p and p + 1 free, below the ephemeral range (nothing else is handed them)."""
+    for _ in range(100):
+        first = platform_port()
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.bind(("127.0.0.1", first + 1))
+            return first
+        except OSError:
+            continue
+    raise RuntimeError("no two free ports in a row")
+
+
 def test_ports_come_from_media_ports_skipping_those_in_use(packets):
-    first = platform_port()
+    first = two_free_ports()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
         squatter.bind(("127.0.0.1", first))  # another program has the range's first port
         media = sessions(video=Video(east=fed_ring(packets)), ports=(first, first + 1))
