@@ -116,8 +116,8 @@ class MediaSessions:
             described.append({
                 "session": session.session_id, "camera_id": session.camera_id, "channel_id": session.channel_id,
                 "kind": session.kind, "destination": health.destination, "local_port": session.stream.local_port,
-                "state": health.state, "since": datetime.fromtimestamp(session.opened_at).astimezone().isoformat(
-                    timespec="seconds"), "bytes_sent": health.bytes_sent, "frames_sent": health.frames_sent,
+                "state": health.state, "since": self._iso(session.opened_at),
+                "bytes_sent": health.bytes_sent, "frames_sent": health.frames_sent,
                 "frames_dropped": health.frames_dropped,
             })
         return {"live_bytes_sent": sum(by_camera.values()), "live_bytes_by_camera": dict(by_camera),
@@ -201,6 +201,9 @@ class MediaSessions:
             self._frames_sent += health.frames_sent
         log.info("%s: camera %s: %s stream ended after %d frames (%d kB): %s", self._label, session.camera_id,
                  session.kind, health.frames_sent, health.bytes_sent // 1024, reason)
+
+    def _iso(self, epoch: float) -> str:
+        return datetime.fromtimestamp(epoch, self._timezone).astimezone(self._timezone).isoformat(timespec="seconds")
 
     def _local(self, epoch: float) -> str:
         return datetime.fromtimestamp(epoch, self._timezone).strftime("%Y-%m-%dT%H:%M:%S")
