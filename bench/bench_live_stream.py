@@ -8,12 +8,15 @@ form an RTSP camera sends. Every variant sends UDP to 127.0.0.1 (a bound socket 
 
 - as fast as possible: every packet through h26x -> PS -> RTP (`PacketRemuxer`) and sendto,
   CPU time (time.process_time) per second of video, best of --rounds;
-- real time: a `LiveStream` (its queue and sender thread) fed at the pace of the timestamps for
-  --seconds, process CPU (getrusage) and the sender thread's own CPU clock, per second of
-  video; the baseline sends the same access units paced the same way.
+- real time, as the gateway runs it: a feeder thread plays the camera's reader, putting the
+  packets into the camera's `PacketRing` at the pace of their timestamps for --seconds, and a
+  `LiveStream` reads them through its `RingSource` (a ring subscription) on its one sender
+  thread; process CPU (getrusage) and the sender thread's own CPU clock, per second of video;
+  the baseline sends the same access units bare, paced the same way.
 
 Memory: the tracemalloc peak while one stream's chain runs, and the RSS growth over the real-time
-run. Target (DESIGN.md 5): one 2 Mbit/s 1080p live stream <= 5 % of a core.
+run (the stream, its subscription queue, the ring's GOP). Target (DESIGN.md 5): one 2 Mbit/s
+1080p live stream <= 5 % of a core.
 
     python bench/bench_live_stream.py [--seconds 20] [--rounds 3]
 """
@@ -39,8 +42,9 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from gateway.outputs.gb28181.media import LiveStream  # noqa: E402
 from gateway.outputs.gb28181.remux import PacketRemuxer  # noqa: E402
+from gateway.outputs.gb28181.sources import RingSource  # noqa: E402
 from gateway.video import h26x  # noqa: E402
-from gateway.video.packets import EncodedPacket  # noqa: E402
+from gateway.video.packets import EncodedPacket, PacketRing  # noqa: E402
 from gb28181_media_support import VTEST_H264, feed_in_real_time, read_packets  # noqa: E402
 
 CHUNK = 1400
@@ -140,17 +144,30 @@ class _PacedBare:
         return True
 
 
+class _Camera:
+    """The reader's side: each packet into the camera's ring as it arrives."""
+
+    def __init__(self, ring: PacketRing):
+        self.ring = ring
+
+    def feed(self, packet: EncodedPacket) -> bool:
+        self.ring.put(dataclasses.replace(packet, received_at=time.monotonic()))
+        return True
+
+
 def real_time(packets: list[EncodedPacket], seconds: float) -> dict[str, float]:
     receiver, sender, address = sink()
     cpu0 = process_cpu()
     fed = feed_in_real_time(_PacedBare(sender, address), packets, seconds)  # type: ignore[arg-type]
     bare = process_cpu() - cpu0
-    stream = LiveStream("bench", packets[0].stream, "udp", ssrc=0x0BEBC201, remote=address, bind_host="127.0.0.1")
+    ring = PacketRing("bench", keep_s=0.0)
+    stream = LiveStream("bench", packets[0].stream, "udp", ssrc=0x0BEBC201, remote=address, bind_host="127.0.0.1",
+                        source=RingSource(ring))
     rss0, cpu0 = rss_bytes(), process_cpu()
     stream.start()
     assert stream._thread is not None  # noqa: SLF001 - the benchmark reads the sender thread's CPU clock
     clock = time.pthread_getcpuclockid(stream._thread.ident or 0)  # noqa: SLF001
-    fed = feed_in_real_time(stream, packets, seconds)
+    fed = feed_in_real_time(_Camera(ring), packets, seconds)  # type: ignore[arg-type]
     while stream.health().frames_sent + stream.health().frames_dropped < fed:
         time.sleep(0.01)
     thread_cpu = time.clock_gettime(clock)
@@ -158,6 +175,7 @@ def real_time(packets: list[EncodedPacket], seconds: float) -> dict[str, float]:
     rss = rss_bytes() - rss0
     health = stream.health()
     stream.stop()
+    ring.close()
     receiver.close()
     sender.close()
     video_s = fed / 25
@@ -183,11 +201,11 @@ def run(args: argparse.Namespace) -> int:
     for name, cpu in rows:
         print(f"  {name:<48} {cpu * 1000:>9.2f} {cpu * 100:>6.2f}% {cpu / baseline:>7.2f}")
     print(f"\n  real time, {live['video_s']:.0f} s of the Annex B stream, CPU per second of video:")
-    print(f"  {'variant':<48} {'CPU ms/s':>9} {'% core':>7} {'x bare':>7}")
+    print(f"  {'variant':<62} {'CPU ms/s':>9} {'% core':>7} {'x bare':>7}")
     for name, key in (("bare sendto paced (baseline, whole process)", "bare"),
-                      ("LiveStream, whole process (feeder + sender)", "process"),
+                      ("LiveStream on the ring, whole process (feeder + ring + sender)", "process"),
                       ("LiveStream, sender thread only", "thread")):
-        print(f"  {name:<48} {live[key] * 1000:>9.2f} {live[key] * 100:>6.2f}% {live[key] / live['bare']:>7.2f}")
+        print(f"  {name:<62} {live[key] * 1000:>9.2f} {live[key] * 100:>6.2f}% {live[key] / live['bare']:>7.2f}")
     print(f"\n  memory: chain's tracemalloc peak {peak / 1024:.0f} KiB; RSS growth over the real-time run "
           f"{live['rss'] / 1024:.0f} KiB; frames dropped {live['dropped']:.0f}")
     met = live["process"] <= TARGET_SHARE

@@ -1,6 +1,7 @@
-"""The running gateway as the parts above the cameras see it: `GatewayView` (read) and
-`CameraControl` (act), both implemented by the live view (`gateway.runtime.live.LiveGateway`),
-and `RecordSource` (the clips kept per camera, implemented by the evidence clips).
+"""The running gateway as the parts above the cameras see it: `GatewayView` (read),
+`CameraControl` (act) and `VideoSource` (the cameras' encoded video), implemented by the live
+view (`gateway.runtime.live.LiveGateway`), and `RecordSource` (the clips kept per camera,
+implemented by the evidence clips).
 
 The web API, the metrics, the outputs (MQTT, GB/T 28181) and the sensors never touch readers,
 detectors or analytics directly (DESIGN §2: data flows one way); they are handed this narrow view,
@@ -16,9 +17,12 @@ units the config file uses (see `gateway.config.models`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from gateway.onvif.patrol import PatrolStatus
+
+if TYPE_CHECKING:
+    from gateway.video.packets import PacketRing
 
 CameraState = Literal["connecting", "streaming", "backoff", "stopped", "offline"]
 CAMERA_STATES: tuple[str, ...] = ("connecting", "streaming", "backoff", "stopped", "offline")
@@ -182,6 +186,20 @@ class CameraControl(Protocol):
         ...
 
 
+# --------------------------------------------------------------------------- video
+
+
+@runtime_checkable
+class VideoSource(Protocol):
+    """The cameras' encoded video as they send it (implemented by the live view): what a
+    GB/T 28181 live stream remuxes. Quick, no I/O; called from an output's protocol thread."""
+
+    def packets(self, camera_id: str) -> PacketRing | None:
+        """The camera's packet ring (fed by its reader: no second connection to the camera), or
+        None when no such camera runs. Subscribe to it; the ring closes when the camera stops."""
+        ...
+
+
 # --------------------------------------------------------------------------- recordings
 
 
@@ -216,3 +234,20 @@ class RecordSource(Protocol):
         """Whether a clip of the camera is being written now (GB/T 28181 DeviceStatus Record).
         Quick, no I/O: asked on an output's protocol thread."""
         ...
+
+    def clip_file(self, camera_id: str, start: float, stop: float) -> ClipFile | None:
+        """The finished clip to play for start..stop (Unix seconds, a Playback INVITE's t= line):
+        the one that covers `start`, else the first that begins before `stop`; None without
+        one. Quick, no I/O: asked on an output's protocol thread."""
+        ...
+
+
+@dataclass(frozen=True)
+class ClipFile:
+    """A finished clip's file, to play back: its path, the wall time (Unix seconds) of its
+    first and last packet, and its codec."""
+
+    path: str
+    start: float
+    end: float
+    codec: str | None = None

@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 
 import gi
 
@@ -135,8 +136,15 @@ class Receiver:
             self._on_error(self.pipeline.get_bus(), message)
 
 
+_SAYING = threading.Lock()
+
+
 def say(line: str) -> None:
-    print(line, flush=True)
+    """One whole line at a time: the streaming thread (SYNCED) and the main loop (READY, FRAMES)
+    both speak, and a line cut in two by the other would be misread."""
+    with _SAYING:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 def main() -> int:

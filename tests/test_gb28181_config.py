@@ -122,6 +122,19 @@ def test_ranges_and_unknown_keys():
     assert loc == ("domain",) and "digits" in message
 
 
+def test_video_streams_are_capped_and_their_ports_need_one_each():
+    settings = Gb28181Output.model_validate(GOOD)
+    assert settings.max_streams == 4 and settings.media_ports is None  # a Pi's share; any free port
+    ranged = Gb28181Output.model_validate({**GOOD, "media_ports": [30000, 30003], "max_streams": 4})
+    assert ranged.media_ports == (30000, 30003)
+    assert Gb28181Output.model_validate({**GOOD, "max_streams": 0}).max_streams == 0  # video off
+    assert errors(max_streams=65)[0][0] == ("max_streams",)
+    [(loc, message)] = errors(media_ports=[30010, 30000])
+    assert loc == ("media_ports",) and "1024 <= first <= last <= 65535" in message
+    [(_, message)] = errors(media_ports=[30000, 30001], max_streams=3)
+    assert "@media_ports" in message and "2 port(s) for max_streams 3: every stream needs a port of its own" in message
+
+
 def test_unquoted_ids_read_as_numbers_by_yaml_are_accepted():
     settings = Gb28181Output.model_validate({**GOOD, "platform_id": 34020000002000000001,
                                              "channels": {"cam1": 34020000001320000001}})

@@ -372,7 +372,8 @@ def test_device_info_and_status_queries():
 @pytest.mark.parametrize("body, sender, method, status", [
     (CATALOG_QUERY, "34020000002000000099", "MESSAGE", 403),  # not our platform
     (b"<Query><CmdType>Catalog</CmdType>", PLATFORM, "MESSAGE", 400),  # broken XML
-    (b"", PLATFORM, "INVITE", 501),  # no video from this gateway
+    (b"", PLATFORM, "INVITE", 404),  # the device itself is not a camera channel (INVITEs: test_gb28181_invites)
+    (b"", PLATFORM, "PRACK", 501),
     (b"", PLATFORM, "BYE", 481),
     (b"", PLATFORM, "OPTIONS", 200),
     (b"<Notify><CmdType>MediaStatus</CmdType><SN>1</SN></Notify>", PLATFORM, "MESSAGE", 200),  # not ours

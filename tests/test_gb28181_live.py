@@ -238,6 +238,20 @@ def test_a_platform_hanging_up_ends_the_stream_with_the_reason(packets):
         assert stream.health().state == "ended"
 
 
+def test_a_media_port_that_keeps_refusing_ends_the_udp_stream(packets):
+    """ICMP port unreachable (the platform closed its RTP port without a BYE): tolerated for
+    send_timeout_s, then the stream ends with the reason."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    ends = Ends()
+    stream = live_stream(packets, "udp", ("127.0.0.1", port), on_end=ends, send_timeout_s=1.0)
+    stream.start()
+    feed_until(stream, packets, lambda: ends.reasons)
+    assert ends.reasons == [f"the platform's media port 127.0.0.1:{port} has refused the stream for 1 s "
+                            "(ICMP port unreachable)"]
+
+
 def test_a_platform_that_stops_reading_costs_drops_then_ends_the_stream(packets):
     with socket.create_server(("127.0.0.1", 0)) as server:
         ends = Ends()

@@ -83,8 +83,11 @@ class SippPlatform:
     """One SIPp process running a scenario of tests/sipp/ as the platform, with its logs."""
 
     def __init__(self, directory: Path, port: int, transport: str, *, scenario: str = "platform.xml",
-                 qop: bool = True, granted_expires: int = 3600, name: str = "platform") -> None:
+                 qop: bool = True, granted_expires: int = 3600, name: str = "platform",
+                 variables: dict[str, str] | None = None) -> None:
         self.port, self.transport, self.scenario, self.qop = port, transport, scenario, qop
+        self.variables = variables or {}
+        """Other scenarios' global variables (-set name value)."""
         self.granted_expires = granted_expires
         self.message_file = directory / f"{name}-messages.log"
         self.output_file = directory / f"{name}-screen.log"
@@ -101,6 +104,8 @@ class SippPlatform:
                         "-set", "challenge_qop", ', qop="auth"' if self.qop else ""]
         elif self.scenario == "queries_platform.xml":
             command += ["-set", "password", PASSWORD]
+        for name, value in self.variables.items():
+            command += ["-set", name, value]
         with self.output_file.open("ab") as output:
             self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + WAIT_S

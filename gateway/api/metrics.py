@@ -50,6 +50,15 @@ Series (all prefixed `gateway_`):
     output_oldest_undelivered_age_seconds{output}  age of its oldest undelivered alert (0 when none)
     output_delivered_total{output}         alerts its far end took since start
     output_delivery_latency_ms{output,quantile}  put -> delivered latency over its last 1000 alerts
+    output_live_streams{output}            GB/T 28181: video streams open to the platform (live and playback)
+    output_live_camera_streams{output,camera}  of those, per camera (cameras with a stream open)
+    output_live_bytes_total{output,camera} bytes of video sent to the platform, per camera
+    output_live_frames_total{output}       video frames sent to the platform
+    output_live_invites_total{output}      the platform's INVITEs (requests for video)
+    output_live_refused_total{output,reason}  INVITEs refused, by reason (unknown_channel, offline, busy,
+                                           bad_offer, no_video, no_recording, codec, no_port, ...)
+    output_live_ended_total{output,by}     sessions ended by the platform (BYE) or by the gateway
+                                           (camera stopped or silent, clip over, peer gone, no ACK)
     disk_full                              1 while the data disk cannot take alerts (see the disk_full alert)
     alerts_total{type}                     new events by type
     history_snapshot_bytes                 evidence pictures kept for the web page
@@ -273,6 +282,7 @@ class _LiveCollector(Collector):
     def _outputs(self, health: dict[str, Any]) -> Iterator[Metric]:
         yield from self._evidence(health)
         yield from self._delivery(health)
+        yield from self._live_video(health)
         mqtt = (health.get("outputs") or {}).get("mqtt")
         if mqtt is not None:
             yield from self._outbox(mqtt)
@@ -368,6 +378,38 @@ class _LiveCollector(Collector):
                     latency.add_metric([name, quantile], float(summary[key]))
         yield from (up, connected, queued, held, age, delivered, latency, skew, foreign)
         yield _value("disk_full", "1 while the data disk cannot take alerts.", 1.0 if health.get("disk_full") else 0.0)
+
+    @staticmethod
+    def _live_video(health: dict[str, Any]) -> Iterator[Metric]:
+        """The video streams of the outputs that serve video (GB/T 28181)."""
+        streams = _gauge("output_live_streams", "Video streams open to the platform.", ["output"])
+        per_camera = _gauge("output_live_camera_streams", "Video streams open to the platform, per camera.",
+                            ["output", "camera"])
+        sent = CounterMetricFamily(f"{PREFIX}_output_live_bytes", "Bytes of video sent to the platform.",
+                                   labels=["output", "camera"])
+        frames = CounterMetricFamily(f"{PREFIX}_output_live_frames", "Video frames sent to the platform.",
+                                     labels=["output"])
+        invites = CounterMetricFamily(f"{PREFIX}_output_live_invites", "The platform's requests for video.",
+                                      labels=["output"])
+        refused = CounterMetricFamily(f"{PREFIX}_output_live_refused", "Requests for video refused, by reason.",
+                                      labels=["output", "reason"])
+        ended = CounterMetricFamily(f"{PREFIX}_output_live_ended", "Video sessions ended, by who ended them.",
+                                    labels=["output", "by"])
+        for name, output in sorted(health.get("outputs", {}).items()):
+            if "live_streams" not in output:
+                continue
+            streams.add_metric([name], float(output["live_streams"]))
+            for camera, count in sorted((output.get("live_streams_by_camera") or {}).items()):
+                per_camera.add_metric([name, camera], float(count))
+            for camera, count in sorted((output.get("live_bytes_by_camera") or {}).items()):
+                sent.add_metric([name, camera], float(count))
+            frames.add_metric([name], float(output.get("live_frames_sent") or 0))
+            invites.add_metric([name], float(output.get("live_invites") or 0))
+            for reason, count in sorted((output.get("live_refused") or {}).items()):
+                refused.add_metric([name, reason], float(count))
+            for by in ("gateway", "platform"):
+                ended.add_metric([name, by], float(output.get(f"live_ended_by_{by}") or 0))
+        yield from (streams, per_camera, sent, frames, invites, refused, ended)
 
     def _history(self, history: HistorySource) -> Iterator[Metric]:
         stats = history.stats()

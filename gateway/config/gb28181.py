@@ -153,6 +153,12 @@ class Gb28181Output(StrictModel):
     alarm_channel: AlarmChannelId | None = Field(
         default=None, description="Channel (type 134) of the gateway's own alarms and of sources without "
                                   "a channel; default device_id with type digits 134.")
+    max_streams: int = Field(default=4, ge=0, le=64, description=(
+        "Video streams to the platform at once (live and playback INVITEs); beyond it the platform gets "
+        "486 Busy Here. Each is a remux, no re-encoding: a few % of a Pi core and about 3 MB; 0 turns video off."))
+    media_ports: tuple[int, int] | None = Field(default=None, description=(
+        "[first, last] local ports of the media sockets (UDP, TCP), one per stream: open them in the firewall "
+        "when the platform connects to the gateway (TCP passive); default any free port the system gives."))
     name: str = Field(default="", description="Device name shown by the platform; default the gateway's name.")
     manufacturer: str = "Edge Gateway"
     model: str = "Crowd Analytics"
@@ -164,9 +170,21 @@ class Gb28181Output(StrictModel):
             raise ValueError(f"domain {value!r} must be digits (e.g. 3402000000), an IP address or a host name")
         return value
 
+    @field_validator("media_ports")
+    @classmethod
+    def _port_range(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and not 1024 <= value[0] <= value[1] <= 65535:
+            raise ValueError(f"media_ports must be [first, last] with 1024 <= first <= last <= 65535, got "
+                             f"[{value[0]}, {value[1]}]")
+        return value
+
     @model_validator(mode="after")
     def _distinct_ids(self) -> Gb28181Output:
         problems: list[LocatedValueError] = []
+        if self.media_ports is not None and self.media_ports[1] - self.media_ports[0] + 1 < self.max_streams:
+            problems.append(LocatedValueError("media_ports", (
+                f"{self.media_ports[1] - self.media_ports[0] + 1} port(s) for max_streams {self.max_streams}: "
+                "every stream needs a port of its own")))
         if self.device_id == self.platform_id:
             problems.append(LocatedValueError("device_id", "the device ID must differ from platform_id"))
         owner: dict[str, str] = {self.device_id: "device_id", self.platform_id: "platform_id",

@@ -34,7 +34,7 @@ from gateway.events.record import parse_time
 from gateway.events.timestamps import iso
 from gateway.evidence.clips import ClipRecorder
 from gateway.evidence.store import ClipInfo, ClipStore
-from gateway.status import CameraControlError, RecordClip
+from gateway.status import CameraControlError, ClipFile, RecordClip
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +176,18 @@ class ClipRecords:
         recorder = self.evidence.recorder(camera_id)
         return recorder is not None and recorder.recording > 0
 
+    def clip_file(self, camera_id: str, start: float, stop: float) -> ClipFile | None:
+        """The finished clip (ready or partial) covering `start`, else the first one in start..stop."""
+        first: ClipFile | None = None
+        for info in self.store.list(camera_id, start, stop):  # oldest first, each overlapping the period
+            if info.status not in ("ready", "partial") or info.from_ts is None or info.to_ts is None:
+                continue
+            clip = ClipFile(str(self.store.path(info.event_id)), info.from_ts, info.to_ts, info.codec)
+            if clip.start <= start:
+                return clip
+            first = first or clip
+        return first
+
     def _epoch(self, local: str) -> float:
         try:
             moment = datetime.fromisoformat(local)
@@ -204,3 +216,6 @@ class LateRecords:
 
     def recording(self, camera_id: str) -> bool:
         return self._records is not None and self._records.recording(camera_id)
+
+    def clip_file(self, camera_id: str, start: float, stop: float) -> ClipFile | None:
+        return self._records.clip_file(camera_id, start, stop) if self._records is not None else None

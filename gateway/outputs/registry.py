@@ -4,8 +4,9 @@ Every output module registers how it is built from its configuration section (`@
 adding an output touches its own module and its config section only (plus the one line in
 `gateway/outputs/__init__.py` that imports it, and its member of the config's `Output` union).
 What an output may use of the running gateway is one `OutputContext`: its outbox, the live view
-(health, pictures, which cameras are up), camera control (PTZ, presets), the case ledger, and the
-recordings (evidence clips, for GB/T 28181 RecordInfo).
+(health, pictures, which cameras are up), camera control (PTZ, presets), the case ledger, the
+recordings (evidence clips, for GB/T 28181 RecordInfo and playback) and the cameras' encoded
+video (GB/T 28181 live video).
 
 Outbox files live in the data directory, one per output, named after the output so a reordered
 `outputs:` list never hands one output's queue to another:
@@ -29,7 +30,7 @@ from gateway.delivery.ledger import AckAnnouncer, CaseLedger
 from gateway.delivery.outbox import DB_NAME, MiB, Outbox
 from gateway.delivery.router import Output as RoutedOutput
 from gateway.delivery.sink import AlertSink
-from gateway.status import CameraControl, GatewayView, RecordSource
+from gateway.status import CameraControl, GatewayView, RecordSource, VideoSource
 
 
 class OutputError(ValueError):
@@ -46,6 +47,7 @@ class OutputContext:
     control: CameraControl | None = None
     ledger: CaseLedger | None = None
     records: RecordSource | None = None
+    video: VideoSource | None = None
 
 
 S = TypeVar("S")
@@ -70,7 +72,8 @@ def outbox_path(data_dir: Path, settings: Output) -> Path:
 
 
 def build_outputs(config: GatewayConfig, *, view: GatewayView | None = None, control: CameraControl | None = None,
-                  ledger: CaseLedger | None = None, records: RecordSource | None = None) -> list[RoutedOutput]:
+                  ledger: CaseLedger | None = None, records: RecordSource | None = None,
+                  video: VideoSource | None = None) -> list[RoutedOutput]:
     """One sink and outbox per configured output, in order; nothing is started yet. Outputs that
     tell the centre about page acknowledgements (MQTT) are announced to the ledger."""
     storage, gateway = config.storage, config.gateway
@@ -83,7 +86,7 @@ def build_outputs(config: GatewayConfig, *, view: GatewayView | None = None, con
         cap_mb = getattr(settings, "outbox_max_mb", None) or storage.outbox_max_mb
         outbox = Outbox(outbox_path(gateway.data_dir, settings), int(cap_mb * MiB),
                         hold_max_bytes=int(storage.hold_max_mb * MiB))
-        sink = build(settings, OutputContext(config, outbox, view, control, ledger, records))
+        sink = build(settings, OutputContext(config, outbox, view, control, ledger, records, video))
         if ledger is not None and isinstance(sink, AckAnnouncer):
             ledger.add_announcer(sink)
         built.append(RoutedOutput(sink, outbox))

@@ -2,9 +2,10 @@
 
 The web API and the metrics read it (`gateway.status.GatewayView`: cameras, pictures, health,
 readiness), the outputs read and steer through it (the MQTT heartbeat and remote look, the
-GB/T 28181 catalogue and PTZ: `CameraControl`), the sensors take their linked cameras' evidence
-from it, and the PTZ linkage turns cameras through it. None of them holds a camera worker, a
-reader or the scheduler: they hold this view, which the service binds to the parts it started.
+GB/T 28181 catalogue and PTZ: `CameraControl`, its live video: `VideoSource`), the sensors
+take their linked cameras' evidence from it, and the PTZ linkage turns cameras through it.
+None of them holds a camera worker, a reader or the scheduler: they hold this view, which the
+service binds to the parts it started.
 
 Every method is called from other threads (API workers, output threads, sensor brokers' threads)
 and is quick: it reads what the camera workers already hold (their last analysed frame, their
@@ -34,6 +35,7 @@ from gateway.sensors.alerts import LinkedEvidence
 from gateway.sensors.hub import SensorHub
 from gateway.sensors.input import SensorInput
 from gateway.status import CameraControlError, CameraStatus, PresetInfo, PtzCommand, ZoneOutline
+from gateway.video.packets import PacketRing
 from gateway.workers import Worker, Workers, dead
 
 if TYPE_CHECKING:  # gateway.onvif loads zeep: imported only when a camera uses ONVIF
@@ -61,7 +63,7 @@ class RunningParts:
 
 
 class LiveGateway:
-    """`GatewayView` and `CameraControl` over the running parts (see the module docstring)."""
+    """`GatewayView`, `CameraControl` and `VideoSource` over the running parts (see the module docstring)."""
 
     def __init__(self, config: GatewayConfig, parts: RunningParts | None = None) -> None:
         self.config = config
@@ -120,6 +122,12 @@ class LiveGateway:
                 count, snapshot = workers[camera_id].evidence(before_s)
                 evidence.append(LinkedEvidence(camera_id, count, snapshot))
         return evidence
+
+    def packets(self, camera_id: str) -> PacketRing | None:
+        """The camera's encoded packets as its reader demuxes them (`VideoSource`: GB/T 28181
+        live video remuxes them), None when no such camera runs."""
+        worker = self.camera_worker(camera_id)
+        return worker.packets if worker is not None else None
 
     def live_counting(self, camera_id: str) -> LiveCounting | None:
         """A running camera's counting state, for the page's annotation tool (API threads)."""

@@ -158,7 +158,7 @@ class GatewayService:
         ledger = CaseLedger(settings.data_dir, history=history, timezone=self.timezone)
         self.parts.clip_store = self._open_clip_store()
         outputs = build_outputs(self.config, view=self.live, control=self.live, ledger=ledger,
-                                records=self._records)
+                                records=self._records, video=self.live)
         router = self.parts.router = AlertRouter(
             outputs, history, gateway_id=settings.id, ledger=ledger, reactions=[PtzLinkage(self.live)],
             disk_watch=DiskFullWatch(settings), timezone=self.timezone, data_dir=settings.data_dir)

@@ -1,12 +1,15 @@
 """What the GB/T 28181 device state machine is given (`DeviceSettings`) and what it asks the
 transport to do (`Action`s), apart from the machine itself so that the pure answer modules
-(`queries`, `subscriptions`) and the transport share them without importing the machine."""
+(`queries`, `subscriptions`, `invites`) and the transport share them without importing the
+machine. The media of an INVITE is set up, started and stopped by the transport (`OpenMedia`,
+`StartMedia`, `StopMedia`), which tells the device how that went (`MediaEvent`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
 
+from gateway.outputs.gb28181.sdp import InviteOffer
 from gateway.outputs.gb28181.sip import SipMessage
 from gateway.status import PtzCommand
 
@@ -28,6 +31,8 @@ class DeviceSettings:
     manufacturer: str = ""
     model: str = ""
     firmware: str = ""
+    max_streams: int = 4
+    """Live and playback streams at once (INVITE dialogs); beyond it 486 Busy Here, 0: video off."""
 
 
 @dataclass(frozen=True)
@@ -96,4 +101,73 @@ class CameraJob:
     name: str = ""
 
 
-Action = Send | AlarmOutcome | Disconnect | CameraJob
+MediaKind = Literal["live", "playback"]
+
+
+@dataclass(frozen=True)
+class OpenMedia:
+    """An INVITE to serve: bind the media socket its answer will name and find the video (the
+    camera's packets, or for playback the evidence clip covering start..stop, Unix seconds),
+    then tell the device with `MediaReady` or `MediaFailed`. Nothing is sent before `StartMedia`.
+
+    ssrc: from the offer's y= line (or chosen by the device when it has none). speed: how fast
+    a recording is played (a Download's `a=downloadspeed`; 1 = real time)."""
+
+    session_id: int
+    camera_id: str
+    channel_id: str
+    kind: MediaKind
+    offer: InviteOffer
+    ssrc: int
+    start: int = 0
+    stop: int = 0
+    speed: float = 1.0
+
+
+@dataclass(frozen=True)
+class StartMedia:
+    """The platform acknowledged the answer (ACK): start sending."""
+
+    session_id: int
+
+
+@dataclass(frozen=True)
+class StopMedia:
+    """The session is over (BYE, CANCEL, the platform gone): stop sending and free the socket."""
+
+    session_id: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class MediaReady:
+    """`OpenMedia` done: the local port the SDP answer names, and the answer's f= line (what is
+    sent: codec, size, rate; `sdp.video_format`)."""
+
+    session_id: int
+    port: int
+    media_format: str = ""
+
+
+@dataclass(frozen=True)
+class MediaFailed:
+    """`OpenMedia` could not be done: answer the INVITE with `status` (480 no video, 404 no
+    recording, 488 a codec that cannot be sent, 500 no port); `cause` names it in the counters."""
+
+    session_id: int
+    status: int
+    cause: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class MediaEnded:
+    """The stream ended by itself (the camera stopped, the clip ended, the peer went away): BYE."""
+
+    session_id: int
+    reason: str
+
+
+MediaEvent = MediaReady | MediaFailed | MediaEnded
+MediaAction = OpenMedia | StartMedia | StopMedia
+Action = Send | AlarmOutcome | Disconnect | CameraJob | OpenMedia | StartMedia | StopMedia

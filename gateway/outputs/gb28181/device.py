@@ -30,10 +30,10 @@ The rules:
   comes back as `AlarmOutcome` for the alarm's token.
 - The platform's requests: MESSAGE queries and controls are answered 200 OK and then as
   `queries` says (a Response MESSAGE at once, or a `CameraJob` whose result comes back through
-  `job_done`); SUBSCRIBE as `subscriptions` says; OPTIONS 200; INVITE 501 (no video yet); BYE
-  and CANCEL 481. Only the configured platform (From = platform ID) is served (the transport
-  drops what does not come from its address); retransmitted requests get the same answer
-  again and are not processed twice.
+  `job_done`); SUBSCRIBE as `subscriptions` says; OPTIONS 200; INVITE, ACK, BYE, CANCEL as
+  `invites` says (the video sessions, ended when the platform is lost: `media_event` in).
+  Only the platform (From = its ID) is served (the transport drops what does not come from
+  its address); retransmitted requests get the same answer and are not processed twice.
 - UDP requests are retransmitted (timer E: 0.5 s doubling to 4 s) until answered.
 """
 
@@ -55,6 +55,7 @@ from gateway.outputs.gb28181.actions import (
     DeviceCounters,
     DeviceSettings,
     Disconnect,
+    MediaEvent,
     Send,
 )
 from gateway.outputs.gb28181.digest import Challenge, DigestError, authorization, parse_challenge
@@ -97,7 +98,7 @@ class _Transaction:
     """A request the gateway sent, waiting for its final answer."""
 
     request: SipRequest
-    purpose: Literal["register", "unregister", "keepalive", "alarm", "answer", "notify"]
+    purpose: Literal["register", "unregister", "keepalive", "alarm", "answer", "notify", "bye"]
     deadline: float
     retransmit_at: float | None
     interval: float = T1
@@ -189,7 +190,7 @@ class Gb28181Device:
     def link_down(self, reason: str, now: float) -> list[Action]:
         """TCP connection lost: everything in flight failed, the registration with it."""
         self._link_up = False
-        actions = self._fail_all(f"connection lost ({reason})")
+        actions = self._fail_all(f"connection lost ({reason})", now)
         if self.state in ("registered", "registering"):
             actions += self._registration_failed(f"connection to the platform lost ({reason})", now)
         return actions
@@ -253,6 +254,10 @@ class Gb28181Device:
         """A `CameraJob` finished (error: why it failed): answer the platform as `queries` says."""
         return self._serving.job_done(job_id, result, error, now)
 
+    def media_event(self, event: MediaEvent, now: float) -> list[Action]:
+        """The transport's media for an INVITE is ready, failed, or ended by itself (`invites`)."""
+        return self._serving.media_event(event, now)
+
     def abandon(self, token: int) -> None:
         """The sender stopped waiting for this alarm: a late answer produces no outcome."""
         for transaction in self._transactions.values():
@@ -261,7 +266,7 @@ class Gb28181Device:
 
     def unregister(self, now: float) -> list[Action]:
         """Say goodbye (REGISTER with Expires: 0) if registered; the device is stopped after."""
-        actions = self._fail_all("the gateway is stopping")
+        actions = self._fail_all("the gateway is stopping", now)
         if self.state == "registered" and self._registration is not None and self._link_up:
             actions += self.send_request(self._register_request(expires=0), "unregister", now)
         self.state = "stopped"
@@ -280,6 +285,7 @@ class Gb28181Device:
             "last_error": self.last_error,
             "clock_skew_s": None if self.clock_skew_s is None else round(self.clock_skew_s, 1),
             "subscriptions": self._serving.subscriptions,
+            **self._serving.live_health(),
             **vars(self.counters),
         }
 
@@ -424,9 +430,10 @@ class Gb28181Device:
         self.registered_since = None
         self._timers.refresh_at = self._timers.keepalive_at = None
         self._timers.retry_at = now
+        ended = self._serving.end_sessions(f"the platform is lost ({reason})", now)
         if silent_platform and self.settings.transport == "TCP":
-            return [Disconnect(reason)]
-        return self.tick(now)
+            return [*ended, Disconnect(reason)]
+        return ended + self.tick(now)
 
     # ------------------------------------------------------------------ keepalive and alarms
 
@@ -464,7 +471,7 @@ class Gb28181Device:
             return self._registration_failed(f"{waited} to REGISTER", now, silent_platform=True)
         if transaction.purpose == "notify":
             return self._serving.notify_done(transaction.subscription, None, now)
-        if transaction.purpose == "unregister":
+        if transaction.purpose in ("unregister", "bye"):
             return []
         actions: list[Action] = []
         if transaction.purpose == "alarm":
@@ -495,7 +502,7 @@ class Gb28181Device:
         del self._transactions[key]
         if transaction.purpose == "register":
             return self._on_register_answer(transaction, response, now)
-        if transaction.purpose == "unregister":
+        if transaction.purpose in ("unregister", "bye"):
             return []
         return self._on_message_answer(transaction, response, now)
 
@@ -541,14 +548,14 @@ class Gb28181Device:
             self.counters.alarms_failed += 1
         return [AlarmOutcome(transaction.token, error)] if transaction.token is not None else []
 
-    def _fail_all(self, reason: str) -> list[Action]:
+    def _fail_all(self, reason: str, now: float) -> list[Action]:
         actions: list[Action] = []
         for transaction in self._transactions.values():
             if transaction.purpose == "alarm":
                 actions += self._alarm_ended(transaction, reason)
         self._transactions.clear()
         self._serving.forget_notifies()
-        return actions
+        return actions + self._serving.end_sessions(reason, now)
 
     def next_sn(self) -> int:
         self._sn = self._sn % 999_999_999 + 1

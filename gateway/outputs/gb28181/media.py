@@ -6,20 +6,25 @@ construction (`local_port`), starts the stream on ACK, stops it on BYE, and lear
 switched to a codec that cannot be remuxed) so that it can send BYE. Nothing about SIP here.
 
 Transports, named from the gateway's side as in the SDP answer's `a=setup`:
-- "udp": datagrams to the platform's address and port, from the bound local port. UDP cannot
-  tell that the peer is gone; the platform's BYE (or its SIP session timer) ends the stream.
+- "udp": datagrams to the platform's address and port, from the bound local port (connected,
+  so that the kernel reports ICMP port unreachable): a media server that refuses the stream
+  for `send_timeout_s` ends it; one that silently drops it is ended by the platform's BYE.
 - "tcp-active": the gateway connects from the bound local port to the platform's address and
   port, then sends RFC 4571-framed RTP.
 - "tcp-passive": the gateway listens on the bound port and streams to the first connection;
   if none arrives within `accept_timeout_s`, the stream ends.
 
-The camera's reader thread calls `feed(packet)`, which never blocks: packets go into a bounded
-queue, and when the sender falls behind (a slow TCP peer), packets are dropped until the next
-keyframe, so what the platform gets always decodes. One sender thread per stream: a TCP send
-to a slow platform blocks, and must block only that stream; a platform watches a few channels
-at a time, so the threads are few (a shared selector thread would need non-blocking partial
-writes for every TCP peer, for no saving that matters). Conversion (h26x -> PS -> RTP, see
-`remux`) runs on the sender thread, not on the camera's.
+The packets come from a `sources.PacketSource` read by the stream's one sender thread: a
+camera's packet ring (`RingSource`: the ring hands each subscriber its own bounded queue and
+never waits for it), an evidence clip (`playback.ClipPlayer`, paced by its timestamps), or,
+without a source, `feed(packet)` from a caller's thread (a bounded `FrameQueue`). When the
+sender falls behind (a slow TCP peer), packets are dropped until the next keyframe, so what the
+platform gets always decodes. One sender thread per stream: a TCP send to a slow platform
+blocks, and must block only that stream; a platform watches a few channels at a time, so the
+threads are few (a shared selector thread would need non-blocking partial writes for every TCP
+peer, for no saving that matters). Conversion (h26x -> PS -> RTP, see `remux`) runs on the
+sender thread, not on the camera's. The source ending (the camera stopped, the clip is over)
+ends the stream with its reason, through `on_end`.
 """
 
 from __future__ import annotations
@@ -31,7 +36,6 @@ import select
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -39,15 +43,17 @@ from typing import Any, Literal
 from gateway.outputs.gb28181.remux import PacketRemuxer, UnsupportedStream
 from gateway.outputs.gb28181.rtp import DEFAULT_PAYLOAD_TYPE, rfc4571_frame, ssrc_to_y
 from gateway.outputs.gb28181.sdp import InviteOffer, Transport
-from gateway.video.packets import EncodedPacket, StreamInfo
+from gateway.outputs.gb28181.sources import QUEUE_BYTES, QUEUE_FRAMES, FrameQueue, PacketSource
+from gateway.video.packets import EncodedPacket, StreamGap, StreamInfo
+
+__all__ = ["QUEUE_BYTES", "QUEUE_FRAMES", "TRANSPORTS", "FrameQueue", "LiveStream", "LiveStreamHealth"]
 
 log = logging.getLogger(__name__)
 
 TRANSPORTS: tuple[Transport, ...] = ("udp", "tcp-active", "tcp-passive")
-QUEUE_FRAMES = 150
-"""About 6 s at 25 fps: room for a platform's short stall before packets are dropped."""
-QUEUE_BYTES = 16 * 1024 * 1024
 POLL_S = 0.2
+REFUSED_GAP_S = 3.0
+"""ICMP refusals this far apart are separate episodes (the kernel rate-limits them per host)."""
 """How often a thread waiting for a connection looks at `stop()`."""
 
 State = Literal["connecting", "streaming", "ended"]
@@ -76,78 +82,6 @@ class LiveStreamHealth:
     end_reason: str | None
 
 
-class FrameQueue:
-    """The bounded, thread-safe hand-over from the camera's thread to the sender thread.
-
-    `put` never blocks. It refuses non-keyframes until the first keyframe (skipped); when the
-    queue is full it drops the packet and everything after it until the next keyframe, which
-    then replaces whatever is still queued (the receiver is behind: old frames only add delay).
-    """
-
-    def __init__(self, max_frames: int = QUEUE_FRAMES, max_bytes: int = QUEUE_BYTES):
-        self.max_frames, self.max_bytes = max_frames, max_bytes
-        self._items: deque[EncodedPacket] = deque()
-        self._bytes = 0
-        self._ready = threading.Condition()
-        self._closed = False
-        self._resync: Literal["start", "overflow"] | None = "start"
-        self.dropped = 0
-        self.skipped = 0
-
-    def put(self, packet: EncodedPacket) -> bool:
-        """Queue `packet`; False if it was dropped or skipped."""
-        with self._ready:
-            if self._closed:
-                return False
-            if self._resync and not packet.keyframe:
-                self._count_lost(1)
-                return False
-            if len(self._items) >= self.max_frames or self._bytes + len(packet.data) > self.max_bytes:
-                if not packet.keyframe or self._resync is None:
-                    self._resync = "overflow"
-                    self.dropped += 1
-                    return False
-                self.dropped += len(self._items)
-                self._items.clear()
-                self._bytes = 0
-            self._resync = None
-            self._items.append(packet)
-            self._bytes += len(packet.data)
-            self._ready.notify()
-            return True
-
-    def get(self, timeout: float) -> EncodedPacket | None:
-        """The oldest packet, or None after `timeout` or once closed."""
-        with self._ready:
-            if not self._items and not self._closed:
-                self._ready.wait(timeout)
-            if not self._items or self._closed:
-                return None
-            packet = self._items.popleft()
-            self._bytes -= len(packet.data)
-            return packet
-
-    def trim_to_latest_keyframe(self) -> None:
-        """Drop what precedes the newest queued keyframe (counted as skipped): a stream that
-        waited for its peer starts at the latest keyframe, not seconds behind live."""
-        with self._ready:
-            last_key = max((index for index, item in enumerate(self._items) if item.keyframe), default=0)
-            for _ in range(last_key):
-                self._bytes -= len(self._items.popleft().data)
-                self.skipped += 1
-
-    def close(self) -> None:
-        with self._ready:
-            self._closed = True
-            self._ready.notify_all()
-
-    def _count_lost(self, count: int) -> None:
-        if self._resync == "start":
-            self.skipped += count
-        else:
-            self.dropped += count
-
-
 class _Ended(Exception):
     """The stream cannot go on; the message is the reason given to `on_end`."""
 
@@ -156,20 +90,22 @@ class LiveStream:
     """Sends one camera's video to one destination (see the module docstring).
 
     stream: the camera's current `StreamInfo`; a codec that cannot be remuxed is refused here
-    (ValueError). remote: the platform's (address, port) from the offer; not used for
-    "tcp-passive". ssrc: from the offer's y= line (`rtp.ssrc_from_y`). bind_host/local_port:
-    where the local socket is bound now (port 0: any free port; read `local_port` for the SDP
-    answer). on_end(reason): called once, from the sender thread, when the stream ends by
-    itself; not called after `stop()`.
+    (ValueError); None when not known yet (a clip's, read when it is opened: a codec that
+    cannot be remuxed then ends the stream). remote: the platform's (address, port) from the
+    offer; not used for "tcp-passive". ssrc: from the offer's y= line (`rtp.ssrc_from_y`).
+    bind_host/local_port: where the local socket is bound now (port 0: any free port; read
+    `local_port` for the SDP answer). source: where the packets come from (opened on the
+    sender thread once the platform is connected); None: `feed`. on_end(reason): called once,
+    from the sender thread, when the stream ends by itself; not called after `stop()`.
     """
 
-    def __init__(self, camera_id: str, stream: StreamInfo, transport: Transport, *, ssrc: int,
+    def __init__(self, camera_id: str, stream: StreamInfo | None, transport: Transport, *, ssrc: int,
                  remote: tuple[str, int] | None = None, bind_host: str = "0.0.0.0", local_port: int = 0,
                  payload_type: int = DEFAULT_PAYLOAD_TYPE, on_end: Callable[[str], None] | None = None,
                  accept_timeout_s: float = 10.0, connect_timeout_s: float = 5.0, send_timeout_s: float = 10.0,
                  queue_frames: int = QUEUE_FRAMES, queue_bytes: int = QUEUE_BYTES,
-                 first_sequence: int | None = None):
-        if not stream.remuxable:
+                 first_sequence: int | None = None, source: PacketSource | None = None):
+        if stream is not None and not stream.remuxable:
             raise ValueError(f"camera {camera_id}: {stream.codec} video cannot be sent as GB/T 28181 "
                              "PS without re-encoding (only H.264 and H.265)")
         if transport not in TRANSPORTS:
@@ -182,6 +118,7 @@ class LiveStream:
         self.send_timeout_s = send_timeout_s
         self._remuxer = PacketRemuxer(ssrc, payload_type=payload_type, first_sequence=first_sequence)
         self._queue = FrameQueue(queue_frames, queue_bytes)
+        self._source: PacketSource = source or self._queue
         self._socket = self._bind(bind_host, local_port)
         self.local_port: int = self._socket.getsockname()[1]
         self.destination = (f"{transport} listening on port {self.local_port}" if remote is None
@@ -194,10 +131,12 @@ class LiveStream:
         self._started_at: float | None = None
         self._end_reason: str | None = None
         self.bytes_sent = self.rtp_packets = self.frames_sent = 0
+        self._refused_since: float | None = None
+        self._refused_last = 0.0
         self._bad_frames = self._skipped_frames = 0
 
     @classmethod
-    def for_offer(cls, camera_id: str, stream: StreamInfo, offer: InviteOffer, **options: Any) -> LiveStream:
+    def for_offer(cls, camera_id: str, stream: StreamInfo | None, offer: InviteOffer, **options: Any) -> LiveStream:
         """The stream an SDP offer asks for: the gateway's side of its transport, the platform's
         address and port, its SSRC and PS payload type. `options` as for the constructor
         (bind_host, on_end, ...; `ssrc` only when the offer has no y= line)."""
@@ -219,7 +158,10 @@ class LiveStream:
         self._thread.start()
 
     def feed(self, packet: EncodedPacket) -> bool:
-        """Hand over one packet; never blocks. False if it was dropped or skipped."""
+        """Hand over one packet (a stream without a source); never blocks. False if it was
+        dropped or skipped."""
+        if self._source is not self._queue:
+            raise RuntimeError(f"{self._label}: the stream reads its own source; feed() is not for it")
         return self._queue.put(packet)
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -243,8 +185,8 @@ class LiveStream:
         return LiveStreamHealth(
             camera_id=self.camera_id, destination=self.destination, state=self._state,
             started_at=self._started_at, bytes_sent=self.bytes_sent, rtp_packets=self.rtp_packets,
-            frames_sent=self.frames_sent, frames_dropped=self._queue.dropped + self._bad_frames,
-            frames_skipped=self._queue.skipped + self._skipped_frames, end_reason=self._end_reason)
+            frames_sent=self.frames_sent, frames_dropped=self._source.dropped + self._bad_frames,
+            frames_skipped=self._source.skipped + self._skipped_frames, end_reason=self._end_reason)
 
     # ------------------------------------------------------------------ the sender thread
 
@@ -254,20 +196,38 @@ class LiveStream:
             if self._stopping.is_set():
                 return
             self._state = "streaming"
-            self._queue.trim_to_latest_keyframe()
+            self._source.open()
             log.info("%s: streaming", self._label)
-            while (packet := self._queue.get(POLL_S)) is not None or not self._stopping.is_set():
-                if packet is not None:
-                    self._send_frame(packet)
+            self._pump()
         except _Ended as ended:
             if not self._stopping.is_set():
                 self._end(str(ended))
+        except Exception as error:  # noqa: BLE001 - a source's failure (an unreadable clip) ends this stream only
+            if not self._stopping.is_set():
+                log.exception("%s: unexpected error", self._label)
+                self._end(f"{type(error).__name__}: {error}")
         finally:
             self._state = "ended"
             self._queue.close()
+            self._source.close()
             self._close_sockets()
             if self._end_reason is None:
                 log.info("%s: stopped after %d frames", self._label, self.frames_sent)
+
+    def _pump(self) -> None:
+        """Send what the source gives until the stream is stopped or the source ends."""
+        source = self._source
+        while not self._stopping.is_set():
+            item = source.get(POLL_S)
+            if item is None:
+                if source.end_reason is not None:
+                    raise _Ended(source.end_reason)
+            elif isinstance(item, StreamGap):
+                self._remuxer.resync()  # the next packet is a keyframe (of a new stream, after a reconnect)
+                if item.reason == "new_stream":
+                    log.info("%s: the camera reconnected; going on from its first keyframe", self._label)
+            else:
+                self._send_frame(item)
 
     def _send_frame(self, packet: EncodedPacket) -> None:
         try:
@@ -294,12 +254,27 @@ class LiveStream:
         assert self.remote is not None
         for rtp in rtp_packets:
             try:
-                self._socket.sendto(rtp, self.remote)
+                self._socket.send(rtp)
             except OSError as error:
-                if error.errno in (errno.ECONNREFUSED, errno.ENOBUFS, errno.EAGAIN):
-                    continue  # nobody listening yet, or a full buffer: UDP loses it, as on the wire
+                if error.errno == errno.ECONNREFUSED:
+                    self._refused()
+                    continue  # nobody listening (yet): UDP loses it, as on the wire
+                if error.errno in (errno.ENOBUFS, errno.EAGAIN):
+                    continue  # a full buffer: lost, as on the wire
                 raise _Ended(f"sending to {self.remote[0]}:{self.remote[1]} failed: {error}") from None
             self.bytes_sent += len(rtp)
+
+    def _refused(self) -> None:
+        """ICMP port unreachable came back: tolerated at first (the platform may open its port
+        late), the end of the stream once it has kept coming for `send_timeout_s`."""
+        now = time.monotonic()
+        if self._refused_since is None or now - self._refused_last > REFUSED_GAP_S:
+            self._refused_since = now
+        self._refused_last = now
+        if now - self._refused_since >= self.send_timeout_s:
+            assert self.remote is not None
+            raise _Ended(f"the platform's media port {self.remote[0]}:{self.remote[1]} has refused the stream "
+                         f"for {self.send_timeout_s:g} s (ICMP port unreachable)")
 
     def _send_stream(self, data: bytes) -> None:
         assert self._connection is not None
@@ -314,7 +289,13 @@ class LiveStream:
         self.bytes_sent += len(data)
 
     def _connect(self) -> None:
-        if self.transport == "tcp-active":
+        if self.transport == "udp":
+            assert self.remote is not None
+            try:
+                self._socket.connect(self.remote)
+            except OSError as error:
+                raise _Ended(f"cannot send to {self.remote[0]}:{self.remote[1]}: {error.strerror or error}") from None
+        elif self.transport == "tcp-active":
             self._connection = self._connect_out()
         elif self.transport == "tcp-passive":
             self._connection = self._accept()
@@ -371,7 +352,8 @@ class LiveStream:
         kind = socket.SOCK_DGRAM if self.transport == "udp" else socket.SOCK_STREAM
         sock = socket.socket(socket.AF_INET, kind)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if kind == socket.SOCK_STREAM:  # TIME_WAIT of an earlier stream; UDP: it would share a port in use
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((host, port))
             if self.transport == "tcp-passive":
                 sock.listen(1)

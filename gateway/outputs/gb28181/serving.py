@@ -4,8 +4,9 @@
 keepalives, alarms and the transactions it starts): it answers each request once (a
 retransmission gets the same answer, RFC 3261 17.2), refuses what is not from the platform
 (log lines rate-limited: the network decides how often they come), hands queries and controls
-to `queries` and subscriptions to `subscriptions`, keeps the `CameraJob`s in flight, and sends
-its Responses and NOTIFYs through the device, which owns their transactions.
+to `queries`, subscriptions to `subscriptions` and INVITE dialogs (INVITE, ACK, BYE, CANCEL,
+INFO) to `invites`, keeps the `CameraJob`s in flight, and sends its Responses, NOTIFYs and BYEs
+through the device, which owns their transactions.
 """
 
 from __future__ import annotations
@@ -13,21 +14,14 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gateway.logs import LogLimiter
 from gateway.outputs.gb28181 import manscdp, queries
-from gateway.outputs.gb28181.actions import Action, CameraJob, DeviceCounters, Send
+from gateway.outputs.gb28181.actions import Action, CameraJob, DeviceCounters, MediaEvent, Send
+from gateway.outputs.gb28181.invites import InviteSessions
 from gateway.outputs.gb28181.manscdp import Channel, ManscdpError
-from gateway.outputs.gb28181.sip import (
-    BRANCH_MAGIC,
-    SipRequest,
-    SipResponse,
-    header_params,
-    response_to,
-    uri_of,
-    uri_user,
-)
+from gateway.outputs.gb28181.sip import SipRequest, SipResponse, response_to, server_key, uri_of, uri_user
 from gateway.outputs.gb28181.subscriptions import Subscription, Subscriptions, catalog_changes, notify
 
 if TYPE_CHECKING:
@@ -38,7 +32,8 @@ log = logging.getLogger("gateway.outputs.gb28181.device")
 SERVER_MEMORY_S = 32.0
 SERVER_MEMORY_MAX = 256
 USER_AGENT = "edge-gateway GB/T 28181"
-ALLOW = "REGISTER, MESSAGE, SUBSCRIBE, NOTIFY, OPTIONS, ACK"
+ALLOW = "REGISTER, MESSAGE, SUBSCRIBE, NOTIFY, OPTIONS, INVITE, ACK, BYE, CANCEL"
+DIALOG_METHODS = frozenset({"INVITE", "BYE", "CANCEL", "INFO"})
 
 
 class PlatformRequests:
@@ -63,6 +58,7 @@ class PlatformRequests:
         """Subscriptions with a NOTIFY in flight (their next ones wait in `queued`)."""
         self._next_job = 0
         self._log_limiter = LogLimiter(burst=5, window_s=60.0)
+        self._invites = InviteSessions(device, label=label, channels=channels, remember=self._remember)
 
     @property
     def _device_id(self) -> str:
@@ -72,8 +68,20 @@ class PlatformRequests:
     def subscriptions(self) -> int:
         return len(self._subscriptions)
 
+    def live_health(self) -> dict[str, Any]:
+        """The INVITE sessions: open per camera, refused by cause (see `InviteSessions.health`)."""
+        return self._invites.health()
+
+    def media_event(self, event: MediaEvent, now: float) -> list[Action]:
+        """How the transport's `OpenMedia` went, or a stream that ended by itself."""
+        return self._invites.media_event(event, now)
+
+    def end_sessions(self, reason: str, now: float) -> list[Action]:
+        """Every INVITE session ends (platform lost, gateway stopping): BYE, StopMedia."""
+        return self._invites.end_all(reason, now)
+
     def next_wakeup(self) -> float | None:
-        times = [t for t in (self._subscriptions.next_expiry(),) if t is not None]
+        times = [t for t in (self._subscriptions.next_expiry(), self._invites.next_wakeup()) if t is not None]
         if self._answered:
             times.append(next(iter(self._answered.values()))[0] + SERVER_MEMORY_S)
         return min(times) if times else None
@@ -114,13 +122,17 @@ class PlatformRequests:
         if key in self._answered:
             return [Send(self._answered[key][1])]  # a retransmission: same answer, no second action
         if request.method == "ACK":
-            return []
+            return self._invites.ack(request, now) if self._refusal(request) is None else []
         problem = self._refusal(request)
         if problem is not None:
             status, reason, why = problem
             self._counters.refused_requests += 1
             self._log_limited(f"refused:{why[:40]}", now, "refused %s: %s", request.summary()[:120], why)
+            if request.method == "INVITE":
+                self._invites.refused["unknown_channel" if status == 404 else "forbidden"] += 1
             return [self._answer(request, status, reason, now)]
+        if request.method in DIALOG_METHODS:
+            return self._invites.receive(request, now)
         if request.method == "OPTIONS":
             response = response_to(request, 200, "OK", self._to_tag)
             response.add("Allow", ALLOW)
@@ -135,11 +147,11 @@ class PlatformRequests:
             if request.method == "SUBSCRIBE":
                 return self._on_subscribe(request, command, now)
             return self._on_manscdp(request, command, now)
-        status, reason = (481, "Call/Transaction Does Not Exist") if request.method in ("BYE", "CANCEL") \
-            else (501, "Not Implemented")
-        log.info("%s: declined %s (%d: no live video from this gateway yet)", self._label, request.summary()[:120],
-                 status)
-        return [self._answer(request, status, reason, now)]
+        log.info("%s: declined %s (501: not a request a GB/T 28181 device serves)", self._label,
+                 request.summary()[:120])
+        response = response_to(request, 501, "Not Implemented", self._to_tag)
+        response.add("Allow", ALLOW)
+        return [self._remember(server_key(request), response, now)]
 
     def _refusal(self, request: SipRequest) -> tuple[int, str, str] | None:
         sender, platform = uri_user(uri_of(request.get("From") or "")), self._device.settings.platform_id
@@ -208,8 +220,9 @@ class PlatformRequests:
         return actions
 
     def tend(self, now: float) -> list[Action]:
-        """Expired subscriptions get their final NOTIFY; catalogue changes go to Catalog ones."""
-        actions: list[Action] = []
+        """Expired subscriptions get their final NOTIFY; catalogue changes go to Catalog ones;
+        unacknowledged answers to INVITEs are sent again."""
+        actions: list[Action] = self._invites.tend(now)
         for subscription in self._subscriptions.expire(now):
             log.info("%s: %s subscription ran out", self._label, subscription.kind)
             actions += self._notify(subscription, b"", now)
@@ -269,14 +282,3 @@ class PlatformRequests:
     def forget_old_answers(self, now: float) -> None:
         while self._answered and next(iter(self._answered.values()))[0] + SERVER_MEMORY_S <= now:
             self._answered.popitem(last=False)
-
-
-def server_key(request: SipRequest) -> tuple[str, str]:
-    """Which server transaction a request belongs to (RFC 3261 17.2.3): the branch, if it is an
-    RFC 3261 one; else Call-ID, CSeq and From tag (an RFC 2543 peer)."""
-    if request.branch.startswith(BRANCH_MAGIC):
-        return request.branch, request.cseq[1]
-    tag = header_params(request.get("From") or "").get("tag", "")
-    return f"{request.call_id}|{request.cseq[0]}|{tag}", request.cseq[1]
-
-

@@ -299,6 +299,15 @@ def new_call_id(host: str) -> str:
     return f"{secrets.token_hex(12)}@{host}"
 
 
+def server_key(request: SipRequest) -> tuple[str, str]:
+    """Which server transaction a request belongs to (RFC 3261 17.2.3): the branch, if it is an
+    RFC 3261 one; else Call-ID, CSeq and From tag (an RFC 2543 peer)."""
+    if request.branch.startswith(BRANCH_MAGIC):
+        return request.branch, request.cseq[1]
+    tag = header_params(request.get("From") or "").get("tag", "")
+    return f"{request.call_id}|{request.cseq[0]}|{tag}", request.cseq[1]
+
+
 def response_to(request: SipRequest, status: int, reason: str, to_tag: str) -> SipResponse:
     """The response a UAS sends (RFC 3261 8.2.6): Via, From, Call-ID, CSeq copied; To tagged."""
     response = SipResponse(status=status, reason=reason)

@@ -18,6 +18,7 @@ What the platform asks of cameras (PTZ, presets) and of the clip store (recordin
 seconds, so it never runs on this thread or under the device's lock: the device returns a
 `CameraJob`, one worker thread carries the jobs out in order (a PTZ stop after its move) through
 `CameraControl` / `RecordSource`, and hands each result back to the device as an input.
+INVITE sessions' video: `streams.MediaSessions` (a thread per stream, never this one).
 """
 
 from __future__ import annotations
@@ -48,14 +49,17 @@ from gateway.outputs.gb28181.actions import (
     CameraJob,
     DeviceSettings,
     Disconnect,
+    MediaAction,
+    MediaEnded,
     Send,
 )
 from gateway.outputs.gb28181.alarm_types import alarm_notice
 from gateway.outputs.gb28181.camera_worker import CameraWorker
 from gateway.outputs.gb28181.device import Gb28181Device
-from gateway.outputs.gb28181.manscdp import Alarm, Channel
+from gateway.outputs.gb28181.manscdp import Channel
 from gateway.outputs.gb28181.sip import SipParseError, SipResponse, StreamFramer, parse_message
-from gateway.status import CameraControl, RecordSource
+from gateway.outputs.gb28181.streams import MediaSessions
+from gateway.status import CameraControl, RecordSource, VideoSource
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +85,8 @@ class Gb28181Transport:
     places and coordinates for the catalogue). timezone: the gateway's (AlarmTime is local).
     camera_online: whether a camera is up now (catalogue Status ON/OFF); default all ON.
     control: acts on cameras (the platform's PTZ and preset queries); None: refused clearly.
-    records: the clips per camera (RecordInfo); None: every RecordInfo gets an empty list.
+    records: the clips per camera (RecordInfo, playback); None: an empty list, and no playback.
+    video: the cameras' packets (live video); None: every live INVITE is refused (480).
     """
 
     def __init__(
@@ -95,6 +100,7 @@ class Gb28181Transport:
         sensors: Sequence[Sensor] = (),
         control: CameraControl | None = None,
         records: RecordSource | None = None,
+        video: VideoSource | None = None,
     ) -> None:
         self.settings = settings
         self.name = settings.sink_name
@@ -122,6 +128,7 @@ class Gb28181Transport:
                 manufacturer=settings.manufacturer,
                 model=settings.model,
                 firmware=__version__,
+                max_streams=settings.max_streams,
             ),
             channels=self.catalogue,
             local_time=lambda: datetime.now(self._timezone).strftime("%Y-%m-%dT%H:%M:%S"),
@@ -154,6 +161,8 @@ class Gb28181Transport:
         self._log_limiter = LogLimiter(burst=5, window_s=60.0)
         self._worker = CameraWorker(control, records, self._job_finished, name=f"{self.name}-cameras",
                                     label=self._label)
+        self._media = MediaSessions(video=video, records=records, bind=settings.bind, ports=settings.media_ports,
+                                    ended=self._media_ended, label=self._label, timezone=self._timezone)
         self._closed = False
 
     # ------------------------------------------------------------------ Transport protocol
@@ -175,6 +184,7 @@ class Gb28181Transport:
         if self._thread is not None:
             self._thread.join(timeout=UNREGISTER_WAIT_S + CONNECT_TIMEOUT_S + 2)
         self._worker.stop()
+        self._media.stop_all()
         self._close_socket()
         self._selector.close()
         self._wake_r.close()
@@ -238,6 +248,7 @@ class Gb28181Transport:
             **device,
             "malformed": device["malformed"] + self._malformed,
             "foreign_datagrams": self._foreign,
+            **self._media.health(),
         }
 
     def _track_alarm(self, payload: dict[str, Any], channel_id: str) -> None:
@@ -301,16 +312,15 @@ class Gb28181Transport:
                 return
             if command == "alarm":
                 token, notice = argument
-                self._send_alarm(token, notice)
+                self._call(partial(self._device.send_alarm, token, notice, time.monotonic()))
             elif command == "abandon":
                 with self._lock:
                     self._device.abandon(argument)
             elif command == "job_done":
                 job_id, result, error = argument
                 self._call(partial(self._device.job_done, job_id, result, error, time.monotonic()))
-
-    def _send_alarm(self, token: int, notice: Alarm) -> None:
-        self._call(lambda: self._device.send_alarm(token, notice, time.monotonic()))
+            elif command == "media":
+                self._call(partial(self._device.media_event, argument, time.monotonic()))
 
     def _call(self, step: Callable[[], list[Action]], reply_to: tuple[str, int] | None = None) -> None:
         """Run one step of the device under the lock, then carry out what it asks for."""
@@ -332,10 +342,18 @@ class Gb28181Transport:
                 self._drop_link(action.reason, at_once=True)
             elif isinstance(action, CameraJob):
                 self._worker.submit(action)
+            elif isinstance(action, MediaAction):
+                if (event := self._media.carry_out(action)) is not None:
+                    self._call(partial(self._device.media_event, event, time.monotonic()))
 
     def _job_finished(self, job_id: int, result: object, error: str | None) -> None:
         """From the camera worker: feed the result to the device on this output's thread."""
         self._commands.put(("job_done", (job_id, result, error)))
+        self._wake()
+
+    def _media_ended(self, session_id: int, reason: str) -> None:
+        """From a stream's thread: it ended by itself; the device ends the session (BYE)."""
+        self._commands.put(("media", MediaEnded(session_id, reason)))
         self._wake()
 
     def _settle(self, token: int, error: str | None) -> None:
