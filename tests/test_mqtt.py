@@ -147,6 +147,31 @@ def test_publish_receive_presence_and_camera_state(mosquitto: Mosquitto, subscri
     assert all(m.retain for m in late.received())
 
 
+def test_camera_states_set_as_the_output_stops_go_out_before_offline(mosquitto: Mosquitto, subscriber_factory,
+                                                                     publisher_factory):
+    """The service sets each camera's final state ("stopped") just before it stops the output:
+    the output sends what is still unsent, then `offline`, then disconnects."""
+    centre = subscriber_factory(mosquitto.port, [f"gw/{GW}/#"])
+    pub = publisher_factory(mosquitto.port, view=View({}))
+    assert pub.wait_connected(PATIENCE_S)
+    pub.set_camera_state("cam1", {"state": "streaming"})
+    assert centre.wait_for(lambda ms: any(m.topic.endswith("cameras/cam1/state") for m in ms), PATIENCE_S)
+    for camera in ("cam1", "cam2", "cam3"):
+        pub.set_camera_state(camera, {"state": "stopped"})
+    pub.stop()
+    late = subscriber_factory(mosquitto.port, [f"gw/{GW}/status", f"gw/{GW}/cameras/+/state"], persistent=False)
+    assert late.wait_for(lambda ms: len(ms) == 4, PATIENCE_S)  # all retained
+    assert {m.topic.split("/")[3]: m.json()["state"] for m in late.received(f"gw/{GW}/cameras/")} == {
+        "cam1": "stopped", "cam2": "stopped", "cam3": "stopped"}
+    def offline(message) -> bool:
+        return message.topic == f"gw/{GW}/status" and message.json()["state"] == "offline"
+
+    assert centre.wait_for(lambda ms: any(offline(m) for m in ms), PATIENCE_S)
+    order = [m.topic.split("/")[-2] if m.topic.endswith("/state") else "offline" for m in centre.received()
+             if m.topic.endswith("/state") or offline(m)]
+    assert order[0] == "cam1" and sorted(order[1:-1]) == ["cam1", "cam2", "cam3"] and order[-1] == "offline"
+
+
 # --------------------------------------------------------------------------- outage
 
 

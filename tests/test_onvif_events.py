@@ -223,6 +223,25 @@ def test_wrong_password_keeps_retrying_without_crashing(loop):
         assert listener.status.state == "stopped"
 
 
+def test_a_password_fixed_on_the_camera_is_picked_up_with_backoff_not_after_a_fixed_minute(loop, caplog):
+    """After a refused password the listener used to wait retry_max_s (60 s) every time: a password
+    being changed on the camera cost a minute of alarms. It backs off like every ONVIF retry."""
+    caplog.set_level(logging.DEBUG, logger="gateway.onvif.events")
+    collector = Collector()
+    with FakeOnvifDevice(refuse_credentials=True) as device:
+        listener = listener_for(device, loop, collector, retry_min_s=0.1, retry_max_s=60)
+        listener.start()
+        wait_until(lambda: device.auth_failures >= 3, what="three refused attempts (not one a minute)")
+        device.refuse_credentials = False  # the password on the camera is the configured one again
+        collector.wait_state("subscribed")
+        listener.stop()
+    refused = [r for r in caplog.records if "camera events: 127.0.0.1" in r.getMessage()]
+    assert refused[0].levelno == logging.WARNING and all(r.levelno == logging.DEBUG for r in refused[1:])
+    assert "; asking with the configured user and password again in " in refused[0].getMessage()
+    assert "(then backing off up to 60 s; no camera alarms until then)" in refused[0].getMessage()
+    assert "gate: camera events subscribed again (after: " in caplog.text and "Secret-1" not in caplog.text
+
+
 def test_camera_without_pullpoint_support_backs_off(loop):
     collector = Collector()
     fault = FaultSpec("env:Receiver", "ter:ActionNotSupported", "PullPoint not supported")

@@ -14,7 +14,7 @@ import pytest
 
 from gateway.backoff import Backoff
 from gateway.config.models import OnvifSettings, PatrolStop
-from gateway.onvif.patrol import AWAY, MOVING, SETTLING, WATCHING, PatrolPlan
+from gateway.onvif.patrol import AWAY, MOVING, SETTLING, WATCHING, Failing, MoveFailures, PatrolPlan
 from gateway.onvif.patrol_driver import PatrolDriver
 from gateway.onvif.ptz import (
     GENERIC_PAN_TILT_SPACE,
@@ -87,6 +87,52 @@ def test_bad_plans_are_refused():
         PatrolPlan(stops(), move_s=-1)
     with pytest.raises(ValueError):
         PatrolPlan([SimpleNamespace(preset="1", dwell_s=0, settle_s=0)])
+
+
+def test_the_view_carries_the_cameras_own_preset_once_the_move_is_confirmed():
+    plan = PatrolPlan(stops(), move_s=2, start=0)
+    assert (plan.state_at(1).preset_token, plan.state_at(1).preset_label) == (None, "Gate")
+    plan.arrived(2, token="7", name="东门")
+    state = plan.state_at(3)
+    assert (state.preset, state.preset_token, state.preset_name, state.preset_label) == ("Gate", "7", "东门", "东门")
+    second = plan.advance(40)
+    assert (second.preset_token, second.preset_label) == (None, "2")  # not there yet
+    plan.arrived(41, token="PresetToken_2", name="")  # a camera that names no preset
+    assert (plan.state_at(42).preset_token, plan.state_at(42).preset_label) == ("PresetToken_2", "2")
+
+
+def test_a_patrol_that_moves_nowhere_fails_from_its_first_failure():
+    failures = MoveFailures()
+    assert failures.worst(0) is None and not failures.failing(0)
+    failures.failed(0, 10, "not authorized")
+    failures.failed(1, 40, "not authorized")
+    assert failures.worst(70) == Failing(60, 1, "not authorized")  # stalled: every stop fails
+    assert failures.failing(0) and failures.failing(1)
+    assert failures.reached(0) == 10  # stop 0 had failed since 10
+    assert failures.worst(70) == Failing(0, 1, "not authorized") and not failures.failing(0)
+    assert failures.reached(1) == 40 and failures.worst(80) is None
+
+
+def test_one_stop_that_fails_every_round_keeps_failing_while_the_others_are_reached():
+    """The field case: a preset typo warned every round and never raised 巡逻中断, because the
+    other stop's arrival restarted the timer."""
+    failures = MoveFailures()
+    failures.failed(1, 10, "no PTZ preset 'Roof'")
+    failures.failed(1, 11, "no PTZ preset 'Roof'")
+    assert failures.reached(0) is None  # the other stop had not failed
+    assert failures.worst(500) == Failing(1, 1, "no PTZ preset 'Roof'")  # not past its last failure
+    assert not failures.failing(0) and failures.failing(1)
+    failures.failed(1, 130, "no PTZ preset 'Roof'")
+    failures.reached(0)
+    assert failures.worst(200) == Failing(120, 1, "no PTZ preset 'Roof'")
+
+
+def test_a_stop_that_failed_once_and_was_reached_next_round_is_forgotten():
+    failures = MoveFailures()
+    failures.failed(1, 10, "timeout")
+    failures.reached(0)
+    failures.reached(1)
+    assert failures.worst(1000) is None
 
 
 def test_patrol_keys_in_the_config(tmp_path):
@@ -345,10 +391,9 @@ def test_refused_credentials_at_start_are_retried_until_the_patrol_moves(loop, c
             running(driver_for(device, loop, [PatrolStop(preset="1", dwell_s=600, settle_s=0)],
                                fault_after_s=0.3)) as driver:
         wait_for(lambda: driver.status().move_failures >= 3, "three refused attempts")
-        wait_for(lambda: any("PTZ patrol has not moved" in r.getMessage() for r in caplog.records),
-                 "the patrol fault logged")
+        wait_for(lambda: driver.status().fault, "the patrol fault")
         status = driver.status()
-        assert driver.alive and status.state == "failing" and status.fault
+        assert driver.alive and status.state == "failing" and status.failing_stop == 0
         assert "not authorized" in status.last_error
         assert not driver.state().analysing and device.goto_calls == []
         device.refuse_credentials = False  # the installer fixed the password
@@ -360,6 +405,8 @@ def test_refused_credentials_at_start_are_retried_until_the_patrol_moves(loop, c
     refused = [r.getMessage() for r in caplog.records if "cannot move the camera" in r.getMessage()]
     assert refused[0].startswith("camera gate-cam: patrol[0] (preset 1): cannot move the camera: 127.0.0.1:")
     assert "not authorized" in refused[0] and "retrying in" in refused[0] and "Secret-1" not in caplog.text
+    # Whether an alert is raised is the camera worker's to say (not while the camera is offline).
+    assert "patrol_fault" not in caplog.text and all(r.levelno < logging.ERROR for r in caplog.records)
 
 
 def test_a_camera_that_does_not_move_is_never_watched(loop):
@@ -400,6 +447,36 @@ def test_a_camera_refusing_gotopreset_is_retried_and_the_other_stops_go_on(loop,
     assert any("patrol[0] (preset Preset 1): cannot move the camera:" in m and "PTZ is locked" in m
                for m in messages)
     assert any("patrol[1] (preset Roof): cannot move the camera:" in m for m in messages)
+
+
+def test_a_preset_the_camera_does_not_have_is_a_fault_once_it_failed_for_patrol_fault_after_s(loop, caplog):
+    """A typo in `preset`: the stop fails every round while the other stop is reached; its
+    failures add up to a fault, which lasts while the good stop is watched and ends once the
+    preset exists on the camera."""
+    caplog.set_level(logging.WARNING, logger="gateway.onvif.ptz")
+    clock = FakeClock()
+    plan_stops = [PatrolStop(preset="Preset 1", dwell_s=10, settle_s=0),
+                  PatrolStop(preset="Roof", dwell_s=10, settle_s=0)]
+    with FakeOnvifDevice(presets=list(NUMBERED)) as device, \
+            running(driver_for(device, loop, plan_stops, clock=clock, fault_after_s=15)) as driver:
+        for round_number in (1, 2):
+            wait_for(lambda: driver.state().index == 0 and driver.state().analysing, "watching stop 0")
+            clock.advance(10)
+            wait_for(lambda: driver.status().state == "failing", "the missing preset failing")
+            clock.advance(10.2)  # stop 1's time is over: back to stop 0
+            wait_for(lambda: driver.state().index == 0 and driver.state().analysing, "back at stop 0")
+            status = driver.status()
+            assert (status.state, status.failing_stop, status.fault) == ("watching", 1, round_number == 2)
+        assert status.failing_for_s >= 15 and "no PTZ preset 'Roof'" in status.last_error
+        device.presets.append(FakePreset("PresetToken_9", "Roof", 0.9, 0.0, 0.0))  # the installer adds it
+        clock.advance(10)
+        wait_for(lambda: driver.state().index == 1 and driver.state().analysing, "watching Roof")
+        status = driver.status()
+        assert (status.fault, status.failing_stop, status.failing_for_s, status.last_error) == (False, None, None, None)
+        assert driver.state().preset_token == "PresetToken_9"
+    warning = next(r.getMessage() for r in caplog.records if "Roof" in r.getMessage())
+    assert "(presets: Preset 1 (PresetToken_1), Preset 2 (PresetToken_2), Preset 3 (PresetToken_3))" in warning
+    assert "fix patrol[1].preset (or add the preset on the camera); retrying in" in warning
 
 
 class _BrokenOnce(PtzController):

@@ -1,8 +1,11 @@
 """`patrol_fault` alerts (pure): start once the patrol cannot move for patrol_fault_after_s, end
-when it moves again, repeat while open, and leave an offline camera to `camera_offline`."""
+when it moves again, repeat while open, leave an offline camera to `camera_offline`, name the stop
+that fails, and are logged when (and only when) raised."""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -59,3 +62,32 @@ def test_stopping_the_camera_ends_an_open_fault():
     watch.observe(FAILING, False, 0, T0)
     [end] = watch.close(5, T0)
     assert end.payload["state"] == "end" and watch.close(6, T0) == []
+
+
+def test_the_alert_is_logged_when_it_is_raised_with_how_long_the_patrol_had_failed(caplog):
+    """The driver used to log "raising a patrol_fault alert" when its timer crossed the threshold:
+    also while the camera was offline (no alert was sent), and with the time of that moment."""
+    caplog.set_level(logging.INFO, logger="gateway.camera")
+    watch = PatrolFaultWatch(CAMERA, GATEWAY)
+    assert watch.observe(FAILING, True, 0, T0) == [] and caplog.records == []  # offline: no alert, no line
+    later = replace(FAILING, failing_for_s=412.4)
+    [start] = watch.observe(later, False, 1, T0)
+    [record] = caplog.records
+    assert record.levelno == logging.ERROR and record.getMessage() == (
+        "camera ptz: PTZ patrol cannot reach patrol[1] (preset 2) for 412 s (patrol_fault_after_s 120): "
+        "10.0.0.7:80: not authorized: wrong user or password; raising a patrol_fault alert (巡逻中断), "
+        "ended when the camera gets there")
+    assert start.payload["started_at"] == (T0 - timedelta(seconds=412.4)).isoformat(timespec="milliseconds")
+    watch.observe(MOVING_AGAIN, False, 2, T0)
+    assert caplog.records[-1].levelno == logging.INFO and "patrol_fault alert ended" in caplog.records[-1].getMessage()
+
+
+def test_a_stop_failing_while_another_is_watched_is_the_one_the_alert_names():
+    watch = PatrolFaultWatch(CAMERA, GATEWAY)
+    typo = PatrolStatus(state="watching", stop=0, preset="1", fault=True, moves=9, move_failures=12,
+                        failing_for_s=150, failing_stop=1,
+                        last_error="10.0.0.7:80: no PTZ preset '2' (presets: 东门 (1), 广场 (3))")
+    [start] = watch.observe(typo, False, 0, T0)
+    validate_alert(start.payload)
+    assert start.payload["details"] == {"patrol_stop": 1, "target_preset": "2", "state": "watching",
+                                        "error": "10.0.0.7:80: no PTZ preset '2' (presets: 东门 (1), 广场 (3))"}

@@ -165,6 +165,30 @@ def test_run_publishes_schema_valid_alerts_and_stops_cleanly_on_sigterm(
     assert seqs == sorted(seqs) and seqs[0] == 1
 
 
+def test_a_clean_stop_leaves_each_camera_retained_as_stopped(
+        tmp_path: Path, mosquitto: Mosquitto, subscriber_factory, start_gateway) -> None:
+    """After SIGTERM the retained camera state still said "streaming": a centre reading it (or an
+    NVR dashboard subscribing later) took a stopped gateway's cameras for live ones."""
+    sub = subscriber_factory(mosquitto.port, ["gw/gw-test/cameras/+/state", "gw/gw-test/status"])
+    config = write_config(tmp_path / "site.yaml", mosquitto.port, file_camera("cam1") + file_camera("cam2"),
+                          tmp_path / "data")
+    gateway = start_gateway(config)
+
+    def states(messages) -> dict[str, str]:
+        return {m.topic.split("/")[3]: m.json()["state"] for m in messages if m.topic.endswith("/state")}
+
+    wait_until(lambda: states(sub.received()) == {"cam1": "streaming", "cam2": "streaming"}, PATIENCE_S,
+               "both cameras streaming (retained state)", gateway)
+    assert gateway.stop() == 0
+    late = subscriber_factory(mosquitto.port, ["gw/gw-test/cameras/+/state", "gw/gw-test/status"])
+    assert late.wait_for(lambda messages: len(messages) == 3, PATIENCE_S), "retained state and status"
+    assert all(m.retain for m in late.received())
+    assert states(late.received()) == {"cam1": "stopped", "cam2": "stopped"}
+    final = next(m.json() for m in late.received() if m.topic.endswith("/cam1/state"))
+    assert final["camera_id"] == "cam1" and final["frames_decoded"] > 0  # its last figures, kept
+    assert late.received("gw/gw-test/status")[0].json()["state"] == "offline"
+
+
 def test_bad_config_exits_2_with_located_errors(tmp_path: Path) -> None:
     config = tmp_path / "site.yaml"
     config.write_text(f"gateway: {{id: gw}}\ndetector: {{model: {YOLOX_NANO}, threshhold: 2}}\n")

@@ -19,7 +19,7 @@ Series (all prefixed `gateway_`):
     camera_inference_ms{camera}            mean detector time per analysed frame, all its tiles
     camera_patrol_state{camera,state}      PTZ patrol cameras: 1 for the patrol's current state
                                            (moving, settling, watching, away, failing, stopped)
-    camera_patrol_fault{camera}            1 while the patrol has not moved for patrol_fault_after_s
+    camera_patrol_fault{camera}            1 while the patrol (or a stop) fails past patrol_fault_after_s
     camera_patrol_moves_total{camera}      confirmed moves to a patrol stop
     camera_patrol_move_failures_total{camera}  failed move attempts (each one retried)
     camera_patrol_move_seconds{camera}     how long the last confirmed move took

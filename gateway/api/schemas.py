@@ -35,10 +35,14 @@ class Health(BaseModel):
 
     status: Literal["ok", "degraded", "failing"] = Field(
         default="ok", description="failing (HTTP 503): a thread or task of the gateway is dead or hangs (the "
-                                  "heartbeat and the log name it); degraded: the "
-                                  "data disk is full or an output cannot reach its far end.")
+                                  "heartbeat and the log name it); degraded: the data disk is full, an output "
+                                  "cannot reach its far end, or a PTZ patrol is failing (patrols_failing).")
     outputs: dict[str, OutputHealth] | None = None
     disk_full: bool | None = None
+    patrols_failing: int | None = Field(
+        default=None, description="PTZ patrols at fault: a stop not reachable for patrol_fault_after_s (their "
+                                  "patrol_fault alert waits while the camera is offline). Which camera and why: "
+                                  "the heartbeat and /api/cameras. Absent without patrols.")
 
 
 class Readiness(BaseModel):

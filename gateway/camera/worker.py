@@ -119,13 +119,16 @@ class CameraWorker:
         self.alarm_sink: Callable[[str, bool, str], None] = _no_alarm_sink
         self.keep_history_s = 0.0
         """How far back a linked sensor may ask for a picture (its `pre_s`); 0 keeps none."""
-        self._history: deque[tuple[float, np.ndarray, FrameResult | None]] = deque()
+        self._history: deque[tuple[float, np.ndarray, FrameResult | None, CameraAnalytics]] = deque()
         self.counting = LiveCounting(camera, gateway.data_dir)
         """Counting models: the model this camera counts with, and the page's annotation tool."""
         self.analytics: CameraAnalytics | None = None
         self.gate: MotionGate | None = None
         self.last_result: FrameResult | None = None
         self._last_image: np.ndarray | None = None
+        self._last_view: CameraAnalytics | None = None
+        """The analytics `_last_image` was analysed with (its zones, masks, size): the picture is
+        drawn as its own view saw it, also after a patrol stop change replaced `analytics`."""
         self._last_image_at = 0.0
         self._last_seq = 0
         self._started_at = time.monotonic()
@@ -212,7 +215,7 @@ class CameraWorker:
         decision = gate.check(masked, frame.received_at, force=analytics.has_open_events)
         if not decision.run:
             with self._lock:
-                self._last_image, self._last_image_at = masked, frame.received_at
+                self._last_image, self._last_image_at, self._last_view = masked, frame.received_at, analytics
             return messages
         detections = self._detect(detector, masked)
         self._frames_inferred += 1
@@ -224,7 +227,8 @@ class CameraWorker:
             self._counting_given_up(result.counting_failure)
         with self._lock:
             self.last_result, self._last_image, self._last_image_at = result, masked, frame.received_at
-            self._remember(frame.received_at, masked, result)
+            self._last_view = analytics
+            self._remember(frame.received_at, masked, result, analytics)
         return messages + result.events
 
     def analysis_failed(self, error: Exception) -> None:
@@ -266,11 +270,12 @@ class CameraWorker:
         self._frame_ms.append(took.ms)
         return detections
 
-    def _remember(self, at: float, image: np.ndarray, result: FrameResult | None) -> None:
+    def _remember(self, at: float, image: np.ndarray, result: FrameResult | None,
+                  view: CameraAnalytics) -> None:
         """Keep the last `keep_history_s` of analysed frames for linked sensors' `pre_s`."""
         if self.keep_history_s <= 0:
             return
-        self._history.append((at, image, result))
+        self._history.append((at, image, result, view))
         while self._history and self._history[0][0] < at - self.keep_history_s - 1.0 / self.camera.fps:
             self._history.popleft()
 
@@ -335,7 +340,10 @@ class CameraWorker:
         zone_ids = {zone.id for zone in zones}
         rules = [rule for rule in self.camera.rules if rule.zone is None or rule.zone in zone_ids]
         view = self.camera.model_copy(update={"zones": zones, "rules": rules})
-        return view, {"preset": stop.preset, "patrol_stop": stop.index}
+        details: dict = {"preset": stop.preset_label, "patrol_stop": stop.index}
+        if stop.preset_token is not None:
+            details["preset_token"] = stop.preset_token
+        return view, details
 
     @property
     def preset(self) -> str | None:
@@ -407,10 +415,10 @@ class CameraWorker:
         before the first frame."""
         with self._lock:
             at, image, result = self._last_image_at, self._last_image, self.last_result
-            analytics = self.analytics
+            analytics = self._last_view
             if before_s > 0 and self._history:
                 wanted = time.monotonic() - before_s
-                at, image, result = min(self._history, key=lambda entry: abs(entry[0] - wanted))
+                at, image, result, analytics = min(self._history, key=lambda entry: abs(entry[0] - wanted))
         if image is None or analytics is None:
             return None, None
         count = len(result.boxes) if result is not None else None

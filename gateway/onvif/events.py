@@ -17,9 +17,9 @@ PullPoint rules (ONVIF Core §9.3, WS-BaseNotification, and what Home Assistant 
   ask for an absolute time in the camera's clock (the library's skew adjustment gives it).
 - A SOAP fault from PullMessages/Renew means the subscription is gone (the camera rebooted, or the
   subscription expired while unreachable): create a new one at once, with no Unsubscribe.
-  Network errors and timeouts keep the subscription and retry with exponential backoff; the
-  session (clock offset, service addresses) is rebuilt after such an error, since a reboot can
-  change both.
+  Network errors, timeouts and refused credentials keep the subscription and retry with the
+  gateway's backoff (`retry_min_s` doubling to `retry_max_s`); the session (clock offset, service
+  addresses) is rebuilt after such an error, since a reboot can change both.
 - Some cameras cancel *all* subscriptions (other clients' too, e.g. the NVR's) on one Unsubscribe.
   For those the listener never unsubscribes and lets its subscriptions expire.  It is told so
   (`let_expire=True`) or finds out itself: when it replaces a subscription it creates the new one
@@ -389,10 +389,15 @@ class OnvifEventListener:
                     session = None
                     await self._sleep(self.retry_max_s * 5)
                 except OnvifError as error:
-                    # A wrong password will not fix itself soon: do not lock the account out.
-                    delay = self.retry_max_s if isinstance(error, OnvifNotAuthorized) else backoff.next_delay()
+                    # Backoff like every ONVIF retry: a password fixed on the camera is picked up
+                    # soon, a wrong one is tried at most once every retry_max_s.
+                    delay = backoff.next_delay()
                     level = logging.WARNING if self._status.state != "retrying" else logging.DEBUG
-                    log.log(level, "%s: camera events: %s; retrying in %.1f s", self.camera_id, error, delay)
+                    log.log(level, "%s: camera events: %s; %s in %.1f s (then backing off up to %g s; "
+                            "no camera alarms until then)", self.camera_id, error,
+                            "asking with the configured user and password again"
+                            if isinstance(error, OnvifNotAuthorized) else "subscribing again",
+                            delay, self.retry_max_s)
                     self._set_status(state="retrying", detail=str(error), errors=self._status.errors + 1)
                     if session is not None:
                         if subscription is not None:

@@ -17,6 +17,9 @@ not hold up the others.
 `visit` numbers the views: it changes exactly when the picture stops matching the previous one
 (a new stop, or a linked sensor turned the camera away), which is when the analytics end the
 open events of the old view.
+
+`MoveFailures` is the patrol-fault timer: how long the patrol, or one of its stops, has not been
+reachable (see its docstring).
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ class PatrolState:
     number); zones: zone ids that apply at this stop (empty: all of the camera's zones); phase:
     moving, settling, watching or away; visit: the view's number (see the module docstring);
     phase_started_at / phase_ends_at: the phase's bounds on the plan's clock (ends_at is None
-    while moving: a move ends when the camera confirms it).
+    while moving: a move ends when the camera confirms it). preset_token / preset_name: the
+    camera's own preset the move was confirmed at (None until then).
     """
 
     index: int
@@ -56,10 +60,17 @@ class PatrolState:
     visit: int
     phase_started_at: float
     phase_ends_at: float | None
+    preset_token: str | None = None
+    preset_name: str | None = None
 
     @property
     def analysing(self) -> bool:
         return self.phase == WATCHING
+
+    @property
+    def preset_label(self) -> str:
+        """The preset as people know it: the camera's name for it, else the configured value."""
+        return self.preset_name or self.preset
 
 
 @dataclass(frozen=True)
@@ -68,14 +79,15 @@ class PatrolStatus:
 
     state: moving | settling | watching | away (turned to a linked sensor's preset) | failing
     (the move to this stop failed and is being retried) | stopped (the patrol task is not running).
-    stop / preset: the stop the patrol is at or trying to reach. fault: the patrol has not been
-    able to move for `patrol_fault_after_s` (a `patrol_fault` alert is open). moves /
-    move_failures: confirmed moves and failed attempts since start. failing_for_s: seconds since
-    the first failure of the current run of failures (None while moves succeed). last_move_s: how
-    long the last confirmed move took, from GotoPreset to arrival. confirmed_by: how that move
-    was confirmed, "status" (the camera's PTZ status: idle, at the preset's position) or "time"
-    (`patrol_move_s` after GotoPreset, for cameras that do not report their status).
-    last_error: why the last attempt failed (credentials never appear in it).
+    stop / preset: the stop the patrol is at or trying to reach. fault: the patrol, or one of its
+    stops, has not been reachable for `patrol_fault_after_s` (a `patrol_fault` alert is open).
+    moves / move_failures: confirmed moves and failed attempts since start. failing_for_s /
+    failing_stop: how long moves have been failing and at which stop (`MoveFailures.worst`; None
+    while every stop is reached). last_move_s: how long the last confirmed move took, from
+    GotoPreset to arrival. confirmed_by: how that move was confirmed, "status" (the camera's PTZ
+    status: idle, at the preset's position) or "time" (`patrol_move_s` after GotoPreset, for
+    cameras that do not report their status). last_error: why the failing stop's last attempt
+    failed (credentials never appear in it).
     """
 
     state: str
@@ -88,6 +100,69 @@ class PatrolStatus:
     last_move_s: float | None = None
     confirmed_by: str | None = None
     last_error: str | None = None
+    failing_stop: int | None = None
+
+
+@dataclass(frozen=True)
+class FailedMoves:
+    """A stop's failed moves since it was last reached: the first and last failure, and why the
+    last one failed."""
+
+    first_at: float
+    last_at: float
+    error: str
+
+
+@dataclass(frozen=True)
+class Failing:
+    """The longest failure `MoveFailures` knows of: for how long, at which stop, and why."""
+
+    for_s: float
+    stop: int
+    error: str
+
+
+class MoveFailures:
+    """The patrol-fault timer: how long the patrol has been unable to move. Pure bookkeeping.
+
+    Two measures; the longer counts. The patrol stalled: from the first failure after the last
+    confirmed move, while no stop is reached (a wrong password, a dead motor). One stop
+    unreachable: from its first to its last failure since it was last reached, whatever the other
+    stops do (a preset typo, a preset deleted on the camera: the other stops are reached every
+    round, which must not restart this stop's timer). Between two tries of a stop nobody knows
+    whether it would have worked, so a stop counts as failing up to its last failure only.
+    """
+
+    def __init__(self) -> None:
+        self._stalled_since: float | None = None
+        self._stalled_at: int | None = None
+        self._stops: dict[int, FailedMoves] = {}
+
+    def failed(self, stop: int, t: float, error: str) -> None:
+        if self._stalled_since is None:
+            self._stalled_since = t
+        previous = self._stops.get(stop)
+        self._stops[stop] = FailedMoves(previous.first_at if previous else t, t, error)
+        self._stalled_at = stop
+
+    def reached(self, stop: int) -> float | None:
+        """The camera is at `stop`: the patrol moves. Returns when moves to this stop began to
+        fail, None when they had not (another stop skipped meanwhile is no news: it was logged)."""
+        run = self._stops.pop(stop, None)
+        self._stalled_since = self._stalled_at = None
+        return run.first_at if run else None
+
+    def failing(self, stop: int) -> bool:
+        """Moves to `stop` fail, or the patrol has not moved since a failure."""
+        return self._stalled_since is not None or stop in self._stops
+
+    def worst(self, t: float) -> Failing | None:
+        """The longest failure at `t`, None while every stop tried was reached."""
+        spans = [Failing(run.last_at - run.first_at, stop, run.error) for stop, run in self._stops.items()]
+        if self._stalled_since is not None and self._stalled_at is not None:
+            stop = self._stalled_at
+            spans.append(Failing(t - self._stalled_since, stop, self._stops[stop].error))
+        return max(spans, key=lambda failing: failing.for_s, default=None)
 
 
 class PatrolPlan:
@@ -111,6 +186,7 @@ class PatrolPlan:
         self._index = 0
         self._began_at = float(start)
         self._arrived_at: float | None = None
+        self._arrived_preset: tuple[str | None, str | None] = (None, None)
         self._away_at: float | None = None
 
     def _settle(self, index: int) -> float:
@@ -142,14 +218,18 @@ class PatrolPlan:
             else:
                 phase, started, ends = WATCHING, watch_from, watch_from + self._dwell(index)
         stop = self.stops[index]
+        token, name = self._arrived_preset
         return PatrolState(index=index, preset=str(stop.preset),
                            zones=tuple(getattr(stop, "zones", ()) or ()), phase=phase,
-                           visit=self._visit, phase_started_at=started, phase_ends_at=ends)
+                           visit=self._visit, phase_started_at=started, phase_ends_at=ends,
+                           preset_token=token, preset_name=name)
 
-    def arrived(self, t: float) -> None:
-        """The camera is at the stop's preset: settle, then watch."""
+    def arrived(self, t: float, token: str | None = None, name: str | None = None) -> None:
+        """The camera is at the stop's preset (the camera's `token` and `name` for it, as the
+        move was confirmed): settle, then watch."""
         if self._arrived_at is None and self._away_at is None:
             self._arrived_at = t
+            self._arrived_preset = (token, name or None)
 
     def due(self, t: float) -> bool:
         """The current stop's time is over: watched for dwell_s, or failed to move for its length."""
@@ -160,6 +240,7 @@ class PatrolPlan:
         self._visit += 1
         self._index = (self._index + 1) % len(self.stops)
         self._began_at, self._arrived_at, self._away_at = t, None, None
+        self._arrived_preset = (None, None)
         return self.state_at(t)
 
     def turned_away(self, t: float) -> None:

@@ -9,12 +9,13 @@ Every visit:
    GotoPreset that succeeded;
 3. settle, watch, next stop (`PatrolPlan`, pure, in patrol.py).
 
-Any failure on the way (refused credentials, a camera that refuses GotoPreset or never gets
-there, a network error, even a bug) is logged with the camera and the preset and retried with
-the gateway's backoff; nothing ends the patrol task. A patrol that has not been able to move for
-`patrol_fault_after_s` says so in its `status()` (the camera worker turns that into a
-`patrol_fault` alert); if the task does end anyway, `alive` turns False and the service stops
-feeding the systemd watchdog.
+Any failure on the way (refused credentials, a preset the camera does not have, a camera that
+refuses GotoPreset or never gets there, a network error, even a bug) is logged with the camera
+and the preset and retried with the gateway's backoff; nothing ends the patrol task. A patrol,
+or one of its stops, that has not been reachable for `patrol_fault_after_s` says so in its
+`status()` (`MoveFailures` keeps the time; the camera worker turns the fault into a
+`patrol_fault` alert and logs it, since only it knows whether the alert is raised); if the task
+does end anyway, `alive` turns False and the service stops feeding the systemd watchdog.
 """
 
 from __future__ import annotations
@@ -33,11 +34,12 @@ from gateway.onvif.patrol import (
     FAILING,
     MOVING,
     STOPPED,
+    MoveFailures,
     PatrolPlan,
     PatrolState,
     PatrolStatus,
 )
-from gateway.onvif.ptz import MoveNotConfirmed, PtzController, PtzPreset, reached
+from gateway.onvif.ptz import MoveNotConfirmed, PresetNotFound, PtzController, PtzPreset, reached
 from gateway.onvif.session import OnvifError, OnvifProtocolError, OnvifSoapFault
 from gateway.redaction import redact
 
@@ -57,6 +59,13 @@ def _describe_error(error: BaseException) -> str:
     if isinstance(error, OnvifError):
         return str(error)
     return f"{type(error).__name__}: {redact(str(error))[:200]}"
+
+
+def _what_to_do(error: BaseException, state: PatrolState) -> str:
+    """The operator's part in a failed move, when there is one."""
+    if isinstance(error, PresetNotFound):
+        return f"; fix patrol[{state.index}].preset (or add the preset on the camera)"
+    return ""
 
 
 class PatrolDriver:
@@ -84,13 +93,11 @@ class PatrolDriver:
         self._backoff = backoff or Backoff(min_s=RETRY_MIN_S, max_s=RETRY_MAX_S)
         self._lock = threading.Lock()  # guards the plan and the counters below
         self._status_readable: bool | None = None
-        self._failing_since: float | None = None
-        self._fault_logged = False
+        self._failing = MoveFailures()
         self._confirmed = 0
         self._failures = 0
         self._last_move_s: float | None = None
         self._confirmed_by: str | None = None
-        self._last_error: str | None = None
         self._task: asyncio.Task[None] | None = None
 
     # ----------------------------------------------------------------- read from any thread
@@ -109,21 +116,21 @@ class PatrolDriver:
         alive = self.alive
         with self._lock:
             state = self.plan.state_at(now)
-            failing_for = None if self._failing_since is None else max(0.0, now - self._failing_since)
+            failing = self._failing.worst(now)
             if not alive:
                 kind = STOPPED
-            elif state.phase == MOVING and failing_for is not None:
+            elif state.phase == MOVING and self._failing.failing(state.index):
                 kind = FAILING
             else:
                 kind = state.phase
             return PatrolStatus(
                 state=kind, stop=state.index, preset=state.preset,
-                fault=kind in (FAILING, STOPPED) and failing_for is not None
-                and failing_for >= self.fault_after_s,
+                fault=failing is not None and failing.for_s >= self.fault_after_s,
                 moves=self._confirmed, move_failures=self._failures,
-                failing_for_s=None if failing_for is None else round(failing_for, 1),
+                failing_for_s=None if failing is None else round(max(0.0, failing.for_s), 1),
                 last_move_s=None if self._last_move_s is None else round(self._last_move_s, 2),
-                confirmed_by=self._confirmed_by, last_error=self._last_error)
+                confirmed_by=self._confirmed_by, last_error=None if failing is None else failing.error,
+                failing_stop=None if failing is None else failing.stop)
 
     def interrupt(self) -> None:
         """The camera was turned away from the plan (a sensor's preset): the view changes, analysis
@@ -157,12 +164,12 @@ class PatrolDriver:
         if task.cancelled():
             return
         error = task.exception()
+        why = "patrol task ended" + (f": {_describe_error(error)}" if error else "")
         with self._lock:
-            if self._failing_since is None:
-                self._failing_since = self.clock()
-            self._last_error = "patrol task ended" + (f": {_describe_error(error)}" if error else "")
+            now = self.clock()
+            self._failing.failed(self.plan.state_at(now).index, now, why)
         log.error("camera %s: PTZ patrol stopped (%s); the systemd watchdog restarts the gateway",
-                  self.camera_id, self._last_error, exc_info=error)
+                  self.camera_id, why, exc_info=error)
 
     # ----------------------------------------------------------------- the loop
 
@@ -240,38 +247,29 @@ class PatrolDriver:
         with self._lock:
             if self.plan.state_at(now).visit != state.visit:
                 return  # turned away for a linked sensor meanwhile: that view holds
-            self.plan.arrived(now)
-            failed_for = None if self._failing_since is None else now - self._failing_since
-            self._failing_since, self._last_error, self._fault_logged = None, None, False
+            self.plan.arrived(now, target.token, target.name)
+            failing_since = self._failing.reached(state.index)
             self._confirmed += 1
             self._last_move_s, self._confirmed_by = now - sent_at, confirmed_by
             self._backoff.reset()
-        if failed_for is not None:
+        if failing_since is not None:
             log.info("camera %s: PTZ patrol moving again: at patrol[%d] (preset %s) after %.0f s of "
-                     "failed moves", self.camera_id, state.index, target.describe(), failed_for)
+                     "failed moves", self.camera_id, state.index, target.describe(), now - failing_since)
         else:
             log.debug("camera %s: patrol[%d] at preset %s after %.1f s (%s)", self.camera_id,
                       state.index, target.describe(), now - sent_at, confirmed_by)
 
     async def _retry_later(self, state: PatrolState, error: Exception) -> None:
         """Log the failure, wait out the backoff, and give the stop up if its time is over."""
-        now = self.clock()
         delay = self._backoff.next_delay()
+        described = _describe_error(error)
         with self._lock:
-            if self._failing_since is None:
-                self._failing_since = now
             self._failures += 1
-            self._last_error = _describe_error(error)
-            failing_for = now - self._failing_since
-            report_fault = failing_for >= self.fault_after_s and not self._fault_logged
-            self._fault_logged = self._fault_logged or report_fault
-        log.warning("camera %s: patrol[%d] (preset %s): cannot move the camera: %s; retrying in %.1f s "
+            self._failing.failed(state.index, self.clock(), described)
+        log.warning("camera %s: patrol[%d] (preset %s): cannot move the camera: %s%s; retrying in %.1f s "
                     "(no analysis until it gets there)", self.camera_id, state.index, state.preset,
-                    self._last_error, delay, exc_info=None if isinstance(error, OnvifError) else error)
-        if report_fault:
-            log.error("camera %s: PTZ patrol has not moved for %.0f s (patrol_fault_after_s %g): "
-                      "raising a patrol_fault alert; it ends when the camera moves again",
-                      self.camera_id, failing_for, self.fault_after_s)
+                    described, _what_to_do(error, state), delay,
+                    exc_info=None if isinstance(error, OnvifError) else error)
         await asyncio.sleep(delay)
         now = self.clock()
         with self._lock:

@@ -54,7 +54,7 @@ from gateway.evidence.store import ClipStore
 from gateway.evidence.worker import ClipWorker
 from gateway.outputs.registry import build_outputs
 from gateway.redaction import redact
-from gateway.runtime.live import LiveGateway, RunningParts
+from gateway.runtime.live import LiveGateway, RunningParts, camera_health
 from gateway.runtime.sdnotify import SystemdNotifier
 from gateway.sensors.hub import SensorHub
 from gateway.sensors.input import SensorInput
@@ -264,6 +264,7 @@ class GatewayService:
         if worker is None:
             return
         self.alerts.route(worker.stop())
+        self._publish_stopped(worker)
         self._published_states.pop(camera_id, None)
         recorder = self._recorders.pop(camera_id, None)
         if recorder is not None and self.clips is not None and self.parts.clip_worker is not None:
@@ -271,6 +272,13 @@ class GatewayService:
             self.clips.remove(camera_id)
             for finished in recorder.close("the camera was stopped"):
                 self.clips.clip_finished(finished)
+
+    def _publish_stopped(self, worker: CameraWorker) -> None:
+        """A camera stopped on purpose (the gateway stops, a reload removes or restarts it) says so
+        in its retained state: the centre must not go on reading its last "streaming"."""
+        final = {**camera_health(worker, self.timezone), "state": "stopped"}
+        for publisher in self._state_publishers:
+            publisher.set_camera_state(worker.camera.id, final)
 
     def stop(self) -> None:
         """Stop readers and analysis, end open events into the outboxes, flush, disconnect."""

@@ -23,7 +23,8 @@ public = APIRouter(tags=["health"])
 router = APIRouter()
 
 
-@public.get("/healthz", response_model=Health, summary="Liveness (no auth): every output and the data disk",
+@public.get("/healthz", response_model=Health,
+            summary="Liveness (no auth): every output, the data disk and the PTZ patrols",
             responses={503: {"model": Health, "description": "A thread or task of the gateway is dead (a "
                                                              "camera reader, the analysis, an output...), or "
                                                              "a camera's frames keep failing to analyse."}})
@@ -39,8 +40,9 @@ def healthz_head(ctx: Context) -> Response:
 
 
 def _health(ctx: Context) -> Health:
-    """Every output (alive, reaching its far end, queued) and the disk; no addresses or errors:
-    this route needs no token (the heartbeat and /metrics carry the details)."""
+    """Every output (alive, reaching its far end, queued), the disk and how many PTZ patrols are at
+    fault; no addresses, cameras or errors: this route needs no token (the heartbeat and /metrics
+    carry the details)."""
     try:
         failed_workers = ctx.view.failed_workers()
         state = ctx.view.health()
@@ -51,18 +53,26 @@ def _health(ctx: Context) -> Health:
                                   queued=int(output.get("queued") or 0))
                for name, output in state.get("outputs", {}).items()}
     disk_full = bool(state.get("disk_full"))
-    degraded = disk_full or not all(output.connected for output in outputs.values())
+    patrols_failing = _patrols_failing(state.get("cameras") or {})
+    degraded = disk_full or bool(patrols_failing) or not all(output.connected for output in outputs.values())
     status = overall_status(failed_workers, state.get("failing_cameras") or [], degraded)
-    return Health(status=status, outputs=outputs, disk_full=disk_full)
+    return Health(status=status, outputs=outputs, disk_full=disk_full, patrols_failing=patrols_failing)
 
 
 def overall_status(failed_workers: list[str], failing_cameras: list[str],
                    degraded: bool) -> Literal["ok", "degraded", "failing"]:
     """failing: a thread or task is dead, or a camera's frames keep failing to analyse (503);
-    degraded: the disk is full or an output cannot reach its far end; else ok."""
+    degraded: the disk is full, a PTZ patrol is at fault, or an output cannot reach its far end;
+    else ok."""
     if failed_workers or failing_cameras:
         return "failing"
     return "degraded" if degraded else "ok"
+
+
+def _patrols_failing(cameras: dict) -> int | None:
+    """How many cameras' PTZ patrols cannot reach a stop (`PatrolStatus.fault`); None: no patrols."""
+    patrols = [camera.get("patrol") for camera in cameras.values() if camera.get("patrol")]
+    return sum(bool(patrol.get("fault")) for patrol in patrols) if patrols else None
 
 
 @router.get("/readyz", response_model=Readiness, tags=["health"],

@@ -156,7 +156,7 @@ class MqttSink:
         return self._thread is not None and self._thread.is_alive()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Flush in-flight alerts (up to `flush_s`), publish `offline`, disconnect, stop the threads.
+        """Flush in-flight alerts and camera states (up to `flush_s`), publish `offline`, disconnect.
 
         Undelivered alerts simply stay in the outbox for the next start.
         """
@@ -575,12 +575,14 @@ class MqttSink:
     # ================================================================== shutdown
 
     def _shutdown(self) -> None:
-        """Wait briefly for in-flight PUBACKs, publish `offline`, send a normal DISCONNECT."""
+        """Wait briefly for in-flight PUBACKs and the last camera states (cameras stopped), publish
+        `offline`, send a normal DISCONNECT."""
         if self._state != "connected":
             self._drop_client("stopped")
             return
         deadline = time.monotonic() + self._flush_s
-        while len(self._window) and self._state == "connected" and time.monotonic() < deadline:
+        while (self._window or self._cameras.unsent()) and self._state == "connected" and time.monotonic() < deadline:
+            self._send_camera_states()
             self._service_io(0.05)
             self._handle_events()
         client = self._client
