@@ -13,7 +13,7 @@ from gateway.camera.patrol_fault import PatrolFaultWatch
 from gateway.config.models import Camera, GatewaySection
 from gateway.events import validate_alert
 from gateway.events.watch import HEARTBEAT_S
-from gateway.onvif.patrol import PatrolStatus
+from gateway.status import PatrolStatus
 
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 CAMERA = Camera.model_validate({

@@ -12,9 +12,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.events.record import EventSummary
-from gateway.onvif.patrol import PatrolStatus
 from gateway.redaction import redact
-from gateway.status import CameraStatus, ZoneOutline
+from gateway.status import CameraStatus, PatrolStatus, ZoneOutline
 from gateway.untrusted import NAME, NOTE, ONE_LINE
 
 # Printable text on one line; one line with a visible character; text with line feeds and tabs.

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from gateway.config.models import Camera, GatewaySection
 from gateway.events import AlertMessage, AlertSource, AlertSubject
 from gateway.events.watch import ConditionWatch
-from gateway.onvif.patrol import PatrolStatus
+from gateway.status import PatrolStatus
 
 log = logging.getLogger("gateway.camera")
 

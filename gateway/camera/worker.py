@@ -36,7 +36,8 @@ from gateway.camera.timing import TimedDetector
 from gateway.config.models import Camera, GatewaySection, OnvifSource
 from gateway.events import AlertMessage, Snapshot
 from gateway.logs import LogLimiter
-from gateway.onvif.patrol import PatrolState, PatrolStatus
+from gateway.onvif.patrol import PatrolState
+from gateway.status import PatrolStatus
 from gateway.video.motion import MotionGate, region_mask
 from gateway.video.packets import PacketRing
 from gateway.video.reader import CameraReader, ReaderHealth

@@ -74,36 +74,6 @@ class PatrolState:
 
 
 @dataclass(frozen=True)
-class PatrolStatus:
-    """The patrol as operators see it (health, `/api/cameras`, `/metrics`).
-
-    state: moving | settling | watching | away (turned to a linked sensor's preset) | failing
-    (the move to this stop failed and is being retried) | stopped (the patrol task is not running).
-    stop / preset: the stop the patrol is at or trying to reach. fault: the patrol, or one of its
-    stops, has not been reachable for `patrol_fault_after_s` (a `patrol_fault` alert is open).
-    moves / move_failures: confirmed moves and failed attempts since start. failing_for_s /
-    failing_stop: how long moves have been failing and at which stop (`MoveFailures.worst`; None
-    while every stop is reached). last_move_s: how long the last confirmed move took, from
-    GotoPreset to arrival. confirmed_by: how that move was confirmed, "status" (the camera's PTZ
-    status: idle, at the preset's position) or "time" (`patrol_move_s` after GotoPreset, for
-    cameras that do not report their status). last_error: why the failing stop's last attempt
-    failed (credentials never appear in it).
-    """
-
-    state: str
-    stop: int
-    preset: str
-    fault: bool = False
-    moves: int = 0
-    move_failures: int = 0
-    failing_for_s: float | None = None
-    last_move_s: float | None = None
-    confirmed_by: str | None = None
-    last_error: str | None = None
-    failing_stop: int | None = None
-
-
-@dataclass(frozen=True)
 class FailedMoves:
     """A stop's failed moves since it was last reached: the first and last failure, and why the
     last one failed."""

@@ -37,11 +37,11 @@ from gateway.onvif.patrol import (
     MoveFailures,
     PatrolPlan,
     PatrolState,
-    PatrolStatus,
 )
 from gateway.onvif.ptz import MoveNotConfirmed, PresetNotFound, PtzController, PtzPreset, reached
 from gateway.onvif.session import OnvifError, OnvifProtocolError, OnvifSoapFault
 from gateway.redaction import redact
+from gateway.status import PatrolStatus
 
 log = logging.getLogger("gateway.onvif.ptz")
 

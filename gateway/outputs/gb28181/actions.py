@@ -2,15 +2,16 @@
 transport to do (`Action`s), apart from the machine itself so that the pure answer modules
 (`queries`, `subscriptions`, `invites`) and the transport share them without importing the
 machine. The media of an INVITE is set up, started and stopped by the transport (`OpenMedia`,
-`StartMedia`, `StopMedia`), which tells the device how that went (`MediaEvent`)."""
+`StartMedia`, `StopMedia`), which tells the device how that went (`MediaEvent`). `DeviceSide`
+is what the answering halves (`serving`, `invites`) use of the device itself."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 from gateway.outputs.gb28181.sdp import InviteOffer
-from gateway.outputs.gb28181.sip import SipMessage
+from gateway.outputs.gb28181.sip import SipMessage, SipRequest
 from gateway.status import PtzCommand
 
 
@@ -171,3 +172,24 @@ class MediaEnded:
 MediaEvent = MediaReady | MediaFailed | MediaEnded
 MediaAction = OpenMedia | StartMedia | StopMedia
 Action = Send | AlarmOutcome | Disconnect | CameraJob | OpenMedia | StartMedia | StopMedia
+
+
+class DeviceSide(Protocol):
+    """The device as the halves that answer the platform (`serving.PlatformRequests`,
+    `invites.Invites`) use it: its settings and dialog tag, its Contact, and requests built and
+    sent as the device's own (so they share its transactions and CSeq)."""
+
+    settings: DeviceSettings
+    to_tag: str
+
+    @property
+    def contact(self) -> str: ...
+
+    def next_sn(self) -> int: ...
+
+    def message_request(self, body: bytes) -> SipRequest: ...
+
+    def new_request(self, method: str, uri: str, *, call_id: str, from_value: str, to_value: str) -> SipRequest: ...
+
+    def send_request(self, request: SipRequest, purpose: Any, now: float, token: int | None = None,
+                     subscription: tuple[str, str] | None = None) -> list[Action]: ...

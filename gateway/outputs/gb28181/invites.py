@@ -41,11 +41,12 @@ import secrets
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from gateway.logs import LogLimiter
 from gateway.outputs.gb28181.actions import (
     Action,
+    DeviceSide,
     MediaEnded,
     MediaEvent,
     MediaFailed,
@@ -69,9 +70,6 @@ from gateway.outputs.gb28181.sip import (
     with_tag,
 )
 from gateway.outputs.gb28181.sip import server_key as _key
-
-if TYPE_CHECKING:
-    from gateway.outputs.gb28181.device import Gb28181Device
 
 log = logging.getLogger("gateway.outputs.gb28181.device")
 
@@ -146,7 +144,7 @@ REASONS = {403: "Forbidden", 404: "Not Found", 480: "Temporarily Unavailable", 4
 class InviteSessions:
     """The INVITE dialogs of `device` (see the module docstring)."""
 
-    def __init__(self, device: Gb28181Device, *, label: str, channels: Callable[[], Sequence[Channel]],
+    def __init__(self, device: DeviceSide, *, label: str, channels: Callable[[], Sequence[Channel]],
                  remember: Remember) -> None:
         self._device, self._label = device, label
         self._channels, self._remember = channels, remember

@@ -14,18 +14,15 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gateway.logs import LogLimiter
 from gateway.outputs.gb28181 import manscdp, queries
-from gateway.outputs.gb28181.actions import Action, CameraJob, DeviceCounters, MediaEvent, Send
+from gateway.outputs.gb28181.actions import Action, CameraJob, DeviceCounters, DeviceSide, MediaEvent, Send
 from gateway.outputs.gb28181.invites import InviteSessions
 from gateway.outputs.gb28181.manscdp import Channel, ManscdpError
 from gateway.outputs.gb28181.sip import SipRequest, SipResponse, response_to, server_key, uri_of, uri_user
 from gateway.outputs.gb28181.subscriptions import Subscription, Subscriptions, catalog_changes, notify
-
-if TYPE_CHECKING:
-    from gateway.outputs.gb28181.device import Gb28181Device
 
 log = logging.getLogger("gateway.outputs.gb28181.device")
 
@@ -39,7 +36,7 @@ DIALOG_METHODS = frozenset({"INVITE", "BYE", "CANCEL", "INFO"})
 class PlatformRequests:
     """Answers the platform's requests for `device` (see the module docstring)."""
 
-    def __init__(self, device: Gb28181Device, counters: DeviceCounters, *, label: str,
+    def __init__(self, device: DeviceSide, counters: DeviceCounters, *, label: str,
                  channels: Callable[[], Sequence[Channel]], local_time: Callable[[], str],
                  alarming: Callable[[], frozenset[str]], recording: Callable[[], bool],
                  can_control: bool, has_records: bool) -> None:
