@@ -120,8 +120,10 @@ def test_model_counts_every_held_out_frame_within_the_promised_error(mall: dict)
           f"persons (auto) MAE {figures(persons, truth)[0]:.2f}")
     assert model_mae <= 2.5 and model_within >= 0.95
     assert detector_mae > 3 * model_mae  # the reason the model exists
-    # auto chose the model on this dense scene: the counts the rules used are the estimates
-    assert all(abs(rows[k]["persons"] - rows[k]["estimated"]) <= 0.55 for k in TEST_FRAMES)
+    # auto chose the model on this dense scene: the counts the rules used are the estimates, steadied
+    # (gateway.analytics.counting.smoothing): as close to the annotations, half as jumpy
+    assert figures(persons, truth)[0] <= model_mae + 0.3
+    assert np.abs(np.diff(persons)).mean() < 0.5 * np.abs(np.diff(np.round(estimated))).mean()
 
 
 def alert_intervals(counts: list[float], t: list[float]) -> list[tuple[float, float]]:

@@ -55,7 +55,8 @@ class FrameResult:
     persons/zone_counts: the counts the rules used (detector people seen in this frame, or the
     model's estimate where it was chosen); detected: people the detector sees (len(boxes));
     estimated: the counting model's estimate for the frame (None without a model or while its
-    background warms up); count_source: where `persons` comes from.
+    background warms up), as it is, not steadied; count_source: where `persons` comes from;
+    zone_sources: where each zone's count comes from.
     """
 
     boxes: np.ndarray
@@ -68,6 +69,7 @@ class FrameResult:
     estimated: float | None = None
     count_source: str = "detector"
     count_map: CountMap | None = None
+    zone_sources: dict[str, str] = field(default_factory=dict)
 
 
 class CameraAnalytics:
@@ -179,6 +181,7 @@ class CameraAnalytics:
             estimated=None if count_map is None else round(count_map.total, 1),
             count_source=source,
             count_map=count_map,
+            zone_sources={zone: scene.count_in(zone)[1] for zone in self.zones},
         )
 
     @staticmethod
@@ -232,7 +235,7 @@ class CameraAnalytics:
         counts = {}
         for zone, members in in_zone.items():
             estimated = None if count_map is None else (count_map.total if zone is None else count_map.zones[zone])
-            counts[zone] = self.switch.choose(zone, int(np.count_nonzero(present & members)), estimated)
+            counts[zone] = self.switch.choose(zone, int(np.count_nonzero(present & members)), estimated, t)
         return Scene(
             t=t,
             people=people,

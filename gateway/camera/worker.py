@@ -155,6 +155,7 @@ class CameraWorker:
             messages += self.patrol_fault.close(t, now)
         if self.analytics is not None:
             messages += self.analytics.close_all(t, now)
+        self.counting.save(self.analytics)  # the next start counts from it (gateway.calibration.kept)
         return messages
 
     def workers(self) -> Workers:
