@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from gateway.counts import CameraCounts
 from gateway.onvif.patrol import PatrolStatus
 
 CameraState = Literal["connecting", "streaming", "backoff", "stopped", "offline"]
@@ -62,6 +63,8 @@ class CameraStatus:
     patrol: the PTZ patrol's state (None without a patrol): moving, watching, failing, fault...
     tiles_per_frame: detector runs per analysed frame (1 untiled; tiles + whole-frame pass tiled).
     inference_ms: mean detector time per analysed frame, all its tiles (None before the first).
+    counts: the people it counts now, per zone, and from what (gateway.counts); None before the
+    first analysed frame.
     """
 
     id: str
@@ -85,6 +88,7 @@ class CameraStatus:
     patrol: PatrolStatus | None = None
     tiles_per_frame: int = 1
     inference_ms: float | None = None
+    counts: CameraCounts | None = None
 
 
 @runtime_checkable

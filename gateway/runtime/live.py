@@ -27,6 +27,7 @@ from gateway.camera.scheduler import AnalysisScheduler
 from gateway.camera.timing import TimedDetector
 from gateway.camera.worker import CameraWorker
 from gateway.config.models import Camera, GatewayConfig
+from gateway.counts import CameraCounts
 from gateway.delivery.router import AlertRouter
 from gateway.evidence.store import ClipStore
 from gateway.evidence.worker import ClipWorker
@@ -120,6 +121,11 @@ class LiveGateway:
                 count, snapshot = workers[camera_id].evidence(before_s)
                 evidence.append(LinkedEvidence(camera_id, count, snapshot))
         return evidence
+
+    def camera_counts(self, camera_id: str) -> CameraCounts | None:
+        """What one camera counts now (the retained MQTT counts; gateway.counts)."""
+        worker = self.camera_worker(camera_id)
+        return worker.live_counts() if worker is not None else None
 
     def live_counting(self, camera_id: str) -> LiveCounting | None:
         """A running camera's counting state, for the page's annotation tool (API threads)."""
@@ -267,6 +273,7 @@ def camera_status(worker: CameraWorker) -> CameraStatus:
         frame_size=status.frame_size, zones=zones, masks=masks, preset=worker.preset,
         patrol=status.patrol, tiles_per_frame=status.tiles_per_frame, inference_ms=status.inference_ms,
         source=reader.url, resolution=camera.resolution, coordinates=camera.coordinates,
+        counts=worker.live_counts(),
     )
 
 
