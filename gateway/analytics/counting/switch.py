@@ -45,9 +45,10 @@ class _Place:
 class CountSwitch:
     """Picks a count per place (zone id, or None for the whole frame); see the module docstring."""
 
-    def __init__(self, mode: Mode, smoothing: SmoothingSettings | None = None):
+    def __init__(self, mode: Mode, smoothing: SmoothingSettings | None = None, dwell_s: float = DWELL_S):
         self.mode = mode
         self.smoothing = smoothing or SmoothingSettings()
+        self.dwell_s = dwell_s
         self._places: dict[Hashable, _Place] = {}
 
     def choose(self, place: Hashable, detected: int, estimated: float | None, t: float) -> tuple[int, Source]:
@@ -78,6 +79,6 @@ class CountSwitch:
             state.dense, state.other_since = wanted, None
         elif state.other_since is None:
             state.other_since = t
-        elif t - state.other_since >= DWELL_S:
+        elif t - state.other_since >= self.dwell_s:
             state.dense, state.other_since = wanted, None
         return state.dense
