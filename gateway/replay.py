@@ -204,8 +204,8 @@ def _replay_clips(camera: Camera, source: Path, payloads: list[dict], folder: Pa
 
 def _analytics(camera: Camera, gateway: GatewaySection, frame_size: tuple[int, int], source: Path) -> CameraAnalytics:
     """The camera's analytics; with a counting model, its background warmed from `source`."""
-    model, _choice = camera_model(camera, gateway.data_dir, frame_size)
-    analytics = CameraAnalytics(camera, gateway, frame_size, counting_model=model)
+    model, choice = camera_model(camera, gateway.data_dir, frame_size)
+    analytics = CameraAnalytics(camera, gateway, frame_size, counting_model=model, counting_mode=choice.mode)
     counter = analytics.counter
     if counter is None:
         return analytics

@@ -55,8 +55,8 @@ def model_choice(camera: Camera, data_dir: Path) -> ModelChoice:
         unused = f"; the model fitted on the page ({page_file}) is not used" if page_file.exists() else ""
         return ModelChoice(camera.id, "detector", reason=f"counting.mode is detector in the configuration{unused}")
     if camera.patrol:
-        return ModelChoice(camera.id, "detector", reason="a counting model needs a fixed view and this camera "
-                                                         "patrols presets")
+        return ModelChoice(camera.id, "detector", reason=f"counting.mode {counting.mode} ignored: a counting model "
+                                                         f"needs a fixed view and this camera patrols presets")
     if counting.model is not None:
         return ModelChoice(camera.id, counting.mode if mode_written else "auto", counting.model, "yaml")
     if page_file.exists():
@@ -73,8 +73,8 @@ def camera_model(camera: Camera, data_dir: Path,
     choice = model_choice(camera, data_dir)
     if choice.path is None:
         if "mode" in camera.counting.model_fields_set and camera.counting.mode != "detector":
-            log.warning("camera %s: %s; counting with the detector until one is fitted (gateway calibrate count, "
-                        "or 标注人数 in the page)", camera.id, choice.reason)
+            waiting = "" if camera.patrol else " until one is fitted (gateway calibrate count, or 标注人数 in the page)"
+            log.warning("camera %s: %s; counting with the detector%s", camera.id, choice.reason, waiting)
         return None, choice
     try:
         model = load_model(choice.path, camera.id, frame_size)
