@@ -5,11 +5,12 @@ must stay empty even when the scene is not: a crowd that stands for minutes, peo
 a bench, a queue. The rules that keep it so:
 
 - It starts from `warmup_samples` frames taken `warmup_interval_s` apart (about 1.5 minutes by
-  default), by the rules of `bootstrap.py`: per pixel the value most samples agree on, and
-  never what lies inside the detector's person boxes through most of them. Until then there is
-  no background and no count (`observe` returns None), never a zero. A recording can be warmed
-  from its own footage (`warm_from`), which is how an annotated first frame, which has no past,
-  still gets a background.
+  default), by the rules of `bootstrap.py`: their per-pixel median (a person must stand on the
+  same spot in more than half of them to enter it), except where the detector's person boxes
+  cover a pixel in half of them or more: that is filled in from the floor around it. Until
+  then there is no background and no count (`observe` returns None), never a zero. A recording
+  can be warmed from its own footage (`warm_from`), which is how an annotated first frame,
+  which has no past, still gets a background.
 - Or it starts at once from a background known before (`start_from`: the one the camera kept
   across a restart, or the empty scene its counting model was fitted against); the warm-up
   samples then only check it, and replace it if the camera no longer sees that scene
