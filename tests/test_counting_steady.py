@@ -6,7 +6,7 @@ camera was turned), the model file carrying its empty scene, the kept background
 matching, fresh file may restore, a smoothed count that holds still on noise yet follows a real
 step within seconds, an `auto` switch that does not flip on one frame, and an event update rule
 that ignores a wobble but reports a crowd that grew.
-Real footage is in test_counting_cold.py.
+Real footage is in test_counting_mall.py (a held-out file replayed) and test_counting_live.py (a restart).
 """
 
 from __future__ import annotations
