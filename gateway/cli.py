@@ -110,6 +110,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.load_model and not model_runs(config, args.config):
         return EXIT_FAILED
     print(summary(config, args.config))
+    from gateway.calibration.choice import counting_lines
+
+    for line in counting_lines(config):  # which counting model each camera will use, and from where
+        print(line)
     return EXIT_OK
 
 

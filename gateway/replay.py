@@ -17,9 +17,12 @@ input size in the decoding thread (one swscale pass from YUV), and the full-size
 only for the frames whose alerts carry a snapshot: no full-size conversion, resize or mask copy
 on the analysis thread (`gateway bench detector` measures what the path still adds).
 
-A camera that counts with a model (`counting.mode` model or auto) has its counting background
-warmed from the recording's first minutes before the replay starts, so the model counts from
-the first frame (live, a camera's counter warms up on its first minutes instead).
+A camera that counts with a model (`counting.mode` model or auto) counts from the first frame:
+its counting background starts from the empty scene the model was fitted against, checked
+against the recording's first minutes (and replaced by the scene learnt from them if the camera
+no longer sees it), or, for a model without a scene, is learnt from those minutes before the
+replay starts. A replay never reads the background a live camera keeps in data_dir: the same
+recording and model always give the same counts.
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ from detectors import Detections, Detector
 from detectors.preprocess import fit
 from detectors.tiling import detect_tiled
 from gateway.analytics import CameraAnalytics, FrameResult
-from gateway.calibration.files import camera_model, warmup_frames
+from gateway.calibration.choice import camera_model
+from gateway.calibration.files import warmup_frames
 from gateway.camera.tiling import camera_tile_plan, log_plan
 from gateway.config.models import Camera, GatewayConfig, GatewaySection
 from gateway.events.record import parse_time
@@ -200,15 +204,27 @@ def _replay_clips(camera: Camera, source: Path, payloads: list[dict], folder: Pa
 
 def _analytics(camera: Camera, gateway: GatewaySection, frame_size: tuple[int, int], source: Path) -> CameraAnalytics:
     """The camera's analytics; with a counting model, its background warmed from `source`."""
-    analytics = CameraAnalytics(camera, gateway, frame_size,
-                                counting_model=camera_model(camera, gateway.data_dir, frame_size))
+    model, choice = camera_model(camera, gateway.data_dir, frame_size)
+    analytics = CameraAnalytics(camera, gateway, frame_size, counting_model=model, counting_mode=choice.mode)
     counter = analytics.counter
-    if counter is not None:
-        settings = counter.extractor.background.settings
-        counter.extractor.background.warm_from(
-            warmup_frames(source, settings, lambda image: counter.extractor.working_gray(analytics.prepare(image))))
+    if counter is None:
+        return analytics
+    background = counter.extractor.background
+    settings = background.settings
+    frames = warmup_frames(source, settings, lambda image: counter.extractor.working_gray(analytics.prepare(image)))
+    if not background.ready:
+        background.warm_from(frames)
         log.info("camera %s: counting background warmed from the first %.0f s of %s", camera.id,
                  settings.warmup_s, source)
+        return analytics
+    check = background.check_with(frames)
+    if check.replaced:
+        log.warning("camera %s: the recording no longer shows the empty scene of the counting model (%.0f %% of the "
+                    "picture differs); counting against the scene learnt from its first %.0f s", camera.id,
+                    100 * check.mismatch, settings.warmup_s)
+    else:
+        log.info("camera %s: counting from the empty scene of the counting model (%.1f %% of the picture unconfirmed "
+                 "by the first %.0f s of %s)", camera.id, 100 * check.mismatch, settings.warmup_s, source)
     return analytics
 
 

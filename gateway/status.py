@@ -19,8 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
+from gateway.events.counts import CameraCounts
+
 if TYPE_CHECKING:
     from gateway.video.packets import PacketRing
+
 
 @dataclass(frozen=True)
 class PatrolStatus:
@@ -94,6 +97,8 @@ class CameraStatus:
     patrol: the PTZ patrol's state (None without a patrol): moving, watching, failing, fault...
     tiles_per_frame: detector runs per analysed frame (1 untiled; tiles + whole-frame pass tiled).
     inference_ms: mean detector time per analysed frame, all its tiles (None before the first).
+    counts: the people it counts now, per zone, and from what (gateway.events.counts); None before the
+    first analysed frame.
     """
 
     id: str
@@ -117,6 +122,7 @@ class CameraStatus:
     patrol: PatrolStatus | None = None
     tiles_per_frame: int = 1
     inference_ms: float | None = None
+    counts: CameraCounts | None = None
 
 
 @runtime_checkable

@@ -330,19 +330,9 @@ def test_fit_refuses_too_few_frames_and_empty_annotations() -> None:
 
 
 def test_switch_modes() -> None:
-    assert CountSwitch("detector").choose(None, 10, 40.0) == (10, "detector")
-    assert CountSwitch("model").choose(None, 10, 7.4) == (7, "model")
-    assert CountSwitch("model").choose(None, 10, None) == (10, "detector")  # warming up
-
-
-def test_auto_uses_the_model_only_where_dense_with_hysteresis() -> None:
-    switch = CountSwitch("auto")
-    assert switch.choose("gate", 5, 7.5) == (5, "detector")  # within the model's noise: sparse
-    assert switch.choose("gate", 12, 30.2) == (30, "model")  # the detector misses most people
-    assert switch.choose("gate", 12, 14.6) == (15, "model")  # still clearly above: stays dense
-    assert switch.choose("gate", 12, 13.9) == (12, "detector")  # close to the detector: sparse again
-    assert switch.choose("plaza", 3, 10.0) == (10, "model")  # places switch on their own
-    assert switch.choose("gate", 3, None) == (3, "detector")
+    assert CountSwitch("detector").choose(None, 10, 40.0, 0.0) == (10, "detector")
+    assert CountSwitch("model").choose(None, 10, 7.4, 0.0) == (7, "model")
+    assert CountSwitch("model").choose(None, 10, None, 0.0) == (10, "detector")  # warming up
 
 
 def test_background_settings_round_trip_and_ignore_unknown_keys() -> None:

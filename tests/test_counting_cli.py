@@ -202,5 +202,5 @@ def test_auto_without_any_model_says_so_and_counts_with_the_detector(tmp_path: P
     result = gateway("replay", "-c", str(config), "--camera", "demo", "--source", str(clip),
                      "--counts-out", str(tmp_path / "counts.jsonl"))
     assert result.returncode == 0, result.stderr
-    assert "camera demo: counting: auto but no model yet" in result.stderr
+    assert "camera demo: counting.mode is auto but no model is fitted yet" in result.stderr
     assert "counting with the detector until one is fitted" in result.stderr

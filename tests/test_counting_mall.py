@@ -13,6 +13,14 @@ The replay also carries crowd rules, so `auto` is checked where it matters: the 
 must raise its alerts when the annotated count says it should (the same rule timing run on the
 ground truth), every alert says `count_source: model`, and the zone rule's evidence picture is
 tinted with the density heat map inside the zone.
+
+A camera that starts into the crowd: frames 400-799 cut into their own file (ffmpeg, stream
+copy) and replayed alone, as a gateway restarted in the middle of the afternoon meets them. With
+the empty scene the model file carries (the calibration's background), the count holds the
+promised error from the first frame: MAE <= 2.2 over the file and <= 3.0 over its first 100 s.
+The same model without its scene (a model file from before) learns the people who stand and sit
+through the file's first 95 s as floor, and is clearly worse over those 100 s: that is the
+cause, measured.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import json
 import subprocess
 import sys
 from datetime import datetime
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -120,8 +129,10 @@ def test_model_counts_every_held_out_frame_within_the_promised_error(mall: dict)
           f"persons (auto) MAE {figures(persons, truth)[0]:.2f}")
     assert model_mae <= 2.5 and model_within >= 0.95
     assert detector_mae > 3 * model_mae  # the reason the model exists
-    # auto chose the model on this dense scene: the counts the rules used are the estimates
-    assert all(abs(rows[k]["persons"] - rows[k]["estimated"]) <= 0.55 for k in TEST_FRAMES)
+    # auto chose the model on this dense scene: the counts the rules used are the estimates, steadied
+    # (gateway.analytics.counting.smoothing): as close to the annotations, half as jumpy
+    assert figures(persons, truth)[0] <= model_mae + 0.3
+    assert np.abs(np.diff(persons)).mean() < 0.5 * np.abs(np.diff(np.round(estimated))).mean()
 
 
 def alert_intervals(counts: list[float], t: list[float]) -> list[tuple[float, float]]:
@@ -195,3 +206,52 @@ def test_model_counted_evidence_shows_the_heat_map_over_the_zone(mall: dict) -> 
         added = saturated(evidence) & ~saturated(frames[index])
         inside, outside = added[zone].mean(), added[~zone].mean()
         assert inside > 0.05 and inside > 3 * outside, (path.name, inside, outside)
+
+
+# --------------------------------------------------------------------------- starting into the crowd
+
+
+def replay_counts(config: Path, source: Path, out: Path) -> tuple[list[dict], str]:
+    replayed = gateway("replay", "-c", str(config), "--camera", "mall", "--source", str(source),
+                       "--counts-out", str(out), "--start-at", START)
+    assert replayed.returncode == 0, replayed.stderr
+    return [json.loads(line) for line in out.open()], replayed.stderr
+
+
+@pytest.fixture(scope="module")
+def held_out(mall: dict) -> dict:
+    work: Path = mall["work"]
+    held = work / "held-out.mp4"  # frame 400 is a keyframe at 200 s: a stream copy starts exactly there
+    cut = subprocess.run(["ffmpeg", "-v", "error", "-y", "-ss", "200", "-i", str(VIDEO), "-c", "copy",
+                          "-avoid_negative_ts", "make_zero", str(held)], capture_output=True, text=True, timeout=300)
+    assert cut.returncode == 0, cut.stderr
+    with_scene, log = replay_counts(work / "mall.yaml", held, work / "held-counts.jsonl")
+    model = json.loads((work / "model.json").read_text())
+    assert model["scene"]["encoding"] == "png16+base64"
+    model.pop("scene")
+    (work / "model-without-scene.json").write_text(json.dumps(model))
+    config = (work / "mall.yaml").read_text().replace("model: model.json", "model: model-without-scene.json")
+    (work / "mall-without-scene.yaml").write_text(config)
+    without, cold_log = replay_counts(work / "mall-without-scene.yaml", held, work / "held-counts-cold.jsonl")
+    return {"with_scene": with_scene, "log": log, "without_scene": without, "cold_log": cold_log}
+
+
+def test_a_camera_that_starts_into_the_crowd_counts_right_from_its_first_frame(mall: dict, held_out: dict) -> None:
+    truth = np.array([len(mall["truth"][k]) for k in TEST_FRAMES], float)
+    rows = held_out["with_scene"]
+    assert [row["frame"] for row in rows] == list(range(400)) and rows[0]["estimated"] is not None
+    assert "counting from the empty scene of the counting model" in held_out["log"]
+    assert "counting background warmed from the first 95 s" in held_out["cold_log"]
+    first = slice(0, 200)  # 100 s at 2 fps
+    estimated = np.array([row["estimated"] for row in rows], float)
+    cold = np.array([row["estimated"] for row in held_out["without_scene"]], float)
+    steady = np.array([row["persons"] for row in rows], float)
+    mae, first_mae = figures(estimated, truth)[0], figures(estimated[first], truth[first])[0]
+    cold_mae, cold_first = figures(cold, truth)[0], figures(cold[first], truth[first])[0]
+    print(f"\nframes 400-799 replayed as their own file: from the model's scene MAE {mae:.2f} "
+          f"(first 100 s {first_mae:.2f}, bias {np.mean(estimated[first] - truth[first]):+.2f}); "
+          f"learning the scene from the file MAE {cold_mae:.2f} (first 100 s {cold_first:.2f}, "
+          f"bias {np.mean(cold[first] - truth[first]):+.2f}); steady counts MAE {figures(steady, truth)[0]:.2f}, "
+          f"jitter {np.abs(np.diff(steady)).mean():.2f} (estimates {np.abs(np.diff(np.round(estimated))).mean():.2f})")
+    assert mae <= 2.2 and first_mae <= 3.0
+    assert cold_first >= first_mae + 1.0  # the people standing through the warm-up, learnt as floor

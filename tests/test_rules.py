@@ -138,7 +138,7 @@ def test_schedule_windows_across_midnight_in_the_gateway_timezone():
 def test_crowd_start_updates_and_end_at_exact_times():
     scenario = Scenario(
         [{"type": "crowd", "zone": "plaza", "min_people": 3, "for_s": 2, "clear_s": 1,
-          "updates": {"min_change": 2, "every_s": 10}}]
+          "updates": {"min_change": 2, "min_change_share": 0, "settle_s": 0, "every_s": 10}}]
     )
     two, three, five = row(2), row(3), row(5)
     scenario.play(0.0, 1.0, lambda t: two)
@@ -161,6 +161,16 @@ def test_crowd_start_updates_and_end_at_exact_times():
     assert heartbeat["snapshot"] is None and end["snapshot"] is None
     assert start["rule"]["min_people"] == 3 and start["zone_id"] == "plaza" and start["grid_id"] == "G-07"
     assert start["density_per_m2"] is None  # not calibrated
+
+
+def test_by_default_an_update_reports_a_change_that_lasted_and_ignores_one_that_did_not():
+    scenario = Scenario([{"type": "crowd", "zone": "plaza", "min_people": 3, "for_s": 0, "clear_s": 1}])
+    crowd = lambda n: lambda t: row(n, x0=40, spacing=60)  # noqa: E731 - all inside the plaza
+    scenario.play(0.0, 2.0, crowd(10))
+    scenario.play(2.0, 3.0, crowd(13))  # three more for a second: not an update
+    scenario.play(3.0, 5.0, crowd(10))
+    scenario.play(5.0, 12.0, crowd(14))  # four more from 5.0, for good: one update, 3 s later
+    assert [entry[:4] for entry in scenario.log()] == [(0.0, "start", 1, 10), (8.0, "update", 2, 14)]
 
 
 def test_a_person_missed_for_one_to_three_frames_neither_ends_nor_restarts_an_event():
@@ -213,7 +223,7 @@ def test_intrusion_schedule_across_midnight_in_shanghai():
 def test_gathering_forms_grows_splits_and_dissolves():
     scenario = Scenario(
         [{"type": "gathering", "min_people": 3, "radius_m": 1.5, "for_s": 2, "clear_s": 1,
-          "updates": {"min_change": 1, "every_s": 60}}],
+          "updates": {"min_change": 1, "min_change_share": 0, "settle_s": 0, "every_s": 60}}],
         zones=[],
     )
     stay = row(4, x0=200)  # tracks 1-4, 1 m apart

@@ -186,7 +186,8 @@ def _reading(observation: Observation | None, people: TrackFrame | None) -> Read
 
 
 def _policy(rule: RuleBase) -> UpdatePolicy:
-    return UpdatePolicy(rule.updates.min_change, rule.updates.every_s)
+    updates = rule.updates
+    return UpdatePolicy(updates.min_change, updates.every_s, updates.min_change_share, updates.settle_s)
 
 
 def _wall(now: datetime, t: float, since_t: float | None) -> datetime:

@@ -55,8 +55,9 @@ class FrameResult:
     persons/zone_counts: the counts the rules used (detector people seen in this frame, or the
     model's estimate where it was chosen); detected: people the detector sees (len(boxes));
     estimated: the counting model's estimate for the frame (None without a model or while its
-    background warms up); count_source: where `persons` comes from; counting_failure: why the
-    counting model was given up on this frame (the frame was counted with the detector).
+    background warms up), as it is, not steadied; count_source: where `persons` comes from;
+    zone_sources: where each zone's count comes from; counting_failure: why the counting model
+    was given up on this frame (the frame was counted with the detector).
     """
 
     boxes: np.ndarray
@@ -70,6 +71,7 @@ class FrameResult:
     count_source: str = "detector"
     count_map: CountMap | None = None
     counting_failure: str | None = None
+    zone_sources: dict[str, str] = field(default_factory=dict)
 
 
 class CameraAnalytics:
@@ -185,6 +187,7 @@ class CameraAnalytics:
             count_source=source,
             count_map=count_map,
             counting_failure=counting_failure,
+            zone_sources={zone: scene.count_in(zone)[1] for zone in self.zones},
         )
 
     def _give_up_counting(self, error: Exception) -> str:
@@ -247,7 +250,7 @@ class CameraAnalytics:
         counts = {}
         for zone, members in in_zone.items():
             estimated = None if count_map is None else (count_map.total if zone is None else count_map.zones[zone])
-            counts[zone] = self.switch.choose(zone, int(np.count_nonzero(present & members)), estimated)
+            counts[zone] = self.switch.choose(zone, int(np.count_nonzero(present & members)), estimated, t)
         return Scene(
             t=t,
             people=people,

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.events.counts import CameraCounts
 from gateway.events.record import EventSummary
 from gateway.redaction import redact
 from gateway.status import CameraStatus, PatrolStatus, ZoneOutline
@@ -73,6 +74,27 @@ class ZoneOut(BaseModel):
     polygon: list[tuple[float, float]] = Field(description="Points in decoded-frame pixels.")
 
 
+class ZoneCountOut(BaseModel):
+    name: str
+    count: int
+    source: Literal["detector", "model"]
+
+
+class CountsOut(BaseModel):
+    """What a camera counts now (gateway.events.counts; the same as its retained MQTT `counts`)."""
+
+    count: int = Field(description="People in the whole picture.")
+    source: Literal["detector", "model"] = Field(
+        description="model: the counting model's steady estimate (a dense scene); detector: the tracked people.")
+    detected: int = Field(description="People the detector sees.")
+    estimated: float | None = Field(description="The counting model's own estimate of the frame, unsmoothed; null "
+                                                "without a model or while it learns its empty scene.")
+    mode: Literal["detector", "model", "auto"] = Field(description="counting.mode in force.")
+    at: str = Field(description="When the counted frame was analysed, ISO-8601 with offset.")
+    stale: bool = Field(description="The camera is offline or has analysed no frame for 30 s.")
+    zones: dict[str, ZoneCountOut] = Field(description="Per zone id.")
+
+
 class CameraOut(BaseModel):
     id: str
     name: str
@@ -97,6 +119,8 @@ class CameraOut(BaseModel):
     tiles_per_frame: int = Field(default=1, description="Detector runs per analysed frame (tiled detection).")
     inference_ms: float | None = Field(default=None, description="Mean detector time per analysed frame, "
                                                                  "all its tiles; null before the first.")
+    counts: CountsOut | None = Field(default=None, description="What it counts now, per zone, and from what; "
+                                                               "null before the first analysed frame.")
 
 
 def zone_out(zone: ZoneOutline | dict[str, Any]) -> ZoneOut:
@@ -149,7 +173,16 @@ def camera_out(camera: CameraStatus) -> CameraOut:
         tiles_per_frame=camera.tiles_per_frame,
         inference_ms=_rounded(camera.inference_ms, 1),
         patrol=camera.patrol,  # its last_error is redacted where it is made (gateway.onvif.ptz)
+        counts=counts_out(camera.counts) if camera.counts is not None else None,
     )
+
+
+def counts_out(counts: CameraCounts) -> CountsOut:
+    return CountsOut.model_validate({
+        "count": counts.count, "source": counts.source, "detected": counts.detected, "estimated": counts.estimated,
+        "mode": counts.mode, "at": counts.at.isoformat(timespec="milliseconds"), "stale": counts.stale,
+        "zones": {zone.id: {"name": redact(zone.name), "count": zone.count, "source": zone.source}
+                  for zone in counts.zones}})
 
 
 # --------------------------------------------------------------------------- events

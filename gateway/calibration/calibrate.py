@@ -106,7 +106,8 @@ def calibrate(config: GatewayConfig, camera_id: str, source: Path, points_path: 
     """Fit and write a counting model (see the module docstring)."""
     camera = config.camera(camera_id)
     points = read_points(points_path)
-    frames, boxes, frame_size, analytics = _annotated_features(camera, config, source, points, points_path, detector)
+    frames, boxes, frame_size, analytics, scene = _annotated_features(camera, config, source, points, points_path,
+                                                                      detector)
     perspective = camera_perspective(camera, frame_size, boxes)
     if perspective is None:
         raise CalibrationError(f"{source}: {perspective_problem(camera, boxes)}")
@@ -118,7 +119,8 @@ def calibrate(config: GatewayConfig, camera_id: str, source: Path, points_path: 
     settings = BackgroundSettings()  # what a counter without a model learns with
     training = {"source": Path(source).name, "fitted_at": datetime.now().astimezone().isoformat(timespec="seconds")}
     try:
-        result = fit_model(annotated, camera.id, frame_size, perspective, settings, folds=folds, training=training)
+        result = fit_model(annotated, camera.id, frame_size, perspective, settings, folds=folds, training=training,
+                           scene=scene)
     except TrainingError as error:
         raise CalibrationError(f"{points_path}: {error}") from None
     save_model(out, result.model)
@@ -129,7 +131,8 @@ def calibrate(config: GatewayConfig, camera_id: str, source: Path, points_path: 
 def _annotated_features(camera: Camera, config: GatewayConfig, source: Path, points: dict[int, np.ndarray],
                         points_path: Path, detector: Detector):
     """Run the recording through the camera's analytics up to the last annotated frame: the raw
-    counting features of every annotated frame, and the confident person boxes seen on the way."""
+    counting features of every annotated frame, the confident person boxes seen on the way, and
+    the empty scene (background) the features were last taken against, kept with the model."""
     last = max(points)
     features: dict[int, np.ndarray] = {}
     confident: list[np.ndarray] = []
@@ -162,7 +165,8 @@ def _annotated_features(camera: Camera, config: GatewayConfig, source: Path, poi
     if missing:
         raise CalibrationError(f"{points_path}: frame {missing[0]} is past the end of {source} "
                                f"({decoded_frames} frames, numbered 0-{decoded_frames - 1})")
-    return features, np.concatenate(confident), analytics.frame_size, analytics
+    assert counter is not None  # built with the analytics
+    return features, np.concatenate(confident), analytics.frame_size, analytics, counter.extractor.background.state()
 
 
 def _warmed_analytics(camera: Camera, config: GatewayConfig, frame_size: tuple[int, int],

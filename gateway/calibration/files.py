@@ -7,9 +7,6 @@ the pure `gateway.analytics.counting` package.
   frame size). Nothing a file holds gets past it as an exception of another kind.
 - `save_model(path, model)`: write it atomically (`write_atomically`: a crash never leaves half
   a file).
-- `camera_model(camera, data_dir, frame_size)`: the model a camera should count with, or None
-  (detector counting, or a bad file: logged as a warning naming the camera and the file, and
-  the camera goes on counting with the detector).
 - `warmup_frames(source, ...)`: frames spread over the first minutes of a recording, for a
   background that exists from the recording's first frame (replay, calibration).
 - `camera_perspective(camera, frame_size, boxes)`: how tall people are at each row of a camera,
@@ -33,7 +30,6 @@ import numpy as np
 from gateway.analytics.counting import BackgroundSettings, CountingModel, ModelFormatError, Perspective
 from gateway.analytics.counting.perspective import MIN_BOXES, from_boxes, from_ground_plane, from_ramp
 from gateway.analytics.geometry import GroundPlane, Region, ground_model
-from gateway.config.counting import default_model_path
 from gateway.config.models import Camera, GatewayConfig
 from gateway.video.decode import decode_frames, open_video
 
@@ -124,47 +120,6 @@ def write_atomically(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-
-
-def model_path(camera: Camera, data_dir: Path) -> Path:
-    """The camera's configured model file, else the one the page's tool writes."""
-    return camera.counting.model or default_model_path(data_dir, camera.id)
-
-
-def camera_model(camera: Camera, data_dir: Path, frame_size: tuple[int, int]) -> CountingModel | None:
-    """The model `camera` counts with at this frame size, or None: detector counting, or a model
-    that cannot be used (a warning says which camera, which file, why, and what happens now)."""
-    if camera.counting.mode == "detector":
-        return None
-    if camera.patrol:
-        log.warning("camera %s: counting: %s ignored: a counting model needs a fixed view and this camera patrols "
-                    "presets; counting with the detector", camera.id, camera.counting.mode)
-        return None
-    path = model_path(camera, data_dir)
-    if camera.counting.model is None and not path.exists():
-        log.warning("camera %s: counting: %s but no model yet (%s); counting with the detector until one is "
-                    "fitted (gateway calibrate count, or 标注人数 in the page)",
-                    camera.id, camera.counting.mode, path)
-        return None
-    try:
-        model = load_model(path, camera.id, frame_size)
-    except ModelFileError as error:
-        log.warning("camera %s: counting model unusable: %s; counting with the detector instead", camera.id, error)
-        return None
-    except Exception as error:  # noqa: BLE001 - whatever a file holds, the camera must go on counting
-        log.warning("camera %s: counting model unusable: %s: cannot be read (%s); counting with the detector "
-                    "instead", camera.id, path, type(error).__name__)
-        return None
-    validation = model.training.get("cross_validation")
-    log.info("camera %s: counting in %s mode with %s (fitted on %s frames, cross-validated error %s people)",
-             camera.id, camera.counting.mode, path, _number(model.training.get("frames")),
-             _number(validation.get("mae") if isinstance(validation, dict) else None))
-    return model
-
-
-def _number(value: object) -> str:
-    """A number from a model's training record for the log ('?' for anything else)."""
-    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else "?"
 
 
 def warmup_frames(source: Path, settings: BackgroundSettings,

@@ -6,11 +6,13 @@ An installer fits a camera's counting model in the page without a recording:
 2. `take_snapshot`: the camera's latest analysed frame is stored with its features (computed
    against the warm background at that very frame) and its confident person boxes.
 3. `save_points`: the people the installer clicked on it (source pixels).
-4. `fit` (>= 5 annotated snapshots): the same fit as `gateway calibrate count`; the model is
-   written to `<data_dir>/counting/<camera id>.json` and the camera counts with it from its
-   next frame (in `auto` mode when the configuration still says `detector`). The answer has the
-   cross-validated error, the count before/after on the latest annotated snapshot and the YAML
-   that makes it permanent.
+4. `fit` (>= 5 annotated snapshots): the same fit as `gateway calibrate count`; the model (with
+   the empty scene the camera sees now) is written to `<data_dir>/counting/<camera id>.json` and
+   the camera counts with it from its next frame (in `auto` mode when the configuration still
+   says `detector`). That file is used again after a restart unless the YAML names another
+   model or writes `mode: detector` (gateway.calibration.choice); the answer says whether it is
+   (`kept`), with the cross-validated error, the count before/after on the latest annotated
+   snapshot and the YAML line that would pin it.
 
 Errors are `StudioError(status, message)`: 404 unknown camera or snapshot, 409 not possible now
 (warming up, no frame yet, too few frames, no perspective), 422 bad points.
@@ -36,8 +38,10 @@ from typing import Any
 import numpy as np
 
 from gateway.analytics.counting import AnnotatedFrame, BackgroundSettings, CrowdCounter, TrainingError, fit_model
+from gateway.analytics.counting.features import working_size
 from gateway.analytics.counting.training import MIN_FRAMES
 from gateway.analytics.geometry import polygon_to_frame
+from gateway.calibration.choice import describe_origin, model_choice
 from gateway.calibration.files import camera_perspective, outside_masks, perspective_problem, save_model
 from gateway.calibration.live import LiveCounting
 from gateway.calibration.store import SnapshotStore, StoredSnapshot
@@ -61,6 +65,9 @@ class FitReport:
     model_path: Path
     mode: str
     yaml: str
+    kept: bool
+    """The camera counts with this model after a restart too (no YAML names another one)."""
+    kept_note: str
 
 
 class CountingStudio:
@@ -88,6 +95,7 @@ class CountingStudio:
         frame = live.frame()
         model = live.model
         training = model.training if model is not None else {}
+        origin = live.model_origin if model is not None else None
         return {
             "camera_id": camera_id,
             "mode": live.camera.counting.mode,
@@ -96,7 +104,9 @@ class CountingStudio:
             "warmup_left_s": None if frame is None else round(frame.warmup_left_s, 1),
             "model": None if model is None else {
                 "fitted_at": training.get("fitted_at"), "frames": training.get("frames"),
-                "cross_validation": training.get("cross_validation")},
+                "cross_validation": training.get("cross_validation"), "source": origin,
+                "source_text": describe_origin(origin, model)},
+            "model_after_restart": self._after_restart(live),
             "detected": None if frame is None else frame.detected,
             "estimated": None if frame is None else frame.estimated,
             "snapshots": [_snapshot_out(s) for s in self._listed(camera_id)],
@@ -180,9 +190,11 @@ class CountingStudio:
         if perspective is None:
             raise StudioError(409, perspective_problem(camera, all_boxes))
         fitted_at = datetime.now().astimezone().isoformat(timespec="seconds")
+        scene = live.scene()
         try:
             result = fit_model(frames, camera_id, size, perspective, BackgroundSettings(),
-                               training={"source": "page", "fitted_at": fitted_at})
+                               training={"source": "page", "fitted_at": fitted_at},
+                               scene=None if scene is None or scene.background.shape != _working_shape(size) else scene)
         except TrainingError as error:
             raise StudioError(409, f"camera {camera_id}: {error}") from None
         path = default_model_path(self.data_dir, camera_id)
@@ -190,6 +202,8 @@ class CountingStudio:
         mode = live.use_model(result.model)
         latest = annotated[-1]
         after = CrowdCounter(size, model=result.model).estimate(frames[-1].features).total
+        choice = model_choice(camera, self.data_dir)
+        kept = choice.path == path
         return FitReport(
             frames=len(frames), people=int(sum(len(f.points) for f in frames)),
             cross_validation=result.validation.to_dict(),
@@ -197,7 +211,15 @@ class CountingStudio:
                     "estimated": round(after, 1)},
             model_path=path, mode=mode,
             yaml=f"counting: {{mode: {mode}, model: {path}}}",
+            kept=kept, kept_note=_kept_note(camera_id, kept, choice.reason, choice.path),
         )
+
+    def _after_restart(self, live: LiveCounting) -> str:
+        """How the camera will count after a restart, in one line (for the page)."""
+        choice = model_choice(live.camera, self.data_dir)
+        if choice.path is None:
+            return f"the detector ({choice.reason})"
+        return f"{choice.mode} mode with {choice.path} ({'page' if choice.origin == 'page' else 'configuration'})"
 
     def _live(self, camera_id: str) -> LiveCounting:
         live = self.cameras(camera_id)
@@ -220,6 +242,20 @@ class CountingStudio:
             return read()
         except KeyError:
             raise StudioError(404, f"camera {camera_id}: no snapshot {snapshot_id!r}") from None
+
+
+def _kept_note(camera_id: str, kept: bool, reason: str, other: Path | None) -> str:
+    if kept:
+        return f"camera {camera_id} counts with this model after a restart too"
+    if other is not None:
+        return (f"camera {camera_id}: the configuration names another model ({other}), which it counts with "
+                f"after a restart; name this one in counting.model to keep it")
+    return f"camera {camera_id}: after a restart it counts with the detector ({reason})"
+
+
+def _working_shape(frame_size: tuple[int, int]) -> tuple[int, int]:
+    width, height = working_size(frame_size)
+    return height, width
 
 
 def _snapshot_out(snapshot: StoredSnapshot) -> dict[str, Any]:

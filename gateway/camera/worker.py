@@ -35,6 +35,7 @@ from gateway.camera.tiling import PlannedTiling, camera_tile_plan, log_plan
 from gateway.camera.timing import TimedDetector
 from gateway.config.models import Camera, GatewaySection, OnvifSource
 from gateway.events import AlertMessage, Snapshot
+from gateway.events.counts import STALE_S, CameraCounts, ZoneCount
 from gateway.logs import LogLimiter
 from gateway.onvif.patrol import PatrolState
 from gateway.status import PatrolStatus
@@ -131,6 +132,8 @@ class CameraWorker:
         """The analytics `_last_image` was analysed with (its zones, masks, size): the picture is
         drawn as its own view saw it, also after a patrol stop change replaced `analytics`."""
         self._last_image_at = 0.0
+        self._result_at = 0.0
+        """Monotonic time of the frame `last_result` belongs to."""
         self._last_seq = 0
         self._started_at = time.monotonic()
         self._last_analysed_at: float | None = None
@@ -171,6 +174,7 @@ class CameraWorker:
             messages += self.patrol_fault.close(t, now)
         if self.analytics is not None:
             messages += self.analytics.close_all(t, now)
+        self.counting.save(self.analytics)  # the next start counts from it (gateway.calibration.kept)
         return messages
 
     def workers(self) -> Workers:
@@ -229,6 +233,7 @@ class CameraWorker:
         with self._lock:
             self.last_result, self._last_image, self._last_image_at = result, masked, frame.received_at
             self._last_view = analytics
+            self._result_at = frame.received_at
             self._remember(frame.received_at, masked, result, analytics)
         return messages + result.events
 
@@ -397,6 +402,24 @@ class CameraWorker:
             analysis_error=self.failures.last_error if self.failures.failing else None,
             counting_failure=self.counting.failure,
         )
+
+    def live_counts(self) -> CameraCounts | None:
+        """What the camera counts now: its last analysed frame's counts, per zone, and from what
+        (the API's cameras, the retained MQTT counts); None before the first analysed frame."""
+        with self._lock:
+            result, result_at, analytics = self.last_result, self._result_at, self.analytics
+        if result is None or analytics is None:
+            return None
+        age = time.monotonic() - result_at
+        idle = time.monotonic() - (self._last_analysed_at or result_at)
+        names = {zone.id: zone.name or zone.id for zone in self.camera.zones}
+        zones = [ZoneCount(zone_id, names.get(zone_id, zone_id), count, result.zone_sources.get(zone_id, "detector"))
+                 for zone_id, count in result.zone_counts.items()]
+        return CameraCounts(
+            count=result.persons, source=result.count_source, detected=result.detected, estimated=result.estimated,
+            mode=self.counting.mode if self.counting.model is not None else "detector",
+            at=datetime.now(self.timezone) - timedelta(seconds=age), zones=zones,
+            stale=self.offline_watch.offline or idle > STALE_S)
 
     def recent_snapshot(self) -> Snapshot | None:
         """The annotated picture of the last analysed frame if it is recent (camera alarms show

@@ -5,7 +5,9 @@
       model: models/gate.json    # from `gateway calibrate count` or the page's 标注人数 tool
       person_height_px: [40, 140]  # optional: a standing person's height at the top and bottom row
 
-`model` defaults to the file the page's tool writes, `<data_dir>/counting/<camera id>.json`.
+`model` defaults to the file the page's tool writes, `<data_dir>/counting/<camera id>.json`;
+`mode`, when not written, is `auto` if there is a model (named here or fitted on the page),
+else `detector` (gateway.calibration.choice has the rules).
 `person_height_px` is the installer's perspective ramp, used by calibration when the camera
 has no ground-plane `calibration` and the detector sees too few people to measure it.
 `gateway check` reads the model file (gateway.checks, gateway.calibration.files): it must exist, be a counting model
@@ -28,7 +30,8 @@ class CountingSection(StrictModel):
     mode: Literal["detector", "model", "auto"] = Field(
         default="detector",
         description="detector: tracked detections; model: the counting model's estimate; auto: the "
-                    "estimate where the scene is dense, the detector where it is sparse.")
+                    "estimate where the scene is dense, the detector where it is sparse. Not written: auto "
+                    "when there is a model (named here, or fitted on the page), else detector.")
     model: Path | None = Field(default=None, description="Counting model file (JSON); relative to this file.")
     person_height_px: tuple[float, float] | None = Field(
         default=None, description="[top, bottom]: a standing person's height in pixels at the top and "

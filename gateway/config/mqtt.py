@@ -29,3 +29,6 @@ class MqttSection(StrictModel):
     heartbeat_s: float = Field(default=30, gt=0)
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     protocol: Literal["auto", "5", "3.1.1"] = "auto"
+    counts_every_s: float = Field(
+        default=5, ge=0.5, le=3600, description="Live counts (retained, cameras/<id>/counts) go out when they change, "
+                                                "at most this often per camera.")

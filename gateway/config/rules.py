@@ -30,6 +30,9 @@ class RuleUpdates(StrictModel):
     """When an open event sends `update` messages."""
 
     min_change: int = Field(default=2, ge=1, description="count changed by at least this much")
+    min_change_share: float = Field(
+        default=0.1, ge=0, le=1, description="and by at least this share of the count last sent (0.1: a tenth)")
+    settle_s: float = Field(default=3, ge=0, description="and stayed changed this long (noise never lasts)")
     every_s: float = Field(default=60, gt=0, description="or this long since the last message")
 
 

@@ -7,7 +7,7 @@ the resulting `AlertMessage`s.
 
 from gateway.events.lifecycle import AlertMessage, AlertPath, OpenEvent, UpdatePolicy
 from gateway.events.payload import TITLES_ZH, AlertSource, AlertSubject, Reading, build_payload, title_zh
-from gateway.events.schema import alert_errors, alert_schema, validate_alert
+from gateway.events.schema import alert_errors, alert_schema, validate_alert, validate_counts
 from gateway.events.snapshot import Evidence, Snapshot, take_snapshot
 
 __all__ = [
@@ -27,4 +27,5 @@ __all__ = [
     "take_snapshot",
     "title_zh",
     "validate_alert",
+    "validate_counts",
 ]

@@ -2,8 +2,9 @@
 
 The event id (uuid4) is made once and repeated in every message; seq counts the messages
 (1, 2, 3 ...), so the centre can order them and drop duplicates after a reconnect. Updates are
-rate-limited by the rule's policy: only when the count moved by `min_change` since the last
-message, or `every_s` passed (a heartbeat that the event is still going). A snapshot rides on
+rate-limited by the rule's policy: only when the count moved meaningfully since the last message
+(`min_change` people, or `min_change_share` of the count when that is more, lasting `settle_s`:
+changes.py), or `every_s` passed (a heartbeat that the event is still going). A snapshot rides on
 the start and on updates where the peak rose, and nowhere else, to keep MQTT messages small.
 """
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from gateway.events.changes import ChangeGate, ChangeRule
 from gateway.events.payload import AlertSource, AlertSubject, Reading, Stamp, build_payload
 from gateway.events.snapshot import Snapshot
 
@@ -63,6 +65,12 @@ class AlertPath(Protocol):
 class UpdatePolicy:
     min_change: int = 2
     every_s: float = 60.0
+    min_change_share: float = 0.0
+    settle_s: float = 0.0
+
+    @property
+    def change(self) -> ChangeRule:
+        return ChangeRule(self.min_change, self.min_change_share, self.settle_s)
 
 
 class OpenEvent:
@@ -78,7 +86,7 @@ class OpenEvent:
         self.started_at = started_at
         self.peak_count = 0
         self._seq = 0
-        self._sent_count = 0
+        self._change = ChangeGate(policy.change)
         self._sent_peak = 0
         self._sent_t = 0.0
 
@@ -92,7 +100,7 @@ class OpenEvent:
         Split from `update` so that the common case, nothing to send, costs no payload work.
         """
         self.peak_count = max(self.peak_count, count)
-        moved = abs(count - self._sent_count) >= self.policy.min_change
+        moved = self._change.moved(count, t)
         return moved or t - self._sent_t >= self.policy.every_s
 
     def update(self, reading: Reading, t: float, now: datetime, snapshot: SnapshotSource) -> AlertMessage:
@@ -105,7 +113,7 @@ class OpenEvent:
 
     def _message(self, state, reading, t, now, snapshot, ended_at=None) -> AlertMessage:
         self._seq += 1
-        self._sent_count = reading.count or 0
+        self._change.reset(reading.count or 0)
         self._sent_peak = self.peak_count
         self._sent_t = t
         stamp = Stamp(self.event_id, self._seq, state, self.started_at, now, ended_at, self.peak_count)

@@ -29,6 +29,7 @@ from gateway.camera.timing import TimedDetector
 from gateway.camera.worker import CameraWorker
 from gateway.config.models import Camera, GatewayConfig
 from gateway.delivery.router import AlertRouter
+from gateway.events.counts import CameraCounts
 from gateway.evidence.store import ClipStore
 from gateway.evidence.worker import ClipWorker
 from gateway.sensors.alerts import LinkedEvidence
@@ -128,6 +129,11 @@ class LiveGateway:
         live video remuxes them), None when no such camera runs."""
         worker = self.camera_worker(camera_id)
         return worker.packets if worker is not None else None
+
+    def camera_counts(self, camera_id: str) -> CameraCounts | None:
+        """What one camera counts now (the retained MQTT counts; gateway.events.counts)."""
+        worker = self.camera_worker(camera_id)
+        return worker.live_counts() if worker is not None else None
 
     def live_counting(self, camera_id: str) -> LiveCounting | None:
         """A running camera's counting state, for the page's annotation tool (API threads)."""
@@ -280,6 +286,7 @@ def camera_status(worker: CameraWorker) -> CameraStatus:
         frame_size=status.frame_size, zones=zones, masks=masks, preset=worker.preset,
         patrol=status.patrol, tiles_per_frame=status.tiles_per_frame, inference_ms=status.inference_ms,
         source=reader.url, resolution=camera.resolution, coordinates=camera.coordinates,
+        counts=worker.live_counts(),
     )
 
 

@@ -13,10 +13,10 @@ Threads, and who owns what:
   api              the web API and page (uvicorn), reading the live view.
   sensors-<broker> one per site broker (gateway.sensors.input): sensor messages in.
   onvif            one asyncio loop for every ONVIF task: events listeners, PTZ patrols.
-  main             supervision once a second: camera_offline alerts, retained camera state,
-                   held alerts and the disk_full alert (gateway.delivery.router); every thread
-                   and task above is a `Worker` (gateway.workers): one that dies stops the
-                   systemd watchdog and turns /healthz to failing.
+  main             supervision once a second: camera_offline alerts, retained camera state and
+                   live counts, held alerts and the disk_full alert (gateway.delivery.router);
+                   every thread and task above is a `Worker` (gateway.workers): one that dies
+                   stops the systemd watchdog and turns /healthz to failing.
 Alerts take one path whatever raised them: the router (an `AlertPath`), which queues them in
 every output's durable outbox (nothing is sent that was not first queued), notes them in the
 case ledger, records them in the history the web page shows, and runs the reactions.
@@ -48,6 +48,7 @@ from gateway.delivery.ledger import CaseLedger
 from gateway.delivery.reactions import PtzLinkage
 from gateway.delivery.router import AlertRouter
 from gateway.events import AlertPath
+from gateway.events.counts import counts_payload
 from gateway.evidence.alerts import ClipEvidence, ClipRecords, LateRecords
 from gateway.evidence.clips import ClipPolicy, ClipRecorder
 from gateway.evidence.store import ClipStore
@@ -73,6 +74,14 @@ class CameraStatePublisher(Protocol):
     def set_camera_state(self, camera_id: str, state: dict) -> None: ...
 
 
+@runtime_checkable
+class CameraCountsPublisher(Protocol):
+    """An output that keeps each camera's live counts at the centre (MQTT: retained per camera,
+    taken when they changed and at a bounded rate: gateway.events.counts)."""
+
+    def set_camera_counts(self, camera_id: str, counts: dict) -> None: ...
+
+
 class GatewayService:
     def __init__(self, config: GatewayConfig):
         self.config = config
@@ -83,6 +92,7 @@ class GatewayService:
         self.api_server: ApiServer | None = None
         self._api_thread: threading.Thread | None = None
         self._state_publishers: list[CameraStatePublisher] = []
+        self._counts_publishers: list[CameraCountsPublisher] = []
         self._published_states: dict[str, tuple[str, float]] = {}
         self.clips: ClipEvidence | None = None
         """The alert path in front of the router: every camera alert gets its clip on the way."""
@@ -163,6 +173,7 @@ class GatewayService:
             outputs, history, gateway_id=settings.id, ledger=ledger, reactions=[PtzLinkage(self.live)],
             disk_watch=DiskFullWatch(settings), timezone=self.timezone, data_dir=settings.data_dir)
         self._state_publishers = [out.sink for out in outputs if isinstance(out.sink, CameraStatePublisher)]
+        self._counts_publishers = [out.sink for out in outputs if isinstance(out.sink, CameraCountsPublisher)]
         router.start()
         log.info("alerts go to %s", ", ".join(sink.name for sink in router.sinks))
         return router
@@ -308,7 +319,8 @@ class GatewayService:
     # ----------------------------------------------------------------- supervision
 
     def supervise(self) -> None:
-        """One supervision turn: offline alerts, retained camera state, held alerts, disk_full."""
+        """One supervision turn: offline alerts, retained camera state and live counts, held
+        alerts, disk_full."""
         now = time.monotonic()
         router = self._delivery()
         router.tick()
@@ -321,6 +333,11 @@ class GatewayService:
             self.alerts.route(worker.supervise())
             if self._state_publishers:
                 self._publish_camera_state(camera_id, worker, now)
+            counts = worker.live_counts() if self._counts_publishers else None
+            if counts is not None:
+                payload = counts_payload(self.config.gateway.id, camera_id, counts)
+                for publisher in self._counts_publishers:
+                    publisher.set_camera_counts(camera_id, payload)
 
     def _publish_camera_state(self, camera_id: str, worker: CameraWorker, now: float) -> None:
         status = worker.status()

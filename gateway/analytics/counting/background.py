@@ -4,11 +4,17 @@ A counting model reads the people off what differs from the empty scene, so the 
 must stay empty even when the scene is not: a crowd that stands for minutes, people sitting on
 a bench, a queue. The rules that keep it so:
 
-- It starts from the per-pixel median of `warmup_samples` frames taken `warmup_interval_s`
-  apart (about 1.5 minutes by default): a person must stand on the same spot in more than half
-  of them to enter it. Until then there is no background and no count (`observe` returns None),
-  never a zero. A recording can be warmed from its own footage (`warm_from`), which is how an
-  annotated first frame, which has no past, still gets a background.
+- It starts from `warmup_samples` frames taken `warmup_interval_s` apart (about 1.5 minutes by
+  default), by the rules of `bootstrap.py`: their per-pixel median (a person must stand on the
+  same spot in more than half of them to enter it), except where the detector's person boxes
+  cover a pixel in half of them or more: that is filled in from the floor around it. Until
+  then there is no background and no count (`observe` returns None), never a zero. A recording
+  can be warmed from its own footage (`warm_from`), which is how an annotated first frame,
+  which has no past, still gets a background.
+- Or it starts at once from a background known before (`start_from`: the one the camera kept
+  across a restart, or the empty scene its counting model was fitted against); the warm-up
+  samples then only check it, and replace it if the camera no longer sees that scene
+  (`StartCheck`, for the caller to log).
 - After that it creeps towards the picture (an approximate running median: each pixel moves
   by a fixed number of grey levels per second), very slowly where the scene is background,
   ten times slower where it sees something new, and not at all inside the detector's person
@@ -34,6 +40,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+
+from gateway.analytics.counting.bootstrap import MISMATCH_LIMIT, empty_scene, scene_mismatch
 
 GAIN_SAMPLE_STRIDE = 4
 """Every 4th row and column estimates the frame's gain: 1/16 of the pixels is plenty."""
@@ -111,6 +119,26 @@ class Change:
     edges: np.ndarray
 
 
+@dataclass(frozen=True, eq=False)
+class EmptyScene:
+    """A learnt background as it is kept (across a restart, in a model file): the grey levels
+    and each pixel's noise, float32 at the working size."""
+
+    background: np.ndarray
+    noise: np.ndarray
+
+
+@dataclass(frozen=True)
+class StartCheck:
+    """How a background known before (`origin`: "kept", "scene") fared against the warm-up
+    samples: `mismatch`, the share of the picture no sample confirmed; `replaced` when that was
+    over the limit and the samples' own scene took its place."""
+
+    origin: str
+    mismatch: float
+    replaced: bool
+
+
 class BackgroundModel:
     """One camera's background at the working size (H x W grey); see the module docstring.
 
@@ -125,7 +153,12 @@ class BackgroundModel:
         self.cell_px = cell_px
         self.background: np.ndarray | None = None
         self._samples: list[np.ndarray] = []
+        self._covered: list[np.ndarray] = []
         self._next_sample_t: float | None = None
+        self._checking: str | None = None
+        """The origin of a background known before, while the warm-up samples are still to check it."""
+        self.start_check: StartCheck | None = None
+        """The verdict on a background known before, once the warm-up has checked it."""
         self._noise = np.full((self.height, self.width), 4.0, np.float32)
         self._last_learnt: float | None = None
         self._open_kernel = np.ones((2, 2), np.uint8)
@@ -144,22 +177,61 @@ class BackgroundModel:
             return 0.0
         return (self.settings.warmup_samples - len(self._samples)) * self.settings.warmup_interval_s
 
-    def warm_from(self, frames: list[np.ndarray]) -> None:
-        """Start from the median of `frames` (working-size grey), e.g. taken from a recording."""
+    def warm_from(self, frames: list[np.ndarray], covered: list[np.ndarray] | None = None) -> None:
+        """Start from the empty scene behind `frames` (working-size grey), e.g. taken from a
+        recording; `covered`: per frame, the detector's person boxes (1 = a person), if known."""
         if not frames:
             raise ValueError("warming a background needs at least one frame")
-        self.background = np.median(np.stack(frames), axis=0).astype(np.float32)
-        self._samples = []
+        self.background = empty_scene(frames, covered)
+        self._samples, self._covered, self._checking = [], [], None
         self._derive()
 
-    def _collect(self, gray: np.ndarray, t: float) -> None:
+    def start_from(self, scene: EmptyScene, origin: str = "kept") -> None:
+        """Start at once from a background known before (working size); the next warm-up's
+        samples check it (`start_check`)."""
+        shape = (self.height, self.width)
+        if scene.background.shape != shape or scene.noise.shape != shape:
+            raise ValueError(f"a {scene.background.shape[1]}x{scene.background.shape[0]} background cannot start a "
+                             f"{self.width}x{self.height} one")
+        self.background = scene.background.astype(np.float32).copy()
+        self._noise = scene.noise.astype(np.float32).copy()
+        self._samples, self._covered, self._checking = [], [], origin
+        self._derive()
+
+    def check_with(self, frames: list[np.ndarray]) -> StartCheck:
+        """Check a background known before against `frames` at once (a replay has them ahead)."""
+        return self._check(frames, [])
+
+    def state(self) -> EmptyScene | None:
+        """The background and its noise to keep (copies); None while warming up."""
+        if self.background is None:
+            return None
+        return EmptyScene(self.background.copy(), self._noise.copy())
+
+    def _collect(self, gray: np.ndarray, t: float, protect: np.ndarray | None) -> None:
         if self._next_sample_t is not None and t < self._next_sample_t:
             return
         self._samples.append(gray.copy())
+        self._covered.append(protect.copy() if protect is not None else np.zeros(gray.shape, np.uint8))
         self._next_sample_t = t + self.settings.warmup_interval_s
-        if len(self._samples) >= self.settings.warmup_samples:
-            self.warm_from(self._samples)
+        if len(self._samples) < self.settings.warmup_samples:
+            return
+        if self._checking is not None:
+            self._check(self._samples, self._covered)
+        else:
+            self.warm_from(self._samples, self._covered)
             self._last_learnt = t
+
+    def _check(self, frames: list[np.ndarray], covered: list[np.ndarray]) -> StartCheck:
+        """Keep the background known before unless the frames no longer show its scene."""
+        assert self.background is not None
+        mismatch = scene_mismatch(self.background, frames)
+        check = StartCheck(self._checking or "kept", mismatch, mismatch > MISMATCH_LIMIT)
+        if check.replaced:
+            self.warm_from(frames, covered or None)
+        self._samples, self._covered, self._checking = [], [], None
+        self.start_check = check
+        return check
 
     # ----------------------------------------------------------------- per frame
 
@@ -169,8 +241,8 @@ class BackgroundModel:
         protect: uint8 mask (1 = a person the detector sees): never learnt.
         Returns None while warming up.
         """
-        if self.background is None:
-            self._collect(gray, t)
+        if self.background is None or self._checking is not None:
+            self._collect(gray, t, protect)
         if self.background is None or self._derived is None:
             return None
         derived = self._derived

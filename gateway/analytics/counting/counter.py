@@ -82,7 +82,8 @@ class CrowdCounter:
 
     def use_model(self, model: CountingModel) -> None:
         """Count with `model` from the next frame on. The background is kept when the model
-        learns it the same way, else it warms up again."""
+        learns it the same way, else it warms up again; a camera still warming up starts from
+        the empty scene the model was fitted against, if the model has one."""
         if tuple(model.frame_size) != self.frame_size:
             raise ModelFormatError(f"fitted on {model.frame_size[0]}x{model.frame_size[1]} frames, "
                                    f"the camera delivers {self.frame_size[0]}x{self.frame_size[1]}")
@@ -90,6 +91,9 @@ class CrowdCounter:
             self._settings = model.background
             self.extractor = FeatureExtractor(self.frame_size, self._settings)
             self.last_features = None
+        background = self.extractor.background
+        if model.scene is not None and not background.ready:
+            background.start_from(model.scene, origin="scene")
         self.model = model
         self._multipliers = model.cell_multipliers() * self._visible[..., None]
         heights = model.perspective.height_at(self.grid.row_centres())

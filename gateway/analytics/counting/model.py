@@ -9,7 +9,11 @@ or (h_ref/h)^2 by how the feature grows with a person's size, and `region_scale`
 shared weights per part of the picture (fitted on the annotated points, shrunk towards 1).
 
 The format (JSON, versioned) carries everything a camera needs to use it: the camera it was
-fitted for, the frame size, the perspective, the background settings and the training record.
+fitted for, the frame size, the perspective, the background settings, the training record and,
+optionally, the empty scene it was fitted against (`scene`: the small grey background picture
+and its per-pixel noise as 16-bit PNGs, base64), from which a camera that starts into a crowd
+counts at once (`background.BackgroundModel.start_from`) instead of learning the crowd as its
+floor.
 
 A model file may come from anywhere (copied between boxes, edited by hand), so `from_dict`
 checks all of it before a camera counts with it: every key of the right type and shape, every
@@ -19,12 +23,15 @@ number finite and within what a fitted model can hold, and what they multiply to
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 
-from gateway.analytics.counting.background import BackgroundSettings
+from gateway.analytics.counting.background import BackgroundSettings, EmptyScene
 from gateway.analytics.counting.features import CELL_PX, FEATURES, WEIGHTING, CellGrid, working_size
 from gateway.analytics.counting.perspective import Perspective
 
@@ -56,6 +63,8 @@ class CountingModel:
     """(region rows, region columns) factors; the regions split the grid evenly."""
     background: BackgroundSettings = field(default_factory=BackgroundSettings)
     training: dict[str, Any] = field(default_factory=dict)
+    scene: EmptyScene | None = field(default=None, repr=False, compare=False)
+    """The empty scene the model was fitted against (the grid's working size)."""
 
     @property
     def grid(self) -> CellGrid:
@@ -85,6 +94,7 @@ class CountingModel:
             "weights": [round(float(w), 9) for w in self.weights],
             "region_scale": np.round(self.region_scale, 4).tolist(),
             "training": self.training,
+            **({"scene": _scene_out(self.scene)} if self.scene is not None else {}),
         }
 
     @classmethod
@@ -127,7 +137,8 @@ class CountingModel:
         perspective = Perspective.from_dict(_map(data, "perspective", required=True))
         background = BackgroundSettings.from_dict(_map(data, "background"))
         training = _map(data, "training")
-        return cls(camera_id, frame_size, perspective, weights, scales, background, training)
+        scene = _scene_in(data.get("scene"), expected)
+        return cls(camera_id, frame_size, perspective, weights, scales, background, training, scene)
 
     def check_fits(self, camera_id: str, frame_size: tuple[int, int] | None) -> None:
         """Raise ModelFormatError if this model was fitted for another camera or frame size."""
@@ -155,6 +166,46 @@ def region_map(shape: tuple[int, int], scales: np.ndarray) -> np.ndarray:
     column_region = np.minimum(np.arange(columns) * region_columns // columns, region_columns - 1)
     with np.errstate(over="ignore"):
         return scales[row_region][:, column_region].astype(np.float32)
+
+
+SCENE_ENCODING = "png16+base64"
+SCENE_SCALES = {"background": 16.0, "noise": 4.0}
+"""16-bit PNGs hold grey levels in sixteenths and noise in quarters of a level: rounding to whole
+levels (8-bit) would cost counts (0.01 people of MAE on the mall clip); a scene is about 200 KB."""
+
+
+def _scene_out(scene: EmptyScene) -> dict[str, Any]:
+    out: dict[str, Any] = {"encoding": SCENE_ENCODING}
+    for name, scale in SCENE_SCALES.items():
+        values = np.clip(np.round(getattr(scene, name) * scale), 0, 65535).astype(np.uint16)
+        ok, png = cv2.imencode(".png", values)
+        if not ok:
+            raise ModelFormatError(f"the scene's {name} could not be encoded")
+        out[name] = base64.b64encode(png.tobytes()).decode("ascii")
+    return out
+
+
+def _scene_in(value: Any, working: tuple[int, int]) -> EmptyScene | None:
+    """The model's empty scene, None when the file has none."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or value.get("encoding") != SCENE_ENCODING:
+        raise ModelFormatError(f"'scene' must be {{\"encoding\": \"{SCENE_ENCODING}\", \"background\": ..., "
+                               f"\"noise\": ...}}")
+    pictures = {}
+    for name, scale in SCENE_SCALES.items():
+        try:
+            png = base64.b64decode(str(value.get(name) or ""), validate=True)
+        except (binascii.Error, ValueError):
+            raise ModelFormatError(f"'scene.{name}' is not base64") from None
+        picture = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED) if png else None
+        if picture is None or picture.dtype != np.uint16 or picture.ndim != 2:
+            raise ModelFormatError(f"'scene.{name}' is not a 16-bit grey PNG picture")
+        if picture.shape != (working[1], working[0]):
+            raise ModelFormatError(f"'scene.{name}' is {picture.shape[1]}x{picture.shape[0]}, the grid's working "
+                                   f"picture is {working[0]}x{working[1]}")
+        pictures[name] = picture.astype(np.float32) / scale
+    return EmptyScene(pictures["background"], pictures["noise"])
 
 
 def _text(data: dict, key: str) -> str:

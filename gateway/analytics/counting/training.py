@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.analytics.counting.background import BackgroundSettings
+from gateway.analytics.counting.background import BackgroundSettings, EmptyScene
 from gateway.analytics.counting.features import CellGrid
 from gateway.analytics.counting.model import CountingModel, feature_multipliers, region_map
 from gateway.analytics.counting.perspective import Perspective
@@ -75,8 +75,10 @@ class FitResult:
 
 def fit_model(frames: list[AnnotatedFrame], camera_id: str, frame_size: tuple[int, int],
               perspective: Perspective, background: BackgroundSettings | None = None,
-              folds: int = DEFAULT_FOLDS, training: dict[str, Any] | None = None) -> FitResult:
-    """Fit, cross-validate and describe a model (see the module docstring)."""
+              folds: int = DEFAULT_FOLDS, training: dict[str, Any] | None = None,
+              scene: EmptyScene | None = None) -> FitResult:
+    """Fit, cross-validate and describe a model (see the module docstring); `scene`: the empty
+    scene (background and noise) the features were taken against, kept with the model."""
     if len(frames) < MIN_FRAMES:
         raise TrainingError(f"need at least {MIN_FRAMES} annotated frames, got {len(frames)}")
     data = _Design(frames, CellGrid.for_frame(frame_size), perspective)
@@ -97,7 +99,7 @@ def fit_model(frames: list[AnnotatedFrame], camera_id: str, frame_size: tuple[in
         "cross_validation": validation.to_dict(),
     }
     model = CountingModel(camera_id, (int(frame_size[0]), int(frame_size[1])), perspective, weights,
-                          scales, background or BackgroundSettings(), record)
+                          scales, background or BackgroundSettings(), record, scene)
     return FitResult(model, validation)
 
 

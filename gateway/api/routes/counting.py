@@ -16,7 +16,7 @@ this module only maps it onto HTTP: its errors keep their status and message.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi import Path as PathParam
@@ -50,6 +50,9 @@ class ModelOut(BaseModel):
     fitted_at: str | None
     frames: int | None
     cross_validation: dict[str, float] | None
+    source: Literal["yaml", "page"] | None = Field(
+        description="yaml: the file the configuration names; page: fitted on the page, kept in data_dir.")
+    source_text: str = Field(description="e.g. 'fitted on the page 2026-05-01 10:00', 'named in the configuration'.")
 
 
 class CountingOut(BaseModel):
@@ -58,7 +61,8 @@ class CountingOut(BaseModel):
     active_mode: str = Field(description="How the camera counts now: detector, model or auto.")
     running: bool = Field(description="The camera keeps a counting background (for a model or for annotation).")
     warmup_left_s: float | None = Field(description="Seconds until the background is warm (0: ready).")
-    model: ModelOut | None
+    model: ModelOut | None = Field(description="The model the camera counts with now (null: the detector).")
+    model_after_restart: str = Field(description="How the camera will count after a restart, and with what.")
     detected: int | None = Field(description="The detector's count in the latest analysed frame.")
     estimated: float | None = Field(description="The model's estimate in the latest analysed frame.")
     snapshots: list[SnapshotOut]
@@ -81,7 +85,11 @@ class FitOut(BaseModel):
     latest: dict[str, Any] = Field(description="The latest annotated snapshot: annotated, detected, estimated.")
     model_path: str
     active_mode: str
-    yaml: str = Field(description="The camera's `counting:` line that keeps this model after a restart.")
+    yaml: str = Field(description="The camera's `counting:` line that pins this model in the configuration.")
+    kept: bool = Field(description="The camera counts with this model after a restart too, without editing the "
+                                   "configuration (false when the configuration names another model or says "
+                                   "mode: detector).")
+    kept_note: str = Field(description="What happens after a restart, in one sentence.")
 
 
 def studio(request: Request) -> CountingStudio:
@@ -155,4 +163,4 @@ async def fit(camera_id: CameraIdParam, request: Request) -> Any:
     report = await _call(request, lambda desk: desk.fit(camera_id))
     return FitOut(frames=report.frames, people=report.people, cross_validation=report.cross_validation,
                   latest=report.latest, model_path=str(report.model_path), active_mode=report.mode,
-                  yaml=report.yaml)
+                  yaml=report.yaml, kept=report.kept, kept_note=report.kept_note)

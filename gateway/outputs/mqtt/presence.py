@@ -1,9 +1,11 @@
 """The gateway's presence at the centre's broker: the retained `status` (online with the whole
-health, or offline as Last Will and on a clean stop) and each camera's retained state.
+health, or offline as Last Will and on a clean stop), and each camera's retained messages: its
+state (health) and its live counts (gateway.events.counts).
 
-Camera states are set from the supervisor's thread and published by the connection's thread, so
-they live here behind a lock: the latest state per camera, and which ones the broker has not
-seen yet (all of them again after a reconnect).
+Those are set from the supervisor's thread and published by the connection's thread, so they
+live here behind a lock: the latest message per topic, and which ones the broker has not seen
+yet (all of them again after a reconnect). Live counts are offered every second and taken only
+when they changed, at most every `counts_every_s` per camera (`gateway.events.counts.CountsThrottle`).
 """
 
 from __future__ import annotations
@@ -14,34 +16,45 @@ import threading
 import time
 from typing import Any
 
+from gateway.events.counts import CountsThrottle
 from gateway.outputs.mqtt.messages import iso_now
 from gateway.status import GatewayView
 
 log = logging.getLogger("gateway.outputs.mqtt")
 
 
-class CameraStates:
-    """The latest retained state of every camera, and which ones are still to publish."""
+class RetainedStates:
+    """The latest retained message of every topic, and which ones are still to publish."""
 
-    def __init__(self) -> None:
+    def __init__(self, counts_every_s: float = 5.0) -> None:
         self._lock = threading.Lock()
         self._states: dict[str, dict[str, Any]] = {}
         self._dirty: set[str] = set()
+        self._counts = CountsThrottle(counts_every_s)
 
-    def set(self, camera_id: str, state: dict[str, Any]) -> None:
+    def set(self, topic: str, payload: dict[str, Any]) -> None:
         with self._lock:
-            self._states[camera_id] = {"camera_id": camera_id, **state}
-            self._dirty.add(camera_id)
+            self._states[topic] = payload
+            self._dirty.add(topic)
+
+    def offer_counts(self, topic: str, payload: dict[str, Any], now: float) -> bool:
+        """Take a camera's live counts if they are due (changed, and the interval passed)."""
+        with self._lock:
+            if not self._counts.due(topic, payload, now):
+                return False
+            self._states[topic] = payload
+            self._dirty.add(topic)
+            return True
 
     def unsent(self) -> list[tuple[str, dict[str, Any]]]:
         with self._lock:
-            return [(camera_id, self._states[camera_id]) for camera_id in self._dirty]
+            return [(topic, self._states[topic]) for topic in self._dirty]
 
-    def sent(self, camera_id: str, state: dict[str, Any]) -> None:
-        """`state` reached the broker (unless a newer one was set meanwhile)."""
+    def sent(self, topic: str, payload: dict[str, Any]) -> None:
+        """`payload` reached the broker (unless a newer one was set meanwhile)."""
         with self._lock:
-            if self._states.get(camera_id) is state:
-                self._dirty.discard(camera_id)
+            if self._states.get(topic) is payload:
+                self._dirty.discard(topic)
 
     def resend_all(self) -> None:
         """A new connection: the broker may have lost what it had."""

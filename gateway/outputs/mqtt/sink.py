@@ -6,10 +6,9 @@ itself (paho's external-loop API: `socket()`, `loop_read()`, `loop_write()`, `lo
 our own `select`). Every paho callback therefore runs in that thread, so `publish()` → mid
 bookkeeping → PUBACK handling needs no locks and cannot race (paho warns that with `loop_start()`
 a PUBACK may be handled before `publish()` has returned its mid). Other threads talk to it only
-through the outbox, a wake-up socket, and small locked holders (camera states, snapshot replies).
-The rest lives beside it, pure: the QoS 1 window (window.py), presence (presence.py), what the
-centre's messages mean (inbound.py; parsing in messages.py), the topic tree (topics.py) and the
-connection's words (connection.py).
+through the outbox, a wake-up socket, and small locked holders (camera states and counts, replies).
+The rest lives beside it, pure: the QoS 1 window (window.py), presence (presence.py), the centre's
+messages (inbound.py, messages.py), the topic tree (topics.py), the connection's words (connection.py).
 
 Delivery (DESIGN §4): alerts are read from the outbox in row order and published QoS 1 within the
 window; a row is deleted only when its PUBACK arrives with a success reason code. Each connection
@@ -29,6 +28,7 @@ state is logged once, saying what happens next; a failure that persists is repea
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import select
 import socket
@@ -53,7 +53,7 @@ from gateway.delivery.outbox import NewMessage, Outbox, OutboxMessage
 from gateway.outputs.mqtt import connection
 from gateway.outputs.mqtt.inbound import CaseLoop, CentreInbound, TakeSnapshot
 from gateway.outputs.mqtt.messages import SnapshotLimits, iso_now, page_ack_notice
-from gateway.outputs.mqtt.presence import CameraStates, offline_status, online_status
+from gateway.outputs.mqtt.presence import RetainedStates, offline_status, online_status
 from gateway.outputs.mqtt.remote_look import RemoteLook, Replies, json_bytes
 from gateway.outputs.mqtt.topics import Topics
 from gateway.outputs.mqtt.window import InflightWindow
@@ -129,7 +129,7 @@ class MqttSink:
 
         # Shared with other threads (guarded by _lock).
         self._lock = threading.Lock()
-        self._cameras = CameraStates()
+        self._retained = RetainedStates(settings.counts_every_s)
         self._replies = Replies()
         self._remote_look = RemoteLook(self.inbound, view, self._replies, wake=self.notify)
         self._latency = LatencyWindow()
@@ -194,16 +194,18 @@ class MqttSink:
 
     def notify(self) -> None:
         """Wake the publisher thread (something was queued). Safe from any thread."""
-        try:
+        with contextlib.suppress(BlockingIOError, OSError):
             self._wake_w.send(b"\0")
-        except (BlockingIOError, OSError):
-            pass
 
     def set_camera_state(self, camera_id: str, state: dict[str, Any]) -> None:
         """Publish (retained) the state of one camera now, and again after every reconnect."""
-        self.topics.camera_state(camera_id)  # rejects ids that cannot be a topic level
-        self._cameras.set(camera_id, state)
+        self._retained.set(self.topics.camera_state(camera_id), {"camera_id": camera_id, **state})
         self.notify()
+
+    def set_camera_counts(self, camera_id: str, counts: dict[str, Any]) -> None:
+        """Publish (retained) a camera's live counts if they changed, at most every `counts_every_s`."""
+        if self._retained.offer_counts(self.topics.camera_counts(camera_id), counts, time.monotonic()):
+            self.notify()
 
     @property
     def connected(self) -> bool:
@@ -433,7 +435,7 @@ class MqttSink:
         assert self._client is not None  # only the current client's CONNACK is handled
         self._client.subscribe([(topic, 1) for topic in self._subscriptions])
         self._next_heartbeat = 0.0
-        self._cameras.resend_all()
+        self._retained.resend_all()
         with self._lock:
             if self._stats["connect_failures"] or self._down_since is not None:
                 self._stats["reconnects"] += 1
@@ -506,7 +508,7 @@ class MqttSink:
         self._send_alerts()
         if self._client is None:
             return
-        self._send_camera_states()
+        self._send_retained()
         self._send_replies()
         if time.monotonic() >= self._next_heartbeat:
             sent = self._publish_status()
@@ -538,11 +540,11 @@ class MqttSink:
         self._window.sent_other(info.mid)
         return True
 
-    def _send_camera_states(self) -> None:
-        for camera_id, state in self._cameras.unsent():
-            if not self._publish_other(self.topics.camera_state(camera_id), json_bytes(state), retain=True):
+    def _send_retained(self) -> None:
+        for topic, payload in self._retained.unsent():
+            if not self._publish_other(topic, json_bytes(payload), retain=True):
                 return
-            self._cameras.sent(camera_id, state)
+            self._retained.sent(topic, payload)
 
     def _send_replies(self) -> None:
         while self._client is not None and self._window.slot_free():
@@ -581,8 +583,8 @@ class MqttSink:
             self._drop_client("stopped")
             return
         deadline = time.monotonic() + self._flush_s
-        while (self._window or self._cameras.unsent()) and self._state == "connected" and time.monotonic() < deadline:
-            self._send_camera_states()
+        while (self._window or self._retained.unsent()) and self._state == "connected" and time.monotonic() < deadline:
+            self._send_retained()
             self._service_io(0.05)
             self._handle_events()
         client = self._client

@@ -10,6 +10,7 @@ Every topic the gateway uses is built here, so the layout lives in one place:
     {prefix}/{gateway_id}/acks                        a duty officer acknowledged on the gateway's page
     {prefix}/{gateway_id}/cases                       the centre's case progress for an alert
     {prefix}/{gateway_id}/cameras/{camera_id}/state   retained camera health
+    {prefix}/{gateway_id}/cameras/{camera_id}/counts  retained live counts (gw.counts/1)
     {prefix}/{gateway_id}/cmd/snapshot                remote look request
     {prefix}/{gateway_id}/replies/...                 where remote-look replies may go (see below)
 
@@ -100,6 +101,9 @@ class Topics:
 
     def camera_state(self, camera_id: str) -> str:
         return f"{self.base}/cameras/{check_level('camera id', camera_id)}/state"
+
+    def camera_counts(self, camera_id: str) -> str:
+        return f"{self.base}/cameras/{check_level('camera id', camera_id)}/counts"
 
 
 def reply_topic_problem(topic: object, allowed_prefixes: Sequence[str]) -> str | None:
