@@ -42,7 +42,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SECRETS = (PASSWORD, "plain-gate-pass", TOKEN)
 GET_ROUTES = ["/readyz", "/metrics", "/openapi.json", "/docs", "/api/info", "/api/cameras", "/api/cameras/gate",
               "/api/cameras/gate/snapshot.jpg", "/api/events", "/static/app.js", "/favicon.ico",
-              f"/api/events/{uuid.uuid4()}", f"/api/events/{uuid.uuid4()}/snapshot.jpg", "/api/events/stream"]
+              "/api/events/7be34d09-609b-4354-921c-fa34abfd3429", "/api/events/9f56760d-4eed-4e18-a513-52153198407b/snapshot.jpg", "/api/events/stream"]
 
 
 @pytest.fixture(scope="module")

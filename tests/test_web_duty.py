@@ -115,8 +115,8 @@ def test_acknowledging_asks_the_name_once_and_carries_a_case_number_and_a_note(b
     page.fill("#ack-case", "GD-2024-0100")
     page.fill("#ack-note", "已通知网格员\n<b>到场处置</b>")
     page.click("#ack-send")
-    card.locator(".acked").wait_for(timeout=PATIENCE_MS)
-    assert dialog.is_hidden()
+    card.locator(".acked").wait_for(timeout=PATIENCE_MS)  # the stream may show it before the POST returns
+    dialog.wait_for(state="hidden", timeout=PATIENCE_MS)  # ... and the form closes when the POST returns
     record = site.ledger.ack_for(first[0].event_id)
     assert (record.by, record.case_id, record.note) == ("值班员乙", "GD-2024-0100", "已通知网格员\n<b>到场处置</b>")
     shown = card.locator(".acked").inner_text()
