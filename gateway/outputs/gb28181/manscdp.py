@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
+from gateway.status import RecordClip
+
 CONTENT_TYPE = "Application/MANSCDP+xml"
 ENCODING = "GB2312"
 UDP_BODY_LIMIT = 1000
@@ -182,19 +184,7 @@ def config_download_response(device_id: str, sn: int, *, name: str, expiration: 
         "</BasicParam>"])
 
 
-@dataclass(frozen=True)
-class Record:
-    """One recording as a RecordInfo item (times local, 'YYYY-MM-DDTHH:MM:SS')."""
-
-    start: str
-    end: str
-    name: str = ""
-    path: str = ""
-    size_bytes: int | None = None
-    kind: str = "alarm"
-
-
-def record_info_responses(channel_id: str, sn: int, name: str, records: Sequence[Record],
+def record_info_responses(channel_id: str, sn: int, name: str, records: Sequence[RecordClip],
                           limit: int = UDP_BODY_LIMIT) -> list[bytes]:
     """RecordInfo (A.2.6.10): SumNum = all records, split like the catalogue (RecordList Num
     = this part's items); no records: one answer with SumNum 0, which is what ends the

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from gateway.outputs.gb28181 import manscdp
 from gateway.outputs.gb28181.actions import CameraJob, DeviceSettings
-from gateway.outputs.gb28181.manscdp import Channel, Record
+from gateway.outputs.gb28181.manscdp import Channel
 from gateway.outputs.gb28181.ptzcmd import PtzCmdError, decode
 from gateway.status import PresetInfo, RecordClip
 
@@ -93,7 +93,7 @@ def job_answer(job: CameraJob, result: object, error: str | None) -> Reply:
             f"no presets of camera {job.camera_id}: {error}"
         return Reply([manscdp.preset_query_response(job.channel_id, job.sn, numbered)], note=note)
     clips = result if error is None and isinstance(result, list) else []
-    records = [Record(c.start, c.end, c.name, c.path, c.size_bytes, c.kind) for c in clips if isinstance(c, RecordClip)]
+    records = [clip for clip in clips if isinstance(clip, RecordClip)]
     note = f"{len(records)} recording(s) of camera {job.camera_id}" if error is None else \
         f"no recordings of camera {job.camera_id}: {error}"
     return Reply(manscdp.record_info_responses(job.channel_id, job.sn, job.name, records), note=note)
