@@ -19,6 +19,7 @@ A camera that patrols presets counts with the detector (a model needs a fixed vi
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -29,6 +30,8 @@ from gateway.config.counting import default_model_path
 from gateway.config.models import Camera, GatewayConfig
 
 log = logging.getLogger(__name__)
+
+FITTED_AT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")
 
 Origin = Literal["yaml", "page"]
 
@@ -107,8 +110,9 @@ def describe_origin(origin: Origin | None, model: CountingModel | None) -> str:
     if origin == "yaml":
         return "named in the configuration"
     if origin == "page":
-        fitted = str((model.training if model else {}).get("fitted_at") or "")
-        return f"fitted on the page {fitted[:16].replace('T', ' ')}".rstrip()
+        fitted = str((model.training if model else {}).get("fitted_at") or "")[:16]
+        shown = fitted.replace("T", " ") if FITTED_AT.fullmatch(fitted) else ""  # a file's text, shown only if a time
+        return f"fitted on the page {shown}".rstrip()
     return "no model"
 
 
