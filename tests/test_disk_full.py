@@ -134,6 +134,31 @@ def test_a_full_disk_gives_up_evidence_pictures_before_alerts(
     assert "deleted the evidence pictures of the oldest events" in worker.log()
 
 
+def test_a_full_disk_gives_up_evidence_clips_first_then_pictures(
+        tmp_path: Path, disk: SmallDisk, mosquitto: Mosquitto, subscriber_factory) -> None:
+    """The full-disk order of `gateway run`: the oldest clips go first, then the oldest pictures,
+    before an alert has to wait in memory."""
+    centre = subscriber_factory(mosquitto.port, [f"gw/{GW}/events/#"])
+    worker = Worker(disk, mosquitto.port, tmp_path / "worker.log", clips=1)
+    try:
+        worker.until(lambda s: s["connected"], 30, "the MQTT output to connect")
+        worker.ask("emit 4 picture")
+        assert centre.wait_for(lambda m: len(alerts_on(centre)) >= 4, 30)
+        before = worker.ask("state")
+        disk.fill()
+        late = worker.ask("emit 2 picture")["event_ids"]
+        after = worker.until(lambda s: s["held"] == 0, 30, "the alerts to be written")
+        assert centre.wait_for(lambda m: {a["event_id"] for a in alerts_on(centre)} >= set(late), 60)
+    finally:
+        worker.stop()
+    assert len(before["clips"]) == 1 and len(before["pictures"]) == 4 and not before["disk_full"], before
+    assert after["clips"] == [], after  # the clip went first ...
+    log = worker.log()
+    clips_at = log.index("deleted the oldest evidence clips")
+    assert clips_at < log.find("deleted the evidence pictures") or "deleted the evidence pictures" not in log
+    assert set(late) <= {a["event_id"] for a in alerts_on(centre)}
+
+
 def test_the_gateway_never_fills_a_small_disk_by_itself(
         tmp_path: Path, disk: SmallDisk, mosquitto: Mosquitto, subscriber_factory) -> None:
     """Many alerts, one at a time, all delivered: the files' WALs are checkpointed and kept small,
