@@ -106,6 +106,13 @@ def alerts_on(sub, topic: str = "") -> list[dict]:
     return list(unique.values())
 
 
+def delivered(state: dict) -> bool:
+    """Every alert sent so far has been acknowledged and deleted from the outbox. Until then a
+    late delete could hand the WAL's space back to a disk the test has just filled (the
+    outbox's Transaction does so on a nearly full disk), and the room would come from there."""
+    return state["connected"] and state["queued"] == 0
+
+
 def test_a_full_disk_gives_up_evidence_pictures_before_alerts(
         tmp_path: Path, disk: SmallDisk, mosquitto: Mosquitto, subscriber_factory) -> None:
     centre = subscriber_factory(mosquitto.port, [f"gw/{GW}/events/#"])
@@ -114,7 +121,7 @@ def test_a_full_disk_gives_up_evidence_pictures_before_alerts(
         worker.until(lambda s: s["connected"], 30, "the MQTT output to connect")
         early = worker.ask("emit 4 picture")["event_ids"]
         assert centre.wait_for(lambda m: len(m) >= 4, 30)
-        before = worker.ask("state")
+        before = worker.until(delivered, 30, "the delivered alerts to leave the outbox")
         assert len(before["pictures"]) == 4
 
         mosquitto.stop()  # the new alerts stay queued: where they are queued is what this test checks
@@ -144,10 +151,12 @@ def test_a_full_disk_gives_up_evidence_clips_first_then_pictures(
         worker.until(lambda s: s["connected"], 30, "the MQTT output to connect")
         worker.ask("emit 4 picture")
         assert centre.wait_for(lambda m: len(alerts_on(centre)) >= 4, 30)
-        before = worker.ask("state")
+        before = worker.until(delivered, 30, "the delivered alerts to leave the outbox")
+        mosquitto.stop()  # the new alerts must be written, not just sent: that is what needs room
         disk.fill()
         late = worker.ask("emit 2 picture")["event_ids"]
         after = worker.until(lambda s: s["held"] == 0, 30, "the alerts to be written")
+        mosquitto.start()
         assert centre.wait_for(lambda m: {a["event_id"] for a in alerts_on(centre)} >= set(late), 60)
     finally:
         worker.stop()

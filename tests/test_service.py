@@ -20,18 +20,20 @@ import pytest
 
 from conftest import REPO, VTEST, YOLOX_NANO
 from gateway.events import validate_alert
-from mqtt_broker import Mosquitto, Subscriber, mosquitto, subscriber_factory  # noqa: F401  (fixtures)
+from mqtt_broker import Mosquitto, Subscriber, free_port, mosquitto, subscriber_factory  # noqa: F401  (fixtures)
 from rtsp_fixtures import RtspServer, transcode_h264
 from waiting import PATIENCE_S
 
 GATEWAY = [sys.executable, "-m", "gateway"]
 
 
-def write_config(path: Path, broker_port: int, cameras: str, data_dir: Path) -> Path:
+def write_config(path: Path, broker_port: int, cameras: str, data_dir: Path, api_port: int | None = None) -> Path:
+    """A site file; its API on a free port (8080, the default, is the demo's)."""
     path.write_text(textwrap.dedent(f"""\
         gateway: {{id: gw-test, name: 测试网关, timezone: Asia/Shanghai, data_dir: {data_dir}}}
         detector: {{model: {YOLOX_NANO}, threads: 1}}
         mqtt: {{host: 127.0.0.1, port: {broker_port}, heartbeat_s: 1}}
+        api: {{port: {api_port or free_port()}}}
         cameras:
         """) + textwrap.indent(cameras, "  "), encoding="utf-8")
     return path
@@ -247,12 +249,13 @@ def test_sighup_adds_and_removes_a_camera_and_rejects_a_bad_file(
     sub = subscriber_factory(mosquitto.port, ["gw/gw-test/status"])
     path = tmp_path / "site.yaml"
     data = tmp_path / "data"
-    write_config(path, mosquitto.port, file_camera("cam1"), data)
+    api_port = free_port()
+    write_config(path, mosquitto.port, file_camera("cam1"), data, api_port)
     gateway = start_gateway(path)
     wait_until(lambda: (camera_health(sub, "cam1") or {}).get("frames_decoded", 0) > 0, 30,
                "cam1 decoding", gateway)
 
-    write_config(path, mosquitto.port, file_camera("cam1") + file_camera("cam2"), data)
+    write_config(path, mosquitto.port, file_camera("cam1") + file_camera("cam2"), data, api_port)
     before = camera_health(sub, "cam1")
     gateway.signal(signal.SIGHUP)
     wait_until(lambda: (camera_health(sub, "cam2") or {}).get("frames_decoded", 0) > 0, 30,
@@ -261,7 +264,7 @@ def test_sighup_adds_and_removes_a_camera_and_rejects_a_bad_file(
     assert after["frames_decoded"] > before["frames_decoded"]
     assert after["reconnects"] == before["reconnects"] == 0, "cam1 was restarted by the reload"
 
-    write_config(path, mosquitto.port, file_camera("cam1"), data)
+    write_config(path, mosquitto.port, file_camera("cam1"), data, api_port)
     gateway.signal(signal.SIGHUP)
     wait_until(lambda: "cam2" not in heartbeats(sub)[-1].get("cameras", {}), PATIENCE_S, "cam2 removed", gateway)
 

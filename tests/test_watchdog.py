@@ -48,6 +48,7 @@ def test_watchdog_stops_being_fed_when_a_camera_reader_dies(tmp_path: Path, capl
         gateway: {{id: gw-watchdog, data_dir: {tmp_path / 'data'}}}
         detector: {{model: {YOLOX_NANO}, threads: 1}}
         mqtt: {{port: {free_port()}}}     # no broker: the gateway must run anyway
+        api: {{port: {free_port()}}}
         cameras:
           - {{id: cam1, source: {{file: {VTEST}}}, fps: 2, decode: all}}
         """))
