@@ -78,7 +78,10 @@ class Receiver:
                     return
                 receiver._released.wait(60)
                 status = receiver.status
-                headers = {key.lower(): value for key, value in self.headers.items()}
+                # Recorded before the answer goes out: once the client has it, it may send the next
+                # alert at once, on a connection another thread serves, and that one must not be
+                # recorded first.
+                receiver._record(Request(self.path, {k.lower(): v for k, v in self.headers.items()}, body, status))
                 self.send_response(status)
                 reply = b'{"ok":true}' if 200 <= status < 300 else b'{"error":"try later"}'
                 self.send_header("Content-Type", "application/json")
@@ -88,7 +91,6 @@ class Receiver:
                     self.wfile.write(reply)
                 except OSError:  # the client gave up (its timeout); it will retry
                     pass
-                receiver._record(Request(self.path, headers, body, status))
 
             def log_message(self, *_args: Any) -> None:
                 pass

@@ -156,11 +156,6 @@ def ptz_device(rtsp_port: int, **knobs) -> FakeOnvifDevice:
     return FakeOnvifDevice(profiles=profiles, presets=NUMBERED, rtsp_port=rtsp_port, **knobs)
 
 
-def with_api(config: Path, port: int) -> Path:
-    config.write_text(config.read_text(encoding="utf-8") + f"api: {{port: {port}}}\n", encoding="utf-8")
-    return config
-
-
 def http_get(port: int, path: str) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
         return response.read().decode()
@@ -196,8 +191,7 @@ def test_patrol_with_refused_credentials_raises_patrol_fault_then_recovers(
     - {preset: 1, dwell_s: 4, settle_s: 0.5, zones: [gate]}
     - {preset: "2", dwell_s: 4, settle_s: 0.5, zones: [square]}
 """, patrol_fault_after_s=2)
-        config = with_api(write_config(tmp_path / "site.yaml", mosquitto.port, camera, tmp_path / "data"),
-                          api_port)
+        config = write_config(tmp_path / "site.yaml", mosquitto.port, camera, tmp_path / "data", api_port)
         gateway = start_gateway(config)
 
         wait_until(lambda: of_type(sub, "patrol_fault", "start"), 40, "a patrol_fault alert", gateway)
@@ -280,8 +274,8 @@ def test_open_events_end_at_a_stop_change_while_the_camera_sends_no_frames(
     - {preset: "1", dwell_s: 25, settle_s: 0.5, zones: [gate]}
     - {preset: "2", dwell_s: 25, settle_s: 0.5, zones: [square]}
 """, clear_s=600)  # only a view change (or the stop) can end an event here
-            gateway = start_gateway(with_api(write_config(tmp_path / "site.yaml", mosquitto.port, camera,
-                                                          tmp_path / "data"), api_port))
+            gateway = start_gateway(write_config(tmp_path / "site.yaml", mosquitto.port, camera,
+                                                 tmp_path / "data", api_port))
 
             def first_stop_starts() -> list[dict]:
                 return [a for a in with_preset(sub) if a["state"] == "start" and a["details"]["patrol_stop"] == 0]
@@ -348,8 +342,8 @@ def test_a_camera_alarm_while_the_patrol_moves_carries_the_last_analysed_picture
     - {preset: "1", dwell_s: 3, settle_s: 0, zones: [gate]}
     - {preset: Nowhere, dwell_s: 600, settle_s: 0, zones: [square]}
 """, patrol_fault_after_s=600)  # the camera never gets to the second stop: it stays on its way
-        config = write_config(tmp_path / "site.yaml", mosquitto.port, camera, tmp_path / "data")
-        gateway = start_gateway(with_api(config, api_port))
+        gateway = start_gateway(write_config(tmp_path / "site.yaml", mosquitto.port, camera, tmp_path / "data",
+                                             api_port))
         wait_until(lambda: with_preset(sub), PATIENCE_S, "the first stop analysed", gateway)
         wait_until(lambda: (api_patrol(api_port) or {}).get("stop") == 1, PATIENCE_S, "on the way to stop 1", gateway)
         assert api_patrol(api_port)["state"] in ("moving", "failing")
@@ -407,7 +401,7 @@ def test_the_watchdog_notices_a_dead_patrol_task(tmp_path: Path, mosquitto: Mosq
         config = write_config(tmp_path / "site.yaml", mosquitto.port, patrol_camera(device, """\
     - {preset: "1", dwell_s: 600, settle_s: 0}
 """), tmp_path / "data")
-        service = GatewayService(load_config(with_api(config, free_port())))
+        service = GatewayService(load_config(config))
         service.start()
         try:
             worker = service.scheduler.workers()[0]

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import VTEST, YOLOX_NANO
 from gateway.events import validate_alert
-from mqtt_broker import Mosquitto, Subscriber, mosquitto, subscriber_factory  # noqa: F401  (fixtures)
+from mqtt_broker import Mosquitto, Subscriber, free_port, mosquitto, subscriber_factory  # noqa: F401  (fixtures)
 from onvif_device import FakeOnvifDevice, FakePreset, FakeProfile
 from test_service import alerts, camera_health, start_gateway, wait_until  # noqa: F401
 from test_service_onvif import onvif_camera, rtsp_server  # noqa: F401  (fixture)
@@ -31,6 +31,7 @@ def write_config(path: Path, centre: Mosquitto, site: Mosquitto, data: Path) -> 
         gateway: {{id: gw-test, timezone: Asia/Shanghai, data_dir: {data}}}
         detector: {{model: {YOLOX_NANO}, threads: 1}}
         mqtt: {{host: 127.0.0.1, port: {centre.port}, heartbeat_s: 1}}
+        api: {{port: {free_port()}}}
         sensor_brokers:
           site: {{host: 127.0.0.1, port: {site.port}}}
         cameras:
