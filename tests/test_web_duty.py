@@ -132,6 +132,7 @@ def test_acknowledging_asks_the_name_once_and_carries_a_case_number_and_a_note(b
     page.fill("#ack-name", "值班员丙")  # and it can be changed
     page.click("#ack-send")
     card.locator(".acked").wait_for(timeout=PATIENCE_MS)
+    dialog.wait_for(state="hidden", timeout=PATIENCE_MS)  # the name is remembered when the POST returns
     record = site.ledger.ack_for(first[1].event_id)
     assert (record.by, record.case_id, record.note) == ("值班员丙", "", None)
     assert page.evaluate("() => localStorage.getItem('gw.officer')") == "值班员丙"
