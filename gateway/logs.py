@@ -15,6 +15,15 @@ import time
 from gateway.redaction import redact
 
 
+def human_duration(seconds: float) -> str:
+    """A span for a log line an operator reads: "45 s", "12 min", "6.0 h"."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

@@ -31,6 +31,7 @@ import numpy as np
 from gateway.analytics.counting import BackgroundSettings
 from gateway.analytics.counting.background import EmptyScene
 from gateway.calibration.files import write_atomically
+from gateway.logs import human_duration
 
 SAVE_EVERY_S = 300.0
 MAX_AGE_S = 6 * 3600.0
@@ -89,10 +90,10 @@ def load_kept(path: Path, camera_id: str, frame_size: tuple[int, int], settings:
     if kept.settings != settings:
         return None, f"{path} was learnt with other background settings (a new model); ignored"
     if age > max_age_s:
-        return None, f"{path} is {_duration(age)} old (at most {_duration(max_age_s)} is trusted); ignored"
+        return None, f"{path} is {human_duration(age)} old (at most {human_duration(max_age_s)} is trusted); ignored"
     if age < -60:
-        return None, f"{path} was saved {_duration(-age)} in the future (the clock moved back?); ignored"
-    return kept, f"{path}, kept {_duration(max(age, 0.0))} ago"
+        return None, f"{path} was saved {human_duration(-age)} in the future (the clock moved back?); ignored"
+    return kept, f"{path}, kept {human_duration(max(age, 0.0))} ago"
 
 
 def _settings_text(settings: BackgroundSettings) -> str:
@@ -104,11 +105,3 @@ def _settings_of(text: str) -> BackgroundSettings:
     if not isinstance(data, dict):
         raise ValueError("the background settings are not a JSON object")
     return BackgroundSettings.from_dict(data)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"

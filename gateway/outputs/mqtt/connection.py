@@ -97,11 +97,3 @@ def closed_before_accepting(settings: MqttSection, reason: str) -> str:
     hint = ("; if the broker requires a client certificate, set mqtt.tls.cert_file and key_file"
             if tls is not None and tls.cert_file is None else "")
     return f"closed the connection before accepting it ({reason}){hint}"
-
-
-def duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"

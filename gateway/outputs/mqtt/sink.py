@@ -50,6 +50,7 @@ from gateway.config.models import MqttSection
 from gateway.delivery.latency import LatencyWindow
 from gateway.delivery.ledger import AckRecord
 from gateway.delivery.outbox import NewMessage, Outbox, OutboxMessage
+from gateway.logs import human_duration
 from gateway.outputs.mqtt import connection
 from gateway.outputs.mqtt.inbound import CaseLoop, CentreInbound, TakeSnapshot
 from gateway.outputs.mqtt.messages import SnapshotLimits, iso_now, page_ack_notice
@@ -376,7 +377,7 @@ class MqttSink:
             self._down_since = now
         if key != self._failure_key or now - self._failure_logged_at >= REMIND_S:
             down = now - self._down_since
-            since = f" (down for {connection.duration(down)})" if down >= 1 else ""
+            since = f" (down for {human_duration(down)})" if down >= 1 else ""
             log.warning("MQTT broker %s: %s%s; retrying in %.1f s; %d alerts queued",
                         self.broker, reason, since, delay, self.outbox.depth())
             self._failure_key, self._failure_logged_at = key, now
@@ -439,8 +440,7 @@ class MqttSink:
         with self._lock:
             if self._stats["connect_failures"] or self._down_since is not None:
                 self._stats["reconnects"] += 1
-        outage = (f" after {connection.duration(time.monotonic() - self._down_since)} offline"
-                  if self._down_since else "")
+        outage = f" after {human_duration(time.monotonic() - self._down_since)} offline" if self._down_since else ""
         log.info("connected to MQTT broker %s as %s (MQTT %s, %s)%s; %d queued alerts to deliver",
                  self.broker, self.client_id, self._protocol_name,
                  "session resumed" if self._session_present else "new session", outage, self.outbox.depth())
