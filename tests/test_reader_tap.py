@@ -13,7 +13,7 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,28 +24,11 @@ from gateway.evidence.clips import ClipPolicy, ClipRecorder
 from gateway.evidence.store import ClipInfo, ClipStore
 from gateway.evidence.worker import ClipWorker
 from gateway.video.packets import EncodedPacket, PacketRing
-from gateway.video.reader import CameraReader
 
 pytest_plugins = ["rtsp_fixtures"]
 
+from test_reader import readers  # noqa: E402, F401 - the fixture: fast-retrying readers, stopped after the test
 from waiting import PATIENCE_S, wait_until  # noqa: E402
-
-FAST = dict(open_timeout_s=3, read_timeout_s=3, stall_s=3, backoff_initial_s=0.3, backoff_max_s=1.5)
-
-
-@pytest.fixture
-def readers() -> Iterator[Callable[..., CameraReader]]:
-    made: list[CameraReader] = []
-
-    def make(camera_id: str, url: str, **kwargs) -> CameraReader:
-        reader = CameraReader(camera_id, url, **(FAST | kwargs))
-        reader.start()
-        made.append(reader)
-        return reader
-
-    yield make
-    for reader in made:
-        reader.stop(timeout=PATIENCE_S)
 
 
 @pytest.fixture
