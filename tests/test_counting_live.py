@@ -37,6 +37,7 @@ from gateway.analytics.counting.features import FeatureExtractor
 from gateway.calibration.kept import KeptBackground, kept_path, save_kept
 from gateway.events import validate_counts
 from mqtt_broker import Mosquitto, Subscriber, free_port
+from test_counting_web import which_frame  # the snapshot as a frame of the clip
 from waiting import PATIENCE_S, wait_until
 
 MALL = SHARED / "data" / "mall-train"
@@ -64,15 +65,6 @@ def clip() -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
     points = json.loads((MALL / "points.json").read_text())
     heads = [np.asarray(points[f"seq_{k + 1:06d}.jpg"]).reshape(-1, 2) for k in range(len(small))]
     return np.stack(small).astype(np.float32), working, heads
-
-
-def which_frame(jpeg: bytes, frames: np.ndarray) -> int:
-    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
-    small = cv2.resize(image, (160, 120), interpolation=cv2.INTER_AREA).astype(np.float32)
-    differences = np.abs(frames - small).mean(axis=(1, 2))
-    best = int(np.argmin(differences))
-    assert differences[best] < 4.0, f"the snapshot matches no frame (the closest differs by {differences[best]:.1f})"
-    return best
 
 
 class Gateway:
