@@ -107,7 +107,9 @@ def test_a_clip_from_an_rtsp_camera_is_a_valid_h264_mp4(rtsp_server, readers, cl
     started = time.monotonic()
     assert recorder.start(event, started).status == "recording"
     recorder.end(event, started)
-    clip = wait_until(lambda: (c := store.get(event)) and c.finished and c, what="the clip finished")
+    # the store marks the clip finished first, then the writer tells its listener: wait for the listener
+    wait_until(lambda: clip_writer.finished, what="the clip writer reporting the clip finished")
+    clip = store.get(event)
     assert clip.status == "ready" and clip.codec == "h264" and clip_writer.finished == [clip]
     found = probe(store.path(event))
     assert (found.codec, found.width, found.height, found.first_key) == ("h264", 768, 576, True)
