@@ -93,16 +93,25 @@ class SmallDisk:
         stats = os.statvfs(self.outside())
         return stats.f_bavail * stats.f_frsize
 
-    def fill(self, name: str = "ballast") -> None:
-        """Take every free byte with a ballast file (tmpfs allocates whole pages)."""
+    def fill(self, name: str = "ballast", timeout: float = 30.0) -> None:
+        """Take every free byte with a ballast file (tmpfs allocates whole pages).
+
+        A gateway running on the disk may hand space back while the ballast grows (a delivered
+        outbox row deleted, a WAL checkpointed, an old clip pruned), so the ballast is topped up
+        until the disk is seen full, not written once.
+        """
+        deadline = time.monotonic() + timeout
         with open(self.outside(name), "ab", buffering=0) as ballast:
-            for chunk in (1 << 20, 1 << 16, 1 << 12, 1 << 9):
-                try:
-                    while True:
-                        ballast.write(b"\0" * chunk)
-                except OSError:
-                    continue
-        assert self.free_bytes() < 4096, f"{self.free_bytes()} bytes still free"
+            while True:
+                for chunk in (1 << 20, 1 << 16, 1 << 12, 1 << 9):
+                    try:
+                        while True:
+                            ballast.write(b"\0" * chunk)
+                    except OSError:
+                        continue
+                if self.free_bytes() < 4096:
+                    return
+                assert time.monotonic() < deadline, f"{self.free_bytes()} bytes still free after {timeout} s of filling"
 
     def free(self, name: str = "ballast") -> None:
         self.outside(name).unlink(missing_ok=True)
