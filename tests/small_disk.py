@@ -96,9 +96,9 @@ class SmallDisk:
     def fill(self, name: str = "ballast", timeout: float = 30.0) -> None:
         """Take every free byte with a ballast file (tmpfs allocates whole pages).
 
-        A gateway running on the disk may hand space back while the ballast grows (a delivered
-        outbox row deleted, a WAL checkpointed, an old clip pruned), so the ballast is topped up
-        until the disk is seen full, not written once.
+        A gateway running on the disk may hand space back while the ballast grows (its outbox's
+        WAL truncated once the queue empties, a half-written picture or clip removed after the
+        disk refused it), so the ballast is topped up until the disk is seen full, not written once.
         """
         deadline = time.monotonic() + timeout
         with open(self.outside(name), "ab", buffering=0) as ballast:
